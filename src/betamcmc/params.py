@@ -1,0 +1,253 @@
+"""params.yaml: the typed schema of every knob, and one-line validation errors.
+
+``load_params`` is called once at the start of every stage (and by ``betamcmc params check``).
+A mistake (unknown key, wrong type, value out of range) raises :class:`ParamsError` whose
+message is one line naming the file, the line, the key path and the bad value, e.g.::
+
+    params.yaml:14: pretrain.schedules.cyclical.cycles: must be >= 1 (got 0)
+
+Sections: ``seed``, ``device``, ``data``, ``tracking`` and one per stage family. A stage's own
+section lives in the module of that concept (e.g. ``betamcmc.vae.params``) and is imported
+here, so that adding a section is one import and one field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from betamcmc.errors import ParamsError
+
+DEFAULT_PARAMS_FILE = "params.yaml"
+
+
+class Section(BaseModel):
+    """Base for every params section: unknown keys are errors, no silent type coercion."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+# --------------------------------------------------------------------------- data
+class SplitParams(Section):
+    """Fractions carved out of a corpus that comes as a single file (or lacks a split)."""
+
+    valid: float = Field(0.1, gt=0.0, lt=1.0)
+    test: float = Field(0.1, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _leaves_train(self) -> SplitParams:
+        if self.valid + self.test >= 1.0:
+            raise ValueError(
+                f"valid + test must be < 1 so that a train split remains (got {self.valid + self.test:g})"
+            )
+        return self
+
+
+class SyntheticDialogParams(Section):
+    train: int = Field(800, ge=1)
+    valid: int = Field(100, ge=1)
+    test: int = Field(100, ge=1)
+    max_context: int = Field(3, ge=1, description="previous turns kept as context")
+
+
+class SyntheticParams(Section):
+    """Sizes of the embedded grammar corpus (sentences with topic/sentiment/length labels)."""
+
+    train: int = Field(3000, ge=1)
+    valid: int = Field(300, ge=1)
+    test: int = Field(300, ge=1)
+    dialogs: SyntheticDialogParams = SyntheticDialogParams()
+
+
+class DataParams(Section):
+    corpus: Literal["synthetic", "ptb", "yelp", "swda", "text"] = "synthetic"
+    path: str | None = Field(None, description="file or directory of a real corpus")
+    lowercase: bool = True
+    max_len: int = Field(40, ge=2, description="max tokens per sentence (excluding <bos>/<eos>)")
+    long_sentences: Literal["truncate", "filter"] = "truncate"
+    min_count: int = Field(1, ge=1, description="min train frequency to enter the vocabulary")
+    max_vocab: int = Field(20000, ge=5, description="max vocabulary size incl. special tokens")
+    split: SplitParams = SplitParams()
+    synthetic: SyntheticParams = SyntheticParams()
+
+    @model_validator(mode="after")
+    def _path_for_real_corpora(self) -> DataParams:
+        if self.corpus != "synthetic" and not self.path:
+            raise ValueError(f"path is required when corpus is '{self.corpus}'")
+        return self
+
+
+# --------------------------------------------------------------------------- tracking
+class TrackingParams(Section):
+    uri: str | None = Field(
+        None,
+        description="MLflow tracking URI; default sqlite:///<repo>/mlflow.db; "
+        "the MLFLOW_TRACKING_URI environment variable overrides both",
+    )
+    experiment: str = Field("betamcmc", min_length=1)
+
+
+# --------------------------------------------------------------------------- root
+class Params(Section):
+    seed: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data: DataParams = DataParams()
+    tracking: TrackingParams = TrackingParams()
+
+    def section(self, dotted: str) -> Any:
+        """Return the value at a dotted key path, e.g. ``pretrain.schedules.cyclical``."""
+        node: Any = self
+        for part in dotted.split("."):
+            node = node[part] if isinstance(node, dict) else getattr(node, part)
+        return node
+
+    def flat(self, keys: list[str] | tuple[str, ...] | None = None) -> dict[str, Any]:
+        """Flatten (the given key paths of) the params to ``{"section.key": value}``."""
+        dumped = self.model_dump(mode="json")
+        if keys:
+            dumped = {k: _get_dotted(dumped, k) for k in keys}
+        return _flatten(dumped)
+
+    def digest(self, keys: list[str] | tuple[str, ...] | None = None) -> str:
+        """A short stable hash of (the given key paths of) the params."""
+        blob = json.dumps(self.flat(keys), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _get_dotted(tree: dict[str, Any], dotted: str) -> Any:
+    node: Any = tree
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out if out or not prefix else {prefix[:-1]: "{}"}
+    return {prefix[:-1]: tree}
+
+
+# --------------------------------------------------------------------------- loading
+def load_params(path: str | Path = DEFAULT_PARAMS_FILE) -> Params:
+    """Read and validate a params file; raise :class:`ParamsError` with one clear line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: params file not found") from None
+    except UnicodeDecodeError as err:
+        raise ParamsError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    try:
+        raw = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ParamsError(f"{path}{line}: invalid YAML: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}:1: top level must be a mapping of sections (got {type(raw).__name__})")
+    return validate_params(raw, source=str(path), node=root)
+
+
+def validate_params(raw: dict[str, Any], source: str = "<params>", node: Any = None) -> Params:
+    """Validate an already-parsed params mapping (``node``: its YAML node tree, for line numbers)."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        keys, value_node = _resolve(raw, node, first["loc"])
+        line = value_node.start_mark.line + 1 if value_node is not None else None
+        where = f"{source}:{line}" if line is not None else source
+        key = ".".join(str(k) for k in keys) or "<root>"
+        raise ParamsError(f"{where}: {key}: {_describe(first)}") from None
+
+
+def _resolve(raw: Any, node: Any, loc: tuple[Any, ...]) -> tuple[list[Any], Any]:
+    """Map a pydantic error location onto the data's key path and the YAML node to cite.
+
+    Location parts that are not keys of the data (the tag of a discriminated union, e.g.
+    ``cyclical`` in ``schedules.x.cyclical.cycles``) are skipped; a missing key is reported at
+    its parent mapping. The node cited is the key's own node, so the line is the key's line.
+    """
+    keys: list[Any] = []
+    data, cite = raw, node
+    for i, part in enumerate(loc):
+        if isinstance(data, dict) and part in data:
+            key_node, value_node = _pair(node, part)
+            keys.append(part)
+            data, node = data[part], value_node
+            cite = key_node if key_node is not None else cite
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            keys.append(part)
+            data = data[part]
+            node = node.value[part] if isinstance(node, yaml.SequenceNode) else None
+            cite = node if node is not None else cite
+        elif i == len(loc) - 1:
+            keys.append(part)  # a missing key: cite the mapping that should hold it
+    return keys, cite
+
+
+def _pair(node: Any, key: Any) -> tuple[Any, Any]:
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if k.value == str(key):
+                return k, v
+    return None, None
+
+
+_MESSAGES = {
+    "greater_than_equal": "must be >= {ge}",
+    "greater_than": "must be > {gt}",
+    "less_than_equal": "must be <= {le}",
+    "less_than": "must be < {lt}",
+    "extra_forbidden": "unknown key",
+    "missing": "missing required key",
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "string_too_short": "must not be empty",
+    "too_short": "must have at least {min_length} item(s)",
+}
+
+
+def _describe(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind in _MESSAGES:
+        message = _MESSAGES[kind].format(**ctx)
+    elif kind == "literal_error":
+        message = f"must be one of {ctx.get('expected', '')}"
+    elif kind == "union_tag_invalid":
+        message = f"{ctx.get('discriminator', 'kind')} must be one of {ctx.get('expected_tags', '')}"
+    elif kind == "union_tag_not_found":
+        message = f"missing required key {ctx.get('discriminator', 'kind')}"
+    elif kind == "value_error":
+        message = str(ctx.get("error", error["msg"]))
+    else:
+        message = error["msg"][0].lower() + error["msg"][1:]
+    if kind in ("missing", "union_tag_not_found") or isinstance(error.get("input"), dict):
+        return message
+    return f"{message} (got {_show(error.get('input'))})"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, str):
+        return repr(value)
+    return json.dumps(value) if value is None or isinstance(value, bool) else repr(value)

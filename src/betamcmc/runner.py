@@ -1,0 +1,60 @@
+"""Shared mechanics of a stage entry point: error reporting, seeding, device choice.
+
+A stage script is::
+
+    def main(argv: list[str] | None = None) -> None:
+        args = parse_args(argv)
+        params = load_params(args.params)
+        ...
+
+    if __name__ == "__main__":
+        run_stage(main)
+
+:func:`run_stage` turns a :class:`~betamcmc.errors.BetamcmcError` into one line on stderr
+(``error: <message>``) and its exit code (2 for bad params / input), with no traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from collections.abc import Callable
+
+from betamcmc.errors import BetamcmcError
+
+
+def run_stage(main: Callable[[], object]) -> None:
+    """Run ``main()``; report a :class:`BetamcmcError` as one line and exit with its code."""
+    try:
+        main()
+    except BetamcmcError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch, and ask torch for deterministic CPU kernels."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is an error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        from betamcmc.errors import ParamsError
+
+        raise ParamsError("device: 'cuda' requested but torch sees no CUDA device (got 'cuda')")
+    return device
