@@ -30,7 +30,7 @@ TINY: dict[str, Any] = {
             "train": 120,
             "valid": 30,
             "test": 30,
-            "dialogs": {"train": 40, "valid": 10, "test": 10, "max_context": 2},
+            "dialogs": {"train": 20, "valid": 6, "test": 6},
         },
     },
 }
@@ -68,7 +68,9 @@ def copy_repo(dest: Path) -> Path:
     """Copy the project's git-tracked and untracked-not-ignored files (the working tree) to dest."""
     files = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, capture_output=True, check=True,
+        cwd=REPO,
+        capture_output=True,
+        check=True,
     ).stdout.split(b"\0")
     for raw in files:
         if not raw:
@@ -84,22 +86,44 @@ def copy_repo(dest: Path) -> Path:
 
 
 def git_init(repo: Path) -> None:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
-                ["git", "commit", "-q", "-m", "test baseline"]):
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    for cmd in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-q", "-m", "test baseline"],
+    ):
         subprocess.run(cmd, cwd=repo, check=True, env=env, capture_output=True)
 
 
-def run_stage(repo: Path, script: str, *args: str, check: bool = True,
-              env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_stage(
+    repo: Path,
+    script: str,
+    *args: str,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess:
     """Run ``python stages/<script>.py args...`` in ``repo`` the way dvc does."""
     full_env = {**os.environ, **(env or {})}
     full_env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.run([sys.executable, f"stages/{script}.py", *args], cwd=repo,
-                          capture_output=True, text=True, env=full_env, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, f"stages/{script}.py", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"stage {script} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"stage {script} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 

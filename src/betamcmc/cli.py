@@ -83,8 +83,18 @@ def ui(
     tracking.setup(loaded)  # create the store once, so the UI does not race a stage
     url = f"http://127.0.0.1:{port}"
     typer.echo(f"MLflow UI for {uri}\n  -> {url}   (Ctrl-C to stop; it takes ~20 s to start)")
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-           "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     raise typer.Exit(subprocess.call(cmd))
 
 

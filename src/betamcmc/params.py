@@ -49,10 +49,11 @@ class SplitParams(Section):
 
 
 class SyntheticDialogParams(Section):
-    train: int = Field(800, ge=1)
-    valid: int = Field(100, ge=1)
-    test: int = Field(100, ge=1)
-    max_context: int = Field(3, ge=1, description="previous turns kept as context")
+    """Numbers of synthetic dialogs per split (each gives one example per response turn)."""
+
+    train: int = Field(300, ge=1)
+    valid: int = Field(40, ge=1)
+    test: int = Field(40, ge=1)
 
 
 class SyntheticParams(Section):
@@ -70,6 +71,7 @@ class DataParams(Section):
     lowercase: bool = True
     max_len: int = Field(40, ge=2, description="max tokens per sentence (excluding <bos>/<eos>)")
     long_sentences: Literal["truncate", "filter"] = "truncate"
+    dialog_context: int = Field(3, ge=1, description="previous turns kept as a dialog context")
     min_count: int = Field(1, ge=1, description="min train frequency to enter the vocabulary")
     max_vocab: int = Field(20000, ge=5, description="max vocabulary size incl. special tokens")
     split: SplitParams = SplitParams()
@@ -156,7 +158,9 @@ def load_params(path: str | Path = DEFAULT_PARAMS_FILE) -> Params:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ParamsError(f"{path}:1: top level must be a mapping of sections (got {type(raw).__name__})")
+        raise ParamsError(
+            f"{path}:1: top level must be a mapping of sections (got {type(raw).__name__})"
+        )
     return validate_params(raw, source=str(path), node=root)
 
 
@@ -233,7 +237,9 @@ def _describe(error: dict[str, Any]) -> str:
     elif kind == "literal_error":
         message = f"must be one of {ctx.get('expected', '')}"
     elif kind == "union_tag_invalid":
-        message = f"{ctx.get('discriminator', 'kind')} must be one of {ctx.get('expected_tags', '')}"
+        message = (
+            f"{ctx.get('discriminator', 'kind')} must be one of {ctx.get('expected_tags', '')}"
+        )
     elif kind == "union_tag_not_found":
         message = f"missing required key {ctx.get('discriminator', 'kind')}"
     elif kind == "value_error":

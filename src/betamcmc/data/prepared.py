@@ -126,7 +126,9 @@ def load_prepared(path: str | Path = "data/prepared") -> PreparedCorpus:
         raise InputError("prepared corpus not found (run `dvc repro prepare` first)", path)
     meta = json.loads(meta_file.read_text(encoding="utf-8"))
     vocab = load_vocab(path / "vocab.txt")
-    sentences = {s: [Sentence(**row) for row in _jsonl(path / f"sentences.{s}.jsonl")] for s in SPLITS}
+    sentences = {
+        s: [Sentence(**row) for row in _jsonl(path / f"sentences.{s}.jsonl")] for s in SPLITS
+    }
     dialogs = {s: [Dialog(**row) for row in _jsonl(path / f"dialogs.{s}.jsonl")] for s in SPLITS}
     return PreparedCorpus(meta=meta, vocab=vocab, sentences=sentences, dialogs=dialogs)
 

@@ -1,0 +1,316 @@
+"""Loaders for the corpora ``data.corpus`` selects, into one raw form (tokens + labels, dialogs).
+
+============  ===========================================================================
+``synthetic`` the embedded grammar corpus (:mod:`betamcmc.data.synthetic`), sizes from params
+``ptb``       one tokenized sentence per line (Mikolov's PTB); a file, or a directory with
+              ``ptb.{train,valid,test}.txt`` or ``{train,valid,test}.txt``
+``yelp``      Shen et al. layout: ``sentiment.{train,dev,test}.{0,1}``, label = file suffix
+``swda``      Zhao et al. Switchboard JSONL: ``{train,valid,test}.jsonl``, one dialog per line
+              with ``utts``: ``[speaker, text, [dialog_act, [sentiment x4]]]``
+``text``      any file or directory of plain text, one sentence per non-empty line
+============  ===========================================================================
+
+Split rule (all real corpora): the standard split files present are used as the splits. When a
+``train`` file is present, a missing ``valid``/``test`` split is carved from it; when there is no
+``train`` file (e.g. only a ``valid.txt`` sample), all files found are pooled and split
+deterministically (seeded shuffle) by ``data.split``. A single file is split the same way.
+Dialog corpora are split by dialog, never by turn.
+
+Every read is strict UTF-8; malformed input raises :class:`InputError` naming file and line.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from betamcmc.data import synthetic
+from betamcmc.data.prepared import SPLITS
+from betamcmc.errors import InputError
+from betamcmc.params import DataParams
+
+
+@dataclass
+class RawDialog:
+    speakers: list[str]
+    turns: list[list[str]]
+    acts: list[str | None]
+
+
+@dataclass
+class RawCorpus:
+    """Tokenized corpus before the vocabulary: what every loader returns."""
+
+    name: str
+    source: str
+    sentences: dict[str, list[tuple[list[str], dict[str, int]]]]
+    dialogs: dict[str, list[RawDialog]] = field(default_factory=lambda: {s: [] for s in SPLITS})
+    label_names: dict[str, list[str]] = field(default_factory=dict)
+    act_names: list[str] = field(default_factory=list)
+    # True when dialog turns are not already among the sentences (they then enter the vocabulary too)
+    dialog_text_separate: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- reading
+def read_lines(path: Path) -> list[tuple[int, str]]:
+    """Non-empty stripped lines with their 1-based line numbers; strict UTF-8."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError("file not found", path) from None
+    except IsADirectoryError:
+        raise InputError("expected a file, found a directory", path) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise InputError(
+            f"not valid UTF-8 ({err.reason}, byte 0x{raw[err.start]:02x})", path, line
+        ) from None
+    return [(i, line.strip()) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def tokenize(text: str, lowercase: bool) -> list[str]:
+    return (text.lower() if lowercase else text).split()
+
+
+def split_indices(n: int, split: Any, seed: int) -> dict[str, np.ndarray]:
+    """Deterministic shuffle-and-cut of ``n`` items into train/valid/test by fractions."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_valid = max(1, int(round(n * split.valid))) if n >= 3 else 0
+    n_test = max(1, int(round(n * split.test))) if n >= 3 else 0
+    return {
+        "valid": order[:n_valid],
+        "test": order[n_valid : n_valid + n_test],
+        "train": order[n_valid + n_test :],
+    }
+
+
+def _assign_splits(
+    found: dict[str, list[Any]], split: Any, seed: int, what: str, notes: list[str]
+) -> dict[str, list[Any]]:
+    """Apply the split rule (module docstring) to items grouped by the split file they came from."""
+    if "train" in found:
+        out = {s: list(found.get(s, [])) for s in SPLITS}
+        missing = [s for s in ("valid", "test") if s not in found]
+        if missing:
+            pool = out["train"]
+            idx = split_indices(len(pool), split, seed)
+            out["train"] = [pool[i] for i in idx["train"]]
+            for s in missing:
+                out[s] = [pool[i] for i in idx[s]]
+            notes.append(f"{what}: carved {', '.join(missing)} from train by data.split")
+        return out
+    pool = [item for key in sorted(found) for item in found[key]]
+    idx = split_indices(len(pool), split, seed)
+    notes.append(f"{what}: no train file; pooled {sorted(found)} and split by data.split")
+    return {s: [pool[i] for i in idx[s]] for s in SPLITS}
+
+
+def _require_path(data: DataParams) -> Path:
+    path = Path(data.path or "")
+    if not path.exists():
+        raise InputError(f"data.path does not exist (data.corpus={data.corpus})", path)
+    return path
+
+
+def _standard_files(directory: Path, names: dict[str, list[str]]) -> dict[str, Path]:
+    found = {}
+    for split_name, candidates in names.items():
+        for name in candidates:
+            if (directory / name).is_file():
+                found[split_name] = directory / name
+                break
+    return found
+
+
+# --------------------------------------------------------------------------- loaders
+def load_synthetic(data: DataParams, seed: int) -> RawCorpus:
+    cfg = data.synthetic
+    sentences = {}
+    for offset, split in enumerate(SPLITS):
+        n = getattr(cfg, split)
+        rows = synthetic.generate_sentences(n, seed=seed * 1000 + offset)
+        sentences[split] = [
+            ([t.lower() if data.lowercase else t for t in r.tokens], r.labels) for r in rows
+        ]
+    dialogs = {}
+    for offset, split in enumerate(SPLITS):
+        n = getattr(cfg.dialogs, split)
+        dialogs[split] = [
+            RawDialog([t.speaker for t in turns], [t.tokens for t in turns], [t.act for t in turns])
+            for turns, _topic in synthetic.generate_dialogs(n, seed=seed * 1000 + 100 + offset)
+        ]
+    return RawCorpus(
+        name="synthetic",
+        source=f"grammar(seed={seed})",
+        sentences=sentences,
+        dialogs=dialogs,
+        label_names={
+            "topic": list(synthetic.TOPICS),
+            "sentiment": list(synthetic.SENTIMENTS),
+            "length": list(synthetic.LENGTHS),
+        },
+        act_names=list(synthetic.ACTS),
+        dialog_text_separate=True,
+    )
+
+
+def _plain_sentences(
+    files: dict[str, Path], data: DataParams, seed: int, name: str, source: Path
+) -> RawCorpus:
+    found = {}
+    for split, path in files.items():
+        found[split] = [(tokenize(text, data.lowercase), {}) for _, text in read_lines(path)]
+    notes: list[str] = []
+    sentences = _assign_splits(found, data.split, seed, name, notes)
+    return RawCorpus(name=name, source=str(source), sentences=sentences, notes=notes)
+
+
+def load_ptb(data: DataParams, seed: int) -> RawCorpus:
+    path = _require_path(data)
+    if path.is_file():
+        return _plain_sentences({"pool": path}, data, seed, "ptb", path)
+    files = _standard_files(path, {s: [f"ptb.{s}.txt", f"{s}.txt"] for s in SPLITS})
+    if not files:
+        raise InputError(
+            "no PTB split files (ptb.{train,valid,test}.txt or {train,valid,test}.txt)", path
+        )
+    return _plain_sentences(files, data, seed, "ptb", path)
+
+
+def load_text(data: DataParams, seed: int) -> RawCorpus:
+    path = _require_path(data)
+    if path.is_file():
+        return _plain_sentences({"pool": path}, data, seed, "text", path)
+    files = _standard_files(path, {s: [f"{s}.txt"] for s in SPLITS})
+    if files:
+        return _plain_sentences(files, data, seed, "text", path)
+    all_files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
+    if not all_files:
+        raise InputError("no text files in directory", path)
+    rows = []
+    for f in all_files:
+        rows += [(tokenize(text, data.lowercase), {}) for _, text in read_lines(f)]
+    notes: list[str] = []
+    sentences = _assign_splits({"pool": rows}, data.split, seed, "text", notes)
+    return RawCorpus(name="text", source=str(path), sentences=sentences, notes=notes)
+
+
+def load_yelp(data: DataParams, seed: int) -> RawCorpus:
+    path = _require_path(data)
+    if not path.is_dir():
+        raise InputError("yelp corpus must be a directory with sentiment.<split>.<0|1> files", path)
+    found: dict[str, list[Any]] = {}
+    for split, file_split in (("train", "train"), ("valid", "dev"), ("test", "test")):
+        parts = [path / f"sentiment.{file_split}.{label}" for label in (0, 1)]
+        present = [p for p in parts if p.is_file()]
+        if not present:
+            continue
+        if len(present) == 1:
+            raise InputError(f"found {present[0].name} but not its pair (need .0 and .1)", path)
+        rows = []
+        for label, p in enumerate(parts):
+            lines = read_lines(p)
+            if not lines:
+                raise InputError("labeled file has no sentences", p)
+            rows += [(tokenize(text, data.lowercase), {"sentiment": label}) for _, text in lines]
+        found[split] = rows
+    if not found:
+        raise InputError("no sentiment.{train,dev,test}.{0,1} files", path)
+    notes: list[str] = []
+    sentences = _assign_splits(found, data.split, seed, "yelp", notes)
+    return RawCorpus(
+        name="yelp",
+        source=str(path),
+        sentences=sentences,
+        label_names={"sentiment": ["negative", "positive"]},
+        notes=notes,
+    )
+
+
+def _parse_swda(path: Path, lowercase: bool) -> list[RawDialog]:
+    dialogs = []
+    for lineno, text in read_lines(path):
+        try:
+            obj = json.loads(text)
+            utts = obj["utts"]
+            speakers, turns, acts = [], [], []
+            for utt in utts:
+                speaker, words = str(utt[0]), str(utt[1])
+                act = utt[2][0] if len(utt) > 2 and utt[2] else None
+                speakers.append(speaker)
+                turns.append(tokenize(words, lowercase))
+                acts.append(str(act) if act is not None else None)
+        except (json.JSONDecodeError, KeyError, IndexError, TypeError) as err:
+            raise InputError(
+                f"malformed Switchboard JSONL line ({type(err).__name__}: {err})", path, lineno
+            ) from None
+        dialogs.append(RawDialog(speakers, turns, acts))
+    return dialogs
+
+
+def load_swda(data: DataParams, seed: int) -> RawCorpus:
+    path = _require_path(data)
+    if path.is_file():
+        found = {"pool": _parse_swda(path, data.lowercase)}
+    else:
+        files = _standard_files(path, {s: [f"{s}.jsonl"] for s in SPLITS})
+        if not files:
+            raise InputError("no {train,valid,test}.jsonl files", path)
+        found = {s: _parse_swda(p, data.lowercase) for s, p in files.items()}
+    notes: list[str] = []
+    dialogs = _assign_splits(found, data.split, seed, "swda", notes)
+    act_names = sorted(
+        {a for split in dialogs.values() for d in split for a in d.acts if a is not None}
+    )
+    act_index = {a: i for i, a in enumerate(act_names)}
+    sentences = {
+        s: [
+            (turn, {"act": act_index[a]} if a is not None else {})
+            for d in dialogs[s]
+            for turn, a in zip(d.turns, d.acts, strict=True)
+            if turn
+        ]
+        for s in SPLITS
+    }
+    return RawCorpus(
+        name="swda",
+        source=str(path),
+        sentences=sentences,
+        dialogs=dialogs,
+        label_names={"act": act_names},
+        act_names=act_names,
+        notes=notes,
+    )
+
+
+LOADERS = {
+    "synthetic": load_synthetic,
+    "ptb": load_ptb,
+    "yelp": load_yelp,
+    "swda": load_swda,
+    "text": load_text,
+}
+
+
+def load_corpus(data: DataParams, seed: int) -> RawCorpus:
+    """Load the corpus ``data.corpus`` selects; raise :class:`InputError` on bad input."""
+    corpus = LOADERS[data.corpus](data, seed)
+    total = sum(len(v) for v in corpus.sentences.values())
+    if total == 0:
+        raise InputError("corpus is empty (no sentences found)", data.path or corpus.source)
+    if not corpus.sentences["train"]:
+        raise InputError(
+            "corpus has no training sentences after splitting", data.path or corpus.source
+        )
+    return corpus

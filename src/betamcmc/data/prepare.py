@@ -1,0 +1,138 @@
+"""Turn a raw corpus into the prepared format: vocabulary on train, length limit, ids, stats.
+
+The vocabulary is built on the training split only (``data.min_count``, ``data.max_vocab``,
+ties broken alphabetically so it is deterministic); ``<pad> <unk> <bos> <eos>`` come first.
+Sentences longer than ``data.max_len`` tokens are truncated or dropped
+(``data.long_sentences``). Dialog turns become context/response examples: every turn after
+the first is a response, the ``data.dialog_context`` turns before it its context.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from betamcmc.data.corpora import RawCorpus, load_corpus
+from betamcmc.data.prepared import SPECIALS, SPLITS, Dialog, PreparedCorpus, Sentence, Vocab
+from betamcmc.errors import InputError
+from betamcmc.params import DataParams
+
+
+def build_vocab(corpus: RawCorpus, data: DataParams) -> Vocab:
+    counts: Counter[str] = Counter()
+    for tokens, _ in corpus.sentences["train"]:
+        counts.update(tokens)
+    if corpus.dialog_text_separate:
+        for dialog in corpus.dialogs["train"]:
+            for turn in dialog.turns:
+                counts.update(turn)
+    for special in SPECIALS:
+        counts.pop(special, None)
+    ranked = sorted(
+        (tok for tok, c in counts.items() if c >= data.min_count),
+        key=lambda tok: (-counts[tok], tok),
+    )
+    return Vocab([*SPECIALS, *ranked[: data.max_vocab - len(SPECIALS)]])
+
+
+def _limit(tokens: list[str], data: DataParams) -> list[str] | None:
+    if len(tokens) <= data.max_len:
+        return tokens
+    return tokens[: data.max_len] if data.long_sentences == "truncate" else None
+
+
+def prepare(data: DataParams, seed: int) -> tuple[PreparedCorpus, dict[str, Any]]:
+    """Load, split, build the vocabulary and encode. Returns the corpus and its statistics."""
+    raw = load_corpus(data, seed)
+    vocab = build_vocab(raw, data)
+    act_index = {a: i for i, a in enumerate(raw.act_names)}
+
+    sentences: dict[str, list[Sentence]] = {}
+    dropped: dict[str, int] = {}
+    truncated: dict[str, int] = {}
+    for split in SPLITS:
+        rows, dropped[split], truncated[split] = [], 0, 0
+        for tokens, labels in raw.sentences[split]:
+            limited = _limit(tokens, data)
+            if limited is None or not limited:
+                dropped[split] += 1
+                continue
+            truncated[split] += len(limited) < len(tokens)
+            rows.append(Sentence(vocab.encode(limited), dict(labels)))
+        sentences[split] = rows
+    if not sentences["train"]:
+        raise InputError(
+            f"no training sentence is left after data.max_len={data.max_len} "
+            f"with data.long_sentences={data.long_sentences}",
+            data.path or raw.source,
+        )
+
+    dialogs: dict[str, list[Dialog]] = {}
+    for split in SPLITS:
+        examples = []
+        for d in raw.dialogs[split]:
+            turns = [(t[: data.max_len] or ["<unk>"]) for t in d.turns]
+            for i in range(1, len(turns)):
+                if not d.turns[i]:
+                    continue
+                lo = max(0, i - data.dialog_context)
+                act = d.acts[i]
+                examples.append(
+                    Dialog(
+                        context=[vocab.encode(t) for t in turns[lo:i]],
+                        speakers=d.speakers[lo:i],
+                        response=vocab.encode(turns[i]),
+                        response_speaker=d.speakers[i],
+                        act=act_index[act] if act is not None and act in act_index else None,
+                    )
+                )
+        dialogs[split] = examples
+
+    meta = {
+        "format": "betamcmc.prepared/1",
+        "corpus": raw.name,
+        "source": raw.source,
+        "label_names": raw.label_names,
+        "act_names": raw.act_names,
+        "specials": list(SPECIALS),
+        "max_len": data.max_len,
+        "long_sentences": data.long_sentences,
+        "dialog_context": data.dialog_context,
+        "notes": raw.notes,
+    }
+    corpus = PreparedCorpus(meta=meta, vocab=vocab, sentences=sentences, dialogs=dialogs)
+    return corpus, statistics(corpus, dropped, truncated)
+
+
+def statistics(
+    corpus: PreparedCorpus, dropped: dict[str, int], truncated: dict[str, int]
+) -> dict[str, Any]:
+    """Sentences, tokens, vocabulary size, OOV rates, length quantiles, label counts per split."""
+    unk = corpus.vocab.unk_id
+    stats: dict[str, Any] = {"corpus": corpus.meta["corpus"], "vocab_size": len(corpus.vocab)}
+    for split in SPLITS:
+        rows = corpus.sentences[split]
+        lengths = np.array([len(s.ids) for s in rows]) if rows else np.zeros(1)
+        n_tokens = int(sum(len(s.ids) for s in rows))
+        n_unk = int(sum(i == unk for s in rows for i in s.ids))
+        entry: dict[str, Any] = {
+            "sentences": len(rows),
+            "tokens": n_tokens,
+            "oov_rate": round(n_unk / n_tokens, 6) if n_tokens else 0.0,
+            "length_mean": round(float(lengths.mean()), 3),
+            "length_p50": float(np.quantile(lengths, 0.5)),
+            "length_p90": float(np.quantile(lengths, 0.9)),
+            "length_max": int(lengths.max()),
+            "dropped_long": dropped[split],
+            "truncated": truncated[split],
+            "dialog_examples": len(corpus.dialogs[split]),
+        }
+        for factor in corpus.label_names:
+            counts = Counter(s.labels[factor] for s in rows if factor in s.labels)
+            entry[f"labels_{factor}"] = {
+                corpus.label_names[factor][k]: v for k, v in sorted(counts.items())
+            }
+        stats[split] = entry
+    return stats
