@@ -114,7 +114,10 @@ def run_tags(params: Params, stage: str, item: str | None, keys: Sequence[str]) 
     commit = _git("rev-parse", "HEAD")
     if commit:
         tags["git_commit"] = commit
-    for env, tag in (("DVC_EXP_NAME", "dvc_exp_name"), ("DVC_EXP_BASELINE_REV", "dvc_exp_baseline")):
+    for env, tag in (
+        ("DVC_EXP_NAME", "dvc_exp_name"),
+        ("DVC_EXP_BASELINE_REV", "dvc_exp_baseline"),
+    ):
         if os.environ.get(env):
             tags[tag] = os.environ[env]
     return tags
