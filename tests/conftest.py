@@ -33,6 +33,12 @@ TINY: dict[str, Any] = {
             "dialogs": {"train": 20, "valid": 6, "test": 6},
         },
     },
+    "pretrain": {
+        "model": {"emb_dim": 16, "hidden_dim": 32, "latent_dim": 4},
+        "train": {"iterations": 40, "batch_size": 16, "eval_every": 20, "checkpoint_every": 10,
+                  "log_every": 5, "threads": 1},
+        "eval": {"importance_samples": 10, "batch_size": 32},
+    },
 }
 
 

@@ -94,12 +94,18 @@ class TrackingParams(Section):
     experiment: str = Field("betamcmc", min_length=1)
 
 
+# --------------------------------------------------------------------------- stage sections
+# Imported here (after Section is defined) because the section modules subclass Section.
+from betamcmc.vae.params import PretrainParams  # noqa: E402
+
+
 # --------------------------------------------------------------------------- root
 class Params(Section):
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     data: DataParams = DataParams()
     tracking: TrackingParams = TrackingParams()
+    pretrain: PretrainParams = PretrainParams()
 
     def section(self, dotted: str) -> Any:
         """Return the value at a dotted key path, e.g. ``pretrain.schedules.cyclical``."""

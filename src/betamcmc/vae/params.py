@@ -1,0 +1,138 @@
+"""The ``pretrain`` params section: beta schedules, model sizes, optimisation, evaluation.
+
+``schedules`` maps a name (used as the DVC ``foreach`` key, the output directory and the MLflow
+tag) to a schedule, a union discriminated on ``kind``::
+
+    pretrain:
+      schedules:
+        constant:  {kind: constant}
+        monotonic: {kind: monotonic, ratio: 0.25}
+        cyclical:  {kind: cyclical, cycles: 4, ratio: 0.5, shape: linear}
+
+A user adds a schedule by adding an entry; ``dvc exp run -S pretrain.schedules.cyclical.cycles=8``
+changes one. Paper defaults (PTB): 1-layer LSTMs, 256 hidden, 256 embedding, latent 32,
+dropout 0.5, batch 32, Adam 1e-3, gradient clipping; params.yaml shrinks them for a fast pipeline.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from betamcmc.params import Section
+
+Shape = Literal["linear", "sigmoid", "cosine"]
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class ConstantSchedule(Section):
+    """beta fixed at ``value`` (1.0: the plain VAE, which tends to collapse the KL term)."""
+
+    kind: Literal["constant"]
+    value: float = Field(1.0, ge=0.0)
+
+
+class _RampSchedule(Section):
+    ratio: float = Field(0.5, gt=0.0, le=1.0, description="share of a cycle spent ramping")
+    start: float = Field(0.0, ge=0.0, description="beta at the start of a ramp")
+    stop: float = Field(1.0, ge=0.0, description="beta at the end of a ramp (then held)")
+    shape: Shape = "linear"
+
+
+class MonotonicSchedule(_RampSchedule):
+    """Ramp from start to stop over the first ``ratio`` of all iterations, then hold (Bowman et al.)."""
+
+    kind: Literal["monotonic"]
+    ratio: float = Field(0.25, gt=0.0, le=1.0, description="share of all iterations spent ramping")
+
+
+class CyclicalSchedule(_RampSchedule):
+    """``cycles`` repetitions of a ramp (first ``ratio`` of each cycle) then hold (Fu et al.)."""
+
+    kind: Literal["cyclical"]
+    cycles: int = Field(4, ge=1)
+    restart_lr: bool = Field(
+        False, description="reset the learning rate and Adam moments at the start of every cycle"
+    )
+
+
+Schedule = Annotated[
+    ConstantSchedule | MonotonicSchedule | CyclicalSchedule, Field(discriminator="kind")
+]
+
+
+def _default_schedules() -> dict[str, ConstantSchedule | MonotonicSchedule | CyclicalSchedule]:
+    return {
+        "constant": ConstantSchedule(kind="constant"),
+        "monotonic": MonotonicSchedule(kind="monotonic"),
+        "cyclical": CyclicalSchedule(kind="cyclical"),
+    }
+
+
+class VAEModelParams(Section):
+    """Sizes of the LSTM VAE (paper PTB setting by default)."""
+
+    emb_dim: int = Field(256, ge=1)
+    hidden_dim: int = Field(256, ge=1)
+    latent_dim: int = Field(32, ge=1)
+    bidirectional: bool = Field(False, description="bidirectional encoder LSTM")
+    z_to_decoder: Literal["init", "concat", "both"] = Field(
+        "both",
+        description="z sets the decoder's initial state, is concatenated to every input, or both",
+    )
+    dropout: float = Field(
+        0.5, ge=0.0, lt=1.0, description="dropout on embeddings and decoder outputs"
+    )
+    word_dropout: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="share of decoder input words replaced by <unk> (Bowman et al.)",
+    )
+
+
+class VAETrainParams(Section):
+    """Optimisation: Adam, gradient clipping, a fixed number of iterations (minibatches)."""
+
+    iterations: int = Field(2000, ge=1, description="total training iterations (minibatches)")
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
+    clip: float = Field(5.0, gt=0.0, description="max global gradient norm")
+    eval_every: int = Field(
+        200, ge=1, description="validate (and keep the best model) every N iterations"
+    )
+    checkpoint_every: int = Field(
+        200, ge=1, description="write a resumable checkpoint every N iterations"
+    )
+    log_every: int = Field(10, ge=1, description="record beta/recon/kl/elbo every N iterations")
+    threads: int = Field(0, ge=0, description="torch CPU threads (0: torch's default)")
+
+
+class VAEEvalParams(Section):
+    """Held-out evaluation (valid and test)."""
+
+    importance_samples: int = Field(100, ge=1, description="k for the importance-sampled NLL")
+    batch_size: int = Field(64, ge=1)
+    active_threshold: float = Field(
+        0.01, gt=0.0, description="Cov_x(E_q[z_d]) above this = active unit"
+    )
+
+
+class PretrainParams(Section):
+    schedules: dict[str, Schedule] = Field(default_factory=_default_schedules, min_length=1)
+    model: VAEModelParams = VAEModelParams()
+    train: VAETrainParams = VAETrainParams()
+    eval: VAEEvalParams = VAEEvalParams()
+
+    @field_validator("schedules", mode="after")
+    @classmethod
+    def _names_are_paths(cls, schedules: dict[str, object]) -> dict[str, object]:
+        for name in schedules:
+            if not _NAME.match(name):
+                raise ValueError(
+                    "schedule names must be letters, digits, '_', '-', '.' "
+                    f"(they name output directories) (got {name!r})"
+                )
+        return schedules
