@@ -1,0 +1,235 @@
+"""The LSTM text VAE (Bowman et al. 2016; the language-model setting of Fu et al. 2019), one file.
+
+    x --embedding--> encoder LSTM (optionally bidirectional) --> last state --> (mu, logvar)
+    z = mu + exp(logvar / 2) * eps                                   reparameterization
+    <bos> x --embedding (word dropout)--> decoder LSTM [z as initial state and/or on every input]
+          --> linear --> softmax over the vocabulary, targets x <eos>
+
+Loss per sentence: reconstruction ``-log p(x|z)`` (summed over the words and ``<eos>``) plus
+``beta * KL(q(z|x) || N(0, I))`` (closed form for diagonal Gaussians).
+
+Efficiency: sentences go through both LSTMs as packed sequences (no work on padding) and the
+output layer + cross-entropy run once over the packed (non-pad) target tokens of the whole batch.
+
+Contract used by other stages (dialog CVAE, semi-supervised classifier):
+:func:`load_vae` returns a :class:`TextVAE`; ``TextVAE.encode(ids, lengths) -> (mu, logvar)`` takes
+the raw sentence ids of the prepared corpus (no ``<bos>``/``<eos>``) right-padded with 0;
+``TextVAE.config``, ``TextVAE.embedding`` and ``TextVAE.encoder`` are public.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+MODEL_FILE = "model.pt"
+VOCAB_FILE = "vocab.txt"
+
+
+@dataclass
+class VAEConfig:
+    vocab_size: int
+    emb_dim: int = 256
+    hidden_dim: int = 256
+    latent_dim: int = 32
+    bidirectional: bool = False
+    z_to_decoder: str = "both"  # "init" | "concat" | "both"
+    dropout: float = 0.5
+    word_dropout: float = 0.0
+    pad_id: int = 0
+    unk_id: int = 1
+    bos_id: int = 2
+    eos_id: int = 3
+
+    def __post_init__(self) -> None:
+        if self.z_to_decoder not in ("init", "concat", "both"):
+            raise ValueError(
+                f"z_to_decoder must be init, concat or both (got {self.z_to_decoder!r})"
+            )
+
+
+def pad_batch(sentences: list[list[int]], pad_id: int = 0) -> tuple[Tensor, Tensor]:
+    """Right-pad raw id lists into ``ids[B, T]`` and ``lengths[B]`` (empty sentences: length 0)."""
+    lengths = torch.tensor([len(s) for s in sentences], dtype=torch.long)
+    ids = torch.full((len(sentences), max(1, int(lengths.max()) if len(sentences) else 1)), pad_id)
+    for i, s in enumerate(sentences):
+        if s:
+            ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+    return ids, lengths
+
+
+def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mu, diag exp(logvar)) || N(0, I)) per row: 0.5 * sum(mu^2 + var - 1 - logvar)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)
+
+
+def gaussian_log_density(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """log N(z; mu, diag exp(logvar)), summed over the last dimension."""
+    return -0.5 * (((z - mu) ** 2) / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)
+
+
+class TextVAE(nn.Module):
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        directions = 2 if c.bidirectional else 1
+        self.embedding = nn.Embedding(c.vocab_size, c.emb_dim, padding_idx=c.pad_id)
+        self.encoder = nn.LSTM(
+            c.emb_dim, c.hidden_dim, batch_first=True, bidirectional=c.bidirectional
+        )
+        self.posterior = nn.Linear(directions * c.hidden_dim, 2 * c.latent_dim)
+        self.z_init = c.z_to_decoder in ("init", "both")
+        self.z_concat = c.z_to_decoder in ("concat", "both")
+        # z -> decoder initial cell state c0 (and h0 = tanh(c0)), as in He et al. (2019)
+        self.latent_to_state = nn.Linear(c.latent_dim, c.hidden_dim) if self.z_init else None
+        dec_in = c.emb_dim + (c.latent_dim if self.z_concat else 0)
+        self.decoder = nn.LSTM(dec_in, c.hidden_dim, batch_first=True)
+        self.dropout = nn.Dropout(c.dropout)
+        self.output = nn.Linear(c.hidden_dim, c.vocab_size)
+
+    # ------------------------------------------------------------------ encoder q(z|x)
+    def encode(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior parameters ``(mu[B, Z], logvar[B, Z])`` of raw sentences ``ids[B, T]``."""
+        emb = self.embedding(ids)
+        packed = pack_padded_sequence(
+            emb, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+        )
+        _, (h_n, _) = self.encoder(packed)  # h_n: [directions, B, H], in the input order
+        last = torch.cat(list(h_n), dim=-1)
+        mu, logvar = self.posterior(last).chunk(2, dim=-1)
+        return mu, logvar
+
+    @staticmethod
+    def reparameterize(
+        mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+        return mu + torch.exp(0.5 * logvar) * eps
+
+    # ------------------------------------------------------------------ decoder p(x|z)
+    def _initial_state(self, z: Tensor) -> tuple[Tensor, Tensor] | None:
+        if self.latent_to_state is None:
+            return None
+        c0 = self.latent_to_state(z).unsqueeze(0)
+        return torch.tanh(c0), c0
+
+    def _decoder_input(self, ids: Tensor, z: Tensor | None) -> Tensor:
+        emb = self.dropout(self.embedding(ids))
+        if self.z_concat:
+            assert z is not None
+            emb = torch.cat([emb, z.unsqueeze(1).expand(-1, ids.size(1), -1)], dim=-1)
+        return emb
+
+    def reconstruction_nll(self, ids: Tensor, lengths: Tensor, z: Tensor) -> Tensor:
+        """``-log p(x|z)`` per sentence ``[B]``: words + ``<eos>``, teacher forcing from ``<bos>``.
+
+        One LSTM pass over the packed sequences and one fused cross-entropy over all non-pad
+        target tokens of the batch; per-sentence sums by ``index_add``.
+        """
+        c = self.config
+        batch, width = ids.shape
+        steps = lengths + 1  # <bos> x  ->  x <eos>
+        dec_in = torch.cat(
+            [torch.full((batch, 1), c.bos_id, dtype=ids.dtype, device=ids.device), ids], 1
+        )
+        if self.training and c.word_dropout > 0:
+            drop = torch.rand(dec_in.shape, device=ids.device) < c.word_dropout
+            drop[:, 0] = False
+            dec_in = dec_in.masked_fill(drop & (dec_in != c.pad_id), c.unk_id)
+        targets = torch.cat(
+            [ids, torch.full((batch, 1), c.pad_id, dtype=ids.dtype, device=ids.device)], 1
+        )
+        targets = targets.scatter(1, lengths.unsqueeze(1), c.eos_id)
+        rows = torch.arange(batch, device=ids.device).unsqueeze(1).expand(batch, width + 1)
+        steps_cpu = steps.cpu()
+        packed = pack_padded_sequence(
+            self._decoder_input(dec_in, z), steps_cpu, batch_first=True, enforce_sorted=False
+        )
+        out, _ = self.decoder(packed, self._initial_state(z))
+        logits = self.output(self.dropout(out.data))  # [tokens, V]
+        tgt = pack_padded_sequence(targets, steps_cpu, batch_first=True, enforce_sorted=False).data
+        row = pack_padded_sequence(rows, steps_cpu, batch_first=True, enforce_sorted=False).data
+        token_nll = F.cross_entropy(logits, tgt, reduction="none")
+        return torch.zeros(batch, dtype=token_nll.dtype, device=ids.device).index_add_(
+            0, row, token_nll
+        )
+
+    # ------------------------------------------------------------------ objective
+    def forward(self, ids: Tensor, lengths: Tensor, beta: float = 1.0) -> dict[str, Tensor]:
+        """Negative beta-ELBO averaged over the batch, plus its parts per sentence (averaged)."""
+        mu, logvar = self.encode(ids, lengths)
+        z = self.reparameterize(mu, logvar)
+        recon = self.reconstruction_nll(ids, lengths, z)
+        kl = gaussian_kl(mu, logvar)
+        loss = recon.mean() + beta * kl.mean()
+        return {"loss": loss, "recon": recon.mean().detach(), "kl": kl.mean().detach()}
+
+    # ------------------------------------------------------------------ generation
+    @torch.no_grad()
+    def generate(
+        self,
+        z: Tensor,
+        max_len: int = 30,
+        greedy: bool = True,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> list[list[int]]:
+        """Decode one sentence per row of ``z`` (ids without ``<bos>``/``<eos>``)."""
+        c = self.config
+        batch = z.size(0)
+        state = self._initial_state(z)
+        token = torch.full((batch, 1), c.bos_id, dtype=torch.long, device=z.device)
+        out_ids: list[list[int]] = [[] for _ in range(batch)]
+        done = torch.zeros(batch, dtype=torch.bool)
+        for _ in range(max_len + 1):
+            emb = self.embedding(token)
+            if self.z_concat:
+                emb = torch.cat([emb, z.unsqueeze(1)], dim=-1)
+            out, state = self.decoder(emb, state)
+            logits = self.output(out[:, -1]) / max(temperature, 1e-6)
+            if greedy:
+                nxt = logits.argmax(-1)
+            else:
+                nxt = torch.multinomial(F.softmax(logits, -1), 1, generator=generator).squeeze(1)
+            for i, t in enumerate(nxt.tolist()):
+                if not done[i]:
+                    if t == c.eos_id:
+                        done[i] = True
+                    else:
+                        out_ids[i].append(t)
+            if bool(done.all()):
+                break
+            token = nxt.unsqueeze(1)
+        return out_ids
+
+
+# ---------------------------------------------------------------------- checkpoint files
+def save_vae(model: TextVAE, path: str | Path, meta: dict[str, Any] | None = None) -> None:
+    """Write ``{"config", "model", "meta"}`` (plain tensors and primitives: weights_only-loadable)."""
+    torch.save(
+        {"config": asdict(model.config), "model": model.state_dict(), "meta": meta or {}}, path
+    )
+
+
+def load_vae(model_dir_or_file: str | Path, map_location: str | torch.device = "cpu") -> TextVAE:
+    """Load a trained VAE (``models/pretrain/<schedule>/`` or its ``model.pt``) in eval mode."""
+    from betamcmc.errors import InputError
+
+    path = Path(model_dir_or_file)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    if not path.exists():
+        raise InputError("VAE checkpoint not found (run `dvc repro pretrain` first)", path)
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    model = TextVAE(VAEConfig(**ckpt["config"]))
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model.to(map_location)
