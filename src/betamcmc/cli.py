@@ -94,6 +94,8 @@ def ui(
         "127.0.0.1",
         "--port",
         str(port),
+        "--workers",
+        "1",
     ]
     raise typer.Exit(subprocess.call(cmd))
 
