@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_stage, shared_data
 
 from betamcmc.data import synthetic
 from betamcmc.data.corpora import load_corpus
@@ -14,6 +13,8 @@ from betamcmc.data.prepare import prepare
 from betamcmc.data.prepared import load_prepared
 from betamcmc.errors import InputError
 from betamcmc.params import DataParams
+
+from conftest import run_stage, shared_data
 
 
 def data(**kw) -> DataParams:

@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, tiny_params, write_params
 
 from betamcmc.errors import ParamsError
 from betamcmc.params import load_params
+
+from conftest import REPO, tiny_params, write_params
 
 
 def _error_for(tmp_path: Path, text: str) -> str:

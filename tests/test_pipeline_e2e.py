@@ -15,6 +15,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+
 from conftest import copy_repo, git_init, tiny_params, write_params
 
 pytestmark = pytest.mark.slow

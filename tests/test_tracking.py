@@ -6,10 +6,11 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import tiny_params, write_params
 
 from betamcmc import tracking
 from betamcmc.params import load_params
+
+from conftest import tiny_params, write_params
 
 
 def test_project_root_climbs_out_of_dvc_exp_workspace(tmp_path: Path) -> None:
