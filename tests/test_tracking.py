@@ -73,3 +73,38 @@ def test_failed_body_marks_run_failed(tmp_path: Path, monkeypatch: pytest.Monkey
         raise RuntimeError("x")
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert client.get_run(run.info.run_id).info.status == "FAILED"
+
+
+def test_parallel_first_runs_do_not_race(tmp_path: Path) -> None:
+    """Three processes opening the first runs of a fresh store at once (dvc queue start -j N)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    write_params(tmp_path / "params.yaml", tiny_params())
+    code = (
+        "import sys\n"
+        "from betamcmc import tracking\n"
+        "from betamcmc.params import load_params\n"
+        "p = load_params('params.yaml')\n"
+        "with tracking.stage_run(p, stage='par', item=sys.argv[1], keys=['seed']):\n"
+        "    tracking.log_metrics({'x': float(sys.argv[1])}, step=0)\n"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(i)],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(3)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exps = [e for e in client.search_experiments() if e.name == "betamcmc"]
+    assert len(exps) == 1
+    runs = client.search_runs([exps[0].experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["par@0", "par@1", "par@2"]
