@@ -96,6 +96,8 @@ class TrackingParams(Section):
 
 # --------------------------------------------------------------------------- stage sections
 # Imported here (after Section is defined) because the section modules subclass Section.
+from betamcmc.finetune.params import FinetuneParams  # noqa: E402
+from betamcmc.sgmcmc.params import SgmcmcParams  # noqa: E402
 from betamcmc.vae.params import PretrainParams  # noqa: E402
 
 
@@ -106,6 +108,8 @@ class Params(Section):
     data: DataParams = DataParams()
     tracking: TrackingParams = TrackingParams()
     pretrain: PretrainParams = PretrainParams()
+    finetune: FinetuneParams = FinetuneParams()
+    sgmcmc: SgmcmcParams = SgmcmcParams()
 
     def section(self, dotted: str) -> Any:
         """Return the value at a dotted key path, e.g. ``pretrain.schedules.cyclical``."""

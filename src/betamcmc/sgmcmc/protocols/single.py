@@ -1,0 +1,49 @@
+"""``single``: one SG-MCMC chain per worker, nothing exchanged but samples (the baseline).
+
+With W = 1 this is the plain single chain every speedup is measured against. With W > 1 it is W
+independent chains (different minibatch and noise streams, same start) that share the sample
+budget: worker ``i`` sends ``samples / W`` thinned samples, taken at its chain steps
+``burn_in, burn_in + thinning, ...``; each chain pays its own burn-in, so parallel chains shorten
+only the collection phase. The master only writes what arrives (chain = worker - 1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from betamcmc.sgmcmc import engine
+
+
+def quota(samples: int, workers: int, index: int) -> int:
+    """Samples worker ``index`` (1-based) contributes: an even split, remainder to the first ones."""
+    return samples // workers + (1 if index - 1 < samples % workers else 0)
+
+
+def worker(ctx: engine.WorkerContext) -> None:
+    wanted = quota(ctx.cfg.samples, ctx.workers, ctx.index)
+    taken = 0
+    while taken < wanted:
+        ctx.step()
+        if ctx.sample_due(taken):
+            ctx.check_finite()
+            ctx.send(engine.SAMPLE, ctx.theta)
+            taken += 1
+    ctx.send(engine.DONE)
+
+
+def on_message(
+    master: engine.Master, src: int, kind: int, header: list[float], payload: torch.Tensor
+) -> Any:
+    if kind == engine.SAMPLE:
+        master.record_sample(src - 1, int(header[1]), payload)
+    return None
+
+
+def after_message(master: engine.Master) -> None:
+    return None
+
+
+def on_abort(master: engine.Master, src: int) -> None:
+    return None

@@ -1,0 +1,45 @@
+"""Stage ``sgmcmc@<protocol>-<W>``: asynchronous SG-MCMC with one protocol and W workers.
+
+    python stages/sgmcmc.py PROTOCOL WORKERS [--params params.yaml]
+
+Spawns W worker processes locally; under ``torchrun`` (world size W + 1) the same command runs
+one rank of a multi-machine run (see ``betamcmc/sgmcmc/engine.py``). Outputs:
+``models/sgmcmc/<protocol>-w<W>/`` and ``metrics/sgmcmc/<protocol>-w<W>.json`` (+ plot CSVs).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from betamcmc.params import load_params
+from betamcmc.runner import resolve_device, run_stage
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("protocol")
+    ap.add_argument("workers", type=int)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--no-track", action="store_true", help="skip MLflow (quick local runs)")
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    from betamcmc.sgmcmc.experiment import check_item, run_item
+
+    check_item(args.protocol, args.workers)
+    summary = run_item(
+        params,
+        args.protocol,
+        args.workers,
+        device=resolve_device(params.device),
+        track=not args.no_track,
+    )
+    if summary is not None:
+        print(
+            f"sgmcmc {args.protocol}-w{args.workers}: accuracy {summary['accuracy']:.4f}, "
+            f"log-lik {summary['log_likelihood']:.4f}, ECE {summary['ece']:.4f}, "
+            f"{summary['wall_s']:.1f} s, {summary['bytes_total'] / 1e6:.1f} MB"
+        )
+
+
+if __name__ == "__main__":
+    run_stage(main)
