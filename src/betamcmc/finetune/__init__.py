@@ -1,0 +1,22 @@
+"""Downstream tasks on the pretrained text VAEs, one per beta schedule (Fu et al. 2019, Sec. 5).
+
+Modules: :mod:`params` (the ``finetune`` params section), :mod:`classify` (semi-supervised
+classification from frozen or fine-tuned VAE codes, with random-encoder and bag-of-words
+baselines), :mod:`cvae` (the dialog conditional VAE of Zhao et al. 2017, one file),
+:mod:`dialog` (its training loop and evaluation), :mod:`dialog_metrics` (BLEU precision/recall
+over sampled responses, distinct-n, dialog-act agreement) and :mod:`report` (tables and figure).
+"""
+
+# The section module subclasses betamcmc.params.Section and betamcmc.params imports it back:
+# loading betamcmc.params first makes either import order work.
+import betamcmc.params  # noqa: E402,F401
+
+
+def limit_threads(threads: int) -> None:
+    """Cap torch's and the BLAS libraries' (sklearn/scipy) CPU threads; 0 keeps the defaults."""
+    if threads > 0:
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        torch.set_num_threads(threads)
+        threadpool_limits(limits=threads)

@@ -1,0 +1,287 @@
+"""Train and evaluate the dialog CVAE (:mod:`betamcmc.finetune.cvae`) under one beta schedule.
+
+The stage ``dialog@<schedule>-<bow>`` calls :func:`check_dialog_corpus`, :func:`build_model`,
+:func:`train_cvae` and :func:`evaluate_dialog`; :func:`respond` serves ``betamcmc respond``.
+beta_t comes from :func:`betamcmc.vae.schedules.beta_at` over the CVAE's own iterations
+(``epochs * batches per epoch``), the same schedule functions the pretraining used.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from betamcmc.data.prepared import Dialog, PreparedCorpus, Vocab, load_vocab
+from betamcmc.errors import DivergenceError, InputError
+from betamcmc.finetune.cvae import CVAEConfig, DialogCVAE, collate
+from betamcmc.finetune.dialog_metrics import (
+    ActClassifier,
+    corpus_bleu_precision_recall,
+    distinct_n,
+)
+from betamcmc.finetune.params import DialogParams
+from betamcmc.vae.schedules import beta_at
+
+
+def check_dialog_corpus(corpus: PreparedCorpus, where: str | Path = "data/prepared") -> None:
+    """A dialog corpus needs (context, response) examples in train, valid and test."""
+    for split in ("train", "valid", "test"):
+        examples = corpus.dialogs.get(split, [])
+        if not examples or not any(d.response for d in examples):
+            raise InputError(
+                f"corpus '{corpus.meta.get('corpus', '?')}' has no dialog responses in its {split} "
+                "split; the dialog stage needs a dialog corpus (data.corpus: synthetic or swda)",
+                where,
+            )
+
+
+def check_same_vocab(corpus_vocab: Vocab, model_vocab_file: str | Path) -> None:
+    """The pretrained encoder's embedding rows must mean the same words as the corpus ids."""
+    theirs = load_vocab(model_vocab_file)
+    if theirs.tokens != corpus_vocab.tokens:
+        first = next(
+            (i for i, (a, b) in enumerate(zip(theirs.tokens, corpus_vocab.tokens)) if a != b),
+            min(len(theirs), len(corpus_vocab)),
+        )
+        raise InputError(
+            f"vocabulary mismatch: the pretrained VAE has {len(theirs)} tokens, the prepared corpus "
+            f"{len(corpus_vocab)}, first difference at id {first}; re-run pretrain on this corpus "
+            "or set finetune.dialog.init_encoder: random",
+            model_vocab_file,
+        )
+
+
+def build_model(
+    params: DialogParams,
+    bow: bool,
+    vocab: Vocab,
+    max_context: int,
+    pretrained_dir: str | Path | None = None,
+) -> DialogCVAE:
+    """A fresh CVAE; with ``pretrained_dir`` its embedding and utterance encoder are copied from
+    the pretrained text VAE there (sizes follow the VAE; vocabularies must match)."""
+    sizes: dict[str, Any] = {
+        "emb_dim": params.emb_dim,
+        "utt_hidden": params.utt_hidden,
+        "bidirectional": params.bidirectional,
+    }
+    vae = None
+    if pretrained_dir is not None:
+        from betamcmc.vae.model import load_vae
+
+        check_same_vocab(vocab, Path(pretrained_dir) / "vocab.txt")
+        vae = load_vae(pretrained_dir, map_location="cpu")
+        cfg = vae.config
+        sizes = {
+            "emb_dim": cfg.emb_dim,
+            "utt_hidden": cfg.hidden_dim,
+            "bidirectional": bool(cfg.bidirectional),
+        }
+    config = CVAEConfig(
+        vocab_size=len(vocab),
+        ctx_hidden=params.ctx_hidden,
+        latent_dim=params.latent_dim,
+        dec_hidden=params.dec_hidden,
+        prior_hidden=params.prior_hidden,
+        dropout=params.dropout,
+        bow=bow,
+        max_context=max_context,
+        **sizes,
+    )
+    model = DialogCVAE(config)
+    if vae is not None:
+        model.embedding.load_state_dict(vae.embedding.state_dict())
+        model.utt_encoder.load_state_dict(vae.encoder.state_dict())
+    return model
+
+
+@dataclass
+class TrainResult:
+    iterations: int
+    best_epoch: int
+    best_valid_elbo: float
+    steps: list[int] = field(default_factory=list)
+    series: dict[str, list[float]] = field(default_factory=dict)  # beta/loss/rec/kl/bow per step
+    epochs: list[dict[str, float]] = field(default_factory=list)  # valid metrics per epoch
+
+
+def _batches(
+    dialogs: list[Dialog], size: int, generator: torch.Generator | None
+) -> list[list[Dialog]]:
+    order = (
+        torch.randperm(len(dialogs), generator=generator).tolist()
+        if generator
+        else range(len(dialogs))
+    )
+    ordered = [dialogs[i] for i in order]
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+
+
+def train_cvae(
+    model: DialogCVAE,
+    corpus: PreparedCorpus,
+    schedule: object,
+    params: DialogParams,
+    seed: int,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Adam on rec + beta_t KL (+ bow), beta_t from ``schedule``; keeps the best-valid-ELBO weights
+    in ``model`` on return. Raises :class:`DivergenceError` on a non-finite loss."""
+    train = corpus.dialogs["train"]
+    per_epoch = math.ceil(len(train) / params.batch_size)
+    total = per_epoch * params.epochs
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
+    result = TrainResult(iterations=total, best_epoch=-1, best_valid_elbo=-math.inf)
+    keys = ("beta", "loss", "rec", "kl", "bow")
+    result.series = {k: [] for k in keys}
+    best_state: dict[str, torch.Tensor] | None = None
+    it = 0
+    for epoch in range(params.epochs):
+        model.train()
+        for chunk in _batches(train, params.batch_size, generator):
+            beta = beta_at(schedule, it, total)
+            out = model(collate(chunk, model.config.max_context), beta=beta)
+            loss = out["loss"]
+            if not torch.isfinite(loss):
+                raise DivergenceError(
+                    f"dialog CVAE loss is {loss.item()} at iteration {it} (epoch {epoch}, beta {beta:.4g})"
+                )
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), params.clip)
+            optimizer.step()
+            result.steps.append(it)
+            result.series["beta"].append(beta)
+            for k in keys[1:]:
+                result.series[k].append(float(out[k].item()))
+            it += 1
+        valid = evaluate_elbo(model, corpus.dialogs["valid"], params.batch_size, seed)
+        result.epochs.append(valid)
+        if on_epoch is not None:
+            on_epoch(epoch, valid)
+        if valid["elbo"] > result.best_valid_elbo:
+            result.best_valid_elbo, result.best_epoch = valid["elbo"], epoch
+            best_state = copy.deepcopy(model.state_dict())
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return result
+
+
+@torch.no_grad()
+def evaluate_elbo(
+    model: DialogCVAE, dialogs: list[Dialog], batch_size: int, seed: int
+) -> dict[str, float]:
+    """Per-response means of reconstruction (-log p(x|z,c), one z ~ q), KL, bow loss and ELBO
+    (beta = 1), plus per-word reconstruction; z noise from a fixed seed so it is repeatable."""
+    was_training = model.training
+    model.eval()
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed + 7919)
+    sums = {"rec": 0.0, "kl": 0.0, "bow": 0.0, "elbo": 0.0}
+    words = 0
+    for chunk in _batches(dialogs, batch_size, None):
+        batch = collate(chunk, model.config.max_context)
+        out = model(batch, beta=1.0)
+        for k in sums:
+            sums[k] += float(out[k].item()) * len(chunk)
+        words += int(batch.resp_lens.sum().item()) + len(chunk)  # + <eos> per response
+    torch.random.set_rng_state(state)
+    model.train(was_training)
+    n = max(len(dialogs), 1)
+    result = {k: v / n for k, v in sums.items()}
+    result["rec_per_word"] = sums["rec"] / max(words, 1)
+    for k, v in result.items():
+        if not math.isfinite(v):
+            raise DivergenceError(f"dialog CVAE evaluation: {k} is {v}")
+    return result
+
+
+@torch.no_grad()
+def sample_responses(
+    model: DialogCVAE, dialogs: list[Dialog], n: int, max_len: int, seed: int, batch_size: int = 64
+) -> list[list[list[int]]]:
+    """``n`` sampled responses (ids) per example, from a fixed seed."""
+    model.eval()
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed + 104729)
+    out: list[list[list[int]]] = []
+    for chunk in _batches(dialogs, batch_size, None):
+        out.extend(model.sample(collate(chunk, model.config.max_context), n, max_len))
+    torch.random.set_rng_state(state)
+    return out
+
+
+def evaluate_dialog(
+    model: DialogCVAE,
+    corpus: PreparedCorpus,
+    params: DialogParams,
+    max_len: int,
+    seed: int,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Test-split metrics (ELBO terms, BLEU-n precision/recall/F1 over N samples, distinct-1/2,
+    dialog-act agreement when the corpus has acts) and some sample rows for the report."""
+    test = corpus.dialogs["test"]
+    metrics: dict[str, Any] = {
+        f"test_{k}": v for k, v in evaluate_elbo(model, test, params.batch_size, seed).items()
+    }
+    scored = test[: params.eval_contexts] if params.eval_contexts else test
+    samples = sample_responses(model, scored, params.samples, max_len, seed)
+    vocab = corpus.vocab
+    hyps = [[vocab.decode(s) for s in per] for per in samples]
+    refs = [[vocab.decode(d.response)] for d in scored]
+    metrics.update(corpus_bleu_precision_recall(hyps, refs, params.bleu_order))
+    flat = [h for per in hyps for h in per]
+    metrics["distinct1"] = distinct_n(flat, 1)
+    metrics["distinct2"] = distinct_n(flat, 2)
+    metrics["mean_response_len"] = sum(len(h.split()) for h in flat) / max(len(flat), 1)
+    metrics["contexts_scored"] = len(scored)
+    metrics["samples_per_context"] = params.samples
+    has_acts = all(d.act is not None for split in ("train", "test") for d in corpus.dialogs[split])
+    if has_acts:
+        clf = ActClassifier.fit(
+            [d.response for d in corpus.dialogs["train"]],
+            [int(d.act) for d in corpus.dialogs["train"]],
+            len(vocab),
+        )
+        metrics["act_classifier_accuracy"] = clf.accuracy(
+            [d.response for d in scored], [int(d.act) for d in scored]
+        )
+        metrics["act_agreement"] = clf.agreement(samples, [int(d.act) for d in scored])
+    else:
+        metrics["act_classifier_accuracy"] = None
+        metrics["act_agreement"] = None
+    rows = []
+    for d, per in list(zip(scored, hyps, strict=True))[:10]:
+        rows.append(
+            {
+                "context": [vocab.decode(u) for u in d.context[-model.config.max_context :]],
+                "reference": vocab.decode(d.response),
+                "samples": per,
+            }
+        )
+    return metrics, rows
+
+
+@torch.no_grad()
+def respond(
+    model: DialogCVAE, vocab: Vocab, context: list[str], n: int, max_len: int, seed: int
+) -> list[str]:
+    """Sample ``n`` responses to a context given as utterances (oldest first, alternating speakers
+    and ending with the other speaker, so the response comes from the speaker before the last)."""
+    if not context:
+        raise InputError("give at least one context utterance")
+    turns = [vocab.encode(u.lower().split()) for u in context]
+    speakers = ["A" if (len(turns) - i) % 2 == 1 else "B" for i in range(len(turns))]
+    example = Dialog(context=turns, speakers=speakers, response=[], response_speaker="B")
+    torch.manual_seed(seed)
+    model.eval()
+    ids = model.sample(collate([example], model.config.max_context), n, max_len)[0]
+    return [vocab.decode(s) for s in ids]

@@ -1,0 +1,117 @@
+"""The ``finetune`` params section: semi-supervised classification and dialog CVAE settings.
+
+::
+
+    finetune:
+      label: null                 # label factor to predict; null: the corpus's first one
+      label_fractions: [0.01, 0.1, 1.0]   # share of the training labels used, each in (0, 1]
+      seeds: [0, 1, 2]            # one labeled subset (and classifier init) per seed
+      classifier: logreg          # logreg | mlp, on the frozen code
+      features: mean              # mean: posterior mean mu; sample: one z ~ q(z|x) per sentence
+      finetune_encoder: false     # also train the VAE encoder end to end with the classifier
+      dialog:
+        bow: [false, true]        # bag-of-words loss settings compared (one DVC item each)
+        ...
+
+The dialog stage's beta follows ``pretrain.schedules.<schedule>`` (the same functions as the
+pretraining, :mod:`betamcmc.vae.schedules`), over the CVAE's own training iterations.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, model_validator
+
+from betamcmc.params import Section
+
+
+def _label_fraction(value: float) -> float:
+    if not 0.0 < value <= 1.0:
+        raise ValueError("must be in (0, 1]")
+    return value
+
+
+LabelFraction = Annotated[float, AfterValidator(_label_fraction)]
+
+
+class DialogParams(Section):
+    """The conditional VAE for dialog responses (Zhao et al. 2017) and its evaluation."""
+
+    bow: list[bool] = Field(
+        default_factory=lambda: [False, True],
+        min_length=1,
+        description="bag-of-words auxiliary loss settings to compare; each is one `dialog` item",
+    )
+    init_encoder: Literal["pretrained", "random"] = Field(
+        "pretrained",
+        description="pretrained: the utterance encoder starts from the schedule's pretrained VAE "
+        "encoder (vocabularies must match; sizes then come from the VAE); random: fresh weights",
+    )
+    emb_dim: int = Field(64, ge=1, description="word embedding size (init_encoder: random)")
+    utt_hidden: int = Field(
+        64, ge=1, description="utterance encoder LSTM size (init_encoder: random)"
+    )
+    bidirectional: bool = Field(True, description="bidirectional utterance encoder (random init)")
+    ctx_hidden: int = Field(64, ge=1, description="context encoder GRU size")
+    latent_dim: int = Field(16, ge=1)
+    dec_hidden: int = Field(128, ge=1, description="response decoder LSTM size")
+    prior_hidden: int = Field(64, ge=1, description="hidden layer of the prior network p(z|c)")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    epochs: int = Field(6, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
+    clip: float = Field(5.0, gt=0.0, description="max global gradient norm")
+    samples: int = Field(5, ge=1, description="N responses sampled per test context (z ~ p(z|c))")
+    max_decode_len: int | None = Field(
+        None, ge=1, description="max generated tokens; null: data.max_len"
+    )
+    bleu_order: int = Field(4, ge=1, le=4, description="BLEU-1..this order are reported")
+    eval_contexts: int | None = Field(
+        None, ge=1, description="score at most this many test contexts (null: all)"
+    )
+
+
+class FinetuneParams(Section):
+    """Semi-supervised classification on the pretrained codes, and the dialog CVAE."""
+
+    label: str | None = Field(None, description="label factor to predict; null: the first one")
+    label_fractions: list[LabelFraction] = Field(
+        default_factory=lambda: [0.01, 0.1, 1.0], min_length=1
+    )
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: [0, 1, 2], min_length=1
+    )
+    classifier: Literal["logreg", "mlp"] = "logreg"
+    features: Literal["mean", "sample"] = Field(
+        "mean", description="mean: posterior mean mu; sample: one z ~ q(z|x) per sentence"
+    )
+    finetune_encoder: bool = Field(
+        False, description="train the encoder end to end with the classifier (in addition)"
+    )
+    logreg_c: float = Field(1.0, gt=0.0, description="inverse L2 strength of logistic regression")
+    mlp_hidden: int = Field(64, ge=1)
+    epochs: int = Field(100, ge=1, description="full-batch epochs of the MLP / end-to-end training")
+    lr: float = Field(1e-2, gt=0.0, description="Adam learning rate (MLP / end-to-end)")
+    finetune_epochs: int = Field(5, ge=1, description="epochs of end-to-end encoder fine-tuning")
+    finetune_lr: float = Field(1e-3, gt=0.0, description="Adam learning rate, end-to-end")
+    batch_size: int = Field(64, ge=1, description="minibatch size of end-to-end fine-tuning")
+    max_train: int | None = Field(None, ge=1, description="cap on training sentences (null: all)")
+    max_test: int | None = Field(None, ge=1, description="cap on test sentences (null: all)")
+    threads: int = Field(
+        1,
+        ge=0,
+        description="CPU threads for torch and BLAS in classify/dialog (0: library default); "
+        "these models are small, so 1 thread avoids oversubscription on a shared machine",
+    )
+    dialog: DialogParams = DialogParams()
+
+    @model_validator(mode="after")
+    def _distinct(self) -> FinetuneParams:
+        if len(set(self.label_fractions)) != len(self.label_fractions):
+            raise ValueError(f"label_fractions must be distinct (got {self.label_fractions})")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct (got {self.seeds})")
+        if len(set(self.dialog.bow)) != len(self.dialog.bow):
+            raise ValueError(f"dialog.bow settings must be distinct (got {self.dialog.bow})")
+        return self
