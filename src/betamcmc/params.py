@@ -98,7 +98,6 @@ class TrackingParams(Section):
 # Imported here (after Section is defined) because the section modules subclass Section.
 from betamcmc.finetune.params import FinetuneParams  # noqa: E402
 from betamcmc.sgmcmc.params import SgmcmcParams  # noqa: E402
-from betamcmc.finetune.params import FinetuneParams  # noqa: E402
 from betamcmc.vae.params import PretrainParams  # noqa: E402
 
 
@@ -109,7 +108,6 @@ class Params(Section):
     data: DataParams = DataParams()
     tracking: TrackingParams = TrackingParams()
     pretrain: PretrainParams = PretrainParams()
-    finetune: FinetuneParams = FinetuneParams()
     finetune: FinetuneParams = FinetuneParams()
     sgmcmc: SgmcmcParams = SgmcmcParams()
 
