@@ -39,6 +39,14 @@ TINY: dict[str, Any] = {
                   "log_every": 5, "threads": 1},
         "eval": {"importance_samples": 10, "batch_size": 32},
     },
+    "sgmcmc": {
+        "task": {"hidden": 8},
+        "burn_in": 20, "thinning": 2, "samples": 12, "period": 2, "batch_size": 16,
+        "worker_timeout": 30.0,
+        "sgd": {"steps": 40},
+        "consistency": {"protocols": ["single", "downpour"], "periods": [1, 4], "burn_in": 20,
+                        "samples": 20, "thinning": 2, "reference_steps": 400},
+    },
 }
 
 

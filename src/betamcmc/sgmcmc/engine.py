@@ -482,9 +482,13 @@ class RunResult:
     staleness_max: int | None
     dead: list[dict[str, Any]]
     per_worker: dict[str, dict[str, Any]]
+    # The master's parameters when the run ended (downpour: its chain; elastic: the centre
+    # variable; single/sync: the initial parameters, which the master never moves). Not part of
+    # ``as_dict`` (a tensor, not a metric); the RL stage evaluates it as the final policy.
+    final_theta: torch.Tensor | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "final_theta"}
 
 
 def _result(master: Master, protocol: str, wall_s: float, setup_s: float) -> RunResult:
@@ -525,6 +529,7 @@ def _result(master: Master, protocol: str, wall_s: float, setup_s: float) -> Run
         staleness_max=int(max(st)) if st else None,
         dead=master.dead,
         per_worker=per_worker,
+        final_theta=master.theta.detach().cpu().clone(),
     )
 
 
@@ -577,7 +582,11 @@ def run_local(
     setup_started = time.perf_counter()
     store_dir = tempfile.mkdtemp(prefix="sgmcmc-store-")
     init_method = f"file://{store_dir}/store"
-    ctx = mp.get_context("spawn")
+    # forkserver: one server process imports torch and this module once (per master process),
+    # then forks the workers from it: no per-worker re-import (seconds on a loaded machine), and
+    # unlike plain fork it never copies a parent's threads or process group.
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["betamcmc.sgmcmc.engine", "betamcmc.sgmcmc.protocols"])
     procs = [
         ctx.Process(target=_worker_entry, args=(rank, world, init_method, spec), daemon=True)
         for rank in range(1, world)

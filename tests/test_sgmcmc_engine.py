@@ -1,0 +1,164 @@
+"""End-to-end runs of every protocol with 2 worker processes on localhost, and the faults.
+
+Each run spawns real worker processes (gloo over loopback, a private file store, so tests never
+share a port); ``run_local`` terminates them on every way out, and the tests check that too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from betamcmc.errors import DivergenceError
+from betamcmc.params import validate_params
+from betamcmc.sgmcmc.engine import RunResult, RunSpec, run_local
+from betamcmc.sgmcmc.samples import read_samples
+
+from conftest import REPO, tiny_params, write_params
+
+pytestmark = pytest.mark.slow
+
+
+def spec(protocol: str, workers: int = 2, **sgmcmc: Any) -> RunSpec:
+    params = validate_params(tiny_params({"sgmcmc": sgmcmc}))
+    return RunSpec(params.sgmcmc, protocol, workers, params.seed)
+
+
+def gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return any(line.startswith("State:") and "Z" in line for line in fh)
+    except FileNotFoundError:
+        return True
+
+
+def wait_gone(pids: list[int], timeout: float = 10.0) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if all(gone(p) for p in pids):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[RunResult, Path]]:
+    out: dict[str, tuple[RunResult, Path]] = {}
+    for protocol in ("single", "sync", "downpour", "elastic"):
+        d = tmp_path_factory.mktemp(protocol)
+        out[protocol] = (run_local(spec(protocol), d), d)
+    return out
+
+
+@pytest.mark.parametrize("protocol", ["single", "sync", "downpour", "elastic"])
+def test_protocol_end_to_end(runs: dict[str, tuple[RunResult, Path]], protocol: str) -> None:
+    result, d = runs[protocol]
+    s = read_samples(d)
+    assert result.samples == len(s) == 12
+    assert np.isfinite(s.theta).all() and (np.diff(s.wall_s) >= 0).all()
+    assert result.dead == [] and result.bytes_total > 0 and result.messages > 0
+    assert all(w["status"] == "done" for w in result.per_worker.values())
+    procs = json.loads((d / "processes.json").read_text())["workers"]
+    assert len(procs) == 2 and wait_gone(procs)
+    if protocol == "single":  # two independent chains sharing the budget, each past burn-in
+        assert sorted(set(s.chain.tolist())) == [0, 1] and (s.step >= 20).all()
+    if protocol == "sync":  # one chain, steps 20, 22, ...; all-reduce traffic counted
+        assert s.chain.tolist() == [0] * 12 and s.step.tolist() == list(range(20, 44, 2))
+        assert result.bytes_collective > 0
+    if protocol in ("downpour", "elastic"):
+        assert result.staleness_mean is not None and result.bytes_from_master > 0
+        # a push/exchange every tau = 2 steps: one message each way
+        assert result.per_worker["1"]["messages_to_master"] >= result.per_worker["1"]["steps"] // 2
+    if protocol == "downpour":
+        assert (s.chain == 0).all() and (np.diff(s.step) >= 2).all() and s.step[0] >= 20
+
+
+@pytest.mark.parametrize("protocol", ["single", "sync"])
+def test_deterministic_protocols_repeat_exactly(
+    runs: dict[str, tuple[RunResult, Path]], protocol: str, tmp_path: Path
+) -> None:
+    run_local(spec(protocol), tmp_path)
+    first, again = read_samples(runs[protocol][1]), read_samples(tmp_path)
+    order = np.lexsort((first.step, first.chain)), np.lexsort((again.step, again.chain))
+    np.testing.assert_array_equal(first.theta[order[0]], again.theta[order[1]])
+
+
+def test_killed_worker_is_detected_and_run_completes(tmp_path: Path) -> None:
+    """SIGKILL worker 2 mid-run: the master records it and finishes with worker 1."""
+    killed: list[int] = []
+
+    def killer(procs: list[Any]) -> None:
+        def watch() -> None:
+            data = tmp_path / "samples.bin"
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                if data.exists() and data.stat().st_size > 3 * 8 * 1000:
+                    os.kill(procs[1].pid, signal.SIGKILL)
+                    killed.append(procs[1].pid)
+                    return
+                time.sleep(0.005)
+
+        threading.Thread(target=watch, daemon=True).start()
+
+    s = spec("downpour", samples=150, thinning=4, straggler_delay=0.002)
+    result = run_local(s, tmp_path, on_spawn=killer)
+    assert killed, "the run ended before the worker could be killed"
+    assert result.samples == 150 == len(read_samples(tmp_path))
+    assert [d["worker"] for d in result.dead] == [2]
+    assert result.per_worker["2"]["status"] == "dead" and result.per_worker["1"]["status"] == "done"
+
+
+def test_divergence_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(DivergenceError, match="step_size"):
+        run_local(spec("downpour", sampler={"step_size": 50.0}), tmp_path)
+    procs = json.loads((tmp_path / "processes.json").read_text())["workers"]
+    assert wait_gone(procs)
+
+
+def test_sigterm_leaves_samples_readable(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "stages").mkdir(parents=True)
+    (repo / "stages" / "sgmcmc.py").write_text((REPO / "stages" / "sgmcmc.py").read_text())
+    write_params(
+        repo / "params.yaml", tiny_params({"sgmcmc": {"samples": 100000, "straggler_delay": 0.001}})
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen(
+        [sys.executable, "stages/sgmcmc.py", "elastic", "2", "--no-track"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    partial = repo / "models" / "sgmcmc" / "elastic-w2.partial"
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline and proc.poll() is None:
+            data = partial / "samples.bin"
+            if data.exists() and data.stat().st_size > 5 * (32 + 4 * 1000):
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, err
+    assert err.strip().startswith("error: stopped by SIGTERM") and err.strip().count("\n") == 0
+    s = read_samples(partial)
+    assert len(s) >= 5 and np.isfinite(s.theta).all()
+    workers = json.loads((partial / "processes.json").read_text())["workers"]
+    assert wait_gone(workers)
+    assert not (repo / "models" / "sgmcmc" / "elastic-w2").exists()
