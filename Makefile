@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml requirements.lock
 
 repro: $(STAMP)
 	@test -d .git || { echo "error: dvc repro needs a git repository (clone the project)"; exit 2; }
-	$(BIN)/dvc repro
-	@echo "Done. Metrics: $(BIN)/dvc metrics show ; MLflow UI: $(BIN)/betamcmc ui"
+	@# stage commands call `python`: run DVC inside the venv
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	@echo "Done. Next: source $(BIN)/activate; dvc metrics show; betamcmc ui"
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q $(PYTEST_ARGS)
