@@ -41,6 +41,36 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 ParamsFile = Annotated[Path, typer.Option("--params", "-p", help="params file")]
 
+rl_app = typer.Typer(help="Saved policies of the rl stage.", no_args_is_help=True)
+app.add_typer(rl_app, name="rl")
+
+
+@rl_app.command("play")
+@friendly
+def rl_play(
+    run: Annotated[str, typer.Argument(help="models/rl/<item> directory, item name or policy.pt")],
+    episodes: Annotated[int, typer.Option("-n", "--episodes", min=1)] = 5,
+    seed: Annotated[int | None, typer.Option(help="training seed (default: the first)")] = None,
+    env_seed: Annotated[int, typer.Option(help="seed of the first episode's environment")] = 0,
+    sample: Annotated[bool, typer.Option(help="sample actions instead of greedy")] = False,
+    strip: Annotated[
+        Path | None, typer.Option(help="CartPole frame strip PNG (default rl-play-<item>.png)")
+    ] = None,
+    no_strip: Annotated[bool, typer.Option("--no-strip", help="write no frame strip")] = False,
+) -> None:
+    """Run episodes of a saved rl policy and print their returns (CartPole: and a frame strip)."""
+    from betamcmc.rl.play import play
+
+    name = Path(run).name.removesuffix(".pt")
+    out = None if no_strip else (strip or Path(f"rl-play-{name}.png"))
+    returns, meta, written = play(run, episodes, seed, env_seed, not sample, out)
+    typer.echo(f"{meta['policy']}: {meta.get('env')} {meta.get('method', '')} seed {meta.get('seed')}")
+    for i, r in enumerate(returns):
+        typer.echo(f"episode {i} (env seed {env_seed + i}): return {r:g}")
+    typer.echo(f"mean return {sum(returns) / len(returns):.1f} over {len(returns)} episodes")
+    if written is not None:
+        typer.echo(f"frame strip: {written}")
+
 
 @params_app.command("check")
 @friendly

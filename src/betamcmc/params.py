@@ -97,6 +97,7 @@ class TrackingParams(Section):
 # --------------------------------------------------------------------------- stage sections
 # Imported here (after Section is defined) because the section modules subclass Section.
 from betamcmc.finetune.params import FinetuneParams  # noqa: E402
+from betamcmc.rl.params import RlParams  # noqa: E402
 from betamcmc.sgmcmc.params import SgmcmcParams  # noqa: E402
 from betamcmc.vae.params import PretrainParams  # noqa: E402
 
@@ -110,6 +111,7 @@ class Params(Section):
     pretrain: PretrainParams = PretrainParams()
     finetune: FinetuneParams = FinetuneParams()
     sgmcmc: SgmcmcParams = SgmcmcParams()
+    rl: RlParams = RlParams()
 
     def section(self, dotted: str) -> Any:
         """Return the value at a dotted key path, e.g. ``pretrain.schedules.cyclical``."""

@@ -1,0 +1,133 @@
+"""Learning curves: per-seed snapshot evaluations, their mean +- std over seeds, solve times.
+
+A run's snapshots are grouped by *level*: level ``k`` is chain step ``k * thinning`` (downpour: the
+master's chain; elastic: each worker's chain, the W policies of a level averaged), level 0 the
+initial policy. A level's x-values are the environment steps all workers had consumed and the
+wall-clock seconds since sampling started when its snapshot(s) reached the master; its y-values
+are the mean return over ``eval_episodes`` evaluation episodes and the policy's mean entropy over
+the states visited. Curves of several seeds are aligned by level (same budget schedule).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from betamcmc.errors import InputError
+
+COLUMNS = (
+    "level",
+    "seeds",
+    "env_steps",
+    "wall_s",
+    "return_mean",
+    "return_std",
+    "entropy_mean",
+    "entropy_std",
+)
+
+
+@dataclass
+class SeedCurve:
+    seed: int
+    levels: list[int]
+    env_steps: list[float]
+    wall_s: list[float]
+    returns: list[float]
+    entropy: list[float]
+
+    @classmethod
+    def from_levels(
+        cls, seed: int, levels: dict[int, list[tuple[float, float, float, float]]]
+    ) -> SeedCurve:
+        """``levels``: level -> [(env_steps, wall_s, return, entropy), one per chain]."""
+        keys = sorted(levels)
+        cols = [np.mean(np.asarray(levels[k], dtype=float), axis=0) for k in keys]
+        return cls(
+            seed,
+            keys,
+            [float(c[0]) for c in cols],
+            [float(c[1]) for c in cols],
+            [float(c[2]) for c in cols],
+            [float(c[3]) for c in cols],
+        )
+
+    def mean_return(self) -> float:
+        """Mean return over the snapshots after the initial one (area under the curve / length)."""
+        later = self.returns[1:] or self.returns
+        return float(np.mean(later))
+
+
+def steps_to_threshold(curve: SeedCurve, threshold: float | None) -> float | None:
+    """Environment steps at the first snapshot whose mean return reaches ``threshold``."""
+    if threshold is None:
+        return None
+    for steps, ret in zip(curve.env_steps, curve.returns, strict=True):
+        if ret >= threshold:
+            return steps
+    return None
+
+
+@dataclass
+class CurveTable:
+    rows: list[dict[str, float]]
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow({k: _fmt(row[k]) for k in COLUMNS})
+        return buf.getvalue()
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.6g}"
+
+
+def _std(values: list[float]) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def aggregate_curves(curves: list[SeedCurve]) -> CurveTable:
+    """Mean and std over seeds at every level (std is 0 where only one seed has the level)."""
+    levels = sorted({k for c in curves for k in c.levels})
+    rows = []
+    for level in levels:
+        at = [(c, c.levels.index(level)) for c in curves if level in c.levels]
+        rets = [c.returns[i] for c, i in at]
+        ents = [c.entropy[i] for c, i in at]
+        rows.append(
+            {
+                "level": level,
+                "seeds": len(at),
+                "env_steps": float(np.mean([c.env_steps[i] for c, i in at])),
+                "wall_s": float(np.mean([c.wall_s[i] for c, i in at])),
+                "return_mean": float(np.mean(rets)),
+                "return_std": _std(rets),
+                "entropy_mean": float(np.mean(ents)),
+                "entropy_std": _std(ents),
+            }
+        )
+    return CurveTable(rows)
+
+
+def read_curve(path: str | Path) -> dict[str, list[float]]:
+    """Read a ``<item>_curve.csv`` back into columns."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None or set(COLUMNS) - set(reader.fieldnames):
+                raise InputError(f"not a learning-curve CSV (columns {list(COLUMNS)})", path)
+            rows = list(reader)
+    except FileNotFoundError:
+        raise InputError("learning-curve CSV not found (run the rl stage first)", path) from None
+    try:
+        return {k: [float(r[k]) for r in rows] for k in COLUMNS}
+    except (TypeError, ValueError) as err:
+        raise InputError(f"learning-curve CSV has a non-numeric value ({err})", path) from None

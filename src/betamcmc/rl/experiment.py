@@ -1,0 +1,385 @@
+"""One item of the ``rl`` stage: a method (update x protocol) with W workers, over the seeds.
+
+Per seed, the SG-MCMC engine (``betamcmc.sgmcmc.engine.run_local``) spawns W worker processes that
+collect rollouts and compute actor-critic gradients (``task.py``) and a master that owns the
+parameters; the master streams a snapshot of the policy about every ``rl.eval_every`` environment
+steps to the samples file (downpour: its own chain; elastic: each worker's chain). After the run
+every snapshot is evaluated (``evaluate.py``), and the master's final parameters (downpour: its
+chain; elastic: the centre variable) are evaluated over ``rl.final_episodes`` episodes and saved.
+
+Outputs of item ``<method>-w<W>`` (all written at the end, atomically; a failed run writes none):
+
+* ``models/rl/<item>/``: ``seed<S>/policy.pt`` (the final master policy, see :func:`save_policy`),
+  ``seed<S>/samples/`` (the engine's samples file: every policy snapshot), ``run.json`` (per seed:
+  engine counters, dead workers, evaluation of every snapshot);
+* ``metrics/rl/<item>.json`` (DVC metrics) and ``metrics/rl/<item>_curve.csv`` (DVC plots: return
+  mean and std over seeds against environment steps and wall-clock seconds, policy entropy).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from betamcmc.errors import BetamcmcError, DivergenceError, ParamsError
+from betamcmc.io import atomic_path, write_json, write_text
+from betamcmc.params import Params
+from betamcmc.rl.agent import ActorCritic, LossConfig
+from betamcmc.rl.envs import EnvInfo, check_env, run_episodes
+from betamcmc.rl.evaluate import SeedCurve, aggregate_curves, steps_to_threshold
+from betamcmc.rl.params import RlParams, split_method
+from betamcmc.rl.task import RlTask
+
+# dvc.yaml ``params:`` of the rl stage and the MLflow run's keys: everything an item reads
+# (not ``rl.methods`` / ``rl.workers``: adding a method must not re-run the others)
+STAGE_KEYS = [
+    f"rl.{k}"
+    for k in (
+        "env",
+        "seeds",
+        "step_size",
+        "temperature",
+        "friction",
+        "prior_std",
+        "period",
+        "alpha",
+        "hidden",
+        "envs_per_worker",
+        "rollout_length",
+        "gamma",
+        "gae_lambda",
+        "entropy_coef",
+        "value_coef",
+        "normalize_advantages",
+        "total_steps",
+        "eval_every",
+        "eval_episodes",
+        "final_episodes",
+        "eval_mode",
+        "threads",
+        "worker_timeout",
+    )
+]
+EVAL_SEED, FINAL_SEED = 10_000, 20_000  # evaluation episodes' environment seeds (+ 100 x seed)
+
+
+class Stopped(BetamcmcError):
+    exit_code = 143
+
+
+def item_name(method: str, workers: int) -> str:
+    return f"{method}-w{workers}"
+
+
+def check_item(rl: RlParams, method: str, workers: int) -> EnvInfo:
+    """Everything that can be wrong with an item before anything is written."""
+    from typing import get_args
+
+    from betamcmc.rl.params import Method
+
+    if method not in get_args(Method):
+        raise ParamsError(f"rl: method must be one of {list(get_args(Method))} (got {method!r})")
+    if workers < 1:
+        raise ParamsError(f"rl: workers must be >= 1 (got {workers})")
+    return check_env(rl.env)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How the environment-step budget maps onto the engine's chain steps and samples."""
+
+    steps_per_gradient: int
+    thinning: int  # chain steps between snapshots (a multiple of the period)
+    snapshots: int  # samples the master collects (all chains together)
+
+
+def schedule(rl: RlParams, protocol: str, workers: int) -> Schedule:
+    batch = rl.envs_per_worker * rl.rollout_length
+    gradients = math.ceil(rl.total_steps / batch)
+    thin = max(1, round(rl.eval_every / batch))
+    thin = math.ceil(thin / rl.period) * rl.period
+    if protocol == "downpour":  # one chain (the master's) advanced by every worker's gradients
+        snapshots = max(1, round(gradients / thin))
+    else:  # elastic: W chains, each taking about gradients / W steps
+        snapshots = workers * max(1, round(gradients / workers / thin))
+    return Schedule(batch, thin, snapshots)
+
+
+def engine_spec(rl: RlParams, method: str, workers: int, seed: int) -> Any:
+    """The engine's run description for a method: SGLD/SGHMC with temperature 0 for sgd/sgdm."""
+    from betamcmc.sgmcmc.engine import RunSpec
+    from betamcmc.sgmcmc.params import SamplerParams, SgmcmcParams
+
+    update, protocol = split_method(method)
+    sched = schedule(rl, protocol, workers)
+    momentum = update in ("sgdm", "sghmc")
+    sampler = SamplerParams(
+        kind="sghmc" if momentum else "sgld",
+        step_size=rl.step_size * rl.friction if momentum else rl.step_size,
+        friction=rl.friction,
+        temperature=rl.temperature if update in ("sgld", "sghmc") else 0.0,
+    )
+    cfg = SgmcmcParams(
+        sampler=sampler,
+        prior_std=rl.prior_std,
+        protocols=[protocol],
+        workers=[workers],
+        period=rl.period,
+        alpha=rl.alpha,
+        burn_in=sched.thinning,
+        thinning=sched.thinning,
+        samples=sched.snapshots,
+        batch_size=1,
+        threads=rl.threads,
+        worker_timeout=rl.worker_timeout,
+    )
+    task = RlTask(
+        rl.env,
+        list(rl.hidden),
+        rl.envs_per_worker,
+        rl.rollout_length,
+        LossConfig(
+            rl.gamma, rl.gae_lambda, rl.entropy_coef, rl.value_coef, rl.normalize_advantages
+        ),
+    )
+    return RunSpec(cfg, protocol, workers, seed, "cpu", task_factory=task)
+
+
+def initial_model(spec: Any) -> tuple[ActorCritic, Any]:
+    """The model every process of a run starts from (the engine seeds torch the same way)."""
+    from betamcmc.sgmcmc.engine import FlatModel
+
+    task = spec.make_task()
+    torch.manual_seed(spec.seed)
+    flat = FlatModel(task.build_model())
+    return flat.model, flat
+
+
+def save_policy(path: Path, model: ActorCritic, meta: dict[str, Any]) -> None:
+    """``policy.pt``: ``{"state_dict", "env", "obs_dim", "n_actions", "hidden", **meta}``."""
+    torch.save(
+        {
+            "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "obs_dim": model.obs_dim,
+            "n_actions": model.n_actions,
+            "hidden": model.hidden,
+            **meta,
+        },
+        path,
+    )
+
+
+def run_seed(
+    rl: RlParams, method: str, workers: int, seed: int, seed_dir: Path, info: dict[str, Any]
+) -> tuple[SeedCurve, dict[str, Any]]:
+    """Train one seed through the engine, evaluate its snapshots and final policy, save it."""
+    from betamcmc.sgmcmc.engine import run_local
+    from betamcmc.sgmcmc.samples import read_samples
+
+    spec = engine_spec(rl, method, workers, seed)
+    sched = schedule(rl, spec.protocol, workers)
+    greedy = rl.eval_mode == "greedy"
+    started = time.perf_counter()
+    try:
+        result = run_local(spec, seed_dir / "samples", {**info, "seed": seed})
+    except DivergenceError as err:
+        raise DivergenceError(
+            f"rl {item_name(method, workers)} seed {seed}: the policy diverged "
+            f"({str(err).split(':')[0]}); lower rl.step_size (now {rl.step_size:g})"
+            + (
+                f" or rl.temperature (now {rl.temperature:g})"
+                if spec.cfg.sampler.temperature
+                else ""
+            )
+        ) from None
+    total_s = time.perf_counter() - started
+    samples = read_samples(seed_dir / "samples")
+    model, flat = initial_model(spec)
+    eval_seed = EVAL_SEED + 100 * seed
+    # level 0: the initial policy, at 0 steps and 0 s
+    levels: dict[int, list[tuple[float, float, float, float]]] = {}
+    stats, _ = run_episodes(model, rl.env, rl.eval_episodes, eval_seed, greedy)
+    levels[0] = [(0.0, 0.0, stats.mean, stats.entropy)]
+    snapshots = []
+    for i in range(len(samples)):
+        flat.load(torch.from_numpy(samples.theta[i]))
+        stats, _ = run_episodes(model, rl.env, rl.eval_episodes, eval_seed, greedy)
+        env_steps = float(samples.grad_evals[i]) * sched.steps_per_gradient
+        level = int(samples.step[i]) // sched.thinning
+        levels.setdefault(level, []).append(
+            (env_steps, float(samples.wall_s[i]), stats.mean, stats.entropy)
+        )
+        snapshots.append(
+            {
+                "chain": int(samples.chain[i]),
+                "chain_step": int(samples.step[i]),
+                "env_steps": env_steps,
+                "wall_s": round(float(samples.wall_s[i]), 4),
+                "return_mean": stats.mean,
+                "entropy": round(stats.entropy, 6),
+            }
+        )
+    curve = SeedCurve.from_levels(seed, levels)
+    assert result.final_theta is not None
+    if not bool(torch.isfinite(result.final_theta).all()):
+        raise DivergenceError(
+            f"rl {item_name(method, workers)} seed {seed}: the master's parameters are "
+            f"non-finite; lower rl.step_size (now {rl.step_size:g})"
+        )
+    flat.load(result.final_theta)
+    final, _ = run_episodes(model, rl.env, rl.final_episodes, FINAL_SEED + 100 * seed, greedy)
+    save_policy(
+        seed_dir / "policy.pt",
+        model,
+        {"env": rl.env, "method": method, "workers": workers, "seed": seed},
+    )
+    record = {
+        "seed": seed,
+        "engine": result.as_dict(),
+        "total_s": round(total_s, 3),
+        "env_steps": float(result.grad_evals) * sched.steps_per_gradient,
+        "final_returns": final.returns,
+        "final_return_mean": final.mean,
+        "final_entropy": final.entropy,
+        "snapshots": snapshots,
+    }
+    return curve, record
+
+
+def summarize(
+    rl: RlParams,
+    env: EnvInfo,
+    method: str,
+    workers: int,
+    curves: list[SeedCurve],
+    records: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The DVC metrics of an item (numbers and per-seed mappings; curves go to the CSV)."""
+    update, protocol = split_method(method)
+    finals = [r["final_return_mean"] for r in records]
+    wall = [r["engine"]["wall_s"] for r in records]
+    steps = [r["env_steps"] for r in records]
+    threshold = env.reward_threshold
+    to_solve = [steps_to_threshold(c, threshold) for c in curves]
+    solved = [s for s in to_solve if s is not None]
+    # median over seeds with "never" counted as infinite: defined when at least half solved
+    ordered = sorted(s if s is not None else math.inf for s in to_solve)
+    median = float(np.median(ordered)) if ordered else math.inf
+    stale = [
+        r["engine"]["staleness_mean"] for r in records if r["engine"]["staleness_mean"] is not None
+    ]
+    return {
+        "method": method,
+        "update": update,
+        "protocol": protocol,
+        "workers": workers,
+        "env": rl.env,
+        "reward_threshold": threshold,
+        "seeds": len(records),
+        "temperature": rl.temperature if update in ("sgld", "sghmc") else 0.0,
+        "step_size": rl.step_size,
+        "final_return_mean": float(np.mean(finals)),
+        "final_return_std": float(np.std(finals, ddof=1)) if len(finals) > 1 else None,
+        "curve_return_mean": float(np.mean([c.mean_return() for c in curves])),
+        "last_snapshot_return_mean": float(np.mean([c.returns[-1] for c in curves])),
+        "entropy_final_mean": float(np.mean([r["final_entropy"] for r in records])),
+        "solved_runs": len(solved),
+        "steps_to_threshold_median": median if math.isfinite(median) else None,
+        "env_steps_mean": float(np.mean(steps)),
+        "wall_s_mean": float(np.mean(wall)),
+        "wall_s_std": float(np.std(wall, ddof=1)) if len(wall) > 1 else None,
+        "setup_s_mean": float(np.mean([r["engine"]["setup_s"] for r in records])),
+        "env_steps_per_s": float(np.mean([s / w for s, w in zip(steps, wall, strict=True)])),
+        "staleness_mean": float(np.mean(stale)) if stale else None,
+        "bytes_total_mean": float(np.mean([r["engine"]["bytes_total"] for r in records])),
+        "dead_workers": int(sum(len(r["engine"]["dead"]) for r in records)),
+        "per_seed": {
+            str(r["seed"]): {
+                "final_return": r["final_return_mean"],
+                "steps_to_threshold": s,
+                "wall_s": r["engine"]["wall_s"],
+            }
+            for r, s in zip(records, to_solve, strict=True)
+        },
+    }
+
+
+def run_item(
+    params: Params,
+    method: str,
+    workers: int,
+    models_dir: Path = Path("models/rl"),
+    metrics_dir: Path = Path("metrics/rl"),
+    track: bool = True,
+) -> dict[str, Any]:
+    """Train and evaluate every seed of one item and write all its outputs; returns the metrics."""
+    rl = params.rl
+    env = check_item(rl, method, workers)
+    item = item_name(method, workers)
+    torch.set_num_threads(rl.threads)
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise Stopped(f"rl {item}: stopped by SIGTERM; nothing was written")
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        if not track:
+            return _run_and_write(rl, env, method, workers, item, models_dir, metrics_dir)
+        from betamcmc import tracking
+
+        with tracking.stage_run(params, stage="rl", item=item, keys=STAGE_KEYS):
+            summary = _run_and_write(rl, env, method, workers, item, models_dir, metrics_dir)
+            _log(summary, metrics_dir, item)
+        return summary
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_and_write(
+    rl: RlParams,
+    env: EnvInfo,
+    method: str,
+    workers: int,
+    item: str,
+    models_dir: Path,
+    metrics_dir: Path,
+) -> dict[str, Any]:
+    info = {"item": item, "task": "rl", "env": rl.env, "method": method}
+    curves: list[SeedCurve] = []
+    records: list[dict[str, Any]] = []
+    with atomic_path(models_dir / item) as out:
+        for seed in rl.seeds:
+            seed_dir = out / f"seed{seed}"
+            seed_dir.mkdir(parents=True)
+            curve, record = run_seed(rl, method, workers, seed, seed_dir, info)
+            curves.append(curve)
+            records.append(record)
+        write_json(out / "run.json", {"item": item, "runs": records})
+        summary = summarize(rl, env, method, workers, curves, records)
+        table = aggregate_curves(curves)
+        write_text(metrics_dir / f"{item}_curve.csv", table.to_csv())
+        write_json(metrics_dir / f"{item}.json", summary)
+    return summary
+
+
+def _log(summary: dict[str, Any], metrics_dir: Path, item: str) -> None:
+    import mlflow
+
+    from betamcmc import tracking
+    from betamcmc.rl.evaluate import read_curve
+
+    tracking.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float)})
+    curve = read_curve(metrics_dir / f"{item}_curve.csv")
+    steps = [int(round(s)) for s in curve["env_steps"]]
+    tracking.log_series(
+        {"return_mean": curve["return_mean"], "entropy_mean": curve["entropy_mean"]}, steps
+    )
+    mlflow.log_artifact(str(metrics_dir / f"{item}_curve.csv"))
+    mlflow.log_artifact(str(metrics_dir / f"{item}.json"))

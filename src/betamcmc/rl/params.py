@@ -1,0 +1,99 @@
+"""The ``rl`` params section: environment, methods x workers, sampler knobs, agent, budget.
+
+A method is ``<update>-<protocol>``: the update is ``sgd`` (the noise-free A3C-style baseline),
+``sgdm`` (SGD with momentum ``1 - friction``, SGHMC's noise-free baseline), ``sgld`` or ``sghmc``
+(the engine's samplers at ``temperature``); the protocol is ``downpour`` or ``elastic`` (see
+``betamcmc.sgmcmc.protocols``). ``sgld`` at temperature 0 *is* ``sgd`` and ``sghmc`` at
+temperature 0 *is* ``sgdm``, update for update.
+
+Step sizes. ``step_size`` is the learning rate of ``sgd`` / ``sgld``. For ``sgdm`` / ``sghmc`` the
+sampler's eta is ``step_size * friction``, so that the long-run effective learning rate
+``eta / friction`` is ``step_size`` for every method (a fair comparison at one setting).
+
+Budget. ``total_steps`` environment steps per run, all workers together; a gradient uses
+``envs_per_worker * rollout_length`` environment steps; the master's policy is snapshotted about
+every ``eval_every`` environment steps and each snapshot evaluated over ``eval_episodes`` episodes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from betamcmc.params import Section
+
+UPDATES: tuple[str, ...] = ("sgd", "sgdm", "sgld", "sghmc")
+RL_PROTOCOLS: tuple[str, ...] = ("downpour", "elastic")
+Method = Literal[
+    "sgd-downpour",
+    "sgdm-downpour",
+    "sgld-downpour",
+    "sghmc-downpour",
+    "sgd-elastic",
+    "sgdm-elastic",
+    "sgld-elastic",
+    "sghmc-elastic",
+]
+
+
+def split_method(method: str) -> tuple[str, str]:
+    """``"sgld-downpour"`` -> ``("sgld", "downpour")``."""
+    update, protocol = method.split("-", 1)
+    return update, protocol
+
+
+class RlParams(Section):
+    env: str = Field("CartPole-v1", min_length=1, description="gymnasium id (discrete actions)")
+    methods: list[Method] = Field(
+        default_factory=lambda: ["sgd-downpour", "sgld-downpour", "sghmc-downpour", "sgld-elastic"],
+        min_length=1,
+    )
+    workers: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [2], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: [0, 1, 2],
+        min_length=1,
+        description="one run per seed (model init, worker env seeds, noise); >= 3 for mean +- std",
+    )
+    # sampler (the engine's SGLD / SGHMC)
+    step_size: float = Field(0.05, gt=0.0, description="learning rate (see module docstring)")
+    temperature: float = Field(0.001, ge=0.0, description="T of sgld / sghmc (0: the baseline)")
+    friction: float = Field(0.1, gt=0.0, le=1.0, description="SGHMC alpha = 1 - momentum")
+    prior_std: float = Field(10.0, gt=0.0, description="N(0, s^2) prior: weight decay 1/s^2")
+    period: int = Field(4, ge=1, description="tau: local steps between master exchanges")
+    alpha: float = Field(0.5, gt=0.0, le=1.0, description="elastic coupling strength")
+    # agent
+    hidden: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [64, 64], min_length=1, description="tanh MLP widths"
+    )
+    envs_per_worker: int = Field(4, ge=1)
+    rollout_length: int = Field(16, ge=1, description="steps per env per gradient")
+    gamma: float = Field(0.99, gt=0.0, le=1.0)
+    gae_lambda: float = Field(0.95, ge=0.0, le=1.0, description="1: n-step returns")
+    entropy_coef: float = Field(0.01, ge=0.0)
+    value_coef: float = Field(0.5, ge=0.0)
+    normalize_advantages: bool = True
+    # budget and evaluation
+    total_steps: int = Field(20000, ge=1, description="environment steps per run (all workers)")
+    eval_every: int = Field(2500, ge=1, description="environment steps between snapshots")
+    eval_episodes: int = Field(5, ge=1, description="episodes per snapshot")
+    final_episodes: int = Field(20, ge=1, description="episodes of the final master policy")
+    eval_mode: Literal["greedy", "sample"] = "greedy"
+    threads: int = Field(1, ge=1, description="torch threads per process")
+    worker_timeout: float = Field(30.0, gt=0.0, description="seconds of silence = dead worker")
+
+    @model_validator(mode="after")
+    def _budget(self) -> RlParams:
+        batch = self.envs_per_worker * self.rollout_length
+        if self.eval_every < batch:
+            raise ValueError(
+                f"eval_every must be >= envs_per_worker * rollout_length = {batch} "
+                f"(one gradient's environment steps) (got {self.eval_every})"
+            )
+        if self.total_steps < self.eval_every:
+            raise ValueError(
+                f"total_steps must be >= eval_every = {self.eval_every} (got {self.total_steps})"
+            )
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods must not repeat (got {self.methods})")
+        return self

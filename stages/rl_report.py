@@ -1,0 +1,27 @@
+"""Stage ``rl_report``: the rl items' table and learning-curve figure in ``reports/rl/``.
+
+python stages/rl_report.py [--params params.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from betamcmc.params import load_params
+from betamcmc.runner import run_stage
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    from betamcmc.rl.report import write_report
+
+    out = write_report(params, Path("metrics/rl"), Path("reports/rl"))
+    print(f"rl_report: {out}/table.md, {out}/curves.png")
+
+
+if __name__ == "__main__":
+    run_stage(main)
