@@ -227,3 +227,71 @@ def _run_and_write(
     write_series(metrics_dir, item, series)
     write_json(metrics_dir / f"{item}.json", summary)
     return summary, series
+
+
+SGD_KEYS = [
+    "seed",
+    "device",
+    "sgmcmc.sampler",
+    "sgmcmc.prior_std",
+    "sgmcmc.batch_size",
+    "sgmcmc.sgd",
+    "sgmcmc.task",
+]
+
+
+def run_sgd(
+    params: Params,
+    models_dir: Path = Path("models/sgmcmc_sgd"),
+    metrics_path: Path = Path("metrics/sgmcmc_sgd.json"),
+    track: bool = True,
+) -> dict[str, Any]:
+    """The point-estimate baseline: the sampler at temperature 0 (SGD / SGD with momentum on the
+    MAP loss) for ``sgd.steps`` steps with one worker; its last iterate is evaluated like a BMA of
+    one sample."""
+    cfg = params.sgmcmc.model_copy(
+        update={
+            "burn_in": params.sgmcmc.sgd.steps,
+            "samples": 1,
+            "thinning": 1,
+            "straggler_delay": 0.0,
+        }
+    )
+    spec = RunSpec(
+        cfg, "single", 1, params.seed, "cpu", temperature=0.0, step_size=params.sgmcmc.sgd.step_size
+    )
+    partial = models_dir.with_name(models_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+
+    def body() -> dict[str, Any]:
+        result = sample(spec, partial, {"item": "sgd", "task": cfg.task.kind, "seed": params.seed})
+        assert result is not None
+        metrics, _ = evaluate_samples(spec.make_task(), read_samples(partial), cfg.eval_points)
+        summary = {
+            "method": f"{cfg.sampler.kind} at temperature 0 ({'SGD' if cfg.sampler.kind == 'sgld' else 'SGD with momentum'})",
+            "steps": params.sgmcmc.sgd.steps,
+            **{
+                k: metrics[k]
+                for k in (
+                    "accuracy",
+                    "log_likelihood",
+                    "log_likelihood_median",
+                    "log_likelihood_worst",
+                    "ece",
+                )
+            },
+            "wall_s": result.wall_s,
+        }
+        write_json(partial / "run.json", {**result.as_dict(), "evaluation": metrics})
+        finalize_dir(partial, models_dir)
+        write_json(metrics_path, summary)
+        return summary
+
+    if not track:
+        return body()
+    from betamcmc import tracking
+
+    with tracking.stage_run(params, stage="sgmcmc_sgd", keys=SGD_KEYS):
+        summary = body()
+        tracking.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float)})
+        return summary

@@ -48,6 +48,7 @@ def on_message(
     reply = master.reply(engine.PARAMS, master.theta)  # the centre before this exchange
     master.theta.add_(payload - master.theta, alpha=master.cfg.alpha)
     master.version += 1
+    reply[1] = master.version  # the version this worker has now seen
     return reply
 
 
