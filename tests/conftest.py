@@ -47,6 +47,11 @@ TINY: dict[str, Any] = {
         "consistency": {"protocols": ["single", "downpour"], "periods": [1, 4], "burn_in": 20,
                         "samples": 20, "thinning": 2, "reference_steps": 400},
     },
+    "rl": {
+        "workers": [1], "seeds": [0], "hidden": [16], "envs_per_worker": 2, "rollout_length": 8,
+        "period": 2, "total_steps": 384, "eval_every": 128, "eval_episodes": 2,
+        "final_episodes": 2, "worker_timeout": 30.0,
+    },
 }
 
 
