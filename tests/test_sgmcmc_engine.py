@@ -57,12 +57,18 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[RunResult,
     for protocol in ("single", "sync", "downpour", "elastic"):
         d = tmp_path_factory.mktemp(protocol)
         out[protocol] = (run_local(spec(protocol), d), d)
+    for protocol in ("downpour", "elastic"):  # the blocking variants (no overlap)
+        d = tmp_path_factory.mktemp(protocol + "-blocking")
+        out[protocol + "-blocking"] = (run_local(spec(protocol, overlap=False), d), d)
     return out
 
 
-@pytest.mark.parametrize("protocol", ["single", "sync", "downpour", "elastic"])
-def test_protocol_end_to_end(runs: dict[str, tuple[RunResult, Path]], protocol: str) -> None:
-    result, d = runs[protocol]
+@pytest.mark.parametrize(
+    "name", ["single", "sync", "downpour", "elastic", "downpour-blocking", "elastic-blocking"]
+)
+def test_protocol_end_to_end(runs: dict[str, tuple[RunResult, Path]], name: str) -> None:
+    result, d = runs[name]
+    protocol = name.split("-")[0]
     s = read_samples(d)
     assert result.samples == len(s) == 12
     assert np.isfinite(s.theta).all() and (np.diff(s.wall_s) >= 0).all()

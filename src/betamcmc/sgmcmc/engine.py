@@ -176,6 +176,7 @@ class WorkerContext:
         self.grads = 0
         self.loss = 0.0
         self.comm_s = 0.0
+        self.wait_s = 0.0  # time the sampler waited for an overlapped reply
         self.compute_s = 0.0
         self.collective_bytes = 0.0
         self.version = 0
@@ -255,6 +256,44 @@ class WorkerContext:
         t0 = time.perf_counter()
         dist.recv(self.inbuf, src=0)
         self.comm_s += time.perf_counter() - t0
+        return int(self.inbuf[0]), int(self.inbuf[1]), self.inbuf[HEADER:]
+
+    # -- overlapped exchange: a helper thread sends and waits for the reply (gloo's irecv cannot
+    # be polled: its work only completes inside wait()), while the main thread keeps sampling.
+    def start_exchange(self, kind: int, payload: torch.Tensor) -> None:
+        """Send ``payload`` and wait for the master's reply in a helper thread."""
+        import threading
+
+        h = self.out[:HEADER]
+        h[0], h[1], h[2], h[3] = kind, self.steps, self.version, self.grads
+        h[4], h[5], h[6], h[7] = self.comm_s, self.compute_s, self.collective_bytes, self.loss
+        self.out[HEADER:].copy_(payload)  # copied now: the main thread goes on changing theta
+        self._exchange_error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                t0 = time.perf_counter()
+                dist.send(self.out, dst=0)
+                dist.recv(self.inbuf, src=0)
+                self.comm_s += time.perf_counter() - t0
+            except BaseException as err:  # noqa: BLE001 - re-raised in finish_exchange
+                self._exchange_error = err
+
+        if os.getppid() != self.parent and "TORCHELASTIC_RUN_ID" not in os.environ:
+            raise SystemExit(1)
+        self._exchange = threading.Thread(target=run, daemon=True)
+        self._exchange.start()
+
+    def exchange_done(self) -> bool:
+        return not self._exchange.is_alive()
+
+    def finish_exchange(self) -> tuple[int, int, torch.Tensor]:
+        """Wait for the reply started by :meth:`start_exchange`: ``(kind, version, payload)``."""
+        t0 = time.perf_counter()
+        self._exchange.join()
+        self.wait_s += time.perf_counter() - t0
+        if self._exchange_error is not None:
+            raise self._exchange_error
         return int(self.inbuf[0]), int(self.inbuf[1]), self.inbuf[HEADER:]
 
     def to_device(self, tensor: torch.Tensor) -> torch.Tensor:

@@ -38,6 +38,7 @@ STAGE_KEYS = [
     "sgmcmc.prior_std",
     "sgmcmc.period",
     "sgmcmc.alpha",
+    "sgmcmc.overlap",
     "sgmcmc.burn_in",
     "sgmcmc.thinning",
     "sgmcmc.samples",

@@ -97,6 +97,9 @@ class SgmcmcParams(Section):
     workers: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1, 2], min_length=1)
     period: int = Field(10, ge=1, description="tau: local steps between communications")
     alpha: float = Field(0.5, gt=0.0, le=1.0, description="elastic coupling strength")
+    overlap: bool = Field(
+        True, description="downpour/elastic: keep sampling while an exchange travels"
+    )
     burn_in: int = Field(1500, ge=0)
     thinning: int = Field(20, ge=1)
     samples: int = Field(100, ge=1, description="samples the master collects (all chains together)")

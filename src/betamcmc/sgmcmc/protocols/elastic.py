@@ -9,6 +9,9 @@ both move towards each other with coupling ``alpha`` (Li et al. 2019; EASGD, Zha
 The master keeps the W worker chains' samples: worker ``w``'s parameters as received, every
 ``thinning`` of its chain steps after ``burn_in`` (chain ``w - 1``), until ``samples`` in total; then
 it answers STOP. Staleness = centre versions between a worker's two exchanges.
+
+With ``overlap: true`` the worker keeps sampling while the exchange travels (helper thread) and
+applies the elastic pull, computed against the parameters it sent, when the centre arrives.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from betamcmc.sgmcmc import engine
 
 def worker(ctx: engine.WorkerContext) -> None:
     tau, alpha = ctx.cfg.period, ctx.cfg.alpha
+    if ctx.cfg.overlap:
+        return _worker_overlapped(ctx, tau, alpha)
     while True:
         for _ in range(tau):
             ctx.step()
@@ -32,6 +37,37 @@ def worker(ctx: engine.WorkerContext) -> None:
             return
         ctx.theta.add_(ctx.to_device(centre) - ctx.theta, alpha=alpha)
         ctx.version = version
+
+
+def _worker_overlapped(ctx: engine.WorkerContext, tau: int, alpha: float) -> None:
+    """Send theta_w and keep sampling; when the centre arrives apply the elastic pull computed
+    against the parameters that were sent: ``theta_w <- theta_w - alpha (theta_sent - theta_c)``."""
+    sent = ctx.theta.clone()
+    pending = False
+
+    def take_reply() -> bool:
+        kind, version, centre = ctx.finish_exchange()
+        if kind == engine.STOP:
+            return False
+        ctx.theta.add_(ctx.to_device(centre) - sent, alpha=alpha)
+        ctx.version = version
+        return True
+
+    while True:
+        for _ in range(tau):
+            ctx.step()
+            if pending and ctx.exchange_done():
+                pending = False
+                if not take_reply():
+                    return
+        if pending:
+            pending = False
+            if not take_reply():
+                return
+        ctx.check_finite()
+        sent.copy_(ctx.theta)
+        ctx.start_exchange(engine.EXCHANGE, ctx.theta)
+        pending = True
 
 
 def on_message(
