@@ -6,7 +6,6 @@ import math
 
 import pytest
 import yaml
-from conftest import tiny_params, write_params
 
 from betamcmc.errors import ParamsError
 from betamcmc.params import load_params
@@ -19,6 +18,8 @@ from betamcmc.vae.schedules import (
     monotonic_beta,
     ramp,
 )
+
+from conftest import tiny_params, write_params
 
 
 def test_constant():

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from betamcmc.params import Section
 
@@ -53,9 +53,18 @@ class CyclicalSchedule(_RampSchedule):
 
     kind: Literal["cyclical"]
     cycles: int = Field(4, ge=1)
+    zero: float = Field(
+        0.0, ge=0.0, lt=1.0, description="share of each cycle held at `start` before the ramp"
+    )
     restart_lr: bool = Field(
         False, description="reset the learning rate and Adam moments at the start of every cycle"
     )
+
+    @model_validator(mode="after")
+    def _fits_in_cycle(self) -> CyclicalSchedule:
+        if self.zero + self.ratio > 1.0:
+            raise ValueError(f"zero + ratio must be <= 1 (got {self.zero + self.ratio:g})")
+        return self
 
 
 Schedule = Annotated[

@@ -54,17 +54,21 @@ def cyclical_beta(
     start: float = 0.0,
     stop: float = 1.0,
     shape: Shape = "linear",
+    zero: float = 0.0,
 ) -> float:
     """Cyclical schedule (Fu et al. Eq. 6-7): ``cycles`` cycles over ``total`` iterations.
 
     In each cycle of length ``total / cycles``, beta ramps from ``start`` to ``stop`` over the first
     ``ratio`` of the cycle and then holds at ``stop``. The first iteration of every cycle is
-    ``start``; the ramp reaches ``stop`` at position ``ratio`` of the cycle.
+    ``start``; the ramp reaches ``stop`` at position ``ratio`` of the cycle. With ``zero`` > 0,
+    beta first stays at ``start`` for that share of the cycle and then ramps over the next
+    ``ratio`` (the ``frange_cycle_zero_linear`` variant of the authors' code, used by Li et al.
+    2020); ``zero + ratio`` must be <= 1.
     """
     _check(iteration, total)
     period = total / cycles
     tau = (iteration % period) / period  # position in the cycle, [0, 1)
-    return start + (stop - start) * ramp(tau / ratio, shape)
+    return start + (stop - start) * ramp((tau - zero) / ratio, shape)
 
 
 def monotonic_beta(
@@ -95,7 +99,7 @@ def beta_at(schedule: object, iteration: int, total: int) -> float:
         return monotonic_beta(iteration, total, s.ratio, s.start, s.stop, s.shape)  # type: ignore[attr-defined]
     if kind == "cyclical":
         s = schedule
-        return cyclical_beta(iteration, total, s.cycles, s.ratio, s.start, s.stop, s.shape)  # type: ignore[attr-defined]
+        return cyclical_beta(iteration, total, s.cycles, s.ratio, s.start, s.stop, s.shape, s.zero)  # type: ignore[attr-defined]
     raise ValueError(f"unknown schedule kind {kind!r}")
 
 

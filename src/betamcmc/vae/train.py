@@ -1,0 +1,280 @@
+"""Training loop of the text VAE under one beta schedule: resumable, deterministic, divergence-safe.
+
+- Iteration t (0-based) trains on one length-bucketed minibatch with loss recon + beta_t * KL
+  (:mod:`betamcmc.vae.schedules`), Adam, global gradient-norm clipping.
+- Minibatches: each epoch shuffles the training sentences with a generator seeded by
+  ``(seed, epoch)``, sorts them by length (stable, so ties stay shuffled), cuts batches and
+  shuffles the batch order. Batch ``t`` is therefore a pure function of ``(seed, t)``, which is
+  what makes resuming exact.
+- Every ``eval_every`` iterations the validation -ELBO (beta = 1) is measured; the best model
+  is kept (Fu et al. report the best-validation model).
+- A resumable checkpoint (model, Adam state, torch RNG state, best model, history) is written
+  every ``checkpoint_every`` iterations and when SIGTERM/SIGINT arrives (then the run stops with
+  :class:`TrainingInterrupted`). A rerun with the same params resumes from it and reaches the same
+  final weights as an uninterrupted run (CPU). It holds only tensors and primitives, so it loads
+  with ``torch.load(..., weights_only=True)``.
+- A non-finite loss or gradient norm raises :class:`~betamcmc.errors.DivergenceError` naming the
+  iteration.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from betamcmc.errors import BetamcmcError, DivergenceError
+from betamcmc.vae.evaluate import quick_neg_elbo
+from betamcmc.vae.model import TextVAE, VAEConfig, pad_batch
+from betamcmc.vae.params import PretrainParams
+from betamcmc.vae.schedules import beta_at, cycle_index
+
+CHECKPOINT_FILE = "resume.pt"
+SERIES = ("beta", "recon", "kl", "elbo", "loss")
+
+
+class TrainingInterrupted(BetamcmcError):
+    """SIGTERM/SIGINT arrived; the state was checkpointed and a rerun resumes from it."""
+
+    exit_code = 143
+
+
+@dataclass
+class TrainResult:
+    model: TextVAE  # the best-validation model (eval mode)
+    best_iteration: int
+    best_valid_neg_elbo: float
+    history: dict[str, list[float]]  # iteration + SERIES, every log_every iterations
+    valid_history: dict[str, list[float]]  # iteration, neg_elbo
+    resumed_from: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def epoch_batches(
+    lengths: Sequence[int], batch_size: int, seed: int, epoch: int
+) -> list[list[int]]:
+    """The minibatches (lists of sentence indices) of one epoch, bucketed by length."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    shuffled = torch.randperm(len(lengths), generator=gen).tolist()
+    by_length = sorted(shuffled, key=lambda i: lengths[i])  # stable: ties stay shuffled
+    batches = [by_length[i : i + batch_size] for i in range(0, len(by_length), batch_size)]
+    order = torch.randperm(len(batches), generator=gen).tolist()
+    return [batches[i] for i in order]
+
+
+class BatchStream:
+    """Batch of iteration t for any t (epochs recomputed lazily), for exact resume."""
+
+    def __init__(self, sentences: Sequence[Sequence[int]], batch_size: int, seed: int):
+        self.sentences = sentences
+        self.lengths = [len(s) for s in sentences]
+        self.batch_size, self.seed = batch_size, seed
+        self.per_epoch = math.ceil(len(sentences) / batch_size)
+        self._epoch, self._batches = -1, []
+
+    def __call__(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, pos = divmod(iteration, self.per_epoch)
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._batches = epoch_batches(self.lengths, self.batch_size, self.seed, epoch)
+        return pad_batch([list(self.sentences[i]) for i in self._batches[pos]])
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """Turn SIGTERM/SIGINT into a flag checked between iterations (main thread only)."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def handler(signum: int, frame: object) -> None:
+        flag.set()
+
+    for s in previous:
+        signal.signal(s, handler)
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def build_model(params: PretrainParams, vocab_size: int) -> TextVAE:
+    m = params.model
+    return TextVAE(
+        VAEConfig(
+            vocab_size=vocab_size,
+            emb_dim=m.emb_dim,
+            hidden_dim=m.hidden_dim,
+            latent_dim=m.latent_dim,
+            bidirectional=m.bidirectional,
+            z_to_decoder=m.z_to_decoder,
+            dropout=m.dropout,
+            word_dropout=m.word_dropout,
+        )
+    )
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train_vae(
+    train: Sequence[Sequence[int]],
+    valid: Sequence[Sequence[int]],
+    vocab_size: int,
+    params: PretrainParams,
+    schedule_name: str,
+    seed: int,
+    resume_dir: str | Path | None = None,
+    fingerprint: str = "",
+    stop: threading.Event | None = None,
+    on_iteration: Callable[[int, TextVAE], None] | None = None,
+) -> TrainResult:
+    """Train one VAE under ``params.schedules[schedule_name]``; see the module docstring.
+
+    ``resume_dir``: where the resumable checkpoint lives; it is reused only when its
+    ``fingerprint`` (params + data digest) matches. ``on_iteration``: test hook, called before
+    each iteration's forward pass.
+    """
+    if not train or not valid:
+        raise BetamcmcError("pretrain needs non-empty train and valid splits")
+    schedule = params.schedules[schedule_name]
+    tp = params.train
+    total = tp.iterations
+    torch.manual_seed(seed)
+    model = build_model(params, vocab_size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr)
+    stream = BatchStream(train, tp.batch_size, seed)
+    history: dict[str, list[float]] = {"iteration": [], **{s: [] for s in SERIES}}
+    valid_history: dict[str, list[float]] = {"iteration": [], "neg_elbo": []}
+    window = dict.fromkeys(SERIES, 0.0)
+    window_n = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    best_iteration, best_valid = 0, math.inf
+    start = 0
+    ckpt_path = Path(resume_dir) / CHECKPOINT_FILE if resume_dir is not None else None
+
+    if ckpt_path is not None and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if ckpt.get("fingerprint") == fingerprint and 0 < ckpt["iteration"] < total:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            torch.set_rng_state(ckpt["rng"])
+            best_state = ckpt["best_model"] or None
+            best_iteration, best_valid = ckpt["best_iteration"], ckpt["best_valid"]
+            history, valid_history = ckpt["history"], ckpt["valid_history"]
+            window, window_n = ckpt["window"], ckpt["window_n"]
+            start = ckpt["iteration"]
+
+    def checkpoint(done: int) -> None:
+        if ckpt_path is None:
+            return
+        _atomic_save(
+            {
+                "fingerprint": fingerprint,
+                "iteration": done,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "rng": torch.get_rng_state(),
+                "best_model": best_state or {},
+                "best_iteration": best_iteration,
+                "best_valid": best_valid,
+                "history": history,
+                "valid_history": valid_history,
+                "window": window,
+                "window_n": window_n,
+            },
+            ckpt_path,
+        )
+
+    restart_lr = getattr(schedule, "restart_lr", False)
+    model.train()
+    for it in range(start, total):
+        if (
+            restart_lr
+            and it > 0
+            and cycle_index(it, total, schedule.cycles)
+            != cycle_index(it - 1, total, schedule.cycles)
+        ):
+            optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr)  # fresh lr and moments
+        if on_iteration is not None:
+            on_iteration(it, model)
+        beta = beta_at(schedule, it, total)
+        ids, lengths = stream(it)
+        out = model(ids, lengths, beta)
+        loss = out["loss"]
+        if not torch.isfinite(loss):
+            raise DivergenceError(
+                f"pretrain[{schedule_name}]: loss is {float(loss)} at iteration {it} "
+                f"(beta {beta:.3g}); lower pretrain.train.lr or pretrain.train.clip"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tp.clip)
+        if not torch.isfinite(grad_norm):
+            raise DivergenceError(
+                f"pretrain[{schedule_name}]: gradient norm is {float(grad_norm)} at iteration {it} "
+                f"(beta {beta:.3g}); lower pretrain.train.lr"
+            )
+        optimizer.step()
+
+        recon, kl = float(out["recon"]), float(out["kl"])
+        for key, value in (("beta", beta), ("recon", recon), ("kl", kl), ("elbo", -(recon + kl)),
+                           ("loss", float(loss.detach()))):  # fmt: skip
+            window[key] += value
+        window_n += 1
+        done = it + 1
+        if done % tp.log_every == 0 or done == total:
+            history["iteration"].append(done)
+            for key in SERIES:
+                history[key].append(window[key] / window_n)
+            window, window_n = dict.fromkeys(SERIES, 0.0), 0
+        if done % tp.eval_every == 0 or done == total:
+            neg_elbo = quick_neg_elbo(model, valid, params.eval.batch_size, seed)
+            model.train()
+            valid_history["iteration"].append(done)
+            valid_history["neg_elbo"].append(neg_elbo)
+            if not math.isfinite(neg_elbo):
+                raise DivergenceError(
+                    f"pretrain[{schedule_name}]: validation -ELBO is {neg_elbo} at iteration {it}"
+                )
+            if neg_elbo < best_valid:
+                best_valid, best_iteration = neg_elbo, done
+                best_state = copy.deepcopy(model.state_dict())
+        interrupted = stop is not None and stop.is_set()
+        if done < total and (done % tp.checkpoint_every == 0 or interrupted):
+            checkpoint(done)
+        if interrupted and done < total:
+            raise TrainingInterrupted(
+                f"pretrain[{schedule_name}]: interrupted after iteration {done}/{total}; "
+                f"checkpoint saved, rerun to resume"
+            )
+
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(
+        model, best_iteration, best_valid, history, valid_history, resumed_from=start
+    )
+
+
+def clear_checkpoint(resume_dir: str | Path) -> None:
+    """Remove a finished run's resumable checkpoint."""
+    path = Path(resume_dir) / CHECKPOINT_FILE
+    if path.exists():
+        path.unlink()
