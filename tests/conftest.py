@@ -38,6 +38,7 @@ TINY: dict[str, Any] = {
         "train": {"iterations": 40, "batch_size": 16, "eval_every": 20, "checkpoint_every": 10,
                   "log_every": 5, "threads": 1},
         "eval": {"importance_samples": 10, "batch_size": 32},
+        "report": {"toy_iterations": 60},
     },
     "sgmcmc": {
         "task": {"hidden": 8},

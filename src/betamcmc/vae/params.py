@@ -129,11 +129,20 @@ class VAEEvalParams(Section):
     )
 
 
+class VAEReportParams(Section):
+    """The ``pretrain_report`` stage (comparison table and figures)."""
+
+    toy_iterations: int = Field(
+        1000, ge=1, description="training steps of the toy experiment per schedule"
+    )
+
+
 class PretrainParams(Section):
     schedules: dict[str, Schedule] = Field(default_factory=_default_schedules, min_length=1)
     model: VAEModelParams = VAEModelParams()
     train: VAETrainParams = VAETrainParams()
     eval: VAEEvalParams = VAEEvalParams()
+    report: VAEReportParams = VAEReportParams()
 
     @field_validator("schedules", mode="after")
     @classmethod

@@ -78,18 +78,20 @@ def write_curve_csv(path: Path, history: dict[str, list[float]]) -> None:
 
 def run_pretrain(params: Params, name: str, source: str = "params.yaml") -> dict[str, Any]:
     """Train, evaluate and record the VAE of schedule ``name``; returns the metrics written."""
+    from betamcmc.data.prepared import load_prepared
+
+    name = check_schedule(params, name, source)
+    corpus = load_prepared(PREPARED)  # fails fast (one line) before the heavy imports
+
     import mlflow
     import torch
 
     from betamcmc import tracking
-    from betamcmc.data.prepared import load_prepared
     from betamcmc.runner import resolve_device, seed_everything
     from betamcmc.vae.evaluate import evaluate_split
     from betamcmc.vae.model import MODEL_FILE, VOCAB_FILE, save_vae
     from betamcmc.vae.train import clear_checkpoint, stop_on_signals, train_vae
 
-    name = check_schedule(params, name, source)
-    corpus = load_prepared(PREPARED)
     resolve_device(params.device)  # validates the setting; the LSTM VAE trains on CPU
     if params.pretrain.train.threads:
         torch.set_num_threads(params.pretrain.train.threads)

@@ -61,11 +61,14 @@ def comparison_table(metrics: dict[str, dict[str, Any]], split: str) -> str:
 def run_report(params: Params, metrics_dir: Path = Path("metrics/pretrain"),
                models_dir: Path = Path("models/pretrain"), prepared: Path = Path("data/prepared"),
                out: Path = REPORTS) -> dict[str, Any]:  # fmt: skip
+    from betamcmc.data.prepared import load_prepared
+
+    corpus = load_prepared(prepared)  # fails fast (one line) before the heavy imports
+
     import mlflow
     import torch
 
     from betamcmc import tracking
-    from betamcmc.data.prepared import load_prepared
     from betamcmc.vae import figures
     from betamcmc.vae.evaluate import posterior_params
     from betamcmc.vae.model import load_vae
@@ -79,7 +82,6 @@ def run_report(params: Params, metrics_dir: Path = Path("metrics/pretrain"),
                 f"metrics of schedule {name!r} not found (run `dvc repro pretrain`)", path
             )
         metrics[name] = read_json(path)
-    corpus = load_prepared(prepared)
     test = corpus.sentences["test"]
     total = params.pretrain.train.iterations
     torch.manual_seed(params.seed)
@@ -100,7 +102,9 @@ def run_report(params: Params, metrics_dir: Path = Path("metrics/pretrain"),
                     f"{name}: test posterior means (KL {m['kl']:.2f}, MI {m['mi']:.2f}, AU {m['au']})",
                     tmp / f"latent_{name}.png",
                 )  # fmt: skip
-            toy = figures.toy_experiment(tmp / "toy.png", seed=params.seed)
+            toy = figures.toy_experiment(
+                tmp / "toy.png", params.seed, params.pretrain.report.toy_iterations
+            )
             text = [
                 "# Text VAE: beta schedules compared",
                 "",
