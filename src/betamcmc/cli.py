@@ -96,6 +96,87 @@ def params_show(
         typer.echo(f"{key} = {value}")
 
 
+# --------------------------------------------------------------------------- text VAE (issue 4)
+schedule_app = typer.Typer(help="Beta schedules of the pretrain stage.", no_args_is_help=True)
+app.add_typer(schedule_app, name="schedule")
+
+
+@schedule_app.command("plot")
+@friendly
+def schedule_plot(
+    params: ParamsFile = Path("params.yaml"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write")] = Path("schedules.png"),
+    iterations: Annotated[
+        int | None,
+        typer.Option(min=1, help="iterations to draw (default pretrain.train.iterations)"),
+    ] = None,
+) -> None:
+    """Draw beta over the iterations for every schedule in pretrain.schedules to a PNG."""
+    from betamcmc.io import atomic_path
+    from betamcmc.params import load_params
+
+    loaded = load_params(params)
+    total = iterations or loaded.pretrain.train.iterations
+    from betamcmc.vae.figures import plot_schedules
+
+    with atomic_path(out) as tmp:
+        plot_schedules(loaded.pretrain.schedules, total, tmp)
+    typer.echo(f"wrote {out} ({len(loaded.pretrain.schedules)} schedules, {total} iterations)")
+
+
+@app.command()
+@friendly
+def sample(
+    model: Annotated[
+        Path, typer.Option("--model", "-m", help="a trained VAE: models/pretrain/<schedule>")
+    ] = Path("models/pretrain/cyclical"),
+    n: Annotated[int, typer.Option("-n", min=0, help="sentences to sample from the prior")] = 5,
+    reconstruct: Annotated[
+        list[str] | None,
+        typer.Option("--reconstruct", "-r", help="sentence to reconstruct (repeatable)"),
+    ] = None,
+    interpolate: Annotated[
+        tuple[str, str] | None,
+        typer.Option(
+            "--interpolate", "-i", help="two sentences: decode points between their codes"
+        ),
+    ] = None,
+    steps: Annotated[int, typer.Option(min=2, help="interpolation points incl. both ends")] = 5,
+    greedy: Annotated[
+        bool, typer.Option(help="greedy decoding (--no-greedy: sample words)")
+    ] = True,
+    max_len: Annotated[int, typer.Option(min=1, help="max words per sentence")] = 30,
+    seed: Annotated[int, typer.Option(help="seed of z and word sampling")] = 0,
+) -> None:
+    """Print prior samples, reconstructions of given sentences and a latent interpolation."""
+    from betamcmc.vae.sample import (
+        interpolation,
+        load_model_and_vocab,
+        prior_samples,
+        reconstructions,
+    )
+
+    vae, vocab = load_model_and_vocab(model)
+    if n:
+        typer.echo(f"# {n} samples from the prior (z ~ N(0, I))")
+        for i, text in enumerate(prior_samples(vae, vocab, n, seed, greedy, max_len), 1):
+            typer.echo(f"{i}. {text}")
+    if reconstruct:
+        typer.echo("# reconstructions (decoded posterior mean)")
+        for src, text in zip(
+            reconstruct,
+            reconstructions(vae, vocab, reconstruct, greedy, max_len, seed),
+            strict=True,
+        ):
+            typer.echo(f"{src}\n  -> {text}")
+    if interpolate:
+        typer.echo(f"# interpolation in latent space ({steps} points)")
+        for t, text in interpolation(
+            vae, vocab, interpolate[0], interpolate[1], steps, greedy, max_len, seed
+        ):
+            typer.echo(f"t={t:.2f}  {text}")
+
+
 @app.command()
 @friendly
 def ui(
