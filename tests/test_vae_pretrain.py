@@ -150,3 +150,17 @@ def test_missing_prepared_data_is_one_line(tiny_repo: Path):
     assert proc.stderr.strip().splitlines() == [
         "error: data/prepared: prepared corpus not found (run `dvc repro prepare` first)"
     ]
+
+
+def test_stage_keys_match_dvc_yaml():
+    import yaml
+
+    from betamcmc.vae.pretrain import stage_keys
+
+    stage = yaml.safe_load((Path(__file__).parents[1] / "dvc.yaml").read_text())["stages"][
+        "pretrain"
+    ]
+    assert stage["foreach"] == "${pretrain.schedules}"
+    declared = [p.replace("${key}", "cyclical") for p in stage["do"]["params"]]
+    assert declared == stage_keys("cyclical")
+    assert stage["do"]["outs"] == ["models/pretrain/${key}"]
