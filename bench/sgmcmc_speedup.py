@@ -55,7 +55,7 @@ def make_cfg(**over: Any):
         "batch_size": 64,
         "burn_in": over.pop("burn_in", 1000),
         "thinning": over.pop("thinning", 20),
-        "samples": over.pop("samples", 60),
+        "samples": over.pop("samples", 100),
         "period": over.pop("period", 10),
         "alpha": over.pop("alpha", 0.5),
         "threads": 1,

@@ -9,13 +9,17 @@ schedule. Inputs are checked before anything is written (bad input: one line, ex
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
-from betamcmc import tracking
-from betamcmc.errors import ParamsError
-from betamcmc.io import write_json, write_text
-from betamcmc.params import load_params
-from betamcmc.runner import run_stage, seed_everything
+# Set before torch loads OpenMP: spinning threads on a shared, busy machine slow training down.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from betamcmc import tracking  # noqa: E402
+from betamcmc.errors import ParamsError  # noqa: E402
+from betamcmc.io import write_json, write_text  # noqa: E402
+from betamcmc.params import load_params  # noqa: E402
+from betamcmc.runner import run_stage, seed_everything  # noqa: E402
 
 KEYS = [
     "seed",

@@ -48,6 +48,11 @@ TINY: dict[str, Any] = {
         "consistency": {"protocols": ["single", "downpour"], "periods": [1, 4], "burn_in": 20,
                         "samples": 20, "thinning": 2, "reference_steps": 400},
     },
+    "finetune": {
+        "label_fractions": [0.2, 1.0], "seeds": [0, 1], "max_train": 60,
+        "dialog": {"epochs": 2, "batch_size": 16, "ctx_hidden": 16, "latent_dim": 4,
+                   "dec_hidden": 16, "prior_hidden": 16, "samples": 2, "eval_contexts": 8},
+    },
     "rl": {
         "workers": [1], "seeds": [0], "hidden": [16], "envs_per_worker": 2, "rollout_length": 8,
         "period": 2, "total_steps": 384, "eval_every": 128, "eval_episodes": 2,

@@ -211,6 +211,28 @@ def ui(
     raise typer.Exit(subprocess.call(cmd))
 
 
+@app.command()
+@friendly
+def respond(
+    context: Annotated[
+        list[str], typer.Argument(help="context utterances, oldest first (quote each one)")
+    ],
+    model: Annotated[
+        Path, typer.Option("--model", "-m", help="a trained dialog model directory")
+    ] = Path("models/dialog/cyclical-bowtrue"),
+    n: Annotated[int, typer.Option("-n", min=1, help="responses to sample")] = 5,
+    max_len: Annotated[int, typer.Option(min=1, help="max tokens per response")] = 30,
+    seed: Annotated[int, typer.Option(help="seed of the z samples")] = 0,
+) -> None:
+    """Print N responses sampled from a dialog CVAE (z ~ p(z|c), greedy decoding) for a context."""
+    from betamcmc.finetune.cvae import load_cvae
+    from betamcmc.finetune.dialog import respond as sample_responses
+
+    cvae, vocab = load_cvae(model)
+    for i, reply in enumerate(sample_responses(cvae, vocab, context, n, max_len, seed), 1):
+        typer.echo(f"{i}. {reply}")
+
+
 def main() -> None:  # pragma: no cover - console script entry point
     app()
 

@@ -58,9 +58,9 @@ class DialogParams(Section):
     dec_hidden: int = Field(128, ge=1, description="response decoder LSTM size")
     prior_hidden: int = Field(64, ge=1, description="hidden layer of the prior network p(z|c)")
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    epochs: int = Field(6, ge=1)
-    batch_size: int = Field(32, ge=1)
-    lr: float = Field(1e-3, gt=0.0)
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(2e-3, gt=0.0)
     clip: float = Field(5.0, gt=0.0, description="max global gradient norm")
     samples: int = Field(5, ge=1, description="N responses sampled per test context (z ~ p(z|c))")
     max_decode_len: int | None = Field(

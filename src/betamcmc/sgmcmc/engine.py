@@ -336,6 +336,7 @@ class Master:
     stopping: bool = False
     out: torch.Tensor | None = None
     alive: Callable[[int], bool] | None = None
+    exchanges: bool = False  # workers talk every tau steps (downpour, elastic)
 
     def __post_init__(self) -> None:
         self.records = {
@@ -387,12 +388,17 @@ class Master:
         )
 
     def check_liveness(self) -> None:
+        """Local runs ask the process handles; under torchrun (no handles) a worker of a protocol
+        that talks every tau steps counts as dead after ``worker_timeout`` seconds of silence
+        (``single``/``sync`` workers are silent by design during burn-in: there a lost peer shows up
+        as a failed collective or send instead)."""
         now = time.perf_counter()
         for w in self.live():
             rec = self.records[w]
-            if self.alive is not None and not self.alive(w):
-                self.mark_dead(w, "process exited")
-            elif now - rec.last_seen > self.cfg.worker_timeout:
+            if self.alive is not None:
+                if not self.alive(w):
+                    self.mark_dead(w, "process exited")
+            elif self.exchanges and now - rec.last_seen > self.cfg.worker_timeout:
                 self.mark_dead(w, f"silent for more than {self.cfg.worker_timeout:g} s")
 
 
@@ -592,7 +598,15 @@ def run_master(
         flat.param_layout(),
         {**info, "protocol": spec.protocol, "workers": spec.workers},
     )
-    master = Master(spec.cfg, spec.workers, flat.dim, writer, flat.theta.clone(), alive=alive)
+    master = Master(
+        spec.cfg,
+        spec.workers,
+        flat.dim,
+        writer,
+        flat.theta.clone(),
+        alive=alive,
+        exchanges=spec.protocol in ("downpour", "elastic"),
+    )
     master.t0 = time.perf_counter()
     protocol = _protocol(spec.protocol)
     try:

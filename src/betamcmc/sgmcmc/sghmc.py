@@ -55,7 +55,9 @@ class SGHMC:
         v = self.momentum
         v.mul_(1.0 - self.friction).add_(grad, alpha=-eta)
         if self.temperature > 0.0:
-            noise = torch.randn(theta.shape, generator=self.generator, dtype=theta.dtype)
+            noise = torch.randn(
+                theta.shape, generator=self.generator, dtype=theta.dtype, device=theta.device
+            )
             v.add_(noise, alpha=math.sqrt(2.0 * self.friction * eta * self.temperature))
         theta.add_(v)
         self.t += 1

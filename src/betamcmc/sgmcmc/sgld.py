@@ -54,6 +54,8 @@ class SGLD:
         eta = self.current_step_size()
         theta.add_(grad, alpha=-eta)
         if self.temperature > 0.0:
-            noise = torch.randn(theta.shape, generator=self.generator, dtype=theta.dtype)
+            noise = torch.randn(
+                theta.shape, generator=self.generator, dtype=theta.dtype, device=theta.device
+            )
             theta.add_(noise, alpha=math.sqrt(2.0 * eta * self.temperature))
         self.t += 1

@@ -1,0 +1,203 @@
+"""End to end: the real `classify`, `dialog` and `finetune_report` stages on the tiny synthetic
+corpus, after the real `prepare` and `pretrain` stages. Stage mains run in-process (the same
+``main(argv)`` DVC calls) to spare ~7 s of imports per stage; one bad-input case runs as a
+subprocess to check the exit code and the one-line message."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+import torch
+import yaml
+
+from betamcmc.errors import BetamcmcError, InputError, ParamsError
+
+from conftest import copy_repo, run_stage, tiny_params, write_params
+
+SCHEDULES = {"constant": {"kind": "constant"}, "cyclical": {"kind": "cyclical", "cycles": 2}}
+BOWS = (False, True)
+
+
+def _params(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    raw = tiny_params(overrides)
+    raw["pretrain"]["schedules"] = SCHEDULES
+    return raw
+
+
+def _main(repo: Path, stage: str):
+    spec = importlib.util.spec_from_file_location(f"stage_{stage}", repo / "stages" / f"{stage}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = copy_repo(tmp_path_factory.mktemp("finetune") / "repo")
+    write_params(repo / "params.yaml", _params())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(repo)
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        before = torch.get_num_threads()
+        _main(repo, "prepare")([])
+        for name in SCHEDULES:
+            _main(repo, "pretrain")([name])
+        for name in SCHEDULES:
+            _main(repo, "classify")([name])
+            for bow in BOWS:
+                _main(repo, "dialog")([name, "--bow", str(bow).lower()])
+        _main(repo, "finetune_report")([])
+        torch.set_num_threads(before)
+    return repo
+
+
+def _declared(repo: Path) -> list[Path]:
+    """Every out/metric/plot path dvc.yaml declares for classify, dialog and finetune_report."""
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    paths = []
+
+    def collect(spec: dict[str, Any], subst: dict[str, str]) -> None:
+        for field in ("outs", "metrics", "plots"):
+            for entry in spec.get(field, []):
+                template = entry if isinstance(entry, str) else next(iter(entry))
+                paths.append(repo / re.sub(r"\$\{([^}]+)\}", lambda m: subst[m.group(1)], template))
+
+    for name in SCHEDULES:
+        collect(stages["classify"]["do"], {"key": name})
+        for bow in BOWS:
+            collect(stages["dialog"], {"item.schedule": name, "item.bow": str(bow).lower()})
+    collect(stages["finetune_report"], {})
+    return paths
+
+
+def _runs(repo: Path, stage: str) -> list:
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("betamcmc")
+    return client.search_runs([exp.experiment_id], filter_string=f"tags.stage = '{stage}'")
+
+
+@pytest.mark.slow
+def test_every_declared_output_and_mlflow_run(repo: Path) -> None:
+    declared = _declared(repo)
+    assert len(declared) == 2 * 2 + 2 * 2 * 3 + 1
+    for path in declared:
+        assert path.exists(), path
+    for name in SCHEDULES:
+        m = json.loads((repo / f"metrics/classify/{name}.json").read_text())
+        assert m["label"] == "topic" and m["schedule"] == name
+        for row in m["fractions"].values():
+            for method in ("vae", "random_encoder", "bow"):
+                assert 0.0 <= row[method]["mean"] <= 1.0 and row[method]["std"] >= 0.0
+        for bow in BOWS:
+            item = f"{name}-bow{str(bow).lower()}"
+            d = json.loads((repo / f"metrics/dialog/{item}.json").read_text())
+            assert d["bow"] is bow and d["test_kl"] >= 0
+            assert d["test_elbo"] == pytest.approx(-(d["test_rec"] + d["test_kl"]))
+            assert 0 <= d["bleu4_precision"] <= 1 and 0 <= d["distinct2"] <= 1
+            assert d["act_agreement"] is not None  # the synthetic dialogs have acts
+            assert (d["test_bow"] > 0) is bow
+            csv = (repo / f"metrics/dialog/{item}_train.csv").read_text().splitlines()
+            assert csv[0] == "step,beta,loss,rec,kl,bow" and len(csv) == 1 + d["iterations"]
+            assert (repo / f"models/dialog/{item}/model.pt").exists()
+    report = (repo / "reports/finetune/classify.md").read_text()
+    assert all(f"VAE code, {name}" in report for name in SCHEDULES)
+    assert (repo / "reports/finetune/classify_accuracy.png").stat().st_size > 1000
+    assert "| cyclical | yes |" in (repo / "reports/finetune/dialog.md").read_text()
+    classify_runs = _runs(repo, "classify")
+    assert sorted(r.data.tags["schedule"] for r in classify_runs) == sorted(SCHEDULES)
+    dialog_runs = _runs(repo, "dialog")
+    assert sorted(r.data.tags["item"] for r in dialog_runs) == sorted(
+        f"{s}-bow{str(b).lower()}" for s in SCHEDULES for b in BOWS
+    )
+    assert all(r.info.status == "FINISHED" for r in classify_runs + dialog_runs)
+    assert "bleu4_precision" in dialog_runs[0].data.metrics
+    assert len(_runs(repo, "finetune_report")) == 1
+
+
+@pytest.mark.slow
+def test_same_params_same_metrics(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(repo)
+    before = torch.get_num_threads()
+    _main(repo, "classify")(["cyclical", "--out", "again/classify"])
+    _main(repo, "dialog")(
+        ["cyclical", "--bow", "true", "--out", "again/dialog", "--models", "again/m"]
+    )
+    torch.set_num_threads(before)
+    for rel in ("classify/cyclical.json", "dialog/cyclical-bowtrue.json"):
+        assert (repo / "again" / rel).read_text() == (repo / "metrics" / rel).read_text()
+
+
+@pytest.mark.slow
+def test_respond_cli_prints_samples(repo: Path) -> None:
+    from typer.testing import CliRunner
+
+    from betamcmc.cli import app
+
+    result = CliRunner().invoke(
+        app, ["respond", "hi there", "-m", str(repo / "models/dialog/cyclical-bowtrue"), "-n", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert [line.split(".")[0] for line in lines] == ["1", "2", "3"]
+
+
+def _nothing_new(repo: Path, before: set[Path]) -> None:
+    after = {p for p in repo.rglob("*") if p.is_file() and "mlflow" not in p.name}
+    assert after == before, sorted(after - before)
+
+
+@pytest.mark.slow
+def test_bad_input_one_line_exit_2_nothing_written(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(repo)
+    files = {p for p in repo.rglob("*") if p.is_file() and "mlflow" not in p.name}
+    # a label fraction outside (0, 1]: the real subprocess, as DVC runs it
+    bad = write_params(repo / "bad.yaml", _params({"finetune": {"label_fractions": [0.5, 1.5]}}))
+    proc = run_stage(repo, "classify", "cyclical", "--params", str(bad), check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "finetune.label_fractions.1: must be in (0, 1] (got 1.5)" in proc.stderr
+    bad.unlink()
+    # an unknown schedule
+    with pytest.raises(ParamsError, match="no schedule 'nope'"):
+        _main(repo, "dialog")(["nope", "--bow", "true"])
+    # vocabulary mismatch with the pretrained encoder
+    wrong = repo / "wrong_vae"
+    wrong.mkdir()
+    (wrong / "cyclical").mkdir()
+    src = repo / "models/pretrain/cyclical"
+    (wrong / "cyclical" / "model.pt").write_bytes((src / "model.pt").read_bytes())
+    tokens = (src / "vocab.txt").read_text().splitlines()
+    (wrong / "cyclical" / "vocab.txt").write_text("\n".join(tokens[:-1] + ["zzz"]) + "\n")
+    files |= {p for p in wrong.rglob("*") if p.is_file()}
+    with pytest.raises(InputError, match="vocabulary mismatch") as err:
+        _main(repo, "dialog")(["cyclical", "--bow", "true", "--pretrained", str(wrong)])
+    assert err.value.exit_code == 2 and "\n" not in str(err.value)
+    # a corpus without labels / without dialogs: a prepared PTB-style text corpus
+    text = repo / "plain.txt"
+    text.write_text("".join(f"the cat sat on mat number {i % 7}\n" for i in range(60)))
+    files.add(text)
+    plain = write_params(
+        repo / "plain.yaml", _params({"data": {"corpus": "text", "path": str(text)}})
+    )
+    files.add(plain)
+    _main(repo, "prepare")(
+        ["--params", str(plain), "--out", "plain_prepared", "--metrics", "plain.json"]
+    )
+    files |= {p for p in repo.rglob("*") if p.is_file() and "mlflow" not in p.name}
+    with pytest.raises(InputError, match="has no sentence labels") as err:
+        _main(repo, "classify")(["cyclical", "--prepared", "plain_prepared", "--out", "x"])
+    assert err.value.exit_code == 2
+    with pytest.raises(InputError, match="has no dialog responses") as err:
+        _main(repo, "dialog")(
+            ["cyclical", "--bow", "false", "--prepared", "plain_prepared", "--out", "x"]
+        )
+    assert isinstance(err.value, BetamcmcError) and err.value.exit_code == 2
+    _nothing_new(repo, files)
