@@ -220,7 +220,7 @@ def train_vae(
         loss = out["loss"]
         if not torch.isfinite(loss):
             raise DivergenceError(
-                f"pretrain[{schedule_name}]: loss is {float(loss)} at iteration {it} "
+                f"pretrain[{schedule_name}]: loss is {float(loss.detach())} at iteration {it} "
                 f"(beta {beta:.3g}); lower pretrain.train.lr or pretrain.train.clip"
             )
         optimizer.zero_grad(set_to_none=True)
