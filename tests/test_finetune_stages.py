@@ -201,3 +201,16 @@ def test_bad_input_one_line_exit_2_nothing_written(
         )
     assert isinstance(err.value, BetamcmcError) and err.value.exit_code == 2
     _nothing_new(repo, files)
+
+
+def test_stage_params_match_dvc_yaml() -> None:
+    """The params each stage logs to MLflow (and hashes) are the ones dvc.yaml tracks."""
+    from conftest import REPO
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    classify_keys = _main(REPO, "classify").__globals__["KEYS"]
+    assert stages["classify"]["do"]["params"] == classify_keys
+    dialog_keys = _main(REPO, "dialog").__globals__["KEYS"]
+    declared = stages["dialog"]["params"]
+    assert sorted(declared) == sorted([*dialog_keys, "pretrain.schedules.${item.schedule}"])
+    assert stages["finetune_report"]["params"] == _main(REPO, "finetune_report").__globals__["KEYS"]
