@@ -120,6 +120,12 @@ def test_curves_mean_std_and_steps_to_threshold() -> None:
     assert table[1]["return_std"] == pytest.approx(math.sqrt(2 * 150**2))  # sample std
     assert steps_to_threshold(c0, 475) == 100 and steps_to_threshold(c1, 475) is None
     assert steps_to_threshold(c0, None) is None
+    c2 = SeedCurve.from_levels(
+        2, {0: [(0, 0, 9, 0.7)], 1: [(90, 1, 50, 0.6)], 2: [(200, 2, 80, 0.5)]}
+    )
+    rows = aggregate_curves([c0, c2]).rows
+    assert [r["level"] for r in rows] == [0, 1]  # a level only some seeds reached is left out
+    assert all(r["seeds"] == 2 for r in rows)
 
 
 def test_schedule_maps_the_budget_onto_chain_steps() -> None:

@@ -32,6 +32,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from betamcmc.errors import DivergenceError
+
 
 def mlp(n_in: int, hidden: list[int], n_out: int) -> nn.Sequential:
     layers: list[nn.Module] = []
@@ -67,6 +69,8 @@ class ActorCritic(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Actions for a batch of observations and the policy's entropy at each."""
         logits = self.policy(obs)
+        if not bool(torch.isfinite(logits).all()):
+            raise DivergenceError("the policy's logits became non-finite (the parameters diverged)")
         probs = F.softmax(logits, dim=-1)
         entropy = -(probs * F.log_softmax(logits, dim=-1)).sum(-1)
         if greedy:

@@ -21,6 +21,16 @@ from betamcmc.errors import ParamsError
 from betamcmc.rl.agent import ActorCritic, Rollout
 
 
+def as_tensor(array: np.ndarray) -> torch.Tensor:
+    """Copy a NumPy array into torch-allocated (64-byte aligned) memory.
+
+    ``torch.from_numpy`` would share NumPy's buffer, whose alignment varies from run to run; CPU
+    kernels pick SIMD paths by alignment, so the same inputs could round differently and a
+    deterministic run (same seed, W = 1) would not repeat bit for bit.
+    """
+    return torch.tensor(array)
+
+
 @dataclass(frozen=True)
 class EnvInfo:
     env_id: str
@@ -104,7 +114,7 @@ class EnvPool:
         done_buf = np.zeros((length, self.n), dtype=np.float32)
         for t in range(length):
             obs_buf[t] = self.obs
-            actions, _ = model.act(torch.from_numpy(self.obs), generator)
+            actions, _ = model.act(as_tensor(self.obs), generator)
             act_buf[t] = actions.numpy()
             for i, env in enumerate(self.envs):
                 obs, reward, terminated, truncated, _ = env.step(int(act_buf[t, i]))
@@ -113,7 +123,7 @@ class EnvPool:
                 if terminated or truncated:
                     if truncated and not terminated:  # a time limit is not a terminal state
                         with torch.no_grad():
-                            tail = model.value(torch.as_tensor(obs, dtype=torch.float32)[None])
+                            tail = model.value(as_tensor(np.asarray(obs, dtype=np.float32)[None]))
                         rew_buf[t, i] += gamma * float(tail)
                     done_buf[t, i] = 1.0
                     self.episode_returns.append(float(self.running[i]))
@@ -122,11 +132,11 @@ class EnvPool:
                 self.obs[i] = obs
         self.steps += length * self.n
         return Rollout(
-            obs=torch.from_numpy(obs_buf),
-            actions=torch.from_numpy(act_buf),
-            rewards=torch.from_numpy(rew_buf),
-            dones=torch.from_numpy(done_buf),
-            last_obs=torch.from_numpy(self.obs.copy()),
+            obs=as_tensor(obs_buf),
+            actions=as_tensor(act_buf),
+            rewards=as_tensor(rew_buf),
+            dones=as_tensor(done_buf),
+            last_obs=as_tensor(self.obs),
         )
 
     def close(self) -> None:
@@ -172,7 +182,7 @@ def run_episodes(
         idx = np.flatnonzero(active)
         if record is not None and active[record]:
             states.append(obs[record].copy())
-        actions, entropy = model.act(torch.from_numpy(obs[idx]), generator, greedy=greedy)
+        actions, entropy = model.act(as_tensor(obs[idx]), generator, greedy=greedy)
         entropy_sum += float(entropy.sum())
         entropy_n += len(idx)
         for j, i in enumerate(idx):

@@ -94,8 +94,13 @@ def _std(values: list[float]) -> float:
 
 
 def aggregate_curves(curves: list[SeedCurve]) -> CurveTable:
-    """Mean and std over seeds at every level (std is 0 where only one seed has the level)."""
-    levels = sorted({k for c in curves for k in c.levels})
+    """Mean and std over seeds at every level that every seed reached (std 0 for one seed).
+
+    Elastic runs can end with a level only some seeds reached (the faster worker's chain takes the
+    last snapshots); such a tail would mix seeds and is left out of the curve (it stays in each
+    seed's record in ``run.json``).
+    """
+    levels = sorted(set.intersection(*(set(c.levels) for c in curves)))
     rows = []
     for level in levels:
         at = [(c, c.levels.index(level)) for c in curves if level in c.levels]

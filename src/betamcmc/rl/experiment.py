@@ -209,7 +209,7 @@ def run_seed(
     levels[0] = [(0.0, 0.0, stats.mean, stats.entropy)]
     snapshots = []
     for i in range(len(samples)):
-        flat.load(torch.from_numpy(samples.theta[i]))
+        flat.load(torch.tensor(samples.theta[i]))
         stats, _ = run_episodes(model, rl.env, rl.eval_episodes, eval_seed, greedy)
         env_steps = float(samples.grad_evals[i]) * sched.steps_per_gradient
         level = int(samples.step[i]) // sched.thinning

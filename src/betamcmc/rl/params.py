@@ -74,8 +74,8 @@ class RlParams(Section):
     value_coef: float = Field(0.5, ge=0.0)
     normalize_advantages: bool = True
     # budget and evaluation
-    total_steps: int = Field(20000, ge=1, description="environment steps per run (all workers)")
-    eval_every: int = Field(2500, ge=1, description="environment steps between snapshots")
+    total_steps: int = Field(16000, ge=1, description="environment steps per run (all workers)")
+    eval_every: int = Field(2000, ge=1, description="environment steps between snapshots")
     eval_episodes: int = Field(5, ge=1, description="episodes per snapshot")
     final_episodes: int = Field(20, ge=1, description="episodes of the final master policy")
     eval_mode: Literal["greedy", "sample"] = "greedy"
