@@ -95,6 +95,7 @@ def test_bad_environment_nothing_written(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written
 
 
+@pytest.mark.slow
 def test_stage_exit_2_one_line(tmp_path: Path) -> None:
     write_params(tmp_path / "params.yaml", tiny_params({"rl": {"env": "Pendulum-v1"}}))
     proc = subprocess.run(
