@@ -62,6 +62,11 @@ class RlParams(Section):
     prior_std: float = Field(10.0, gt=0.0, description="N(0, s^2) prior: weight decay 1/s^2")
     period: int = Field(4, ge=1, description="tau: local steps between master exchanges")
     alpha: float = Field(0.5, gt=0.0, le=1.0, description="elastic coupling strength")
+    overlap: bool = Field(
+        False,
+        description="keep computing while an exchange travels (sgmcmc.overlap): faster, but a "
+        "W = 1 run no longer repeats exactly (timing decides where the rebase happens)",
+    )
     # agent
     hidden: list[Annotated[int, Field(ge=1)]] = Field(
         default_factory=lambda: [64, 64], min_length=1, description="tanh MLP widths"
