@@ -417,9 +417,20 @@ def master_loop(master: Master, protocol: Any) -> None:
         try:
             src = dist.recv(inbuf, src=None)
         except RuntimeError as err:
-            master.check_liveness()
+            # A worker killed mid-message fails this receive before its process is reaped: give
+            # the liveness check a few seconds to see the death, then go on with the rest.
+            # Only a failure that no newly dead worker explains ends the run.
+            before = len(master.dead)
+            deadline = time.perf_counter() + 5.0
+            while True:
+                master.check_liveness()
+                if len(master.dead) > before or time.perf_counter() > deadline:
+                    break
+                time.sleep(0.05)
             if not master.live():
                 break
+            if len(master.dead) > before:
+                continue
             raise WorkerLost(
                 f"no message from any worker ({str(err).splitlines()[0][:120]})"
             ) from None
