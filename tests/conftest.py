@@ -47,6 +47,7 @@ TINY: dict[str, Any] = {
         "sgd": {"steps": 40},
         "consistency": {"protocols": ["single", "downpour"], "periods": [1, 4], "burn_in": 20,
                         "samples": 20, "thinning": 2, "reference_steps": 400},
+        "vae_head": {"burn_in": 20, "thinning": 2, "samples": 12, "map_steps": 50},
     },
     "finetune": {
         "label_fractions": [0.2, 1.0], "seeds": [0, 1], "max_train": 60,

@@ -88,6 +88,35 @@ class ConsistencyParams(Section):
     reference_step_size: float = Field(0.02, gt=0.0)
 
 
+class VaeHeadParams(Section):
+    """Bayesian classifier head on the frozen VAE codes (stage ``sgmcmc_vae_head@<schedule>``).
+
+    Inputs are the posterior means mu of the labeled sentences, standardized with the train
+    split's mean and std. The sampler kind, friction and temperature come from
+    ``sgmcmc.sampler``; protocol, step size, prior and sample budget are the head's own. The
+    point estimate it is compared with is the MAP of the same model and prior (full-batch Adam).
+    """
+
+    protocol: Protocol = "single"
+    workers: int = Field(1, ge=1)
+    label: str = Field(
+        "sentiment",
+        min_length=1,
+        description="label factor (checked against the corpus at run time)",
+    )
+    hidden: int = Field(0, ge=0, description="0: softmax regression; > 0: MLP with this width")
+    step_size: float = Field(5e-5, gt=0.0)
+    prior_std: float = Field(1.0, gt=0.0)
+    burn_in: int = Field(1000, ge=0)
+    thinning: int = Field(10, ge=1)
+    samples: int = Field(100, ge=1)
+    batch_size: int = Field(64, ge=1)
+    max_train: int | None = Field(None, ge=1, description="cap on labeled train sentences")
+    max_test: int | None = Field(None, ge=1, description="cap on labeled test sentences")
+    map_steps: int = Field(500, ge=1, description="full-batch Adam steps of the MAP baseline")
+    map_lr: float = Field(0.05, gt=0.0)
+
+
 class SgmcmcParams(Section):
     sampler: SamplerParams = SamplerParams()
     prior_std: float = Field(1.0, gt=0.0, description="std of the N(0, s^2) prior on every weight")
@@ -117,3 +146,4 @@ class SgmcmcParams(Section):
     task: TaskParams = TaskParams()
     sgd: SgdParams = SgdParams()
     consistency: ConsistencyParams = ConsistencyParams()
+    vae_head: VaeHeadParams = VaeHeadParams()

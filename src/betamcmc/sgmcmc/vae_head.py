@@ -1,0 +1,251 @@
+"""A Bayesian classifier head on the frozen codes of a pretrained text VAE (issue 6, item 5).
+
+The semi-supervised setting of the ``classify`` stage (Kingma et al. 2014's M1), with the
+classifier sampled instead of fitted: every labeled sentence is encoded once by the frozen VAE
+encoder to its posterior mean mu (:func:`betamcmc.finetune.classify.encode_sentences`), the codes
+are standardized with the train split's mean and std, and a softmax regression (``hidden: 0``) or
+one-hidden-layer MLP over them is
+
+* **sampled** by the SG-MCMC engine (:mod:`engine`, any protocol, the samplers of
+  ``sgmcmc.sampler``) as a :class:`CodesTask`: the minibatch NLL is scaled to the number of
+  labeled train sentences and the N(0, ``prior_std``^2) prior is added by the engine; the test
+  split is scored by the Bayesian model average of the samples (:mod:`evaluate`: accuracy, mean
+  test log-likelihood with its median and worst point, ECE);
+* **fitted** as the point estimate it is compared with: the MAP of the same model and prior
+  (full-batch Adam on ``mean NLL + |theta|^2 / (2 prior_std^2 N)``), scored the same way. The
+  accuracy of scikit-learn's logistic regression (the ``classify`` stage's classifier) on the same
+  codes is reported beside it as a cross-check.
+
+Outputs of item ``<schedule>`` (:func:`run_head`): ``models/sgmcmc_vae_head/<schedule>/`` (the
+samples file, ``run.json``) and ``metrics/sgmcmc_vae_head/<schedule>.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from betamcmc.data.prepared import PreparedCorpus
+from betamcmc.errors import DivergenceError, InputError
+from betamcmc.io import write_json
+from betamcmc.params import Params
+from betamcmc.sgmcmc.evaluate import evaluate_samples, predictive_metrics
+from betamcmc.sgmcmc.params import VaeHeadParams
+from betamcmc.sgmcmc.tasks import MLP, Task
+
+# the params the stage depends on (dvc.yaml ``params:`` and the MLflow run's keys)
+STAGE_KEYS = [
+    "seed",
+    "sgmcmc.sampler",
+    "sgmcmc.period",
+    "sgmcmc.alpha",
+    "sgmcmc.overlap",
+    "sgmcmc.threads",
+    "sgmcmc.worker_timeout",
+    "sgmcmc.eval_points",
+    "sgmcmc.vae_head",
+]
+PREDICTIVE = ("accuracy", "log_likelihood", "log_likelihood_median", "log_likelihood_worst", "ece")
+
+
+# --------------------------------------------------------------------------- data
+def check_label(corpus: PreparedCorpus, label: str, where: object = "data/prepared") -> None:
+    """An :class:`InputError` (exit 2) when the corpus has no label factor ``label``."""
+    names = corpus.label_names
+    if label not in names:
+        have = ", ".join(names) if names else "none"
+        raise InputError(
+            f"sgmcmc.vae_head.label '{label}' is not a label of corpus "
+            f"'{corpus.meta.get('corpus', '?')}' (it has: {have})",
+            where,
+        )
+
+
+@dataclass
+class HeadData:
+    """Standardized codes and labels of the labeled train / test sentences."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+
+
+def encode_codes(vae: Any, corpus: PreparedCorpus, p: VaeHeadParams) -> HeadData:
+    """Posterior means of the labeled sentences, standardized with the train mean and std."""
+    from betamcmc.finetune.classify import encode_sentences, labeled_split
+
+    check_label(corpus, p.label)
+    train = labeled_split(corpus.sentences["train"], p.label, p.max_train, "train")
+    test = labeled_split(corpus.sentences["test"], p.label, p.max_test, "test")
+    x_tr = encode_sentences(vae, train.ids, "mean", 0)
+    x_te = encode_sentences(vae, test.ids, "mean", 0)
+    mean, std = x_tr.mean(axis=0), x_tr.std(axis=0) + 1e-8
+    return HeadData(
+        ((x_tr - mean) / std).astype(np.float32),
+        train.y,
+        ((x_te - mean) / std).astype(np.float32),
+        test.y,
+        len(corpus.label_names[p.label]),
+    )
+
+
+# --------------------------------------------------------------------------- the task
+class CodesTask(Task):
+    """Softmax regression (``hidden`` 0) or an MLP over fixed feature vectors."""
+
+    name = "vae_head"
+
+    def __init__(self, data: HeadData, batch_size: int, hidden: int):
+        super().__init__(
+            torch.from_numpy(data.x_train),
+            torch.from_numpy(data.y_train),
+            torch.from_numpy(data.x_test),
+            torch.from_numpy(data.y_test),
+            batch_size,
+            data.n_classes,
+        )
+        self.dim = data.x_train.shape[1]
+        self.hidden = hidden
+
+    def build_model(self) -> nn.Module:
+        if self.hidden == 0:
+            return nn.Linear(self.dim, self.n_classes)
+        return MLP(self.dim, self.hidden, self.n_classes)
+
+
+@dataclass
+class CodesTaskFactory:
+    """Picklable task factory (``RunSpec.task_factory``): worker processes rebuild the task."""
+
+    data: HeadData
+    batch_size: int
+    hidden: int
+
+    def __call__(self) -> CodesTask:
+        return CodesTask(self.data, self.batch_size, self.hidden)
+
+
+def head_name(hidden: int) -> str:
+    return "softmax regression" if hidden == 0 else f"MLP (hidden {hidden})"
+
+
+# --------------------------------------------------------------------------- point estimate
+def fit_map(task: CodesTask, prior_std: float, steps: int, lr: float, seed: int) -> nn.Module:
+    """MAP of the same model and prior: full-batch Adam on ``U / N``."""
+    torch.manual_seed(seed)
+    model = task.build_model()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    decay = 1.0 / (2.0 * prior_std**2 * task.n_train)
+    for step in range(steps):
+        loss = task.full_nll(model) + decay * sum((q**2).sum() for q in model.parameters())
+        if not torch.isfinite(loss):
+            raise DivergenceError(
+                f"MAP head loss is {loss.item()} at step {step} (lower sgmcmc.vae_head.map_lr)"
+            )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model
+
+
+def sklearn_logreg_accuracy(data: HeadData) -> float:
+    """Accuracy of the ``classify`` stage's logistic regression on the same codes."""
+    from betamcmc.finetune.classify import fit_predict_logreg
+
+    pred = fit_predict_logreg(data.x_train, data.y_train, data.x_test, c=1.0, scale=True)
+    return float((pred == data.y_test).mean())
+
+
+# --------------------------------------------------------------------------- the experiment
+def run_head(
+    params: Params,
+    data: HeadData,
+    schedule: str,
+    models_dir: Path = Path("models/sgmcmc_vae_head"),
+    metrics_dir: Path = Path("metrics/sgmcmc_vae_head"),
+) -> dict[str, Any]:
+    """Sample the head, fit the MAP head, evaluate both on the test codes, write the outputs."""
+    from betamcmc.sgmcmc.engine import RunSpec
+    from betamcmc.sgmcmc.experiment import finalize_dir, sample
+    from betamcmc.sgmcmc.samples import read_samples
+
+    p = params.sgmcmc.vae_head
+    cfg = params.sgmcmc.model_copy(
+        update={
+            "prior_std": p.prior_std,
+            "burn_in": p.burn_in,
+            "thinning": p.thinning,
+            "samples": p.samples,
+            "batch_size": p.batch_size,
+            "straggler_delay": 0.0,
+        }
+    )
+    factory = CodesTaskFactory(data, p.batch_size, p.hidden)
+    spec = RunSpec(
+        cfg, p.protocol, p.workers, params.seed, "cpu", step_size=p.step_size, task_factory=factory
+    )
+    partial = models_dir / f"{schedule}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    info = {"item": schedule, "task": "vae_head", "label": p.label, "seed": params.seed}
+    result = sample(spec, partial, info)
+    if result is None:  # a torchrun worker rank
+        return {}
+    task = factory()
+    bma, _ = evaluate_samples(task, read_samples(partial), cfg.eval_points)
+    map_model = fit_map(task, p.prior_std, p.map_steps, p.map_lr, params.seed)
+    point = predictive_metrics(task.test_log_probs(map_model).numpy(), data.y_test)
+
+    sgmcmc = {k: bma[k] for k in PREDICTIVE}
+    sgmcmc["single_sample_accuracy"] = bma["last_samples_accuracy_mean"]
+    sgmcmc["single_sample_log_likelihood"] = bma["last_samples_log_likelihood_mean"]
+    sgmcmc["ess_bulk_min"] = bma["diagnostics"].get("ess_bulk_min")
+    sgmcmc["rhat_max"] = bma["diagnostics"].get("rhat_max")
+    sgmcmc["wall_s"] = result.wall_s
+    values = [v for v in (*sgmcmc.values(), *point.values()) if isinstance(v, float)]
+    if not all(math.isfinite(v) for v in values if v is not None):
+        raise DivergenceError("non-finite head metrics (lower sgmcmc.vae_head.step_size)")
+    summary: dict[str, Any] = {
+        "schedule": schedule,
+        "label": p.label,
+        "classes": data.n_classes,
+        "train_sentences": len(data.y_train),
+        "test_sentences": len(data.y_test),
+        "code_dim": int(data.x_train.shape[1]),
+        "head": head_name(p.hidden),
+        "protocol": p.protocol,
+        "workers": p.workers,
+        "sampler": cfg.sampler.kind,
+        "samples": result.samples,
+        "majority_baseline": float(
+            np.bincount(data.y_test, minlength=data.n_classes).max() / len(data.y_test)
+        ),
+        "sgmcmc": sgmcmc,
+        "point_estimate": {"method": f"MAP, full-batch Adam ({p.map_steps} steps)", **point},
+        "sklearn_logreg_accuracy": sklearn_logreg_accuracy(data),
+        "delta": {k: sgmcmc[k] - point[k] for k in ("accuracy", "log_likelihood", "ece")},
+    }
+    write_json(partial / "run.json", {**result.as_dict(), "evaluation": bma, "summary": summary})
+    finalize_dir(partial, models_dir / schedule)
+    write_json(metrics_dir / f"{schedule}.json", summary)
+    return summary
+
+
+def flat_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """Scalars for MLflow: ``sgmcmc_<metric>``, ``map_<metric>``, ``delta_<metric>``, ..."""
+    out: dict[str, float] = {}
+    for prefix, key in (("sgmcmc", "sgmcmc"), ("map", "point_estimate"), ("delta", "delta")):
+        for k, v in summary[key].items():
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                out[f"{prefix}_{k}"] = float(v)
+    for k in ("majority_baseline", "sklearn_logreg_accuracy"):
+        out[k] = float(summary[k])
+    return out

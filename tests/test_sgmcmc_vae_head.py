@@ -1,0 +1,147 @@
+"""The ``sgmcmc_vae_head`` stage end to end on the tiny synthetic corpus, after the real ``prepare``
+and ``pretrain`` stages (one schedule). Stage mains run in-process (the same ``main(argv)`` DVC
+calls) to spare the imports; the bad-label case runs as a subprocess to check the exit code and
+the one-line message.
+
+A 40-iteration VAE's codes carry little about the labels, so the accuracies are only checked to
+be valid numbers, not to beat chance."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+import yaml
+
+from betamcmc.errors import ParamsError
+from betamcmc.params import load_params
+
+from conftest import REPO, copy_repo, run_stage, tiny_params, write_params
+
+SCHEDULE = "constant"
+
+
+def _main(repo: Path, stage: str):
+    spec = importlib.util.spec_from_file_location(f"stage_{stage}", repo / "stages" / f"{stage}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = copy_repo(tmp_path_factory.mktemp("vae_head") / "repo")
+    raw = tiny_params()
+    raw["pretrain"]["schedules"] = {SCHEDULE: {"kind": "constant"}}
+    write_params(repo / "params.yaml", raw)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(repo)
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        before = torch.get_num_threads()
+        _main(repo, "prepare")([])
+        _main(repo, "pretrain")([SCHEDULE])
+        _main(repo, "sgmcmc_vae_head")([SCHEDULE])
+        torch.set_num_threads(before)
+    return repo
+
+
+def _check_predictive(m: dict) -> None:
+    assert 0.0 <= m["accuracy"] <= 1.0 and 0.0 <= m["ece"] <= 1.0
+    assert m["log_likelihood"] <= 0.0 and math.isfinite(m["log_likelihood"])
+    assert m["log_likelihood_worst"] <= m["log_likelihood_median"] <= 0.0
+
+
+@pytest.mark.slow
+def test_stage_writes_metrics_samples_and_mlflow_run(repo: Path) -> None:
+    from betamcmc.sgmcmc.samples import read_samples
+
+    m = json.loads((repo / f"metrics/sgmcmc_vae_head/{SCHEDULE}.json").read_text())
+    assert m["schedule"] == SCHEDULE and m["label"] == "sentiment" and m["classes"] == 2
+    assert m["train_sentences"] == 120 and m["test_sentences"] == 30 and m["code_dim"] == 4
+    assert m["head"] == "softmax regression" and m["samples"] == 12
+    _check_predictive(m["sgmcmc"])
+    _check_predictive(m["point_estimate"])
+    assert 0.0 <= m["sklearn_logreg_accuracy"] <= 1.0
+    assert m["delta"]["accuracy"] == pytest.approx(
+        m["sgmcmc"]["accuracy"] - m["point_estimate"]["accuracy"]
+    )
+    out = repo / "models/sgmcmc_vae_head" / SCHEDULE
+    assert len(read_samples(out)) == 12 and (out / "run.json").exists()
+    assert not (repo / "models/sgmcmc_vae_head" / f"{SCHEDULE}.partial").exists()
+
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("betamcmc")
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.stage = 'sgmcmc_vae_head'")
+    assert [r.info.run_name for r in runs] == [f"sgmcmc_vae_head@{SCHEDULE}"]
+    run = runs[0]
+    assert run.info.status == "FINISHED" and run.data.tags["schedule"] == SCHEDULE
+    assert run.data.params["sgmcmc.vae_head.label"] == "sentiment"
+    assert run.data.metrics["sgmcmc_accuracy"] == pytest.approx(m["sgmcmc"]["accuracy"])
+    assert run.data.metrics["map_ece"] == pytest.approx(m["point_estimate"]["ece"])
+
+
+@pytest.mark.slow
+def test_mlp_head_on_topic_with_two_workers(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another label factor, an MLP head and an asynchronous protocol, through the library."""
+    from betamcmc.data.prepared import load_prepared
+    from betamcmc.sgmcmc.vae_head import encode_codes, run_head
+    from betamcmc.vae.model import load_vae
+
+    monkeypatch.chdir(repo)
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    raw["sgmcmc"]["vae_head"].update(
+        {"label": "topic", "hidden": 4, "protocol": "elastic", "workers": 2}
+    )
+    params = load_params(write_params(repo / "mlp.yaml", raw))
+    corpus = load_prepared("data/prepared")
+    data = encode_codes(load_vae(f"models/pretrain/{SCHEDULE}"), corpus, params.sgmcmc.vae_head)
+    s = run_head(params, data, SCHEDULE, Path("again/models"), Path("again/metrics"))
+    assert s["label"] == "topic" and s["classes"] == len(corpus.label_names["topic"]) > 2
+    assert s["head"] == "MLP (hidden 4)" and s["protocol"] == "elastic" and s["workers"] == 2
+    _check_predictive(s["sgmcmc"])
+    _check_predictive(s["point_estimate"])
+    assert json.loads(Path(f"again/metrics/{SCHEDULE}.json").read_text()) == s
+
+
+@pytest.mark.slow
+def test_unknown_label_one_line_exit_2_nothing_written(repo: Path) -> None:
+    before = {p for p in repo.rglob("*") if p.is_file() and "mlflow" not in p.name}
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    raw["sgmcmc"]["vae_head"]["label"] = "mood"
+    bad = write_params(repo / "bad.yaml", raw)
+    proc = run_stage(
+        repo, "sgmcmc_vae_head", SCHEDULE, "--params", "bad.yaml", "--out", "x", check=False
+    )
+    bad.unlink()
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+    assert "sgmcmc.vae_head.label 'mood' is not a label of corpus 'synthetic'" in proc.stderr
+    assert "topic, sentiment, length" in proc.stderr
+    after = {p for p in repo.rglob("*") if p.is_file() and "mlflow" not in p.name}
+    assert after == before, sorted(after - before)
+
+
+def test_bad_head_params_are_rejected(tmp_path: Path) -> None:
+    for bad, message in (
+        ({"workers": 0}, "sgmcmc.vae_head.workers"),
+        ({"protocol": "gossip"}, "sgmcmc.vae_head.protocol"),
+        ({"hidden": -1}, "sgmcmc.vae_head.hidden"),
+        ({"step_size": 0.0}, "sgmcmc.vae_head.step_size"),
+    ):
+        path = write_params(tmp_path / "p.yaml", tiny_params({"sgmcmc": {"vae_head": bad}}))
+        with pytest.raises(ParamsError, match=message):
+            load_params(path)
+
+
+def test_stage_params_match_dvc_yaml() -> None:
+    """The params the stage logs to MLflow (and hashes) are the ones dvc.yaml tracks."""
+    from betamcmc.sgmcmc.vae_head import STAGE_KEYS
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert stages["sgmcmc_vae_head"]["do"]["params"] == STAGE_KEYS
+    assert stages["sgmcmc_vae_head"]["foreach"] == "${pretrain.schedules}"
