@@ -210,8 +210,7 @@ def run_head(
     sgmcmc["ess_bulk_min"] = bma["diagnostics"].get("ess_bulk_min")
     sgmcmc["rhat_max"] = bma["diagnostics"].get("rhat_max")
     sgmcmc["wall_s"] = result.wall_s
-    values = [v for v in (*sgmcmc.values(), *point.values()) if isinstance(v, float)]
-    if not all(math.isfinite(v) for v in values if v is not None):
+    if not all(math.isfinite(m[k]) for m in (sgmcmc, point) for k in PREDICTIVE):
         raise DivergenceError("non-finite head metrics (lower sgmcmc.vae_head.step_size)")
     summary: dict[str, Any] = {
         "schedule": schedule,
