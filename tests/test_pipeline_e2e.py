@@ -58,6 +58,7 @@ def _runs(repo: Path) -> list:
     return client.search_runs([exp.experiment_id], max_results=5000)
 
 
+@pytest.mark.timeout(1800)
 def test_repro_exp_run_and_queue_land_in_one_store(git_repo: Path) -> None:
     out = dvc(git_repo, "repro")
     assert "Running stage 'prepare'" in out
