@@ -108,3 +108,20 @@ def test_parallel_first_runs_do_not_race(tmp_path: Path) -> None:
     assert len(exps) == 1
     runs = client.search_runs([exps[0].experiment_id])
     assert sorted(r.info.run_name for r in runs) == ["par@0", "par@1", "par@2"]
+
+
+def test_second_project_in_one_process_gets_its_own_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; our own export must not stick."""
+    for name in ("a", "b"):
+        repo = tmp_path / name
+        repo.mkdir()
+        (repo / "dvc.yaml").write_text("stages: {}\n")
+        monkeypatch.chdir(repo)
+        params = load_params(write_params(repo / "params.yaml", tiny_params()))
+        with tracking.stage_run(params, stage="s", item=name):
+            pass
+        client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+        exp = client.get_experiment_by_name("betamcmc")
+        assert [r.info.run_name for r in client.search_runs([exp.experiment_id])] == [f"s@{name}"]

@@ -36,6 +36,10 @@ from betamcmc.params import Params
 
 _EXPS_MARK = (".dvc", "tmp", "exps")
 
+# mlflow.set_tracking_uri() also exports MLFLOW_TRACKING_URI; remember what *we* exported, so a
+# later setup() in the same process (another repo, a test) is not captured by our own leftover.
+_exported_uri: str | None = None
+
 
 def project_root(start: str | os.PathLike[str] | None = None) -> Path:
     """The user's repository root: the nearest ancestor with ``dvc.yaml`` or ``.dvc``,
@@ -54,7 +58,7 @@ def project_root(start: str | os.PathLike[str] | None = None) -> Path:
 def tracking_uri(params: Params | None = None, root: Path | None = None) -> str:
     """Resolve the tracking URI (env var > params > default SQLite file at the project root)."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
+    if env and env != _exported_uri:
         return env
     root = root or project_root()
     configured = params.tracking.uri if params is not None else None
@@ -82,10 +86,12 @@ def setup(params: Params | None = None) -> str:
     import mlflow
     from filelock import FileLock
 
+    global _exported_uri
     root = project_root()
     uri = tracking_uri(params, root)
     name = params.tracking.experiment if params is not None else "betamcmc"
     mlflow.set_tracking_uri(uri)
+    _exported_uri = uri
     lock_path = root / ".mlflow.lock"
     if uri.startswith("sqlite:///"):
         lock_path = Path(uri[len("sqlite:///") :]).with_suffix(".lock")
