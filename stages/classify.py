@@ -16,7 +16,6 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from betamcmc import tracking  # noqa: E402
-from betamcmc.errors import ParamsError  # noqa: E402
 from betamcmc.io import write_json, write_text  # noqa: E402
 from betamcmc.params import load_params  # noqa: E402
 from betamcmc.runner import run_stage, seed_everything  # noqa: E402
@@ -52,11 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
-    if args.schedule not in params.pretrain.schedules:
-        raise ParamsError(
-            f"{args.params}: pretrain.schedules has no schedule '{args.schedule}' "
-            f"(it has: {', '.join(params.pretrain.schedules)})"
-        )
+    params.pretrain.require_schedule(args.schedule, args.params)
 
     from betamcmc.data.prepared import load_prepared
     from betamcmc.finetune import limit_threads

@@ -19,7 +19,6 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from betamcmc import tracking  # noqa: E402
-from betamcmc.errors import ParamsError  # noqa: E402
 from betamcmc.io import atomic_path, write_json, write_text  # noqa: E402
 from betamcmc.params import load_params  # noqa: E402
 from betamcmc.runner import run_stage, seed_everything  # noqa: E402
@@ -45,12 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
+    params.pretrain.require_schedule(args.schedule, args.params)
     schedules = params.pretrain.schedules
-    if args.schedule not in schedules:
-        raise ParamsError(
-            f"{args.params}: pretrain.schedules has no schedule '{args.schedule}' "
-            f"(it has: {', '.join(schedules)})"
-        )
     from betamcmc.data.prepared import load_prepared
     from betamcmc.finetune import dialog, limit_threads
     from betamcmc.finetune.cvae import save_cvae

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,29 +36,63 @@ TINY: dict[str, Any] = {
     },
     "pretrain": {
         "model": {"emb_dim": 16, "hidden_dim": 32, "latent_dim": 4},
-        "train": {"iterations": 40, "batch_size": 16, "eval_every": 20, "checkpoint_every": 10,
-                  "log_every": 5, "threads": 1},
+        "train": {
+            "iterations": 40,
+            "batch_size": 16,
+            "eval_every": 20,
+            "checkpoint_every": 10,
+            "log_every": 5,
+            "threads": 1,
+        },
         "eval": {"importance_samples": 10, "batch_size": 32},
         "report": {"toy_iterations": 60},
     },
     "sgmcmc": {
         "task": {"hidden": 8},
-        "burn_in": 20, "thinning": 2, "samples": 12, "period": 2, "batch_size": 16,
+        "burn_in": 20,
+        "thinning": 2,
+        "samples": 12,
+        "period": 2,
+        "batch_size": 16,
         "worker_timeout": 30.0,
         "sgd": {"steps": 40},
-        "consistency": {"protocols": ["single", "downpour"], "periods": [1, 4], "burn_in": 20,
-                        "samples": 20, "thinning": 2, "reference_steps": 400},
+        "consistency": {
+            "protocols": ["single", "downpour"],
+            "periods": [1, 4],
+            "burn_in": 20,
+            "samples": 20,
+            "thinning": 2,
+            "reference_steps": 400,
+        },
         "vae_head": {"burn_in": 20, "thinning": 2, "samples": 12, "map_steps": 50},
     },
     "finetune": {
-        "label_fractions": [0.2, 1.0], "seeds": [0, 1], "max_train": 60,
-        "dialog": {"epochs": 2, "batch_size": 16, "ctx_hidden": 16, "latent_dim": 4,
-                   "dec_hidden": 16, "prior_hidden": 16, "samples": 2, "eval_contexts": 8},
+        "label_fractions": [0.2, 1.0],
+        "seeds": [0, 1],
+        "max_train": 60,
+        "dialog": {
+            "epochs": 2,
+            "batch_size": 16,
+            "ctx_hidden": 16,
+            "latent_dim": 4,
+            "dec_hidden": 16,
+            "prior_hidden": 16,
+            "samples": 2,
+            "eval_contexts": 8,
+        },
     },
     "rl": {
-        "workers": [1], "seeds": [0], "hidden": [16], "envs_per_worker": 2, "rollout_length": 8,
-        "period": 2, "total_steps": 384, "eval_every": 128, "eval_episodes": 2,
-        "final_episodes": 2, "worker_timeout": 30.0,
+        "workers": [1],
+        "seeds": [0],
+        "hidden": [16],
+        "envs_per_worker": 2,
+        "rollout_length": 8,
+        "period": 2,
+        "total_steps": 384,
+        "eval_every": 128,
+        "eval_episodes": 2,
+        "final_episodes": 2,
+        "worker_timeout": 30.0,
     },
 }
 
@@ -88,6 +123,25 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data sample not available: {path} (see ../shared/data/README.md)")
     return path
+
+
+def gone(pid: int) -> bool:
+    """Has process ``pid`` exited (reaped, or a zombie)?"""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return any(line.startswith("State:") and "Z" in line for line in fh)
+    except FileNotFoundError:
+        return True
+
+
+def wait_gone(pids: list[int], timeout: float = 10.0) -> bool:
+    """Wait until every process in ``pids`` has exited; False on timeout (a leaked process)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if all(gone(p) for p in pids):
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def copy_repo(dest: Path) -> Path:

@@ -27,26 +27,9 @@ from betamcmc.rl.params import UPDATES
 from betamcmc.sgmcmc.engine import run_local
 from betamcmc.sgmcmc.samples import read_samples
 
-from conftest import REPO, copy_repo, tiny_params, write_params
+from conftest import REPO, copy_repo, tiny_params, wait_gone, write_params
 
 ALL_METHODS = [f"{u}-{p}" for p in ("downpour", "elastic") for u in UPDATES]
-
-
-def gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            return any(line.startswith("State:") and "Z" in line for line in fh)
-    except FileNotFoundError:
-        return True
-
-
-def wait_gone(pids: list[int], timeout: float = 10.0) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if all(gone(p) for p in pids):
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def worker_pids(item_dir: Path) -> list[int]:

@@ -24,7 +24,7 @@ from betamcmc.params import validate_params
 from betamcmc.sgmcmc.engine import RunResult, RunSpec, run_local
 from betamcmc.sgmcmc.samples import read_samples
 
-from conftest import REPO, tiny_params, write_params
+from conftest import REPO, tiny_params, wait_gone, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -32,23 +32,6 @@ pytestmark = pytest.mark.slow
 def spec(protocol: str, workers: int = 2, **sgmcmc: Any) -> RunSpec:
     params = validate_params(tiny_params({"sgmcmc": sgmcmc}))
     return RunSpec(params.sgmcmc, protocol, workers, params.seed)
-
-
-def gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            return any(line.startswith("State:") and "Z" in line for line in fh)
-    except FileNotFoundError:
-        return True
-
-
-def wait_gone(pids: list[int], timeout: float = 10.0) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if all(gone(p) for p in pids):
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.fixture(scope="module")

@@ -154,3 +154,13 @@ class PretrainParams(Section):
                     f"(they name output directories) (got {name!r})"
                 )
         return schedules
+
+    def require_schedule(self, name: str, source: str = "params.yaml") -> None:
+        """Raise :class:`ParamsError` unless ``name`` is a key of ``schedules`` (stage arguments)."""
+        if name not in self.schedules:
+            from betamcmc.errors import ParamsError
+
+            raise ParamsError(
+                f"{source}: pretrain.schedules has no schedule '{name}' "
+                f"(it has: {', '.join(self.schedules)})"
+            )
