@@ -22,6 +22,7 @@ The machine is shared: the load average is recorded before and after every secti
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -36,10 +37,11 @@ import torch
 from torch.nn import functional as F
 
 from betamcmc.params import validate_params
-from betamcmc.sgmcmc.engine import RunSpec, run_local
+from betamcmc.sgmcmc.config import EngineConfig, RunSpec
 from betamcmc.sgmcmc.evaluate import evaluate_samples, first_time_at
+from betamcmc.sgmcmc.launch import run_local
 from betamcmc.sgmcmc.samples import read_samples
-from betamcmc.sgmcmc.tasks import DigitsTask
+from betamcmc.sgmcmc.tasks import DigitsTask, build_task
 
 TARGETS = (0.95, 0.97)
 
@@ -67,7 +69,9 @@ def make_cfg(**over: Any):
 
 def one_run(cfg: Any, protocol: str, workers: int, seed: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="sgmcmc-bench-") as d:
-        result = run_local(RunSpec(cfg, protocol, workers, seed), d)
+        factory = functools.partial(build_task, cfg.task, cfg.batch_size)
+        spec = RunSpec(EngineConfig.from_params(cfg), protocol, workers, seed, factory)
+        result = run_local(spec, d)
         samples = read_samples(d)
         task = DigitsTask(cfg.task.hidden, cfg.batch_size, cfg.task.test_fraction)
         metrics, series = evaluate_samples(task, samples, points=2)

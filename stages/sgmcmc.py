@@ -1,18 +1,24 @@
 """Stage ``sgmcmc@<protocol>-<W>``: asynchronous SG-MCMC with one protocol and W workers.
 
-    python stages/sgmcmc.py PROTOCOL WORKERS [--params params.yaml]
+    python stages/sgmcmc.py PROTOCOL WORKERS [--params params.yaml] [--no-track]
 
 Spawns W worker processes locally; under ``torchrun`` (world size W + 1) the same command runs
-one rank of a multi-machine run (see ``betamcmc/sgmcmc/engine.py``). Outputs:
-``models/sgmcmc/<protocol>-w<W>/`` and ``metrics/sgmcmc/<protocol>-w<W>.json`` (+ plot CSVs).
+one rank of a multi-machine run (see ``betamcmc/sgmcmc/launch.py``): rank 0 is the master, opens
+the MLflow run and writes every output. Outputs: ``models/sgmcmc/<protocol>-w<W>/`` and
+``metrics/sgmcmc/<protocol>-w<W>.json`` (+ plot CSVs).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 
-from betamcmc.params import load_params
-from betamcmc.runner import resolve_device, run_stage
+# Before torch loads OpenMP (also in the forkserver that starts the workers): spinning OpenMP
+# threads steal the cores that the other processes of the run need.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from betamcmc.params import load_params  # noqa: E402
+from betamcmc.runner import resolve_device, run_stage  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,6 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-track", action="store_true", help="skip MLflow (quick local runs)")
     args = ap.parse_args(argv)
     params = load_params(args.params)
+    # torch loads only after the params check (a bad value fails in a fraction of a second)
     from betamcmc.sgmcmc.experiment import check_item, run_item
 
     check_item(args.protocol, args.workers)

@@ -64,9 +64,9 @@ TINY: dict[str, Any] = {
             "thinning": 2,
             "reference_steps": 400,
         },
-        "vae_head": {"burn_in": 20, "thinning": 2, "samples": 12, "map_steps": 50},
     },
     "finetune": {
+        "vae_head": {"burn_in": 20, "thinning": 2, "samples": 12, "map_steps": 50},
         "label_fractions": [0.2, 1.0],
         "seeds": [0, 1],
         "max_train": 60,

@@ -24,7 +24,7 @@ from betamcmc.errors import ParamsError
 from betamcmc.params import load_params, validate_params
 from betamcmc.rl.experiment import engine_spec, run_item
 from betamcmc.rl.params import UPDATES
-from betamcmc.sgmcmc.engine import run_local
+from betamcmc.sgmcmc.launch import run_local
 from betamcmc.sgmcmc.samples import read_samples
 
 from conftest import REPO, copy_repo, tiny_params, wait_gone, write_params
@@ -265,7 +265,7 @@ def test_killed_worker_is_survived(tmp_path: Path) -> None:
 
     result = run_local(spec, tmp_path, on_spawn=killer)
     assert killed and [d["worker"] for d in result.dead] == [2]
-    assert result.samples == spec.cfg.samples  # the other worker finished the budget
+    assert result.samples == spec.config.samples  # the other worker finished the budget
     assert wait_gone(json.loads((tmp_path / "processes.json").read_text())["workers"])
 
 

@@ -21,7 +21,10 @@ import pytest
 
 from betamcmc.errors import DivergenceError
 from betamcmc.params import validate_params
-from betamcmc.sgmcmc.engine import RunResult, RunSpec, run_local
+from betamcmc.sgmcmc.config import RunSpec
+from betamcmc.sgmcmc.experiment import make_spec
+from betamcmc.sgmcmc.launch import run_local
+from betamcmc.sgmcmc.result import RunResult
 from betamcmc.sgmcmc.samples import read_samples
 
 from conftest import REPO, tiny_params, wait_gone, write_params
@@ -31,7 +34,7 @@ pytestmark = pytest.mark.slow
 
 def spec(protocol: str, workers: int = 2, **sgmcmc: Any) -> RunSpec:
     params = validate_params(tiny_params({"sgmcmc": sgmcmc}))
-    return RunSpec(params.sgmcmc, protocol, workers, params.seed)
+    return make_spec(params, protocol, workers)
 
 
 @pytest.fixture(scope="module")

@@ -123,7 +123,8 @@ def test_mlflow_keys_match_dvc_params() -> None:
 
     import yaml
 
-    from betamcmc.sgmcmc.experiment import SGD_KEYS, STAGE_KEYS
+    from betamcmc.sgmcmc.baseline import SGD_KEYS
+    from betamcmc.sgmcmc.experiment import STAGE_KEYS
 
     from conftest import REPO
 

@@ -40,8 +40,9 @@ def test_sgmcmc_stages_write_every_output(tiny_repo: Path, monkeypatch: pytest.M
     assert [r.info.run_name for r in runs] == ["sgmcmc@elastic-w2"]
     assert runs[0].data.metrics["accuracy"] >= 0.0 and runs[0].data.params["sgmcmc.period"] == "2"
 
+    from betamcmc.sgmcmc.baseline import run_sgd
     from betamcmc.sgmcmc.consistency import run_study
-    from betamcmc.sgmcmc.experiment import run_item, run_sgd
+    from betamcmc.sgmcmc.experiment import run_item
     from betamcmc.sgmcmc.report import write_report
 
     monkeypatch.chdir(tiny_repo)

@@ -24,6 +24,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from betamcmc.params import Section
+from betamcmc.sgmcmc.params import Protocol
 
 
 def _label_fraction(value: float) -> float:
@@ -72,6 +73,36 @@ class DialogParams(Section):
     )
 
 
+class VaeHeadParams(Section):
+    """Bayesian classifier head on the frozen VAE codes (stage ``sgmcmc_vae_head@<schedule>``,
+    ``betamcmc.finetune.vae_head``).
+
+    Inputs are the posterior means mu of the labeled sentences, standardized with the train
+    split's mean and std. The sampler kind, friction and temperature come from
+    ``sgmcmc.sampler``; protocol, step size, prior and sample budget are the head's own. The
+    point estimate it is compared with is the MAP of the same model and prior (full-batch Adam).
+    """
+
+    protocol: Protocol = "single"
+    workers: int = Field(1, ge=1)
+    label: str = Field(
+        "sentiment",
+        min_length=1,
+        description="label factor (checked against the corpus at run time)",
+    )
+    hidden: int = Field(0, ge=0, description="0: softmax regression; > 0: MLP with this width")
+    step_size: float = Field(5e-5, gt=0.0)
+    prior_std: float = Field(1.0, gt=0.0)
+    burn_in: int = Field(1000, ge=0)
+    thinning: int = Field(10, ge=1)
+    samples: int = Field(100, ge=1)
+    batch_size: int = Field(64, ge=1)
+    max_train: int | None = Field(None, ge=1, description="cap on labeled train sentences")
+    max_test: int | None = Field(None, ge=1, description="cap on labeled test sentences")
+    map_steps: int = Field(500, ge=1, description="full-batch Adam steps of the MAP baseline")
+    map_lr: float = Field(0.05, gt=0.0)
+
+
 class FinetuneParams(Section):
     """Semi-supervised classification on the pretrained codes, and the dialog CVAE."""
 
@@ -105,6 +136,7 @@ class FinetuneParams(Section):
         "these models are small, so 1 thread avoids oversubscription on a shared machine",
     )
     dialog: DialogParams = DialogParams()
+    vae_head: VaeHeadParams = VaeHeadParams()
 
     @model_validator(mode="after")
     def _distinct(self) -> FinetuneParams:

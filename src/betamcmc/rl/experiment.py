@@ -1,13 +1,15 @@
 """One item of the ``rl`` stage: a method (update x protocol) with W workers, over the seeds.
 
-Per seed, the SG-MCMC engine (``betamcmc.sgmcmc.engine.run_local``) spawns W worker processes that
+Per seed, the SG-MCMC engine (``betamcmc.sgmcmc.launch.run_local``) spawns W worker processes that
 collect rollouts and compute actor-critic gradients (``task.py``) and a master that owns the
 parameters; the master streams a snapshot of the policy about every ``rl.eval_every`` environment
 steps to the samples file (downpour: its own chain; elastic: each worker's chain). After the run
 every snapshot is evaluated (``evaluate.py``), and the master's final parameters (downpour: its
 chain; elastic: the centre variable) are evaluated over ``rl.final_episodes`` episodes and saved.
 
-Outputs of item ``<method>-w<W>`` (all written at the end, atomically; a failed run writes none):
+Outputs of item ``<method>-w<W>`` (all written at the end; a failed or stopped run writes none and
+leaves the previous outputs as they were). The model folder appears first (one rename), then the
+curve, then the metrics file: metrics never exist without their model folder.
 
 * ``models/rl/<item>/``: ``seed<S>/policy.pt`` (the final master policy, see :func:`save_policy`),
   ``seed<S>/samples/`` (the engine's samples file: every policy snapshot), ``run.json`` (per seed:
@@ -19,23 +21,30 @@ Outputs of item ``<method>-w<W>`` (all written at the end, atomically; a failed 
 from __future__ import annotations
 
 import math
-import signal
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
 
-from betamcmc.errors import BetamcmcError, DivergenceError, ParamsError
-from betamcmc.io import atomic_path, write_json, write_text
+from betamcmc.errors import DivergenceError, ParamsError
+from betamcmc.io import write_json, write_text
 from betamcmc.params import Params
 from betamcmc.rl.agent import ActorCritic, LossConfig
 from betamcmc.rl.envs import EnvInfo, check_env, run_episodes
-from betamcmc.rl.evaluate import SeedCurve, aggregate_curves, steps_to_threshold
-from betamcmc.rl.params import RlParams, split_method
+from betamcmc.rl.evaluate import SeedCurve, aggregate_curves, read_curve, steps_to_threshold
+from betamcmc.rl.params import Method, RlParams, split_method
 from betamcmc.rl.task import RlTask
+from betamcmc.sgmcmc.config import EngineConfig, RunSpec, SamplerConfig
+from betamcmc.sgmcmc.flat import FlatModel
+from betamcmc.sgmcmc.launch import run_local
+from betamcmc.sgmcmc.result import require_complete
+from betamcmc.sgmcmc.samples import read_samples
+from betamcmc.sgmcmc.sampling import finalize_dir
+from betamcmc.stopping import Stopped, signals_deferred, stop_on_signals
 
 # dvc.yaml ``params:`` of the rl stage and the MLflow run's keys: everything an item reads
 # (not ``rl.methods`` / ``rl.workers``: adding a method must not re-run the others)
@@ -71,20 +80,12 @@ STAGE_KEYS = [
 EVAL_SEED, FINAL_SEED = 10_000, 20_000  # evaluation episodes' environment seeds (+ 100 x seed)
 
 
-class Stopped(BetamcmcError):
-    exit_code = 143
-
-
 def item_name(method: str, workers: int) -> str:
     return f"{method}-w{workers}"
 
 
 def check_item(rl: RlParams, method: str, workers: int) -> EnvInfo:
     """Everything that can be wrong with an item before anything is written."""
-    from typing import get_args
-
-    from betamcmc.rl.params import Method
-
     if method not in get_args(Method):
         raise ParamsError(f"rl: method must be one of {list(get_args(Method))} (got {method!r})")
     if workers < 1:
@@ -113,34 +114,28 @@ def schedule(rl: RlParams, protocol: str, workers: int) -> Schedule:
     return Schedule(batch, thin, snapshots)
 
 
-def engine_spec(rl: RlParams, method: str, workers: int, seed: int) -> Any:
-    """The engine's run description for a method: SGLD/SGHMC with temperature 0 for sgd/sgdm."""
-    from betamcmc.sgmcmc.engine import RunSpec
-    from betamcmc.sgmcmc.params import SamplerParams, SgmcmcParams
-
+def engine_spec(rl: RlParams, method: str, workers: int, seed: int) -> RunSpec:
+    """The engine's run for a method: SGLD/SGHMC, at temperature 0 for sgd/sgdm."""
     update, protocol = split_method(method)
     sched = schedule(rl, protocol, workers)
     momentum = update in ("sgdm", "sghmc")
-    sampler = SamplerParams(
-        kind="sghmc" if momentum else "sgld",
-        step_size=rl.step_size * rl.friction if momentum else rl.step_size,
-        friction=rl.friction,
-        temperature=rl.temperature if update in ("sgld", "sghmc") else 0.0,
-    )
-    cfg = SgmcmcParams(
-        sampler=sampler,
+    config = EngineConfig(
+        sampler=SamplerConfig(
+            kind="sghmc" if momentum else "sgld",
+            step_size=rl.step_size * rl.friction if momentum else rl.step_size,
+            friction=rl.friction,
+            temperature=rl.temperature if update in ("sgld", "sghmc") else 0.0,
+        ),
         prior_std=rl.prior_std,
-        protocols=[protocol],
-        workers=[workers],
         period=rl.period,
         alpha=rl.alpha,
         overlap=rl.overlap,
         burn_in=sched.thinning,
         thinning=sched.thinning,
         samples=sched.snapshots,
-        batch_size=1,
         threads=rl.threads,
         worker_timeout=rl.worker_timeout,
+        step_size_key="rl.step_size",
     )
     task = RlTask(
         rl.env,
@@ -151,17 +146,15 @@ def engine_spec(rl: RlParams, method: str, workers: int, seed: int) -> Any:
             rl.gamma, rl.gae_lambda, rl.entropy_coef, rl.value_coef, rl.normalize_advantages
         ),
     )
-    return RunSpec(cfg, protocol, workers, seed, "cpu", task_factory=task)
+    return RunSpec(config, protocol, workers, seed, task_factory=task)
 
 
-def initial_model(spec: Any) -> tuple[ActorCritic, Any]:
+def initial_model(spec: RunSpec) -> tuple[ActorCritic, FlatModel]:
     """The model every process of a run starts from (the engine seeds torch the same way)."""
-    from betamcmc.sgmcmc.engine import FlatModel
-
     task = spec.make_task()
     torch.manual_seed(spec.seed)
     flat = FlatModel(task.build_model())
-    return flat.model, flat
+    return flat.model, flat  # type: ignore[return-value]
 
 
 def save_policy(path: Path, model: ActorCritic, meta: dict[str, Any]) -> None:
@@ -182,9 +175,6 @@ def run_seed(
     rl: RlParams, method: str, workers: int, seed: int, seed_dir: Path, info: dict[str, Any]
 ) -> tuple[SeedCurve, dict[str, Any]]:
     """Train one seed through the engine, evaluate its snapshots and final policy, save it."""
-    from betamcmc.sgmcmc.engine import run_local
-    from betamcmc.sgmcmc.samples import read_samples
-
     spec = engine_spec(rl, method, workers, seed)
     sched = schedule(rl, spec.protocol, workers)
     greedy = rl.eval_mode == "greedy"
@@ -197,11 +187,13 @@ def run_seed(
             f"({str(err).split(':')[0]}); lower rl.step_size (now {rl.step_size:g})"
             + (
                 f" or rl.temperature (now {rl.temperature:g})"
-                if spec.cfg.sampler.temperature
+                if spec.config.sampler.temperature
                 else ""
             )
         ) from None
     total_s = time.perf_counter() - started
+    kept = f"seed {seed}'s snapshots are discarded, nothing was written"
+    require_complete(result, rl.allow_partial, "rl.allow_partial", kept, "policy snapshots")
     samples = read_samples(seed_dir / "samples")
     model, flat = initial_model(spec)
     eval_seed = EVAL_SEED + 100 * seed
@@ -321,27 +313,34 @@ def run_item(
     metrics_dir: Path = Path("metrics/rl"),
     track: bool = True,
 ) -> dict[str, Any]:
-    """Train and evaluate every seed of one item and write all its outputs; returns the metrics."""
+    """Train and evaluate every seed of one item and write all its outputs; returns the metrics.
+    SIGTERM / SIGINT end it with one line saying how far it got; nothing is written then."""
     rl = params.rl
     env = check_item(rl, method, workers)
     item = item_name(method, workers)
     torch.set_num_threads(rl.threads)
-
-    def on_term(signum: int, frame: Any) -> None:
-        raise Stopped(f"rl {item}: stopped by SIGTERM; nothing was written")
-
-    previous = signal.signal(signal.SIGTERM, on_term)
+    progress: list[int] = []  # seeds finished
     try:
-        if not track:
-            return _run_and_write(rl, env, method, workers, item, models_dir, metrics_dir)
-        from betamcmc import tracking
+        with stop_on_signals():
+            if not track:
+                return _run_and_write(
+                    rl, env, method, workers, item, models_dir, metrics_dir, progress
+                )
+            from betamcmc import tracking  # MLflow loads only for tracked runs
 
-        with tracking.stage_run(params, stage="rl", item=item, keys=STAGE_KEYS):
-            summary = _run_and_write(rl, env, method, workers, item, models_dir, metrics_dir)
-            _log(summary, metrics_dir, item)
-        return summary
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+            with tracking.stage_run(params, stage="rl", item=item, keys=STAGE_KEYS):
+                summary = _run_and_write(
+                    rl, env, method, workers, item, models_dir, metrics_dir, progress
+                )
+                _log(summary, metrics_dir, item)
+            return summary
+    except Stopped as stop:
+        if stop.outputs_complete:
+            raise
+        raise stop.saying(
+            f"rl {item}: {len(progress)} of {len(rl.seeds)} seeds were done; nothing was "
+            "written, the previous outputs are as they were"
+        ) from None
 
 
 def _run_and_write(
@@ -352,30 +351,38 @@ def _run_and_write(
     item: str,
     models_dir: Path,
     metrics_dir: Path,
+    progress: list[int],
 ) -> dict[str, Any]:
     info = {"item": item, "task": "rl", "env": rl.env, "method": method}
     curves: list[SeedCurve] = []
     records: list[dict[str, Any]] = []
-    with atomic_path(models_dir / item) as out:
+    final = models_dir / item
+    staging = models_dir / f".{item}.partial"  # not an output; removed on every way out
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
         for seed in rl.seeds:
-            seed_dir = out / f"seed{seed}"
+            seed_dir = staging / f"seed{seed}"
             seed_dir.mkdir(parents=True)
             curve, record = run_seed(rl, method, workers, seed, seed_dir, info)
             curves.append(curve)
             records.append(record)
-        write_json(out / "run.json", {"item": item, "runs": records})
+            progress.append(seed)
+        write_json(staging / "run.json", {"item": item, "runs": records})
         summary = summarize(rl, env, method, workers, curves, records)
         table = aggregate_curves(curves)
-        write_text(metrics_dir / f"{item}_curve.csv", table.to_csv())
-        write_json(metrics_dir / f"{item}.json", summary)
+        with signals_deferred():  # model folder first, metrics file last
+            finalize_dir(staging, final)
+            write_text(metrics_dir / f"{item}_curve.csv", table.to_csv())
+            write_json(metrics_dir / f"{item}.json", summary)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return summary
 
 
 def _log(summary: dict[str, Any], metrics_dir: Path, item: str) -> None:
-    import mlflow
+    import mlflow  # MLflow's import costs seconds: only tracked runs pay it
 
     from betamcmc import tracking
-    from betamcmc.rl.evaluate import read_curve
 
     tracking.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float)})
     curve = read_curve(metrics_dir / f"{item}_curve.csv")

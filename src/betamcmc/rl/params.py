@@ -85,7 +85,14 @@ class RlParams(Section):
     final_episodes: int = Field(20, ge=1, description="episodes of the final master policy")
     eval_mode: Literal["greedy", "sample"] = "greedy"
     threads: int = Field(1, ge=1, description="torch threads per process")
-    worker_timeout: float = Field(30.0, gt=0.0, description="seconds of silence = dead worker")
+    worker_timeout: float = Field(
+        30.0, gt=0.0, description="seconds without a message or heartbeat = lost worker"
+    )
+    allow_partial: bool = Field(
+        False,
+        description="accept a seed whose run lost workers and collected fewer snapshots than "
+        "its budget (default: the stage fails)",
+    )
 
     @model_validator(mode="after")
     def _budget(self) -> RlParams:

@@ -75,7 +75,7 @@ def curves_figure(
     items: list[tuple[str, dict[str, Any], dict[str, list[float]]]],
     threshold: float | None,
 ) -> None:
-    import matplotlib
+    import matplotlib  # a plotting import costs a second of start-up: only the report pays it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -1,4 +1,4 @@
-"""The RL task plugged into the SG-MCMC engine (``betamcmc.sgmcmc.engine``'s task API).
+"""The RL task plugged into the SG-MCMC engine (its task API: ``betamcmc/sgmcmc/tasks.py``).
 
 The engine calls, in every worker process, ``task.minibatch_nll(model, generator)`` once per
 gradient and turns ``n_train * grad + theta / prior_std^2`` into a sampler step. Here that call

@@ -1,7 +1,16 @@
 """Asynchronous master-worker SG-MCMC (Li et al., AAAI 2019) on torch.distributed.
 
-Samplers (``sgld``, ``sghmc``), communication protocols (``protocols/``), the process engine
-(``engine``), tasks (``tasks``), the samples file (``samples``) and evaluation (``evaluate``).
+A sampler library: it knows tasks (a model, a minibatch loss, test predictions), not where they
+come from. Modules, in the order a run uses them:
+
+* ``sgld``, ``sghmc``: one sampler each; ``flat``: parameters and gradients as single vectors;
+* ``config``: ``EngineConfig`` (chain and communication settings) and ``RunSpec`` (one run);
+* ``wire``: the message format; ``worker``: a worker and its helper threads; ``master``: the
+  master loop, liveness and fault handling; ``protocols/``: what workers and master exchange;
+* ``launch``: local processes or a torchrun rank; ``result``: what a run reports;
+* ``sampling``: the rules every sampling stage shares (signals, partial runs, output directory);
+* ``tasks``, ``samples``, ``evaluate``: what is sampled, the samples file, BMA and diagnostics;
+* ``experiment``, ``baseline``, ``consistency``, ``report``: the stages' work.
 """
 
 # Load the root params module first: it imports this package's params section, which in turn

@@ -15,6 +15,7 @@ a markdown table and a JSON of the final errors.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from betamcmc.io import atomic_path
+from betamcmc.io import atomic_path, write_json
 from betamcmc.params import Params
-from betamcmc.sgmcmc.engine import FlatModel, RunSpec, run_local
+from betamcmc.sgmcmc.config import EngineConfig, RunSpec
+from betamcmc.sgmcmc.flat import FlatModel
+from betamcmc.sgmcmc.launch import run_local
 from betamcmc.sgmcmc.samples import read_samples
 from betamcmc.sgmcmc.tasks import LogregTask
 
@@ -90,9 +93,7 @@ def _logreg_factory(n: int, dim: int, batch: int, frac: float) -> LogregTask:
 
 def run_study(params: Params, out_dir: Path, metrics_path: Path | None = None) -> dict[str, Any]:
     """Run every (protocol, tau), write figure + table + JSON under ``out_dir``; return the JSON."""
-    import functools
-
-    import matplotlib
+    import matplotlib  # a plotting import costs a second of start-up: only the study pays it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -106,27 +107,21 @@ def run_study(params: Params, out_dir: Path, metrics_path: Path | None = None) -
     torch.manual_seed(params.seed)
     dim = FlatModel(factory().build_model()).dim
     assert dim == len(ref["mean"])
+    base = EngineConfig.from_params(
+        params.sgmcmc,
+        burn_in=c.burn_in,
+        thinning=c.thinning,
+        samples=c.samples,
+        straggler_delay=0.0,
+    ).with_sampler(step_size=c.step_size)
     runs: list[dict[str, Any]] = []
     curves: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         for protocol in c.protocols:
             for tau in [1] if protocol in ("single", "sync") else c.periods:
-                cfg = params.sgmcmc.model_copy(
-                    update={
-                        "period": tau,
-                        "burn_in": c.burn_in,
-                        "thinning": c.thinning,
-                        "samples": c.samples,
-                        "batch_size": c.batch_size,
-                        "straggler_delay": 0.0,
-                        "sampler": params.sgmcmc.sampler.model_copy(
-                            update={"step_size": c.step_size}
-                        ),
-                    }
-                )
                 workers = 1 if protocol == "single" else c.workers
-                spec = RunSpec(cfg, protocol, workers, params.seed, task_factory=factory)
+                spec = RunSpec(base.replace(period=tau), protocol, workers, params.seed, factory)
                 sdir = tmp / "samples" / f"{protocol}-tau{tau}"
                 result = run_local(spec, sdir)
                 s = read_samples(sdir)
@@ -193,7 +188,5 @@ def run_study(params: Params, out_dir: Path, metrics_path: Path | None = None) -
         "runs": {f"{r['protocol']}-tau{r['tau']}": r for r in runs},
     }
     if metrics_path is not None:
-        from betamcmc.io import write_json
-
         write_json(metrics_path, summary)
     return summary

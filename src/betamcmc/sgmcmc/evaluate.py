@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from betamcmc.sgmcmc.engine import FlatModel
+from betamcmc.sgmcmc.flat import FlatModel
 from betamcmc.sgmcmc.samples import Samples
 from betamcmc.sgmcmc.tasks import Task
 
@@ -92,9 +93,7 @@ def chain_diagnostics(
     log_probs: np.ndarray, targets: np.ndarray, chains: np.ndarray, points: int
 ) -> dict[str, Any]:
     """arviz bulk ESS and split-R-hat of ``log p(y_i|x_i, theta)`` for the first test points."""
-    import logging
-
-    import arviz as az
+    import arviz as az  # arviz (xarray, scipy) costs seconds: only the evaluation pays it
 
     logging.getLogger("arviz").setLevel(logging.ERROR)
 

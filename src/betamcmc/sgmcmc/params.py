@@ -88,35 +88,6 @@ class ConsistencyParams(Section):
     reference_step_size: float = Field(0.02, gt=0.0)
 
 
-class VaeHeadParams(Section):
-    """Bayesian classifier head on the frozen VAE codes (stage ``sgmcmc_vae_head@<schedule>``).
-
-    Inputs are the posterior means mu of the labeled sentences, standardized with the train
-    split's mean and std. The sampler kind, friction and temperature come from
-    ``sgmcmc.sampler``; protocol, step size, prior and sample budget are the head's own. The
-    point estimate it is compared with is the MAP of the same model and prior (full-batch Adam).
-    """
-
-    protocol: Protocol = "single"
-    workers: int = Field(1, ge=1)
-    label: str = Field(
-        "sentiment",
-        min_length=1,
-        description="label factor (checked against the corpus at run time)",
-    )
-    hidden: int = Field(0, ge=0, description="0: softmax regression; > 0: MLP with this width")
-    step_size: float = Field(5e-5, gt=0.0)
-    prior_std: float = Field(1.0, gt=0.0)
-    burn_in: int = Field(1000, ge=0)
-    thinning: int = Field(10, ge=1)
-    samples: int = Field(100, ge=1)
-    batch_size: int = Field(64, ge=1)
-    max_train: int | None = Field(None, ge=1, description="cap on labeled train sentences")
-    max_test: int | None = Field(None, ge=1, description="cap on labeled test sentences")
-    map_steps: int = Field(500, ge=1, description="full-batch Adam steps of the MAP baseline")
-    map_lr: float = Field(0.05, gt=0.0)
-
-
 class SgmcmcParams(Section):
     sampler: SamplerParams = SamplerParams()
     prior_std: float = Field(1.0, gt=0.0, description="std of the N(0, s^2) prior on every weight")
@@ -129,6 +100,11 @@ class SgmcmcParams(Section):
     overlap: bool = Field(
         True, description="downpour/elastic: keep sampling while an exchange travels"
     )
+    staleness: Literal["none", "inverse"] = Field(
+        "none",
+        description="downpour/elastic step size: none = step_size; inverse = step_size / max(1, "
+        "s) for a worker whose pushes arrive s master versions stale (measured, running mean)",
+    )
     burn_in: int = Field(1500, ge=0)
     thinning: int = Field(20, ge=1)
     samples: int = Field(100, ge=1, description="samples the master collects (all chains together)")
@@ -138,7 +114,15 @@ class SgmcmcParams(Section):
     )
     threads: int = Field(1, ge=1, description="torch threads per process")
     worker_timeout: float = Field(
-        30.0, gt=0.0, description="seconds of silence before a worker counts as dead"
+        30.0,
+        gt=0.0,
+        description="seconds without any message or heartbeat (sent every second even while a "
+        "worker computes) before the master counts a worker as lost",
+    )
+    allow_partial: bool = Field(
+        False,
+        description="accept a run that lost workers and collected fewer samples than configured "
+        "(default: such a run fails the stage)",
     )
     eval_points: int = Field(
         4, ge=1, description="test points whose log-probabilities feed ESS / R-hat"
@@ -146,4 +130,3 @@ class SgmcmcParams(Section):
     task: TaskParams = TaskParams()
     sgd: SgdParams = SgdParams()
     consistency: ConsistencyParams = ConsistencyParams()
-    vae_head: VaeHeadParams = VaeHeadParams()

@@ -47,7 +47,7 @@ def _fmt(v: Any, digits: int = 4) -> str:
 
 
 def write_report(metrics_dir: Path, sgd_path: Path | None, out_dir: Path) -> dict[str, Any]:
-    import matplotlib
+    import matplotlib  # a plotting import costs a second of start-up: only the report pays it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

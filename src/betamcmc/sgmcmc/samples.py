@@ -136,3 +136,11 @@ def read_samples(directory: str | os.PathLike[str]) -> Samples:
         grad_evals=records["grad_evals"],
         theta=records["theta"].reshape(count, int(header["dim"])),
     )
+
+
+def count_samples(directory: str | os.PathLike[str]) -> int:
+    """Complete records in a samples directory (0 when it holds no samples file yet)."""
+    try:
+        return len(read_samples(directory))
+    except (InputError, OSError):
+        return 0

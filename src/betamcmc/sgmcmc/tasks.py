@@ -1,6 +1,6 @@
 """What the engine samples: a model, a minibatch loss for the workers, test predictions for the master.
 
-A task is the pluggable part of the engine (see ``engine.py``). The engine owns the parameters as
+A task is the pluggable part of the engine (``RunSpec.task_factory``, ``config.py``). The engine owns the parameters as
 one flat vector, scales the minibatch loss to the data set size, adds the Gaussian prior and runs
 the sampler; a task only says how to build the model, how to score a minibatch and what the model
 predicts on the test set:
@@ -19,6 +19,7 @@ default), ``mnist`` (a small CNN on MNIST-format IDX files, read by :func:`read_
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import struct
 from pathlib import Path
 from typing import Any
@@ -100,8 +101,6 @@ class MLP(nn.Module):
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's bundled 8x8 digits (1,797 x 64 pixels in 0..16, labels 0..9), read from its
     CSV file directly: importing ``sklearn.datasets`` costs seconds in every worker process."""
-    import importlib.util
-
     spec = importlib.util.find_spec("sklearn")
     if spec is None or not spec.submodule_search_locations:
         raise InputError("scikit-learn is not installed (it ships the digits data)")

@@ -10,8 +10,9 @@ The master keeps the W worker chains' samples: worker ``w``'s parameters as rece
 ``thinning`` of its chain steps after ``burn_in`` (chain ``w - 1``), until ``samples`` in total; then
 it answers STOP. Staleness = centre versions between a worker's two exchanges.
 
-With ``overlap: true`` the worker keeps sampling while the exchange travels (helper thread) and
-applies the elastic pull, computed against the parameters it sent, when the centre arrives.
+With ``overlap: true`` the worker keeps sampling while the exchange travels (``exchange.py``) and
+applies the elastic pull, computed against the parameters it sent, when the centre arrives:
+``theta_w <- theta_w - alpha (theta_sent - theta_c)``.
 """
 
 from __future__ import annotations
@@ -20,77 +21,44 @@ from typing import Any
 
 import torch
 
-from betamcmc.sgmcmc import engine
+from betamcmc.sgmcmc import wire
+from betamcmc.sgmcmc.master import Master
+from betamcmc.sgmcmc.protocols.exchange import exchange_loop
+from betamcmc.sgmcmc.worker import WorkerContext
 
 
-def worker(ctx: engine.WorkerContext) -> None:
-    tau, alpha = ctx.cfg.period, ctx.cfg.alpha
-    if ctx.cfg.overlap:
-        return _worker_overlapped(ctx, tau, alpha)
-    while True:
-        for _ in range(tau):
-            ctx.step()
-        ctx.check_finite()
-        ctx.send(engine.EXCHANGE, ctx.theta)
-        kind, version, centre = ctx.recv()
-        if kind == engine.STOP:
-            return
-        ctx.theta.add_(ctx.to_device(centre) - ctx.theta, alpha=alpha)
-        ctx.version = version
+def worker(ctx: WorkerContext) -> None:
+    alpha = ctx.cfg.alpha
 
+    def pull(centre: torch.Tensor, sent: torch.Tensor) -> None:
+        ctx.theta.add_(centre - sent, alpha=alpha)
 
-def _worker_overlapped(ctx: engine.WorkerContext, tau: int, alpha: float) -> None:
-    """Send theta_w and keep sampling; when the centre arrives apply the elastic pull computed
-    against the parameters that were sent: ``theta_w <- theta_w - alpha (theta_sent - theta_c)``."""
-    sent = ctx.theta.clone()
-    pending = False
-
-    def take_reply() -> bool:
-        kind, version, centre = ctx.finish_exchange()
-        if kind == engine.STOP:
-            return False
-        ctx.theta.add_(ctx.to_device(centre) - sent, alpha=alpha)
-        ctx.version = version
-        return True
-
-    while True:
-        for _ in range(tau):
-            ctx.step()
-            if pending and ctx.exchange_done():
-                pending = False
-                if not take_reply():
-                    return
-        if pending:
-            pending = False
-            if not take_reply():
-                return
-        ctx.check_finite()
-        sent.copy_(ctx.theta)
-        ctx.start_exchange(engine.EXCHANGE, ctx.theta)
-        pending = True
+    exchange_loop(ctx, wire.EXCHANGE, lambda: ctx.theta, pull)
 
 
 def on_message(
-    master: engine.Master, src: int, kind: int, header: list[float], payload: torch.Tensor
+    master: Master, src: int, kind: int, header: list[float], payload: torch.Tensor
 ) -> Any:
-    master.staleness.append(master.version - int(header[2]))
-    step = int(header[1])
+    staleness = master.version - int(header[wire.VERSION])
+    master.staleness.append(staleness)
+    step = int(header[wire.STEP])
     if not master.stopping and master.due(src - 1, step):
         master.record_sample(src - 1, step, payload)
         master.stopping = master.samples >= master.cfg.samples
     if master.stopping:
         master.records[src].status = "done"
-        return master.reply(engine.STOP)
-    reply = master.reply(engine.PARAMS, master.theta)  # the centre before this exchange
+        return master.reply(wire.STOP)
+    # the centre before this exchange goes back; the version after it is the one this worker saw
+    reply = master.reply(wire.PARAMS, master.theta, staleness)
     master.theta.add_(payload - master.theta, alpha=master.cfg.alpha)
     master.version += 1
-    reply[1] = master.version  # the version this worker has now seen
+    master.out.header[wire.VERSION] = master.version
     return reply
 
 
-def after_message(master: engine.Master) -> None:
+def after_message(master: Master) -> None:
     return None
 
 
-def on_abort(master: engine.Master, src: int) -> None:
+def on_abort(master: Master, src: int) -> None:
     return None

@@ -13,7 +13,9 @@ from typing import Any
 
 import torch
 
-from betamcmc.sgmcmc import engine
+from betamcmc.sgmcmc import wire
+from betamcmc.sgmcmc.master import Master
+from betamcmc.sgmcmc.worker import WorkerContext
 
 
 def quota(samples: int, workers: int, index: int) -> int:
@@ -21,29 +23,30 @@ def quota(samples: int, workers: int, index: int) -> int:
     return samples // workers + (1 if index - 1 < samples % workers else 0)
 
 
-def worker(ctx: engine.WorkerContext) -> None:
+def worker(ctx: WorkerContext) -> None:
     wanted = quota(ctx.cfg.samples, ctx.workers, ctx.index)
     taken = 0
     while taken < wanted:
         ctx.step()
-        if ctx.sample_due(taken):
+        if ctx.sample_due():
             ctx.check_finite()
-            ctx.send(engine.SAMPLE, ctx.theta)
+            ctx.send(wire.SAMPLE, ctx.theta)
             taken += 1
-    ctx.send(engine.DONE)
+    ctx.close()
+    ctx.send(wire.DONE)
 
 
 def on_message(
-    master: engine.Master, src: int, kind: int, header: list[float], payload: torch.Tensor
+    master: Master, src: int, kind: int, header: list[float], payload: torch.Tensor
 ) -> Any:
-    if kind == engine.SAMPLE:
-        master.record_sample(src - 1, int(header[1]), payload)
+    if kind == wire.SAMPLE:
+        master.record_sample(src - 1, int(header[wire.STEP]), payload)
     return None
 
 
-def after_message(master: engine.Master) -> None:
+def after_message(master: Master) -> None:
     return None
 
 
-def on_abort(master: engine.Master, src: int) -> None:
+def on_abort(master: Master, src: int) -> None:
     return None

@@ -15,44 +15,44 @@ from typing import Any
 
 import torch
 
-from betamcmc.sgmcmc import engine
+from betamcmc.sgmcmc import wire
+from betamcmc.sgmcmc.master import Master, WorkerLost
+from betamcmc.sgmcmc.worker import WorkerContext
 
 
 def total_steps(burn_in: int, thinning: int, samples: int) -> int:
     return max(burn_in, 1) + (samples - 1) * thinning
 
 
-def worker(ctx: engine.WorkerContext) -> None:
+def worker(ctx: WorkerContext) -> None:
     cfg = ctx.cfg
-    taken = 0
     for _ in range(total_steps(cfg.burn_in, cfg.thinning, cfg.samples)):
         ctx.gradient()
         if ctx.workers > 1:
             ctx.all_reduce_gradient()
         ctx.update()
-        if ctx.sample_due(taken):
-            taken += 1
-            if ctx.index == 1:
-                ctx.check_finite()
-                ctx.send(engine.SAMPLE, ctx.theta)
-    ctx.send(engine.DONE)
+        if ctx.sample_due() and ctx.index == 1:
+            ctx.check_finite()
+            ctx.send(wire.SAMPLE, ctx.theta)
+    ctx.close()
+    ctx.send(wire.DONE)
 
 
 def on_message(
-    master: engine.Master, src: int, kind: int, header: list[float], payload: torch.Tensor
+    master: Master, src: int, kind: int, header: list[float], payload: torch.Tensor
 ) -> Any:
-    if kind == engine.SAMPLE:
-        master.record_sample(0, int(header[1]), payload)
+    if kind == wire.SAMPLE:
+        master.record_sample(0, int(header[wire.STEP]), payload)
     return None
 
 
-def after_message(master: engine.Master) -> None:
+def after_message(master: Master) -> None:
     if master.dead:
         on_abort(master, master.dead[0]["worker"])
 
 
-def on_abort(master: engine.Master, src: int) -> None:
-    raise engine.WorkerLost(
+def on_abort(master: Master, src: int) -> None:
+    raise WorkerLost(
         f"sync: worker {src} was lost and an all-reduce needs every worker; "
         "the run stops (downpour and elastic go on without a lost worker)"
     )

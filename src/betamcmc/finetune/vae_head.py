@@ -6,24 +6,26 @@ encoder to its posterior mean mu (:func:`betamcmc.finetune.classify.encode_sente
 are standardized with the train split's mean and std, and a softmax regression (``hidden: 0``) or
 one-hidden-layer MLP over them is
 
-* **sampled** by the SG-MCMC engine (:mod:`engine`, any protocol, the samplers of
+* **sampled** by the SG-MCMC engine (:mod:`betamcmc.sgmcmc`, any protocol, the samplers of
   ``sgmcmc.sampler``) as a :class:`CodesTask`: the minibatch NLL is scaled to the number of
   labeled train sentences and the N(0, ``prior_std``^2) prior is added by the engine; the test
-  split is scored by the Bayesian model average of the samples (:mod:`evaluate`: accuracy, mean
-  test log-likelihood with its median and worst point, ECE);
+  split is scored by the Bayesian model average of the samples (:mod:`betamcmc.sgmcmc.evaluate`:
+  accuracy, mean test log-likelihood with its median and worst point, ECE);
 * **fitted** as the point estimate it is compared with: the MAP of the same model and prior
   (full-batch Adam on ``mean NLL + |theta|^2 / (2 prior_std^2 N)``), scored the same way. The
   accuracy of scikit-learn's logistic regression (the ``classify`` stage's classifier) on the same
   codes is reported beside it as a cross-check.
 
 Outputs of item ``<schedule>`` (:func:`run_head`): ``models/sgmcmc_vae_head/<schedule>/`` (the
-samples file, ``run.json``) and ``metrics/sgmcmc_vae_head/<schedule>.json``.
+samples file, ``run.json``) and ``metrics/sgmcmc_vae_head/<schedule>.json`` (written last). Settings
+in ``finetune.vae_head``; the engine's (sampler kind, friction, temperature, tau, overlap,
+threads, worker timeout) come from ``sgmcmc``. With ``device: auto`` and CUDA present the
+workers' gradients and the MAP fit run on the GPU.
 """
 
 from __future__ import annotations
 
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,23 +36,30 @@ from torch import nn
 
 from betamcmc.data.prepared import PreparedCorpus
 from betamcmc.errors import DivergenceError, InputError
+from betamcmc.finetune.classify import encode_sentences, fit_predict_logreg, labeled_split
+from betamcmc.finetune.params import VaeHeadParams
 from betamcmc.io import write_json
 from betamcmc.params import Params
+from betamcmc.sgmcmc.config import EngineConfig, RunSpec
 from betamcmc.sgmcmc.evaluate import evaluate_samples, predictive_metrics
-from betamcmc.sgmcmc.params import VaeHeadParams
+from betamcmc.sgmcmc.samples import read_samples
+from betamcmc.sgmcmc.sampling import finalize_dir, fresh_partial, sample
 from betamcmc.sgmcmc.tasks import MLP, Task
+from betamcmc.stopping import signals_deferred
 
 # the params the stage depends on (dvc.yaml ``params:`` and the MLflow run's keys)
 STAGE_KEYS = [
     "seed",
+    "device",
     "sgmcmc.sampler",
     "sgmcmc.period",
     "sgmcmc.alpha",
     "sgmcmc.overlap",
+    "sgmcmc.staleness",
     "sgmcmc.threads",
     "sgmcmc.worker_timeout",
     "sgmcmc.eval_points",
-    "sgmcmc.vae_head",
+    "finetune.vae_head",
 ]
 PREDICTIVE = ("accuracy", "log_likelihood", "log_likelihood_median", "log_likelihood_worst", "ece")
 
@@ -62,7 +71,7 @@ def check_label(corpus: PreparedCorpus, label: str, where: object = "data/prepar
     if label not in names:
         have = ", ".join(names) if names else "none"
         raise InputError(
-            f"sgmcmc.vae_head.label '{label}' is not a label of corpus "
+            f"finetune.vae_head.label '{label}' is not a label of corpus "
             f"'{corpus.meta.get('corpus', '?')}' (it has: {have})",
             where,
         )
@@ -81,8 +90,6 @@ class HeadData:
 
 def encode_codes(vae: Any, corpus: PreparedCorpus, p: VaeHeadParams) -> HeadData:
     """Posterior means of the labeled sentences, standardized with the train mean and std."""
-    from betamcmc.finetune.classify import encode_sentences, labeled_split
-
     check_label(corpus, p.label)
     train = labeled_split(corpus.sentences["train"], p.label, p.max_train, "train")
     test = labeled_split(corpus.sentences["test"], p.label, p.max_test, "test")
@@ -139,28 +146,31 @@ def head_name(hidden: int) -> str:
 
 
 # --------------------------------------------------------------------------- point estimate
-def fit_map(task: CodesTask, prior_std: float, steps: int, lr: float, seed: int) -> nn.Module:
-    """MAP of the same model and prior: full-batch Adam on ``U / N``."""
+def fit_map(
+    task: CodesTask, prior_std: float, steps: int, lr: float, seed: int, device: str = "cpu"
+) -> nn.Module:
+    """MAP of the same model and prior: full-batch Adam on ``U / N``, computed on ``device``;
+    the model comes back on the CPU."""
     torch.manual_seed(seed)
-    model = task.build_model()
+    model = task.build_model().to(device)
+    x, y = task.x_train.to(device), task.y_train.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     decay = 1.0 / (2.0 * prior_std**2 * task.n_train)
     for step in range(steps):
-        loss = task.full_nll(model) + decay * sum((q**2).sum() for q in model.parameters())
+        nll = torch.nn.functional.cross_entropy(model(x), y)
+        loss = nll + decay * sum((q**2).sum() for q in model.parameters())
         if not torch.isfinite(loss):
             raise DivergenceError(
-                f"MAP head loss is {loss.item()} at step {step} (lower sgmcmc.vae_head.map_lr)"
+                f"MAP head loss is {loss.item()} at step {step} (lower finetune.vae_head.map_lr)"
             )
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return model
+    return model.cpu()
 
 
 def sklearn_logreg_accuracy(data: HeadData) -> float:
     """Accuracy of the ``classify`` stage's logistic regression on the same codes."""
-    from betamcmc.finetune.classify import fit_predict_logreg
-
     pred = fit_predict_logreg(data.x_train, data.y_train, data.x_test, c=1.0, scale=True)
     return float((pred == data.y_test).mean())
 
@@ -172,36 +182,32 @@ def run_head(
     schedule: str,
     models_dir: Path = Path("models/sgmcmc_vae_head"),
     metrics_dir: Path = Path("metrics/sgmcmc_vae_head"),
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Sample the head, fit the MAP head, evaluate both on the test codes, write the outputs."""
-    from betamcmc.sgmcmc.engine import RunSpec
-    from betamcmc.sgmcmc.experiment import finalize_dir, sample
-    from betamcmc.sgmcmc.samples import read_samples
-
-    p = params.sgmcmc.vae_head
-    cfg = params.sgmcmc.model_copy(
-        update={
-            "prior_std": p.prior_std,
-            "burn_in": p.burn_in,
-            "thinning": p.thinning,
-            "samples": p.samples,
-            "batch_size": p.batch_size,
-            "straggler_delay": 0.0,
-        }
+    """Sample the head, fit the MAP head, evaluate both on the test codes, write the outputs
+    (the metrics file last). Empty on a torchrun worker rank, which writes nothing."""
+    p = params.finetune.vae_head
+    config = EngineConfig.from_params(
+        params.sgmcmc,
+        prior_std=p.prior_std,
+        burn_in=p.burn_in,
+        thinning=p.thinning,
+        samples=p.samples,
+        straggler_delay=0.0,
+    )
+    config = config.with_sampler(step_size=p.step_size).replace(
+        step_size_key="finetune.vae_head.step_size"
     )
     factory = CodesTaskFactory(data, p.batch_size, p.hidden)
-    spec = RunSpec(
-        cfg, p.protocol, p.workers, params.seed, "cpu", step_size=p.step_size, task_factory=factory
-    )
-    partial = models_dir / f"{schedule}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
+    spec = RunSpec(config, p.protocol, p.workers, params.seed, factory, device)
+    partial = fresh_partial(models_dir / schedule)
     info = {"item": schedule, "task": "vae_head", "label": p.label, "seed": params.seed}
-    result = sample(spec, partial, info)
+    result = sample(spec, partial, info, params.sgmcmc.allow_partial)
     if result is None:  # a torchrun worker rank
         return {}
     task = factory()
-    bma, _ = evaluate_samples(task, read_samples(partial), cfg.eval_points)
-    map_model = fit_map(task, p.prior_std, p.map_steps, p.map_lr, params.seed)
+    bma, _ = evaluate_samples(task, read_samples(partial), params.sgmcmc.eval_points)
+    map_model = fit_map(task, p.prior_std, p.map_steps, p.map_lr, params.seed, device)
     point = predictive_metrics(task.test_log_probs(map_model).numpy(), data.y_test)
 
     sgmcmc = {k: bma[k] for k in PREDICTIVE}
@@ -211,7 +217,7 @@ def run_head(
     sgmcmc["rhat_max"] = bma["diagnostics"].get("rhat_max")
     sgmcmc["wall_s"] = result.wall_s
     if not all(math.isfinite(m[k]) for m in (sgmcmc, point) for k in PREDICTIVE):
-        raise DivergenceError("non-finite head metrics (lower sgmcmc.vae_head.step_size)")
+        raise DivergenceError("non-finite head metrics (lower finetune.vae_head.step_size)")
     summary: dict[str, Any] = {
         "schedule": schedule,
         "label": p.label,
@@ -222,7 +228,7 @@ def run_head(
         "head": head_name(p.hidden),
         "protocol": p.protocol,
         "workers": p.workers,
-        "sampler": cfg.sampler.kind,
+        "sampler": config.sampler.kind,
         "samples": result.samples,
         "majority_baseline": float(
             np.bincount(data.y_test, minlength=data.n_classes).max() / len(data.y_test)
@@ -233,8 +239,9 @@ def run_head(
         "delta": {k: sgmcmc[k] - point[k] for k in ("accuracy", "log_likelihood", "ece")},
     }
     write_json(partial / "run.json", {**result.as_dict(), "evaluation": bma, "summary": summary})
-    finalize_dir(partial, models_dir / schedule)
-    write_json(metrics_dir / f"{schedule}.json", summary)
+    with signals_deferred():
+        finalize_dir(partial, models_dir / schedule)
+        write_json(metrics_dir / f"{schedule}.json", summary)
     return summary
 
 

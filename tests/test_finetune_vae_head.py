@@ -80,7 +80,7 @@ def test_stage_writes_metrics_samples_and_mlflow_run(repo: Path) -> None:
     assert [r.info.run_name for r in runs] == [f"sgmcmc_vae_head@{SCHEDULE}"]
     run = runs[0]
     assert run.info.status == "FINISHED" and run.data.tags["schedule"] == SCHEDULE
-    assert run.data.params["sgmcmc.vae_head.label"] == "sentiment"
+    assert run.data.params["finetune.vae_head.label"] == "sentiment"
     assert run.data.metrics["sgmcmc_accuracy"] == pytest.approx(m["sgmcmc"]["accuracy"])
     assert run.data.metrics["map_ece"] == pytest.approx(m["point_estimate"]["ece"])
 
@@ -89,17 +89,17 @@ def test_stage_writes_metrics_samples_and_mlflow_run(repo: Path) -> None:
 def test_mlp_head_on_topic_with_two_workers(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Another label factor, an MLP head and an asynchronous protocol, through the library."""
     from betamcmc.data.prepared import load_prepared
-    from betamcmc.sgmcmc.vae_head import encode_codes, run_head
+    from betamcmc.finetune.vae_head import encode_codes, run_head
     from betamcmc.vae.model import load_vae
 
     monkeypatch.chdir(repo)
     raw = yaml.safe_load((repo / "params.yaml").read_text())
-    raw["sgmcmc"]["vae_head"].update(
+    raw["finetune"]["vae_head"].update(
         {"label": "topic", "hidden": 4, "protocol": "elastic", "workers": 2}
     )
     params = load_params(write_params(repo / "mlp.yaml", raw))
     corpus = load_prepared("data/prepared")
-    data = encode_codes(load_vae(f"models/pretrain/{SCHEDULE}"), corpus, params.sgmcmc.vae_head)
+    data = encode_codes(load_vae(f"models/pretrain/{SCHEDULE}"), corpus, params.finetune.vae_head)
     s = run_head(params, data, SCHEDULE, Path("again/models"), Path("again/metrics"))
     assert s["label"] == "topic" and s["classes"] == len(corpus.label_names["topic"]) > 2
     assert s["head"] == "MLP (hidden 4)" and s["protocol"] == "elastic" and s["workers"] == 2
@@ -112,7 +112,7 @@ def test_mlp_head_on_topic_with_two_workers(repo: Path, monkeypatch: pytest.Monk
 def test_unknown_label_one_line_exit_2_nothing_written(repo: Path) -> None:
     before = {p for p in repo.rglob("*") if p.is_file() and "mlflow" not in p.name}
     raw = yaml.safe_load((repo / "params.yaml").read_text())
-    raw["sgmcmc"]["vae_head"]["label"] = "mood"
+    raw["finetune"]["vae_head"]["label"] = "mood"
     bad = write_params(repo / "bad.yaml", raw)
     proc = run_stage(
         repo, "sgmcmc_vae_head", SCHEDULE, "--params", "bad.yaml", "--out", "x", check=False
@@ -120,7 +120,7 @@ def test_unknown_label_one_line_exit_2_nothing_written(repo: Path) -> None:
     bad.unlink()
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().count("\n") == 0
-    assert "sgmcmc.vae_head.label 'mood' is not a label of corpus 'synthetic'" in proc.stderr
+    assert "finetune.vae_head.label 'mood' is not a label of corpus 'synthetic'" in proc.stderr
     assert "topic, sentiment, length" in proc.stderr
     after = {p for p in repo.rglob("*") if p.is_file() and "mlflow" not in p.name}
     assert after == before, sorted(after - before)
@@ -128,19 +128,19 @@ def test_unknown_label_one_line_exit_2_nothing_written(repo: Path) -> None:
 
 def test_bad_head_params_are_rejected(tmp_path: Path) -> None:
     for bad, message in (
-        ({"workers": 0}, "sgmcmc.vae_head.workers"),
-        ({"protocol": "gossip"}, "sgmcmc.vae_head.protocol"),
-        ({"hidden": -1}, "sgmcmc.vae_head.hidden"),
-        ({"step_size": 0.0}, "sgmcmc.vae_head.step_size"),
+        ({"workers": 0}, "finetune.vae_head.workers"),
+        ({"protocol": "gossip"}, "finetune.vae_head.protocol"),
+        ({"hidden": -1}, "finetune.vae_head.hidden"),
+        ({"step_size": 0.0}, "finetune.vae_head.step_size"),
     ):
-        path = write_params(tmp_path / "p.yaml", tiny_params({"sgmcmc": {"vae_head": bad}}))
+        path = write_params(tmp_path / "p.yaml", tiny_params({"finetune": {"vae_head": bad}}))
         with pytest.raises(ParamsError, match=message):
             load_params(path)
 
 
 def test_stage_params_match_dvc_yaml() -> None:
     """The params the stage logs to MLflow (and hashes) are the ones dvc.yaml tracks."""
-    from betamcmc.sgmcmc.vae_head import STAGE_KEYS
+    from betamcmc.finetune.vae_head import STAGE_KEYS
 
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert stages["sgmcmc_vae_head"]["do"]["params"] == STAGE_KEYS

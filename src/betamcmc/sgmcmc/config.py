@@ -1,0 +1,136 @@
+"""What one engine run needs: the sampler and chain settings (:class:`EngineConfig`) and the run
+itself (:class:`RunSpec`: protocol, worker count, seed, device, task).
+
+The engine reads nothing else. Stages build an :class:`EngineConfig` from their own params section
+(:meth:`EngineConfig.from_params` for ``sgmcmc``; the RL stage and the consistency study fill in
+the fields they set themselves), so the engine never sees a whole ``params.yaml``. Both classes are
+plain frozen dataclasses: they are pickled once per worker process at start-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+
+from betamcmc.sgmcmc.sghmc import SGHMC
+from betamcmc.sgmcmc.sgld import SGLD
+
+if TYPE_CHECKING:  # typing only: the engine does not need pydantic's params at run time
+    from betamcmc.sgmcmc.params import SgmcmcParams
+    from betamcmc.sgmcmc.tasks import Task
+
+StalenessRule = Literal["none", "inverse"]
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """SGLD or SGHMC on the flat parameters (equations in ``sgld.py`` / ``sghmc.py``)."""
+
+    kind: Literal["sgld", "sghmc"] = "sghmc"
+    step_size: float = 2e-5
+    friction: float = 0.1
+    temperature: float = 1.0
+    decay: float = 0.0
+    decay_steps: int = 1000
+
+    def build(self, generator: torch.Generator) -> SGLD | SGHMC:
+        if self.kind == "sgld":
+            return SGLD(self.step_size, self.temperature, self.decay, self.decay_steps, generator)
+        return SGHMC(
+            self.step_size,
+            self.friction,
+            self.temperature,
+            self.decay,
+            self.decay_steps,
+            generator,
+        )
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Chain and communication settings of one run (units: chain steps; see ``params.py``).
+
+    ``staleness`` names the step-size rule of asynchronous workers: ``"none"`` (every worker uses
+    ``sampler.step_size``) or ``"inverse"`` (a worker whose pushes arrive ``s`` master versions
+    stale on average steps with ``step_size / max(1, s)``, Zhang et al. 2016's staleness-aware
+    rule; ``s`` is measured by the master and sent back with every reply).
+    ``worker_timeout``: seconds without any message from a worker (a helper thread sends a
+    heartbeat whenever the worker has been silent for a second) before the master counts it as
+    lost. Nothing else times out: a slow gradient, a silent burn-in or a straggler never does.
+    ``step_size_key``: the params key a divergence message tells the user to lower.
+    """
+
+    sampler: SamplerConfig = SamplerConfig()
+    prior_std: float = 1.0
+    period: int = 10
+    alpha: float = 0.5
+    overlap: bool = True
+    burn_in: int = 1500
+    thinning: int = 20
+    samples: int = 100
+    straggler_delay: float = 0.0
+    threads: int = 1
+    worker_timeout: float = 30.0
+    staleness: StalenessRule = "none"
+    step_size_key: str = "sgmcmc.sampler.step_size"  # named in a divergence's one-line error
+
+    @classmethod
+    def from_params(cls, sg: SgmcmcParams, **overrides: Any) -> EngineConfig:
+        """The engine settings of the ``sgmcmc`` params section (``overrides`` replace fields)."""
+        s = sg.sampler
+        fields: dict[str, Any] = {
+            "sampler": SamplerConfig(
+                s.kind, s.step_size, s.friction, s.temperature, s.decay, s.decay_steps
+            ),
+            "prior_std": sg.prior_std,
+            "period": sg.period,
+            "alpha": sg.alpha,
+            "overlap": sg.overlap,
+            "burn_in": sg.burn_in,
+            "thinning": sg.thinning,
+            "samples": sg.samples,
+            "straggler_delay": sg.straggler_delay,
+            "threads": sg.threads,
+            "worker_timeout": sg.worker_timeout,
+            "staleness": sg.staleness,
+        }
+        fields.update(overrides)
+        return cls(**fields)
+
+    def replace(self, **changes: Any) -> EngineConfig:
+        return dataclasses.replace(self, **changes)
+
+    def with_sampler(self, **changes: Any) -> EngineConfig:
+        return dataclasses.replace(self, sampler=dataclasses.replace(self.sampler, **changes))
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: W = ``workers`` worker processes plus the master, each building the task with
+    ``task_factory`` (picklable: it crosses into every worker process)."""
+
+    config: EngineConfig
+    protocol: str
+    workers: int
+    seed: int
+    task_factory: Callable[[], Task]
+    device: str = "cpu"
+
+    def make_task(self) -> Task:
+        return self.task_factory()
+
+    def worker_device(self, rank: int) -> str:
+        """Where worker ``rank``'s model lives: on CUDA one GPU per worker, round robin."""
+        if not self.device.startswith("cuda"):
+            return self.device
+        count = max(1, torch.cuda.device_count())
+        return f"cuda:{(rank - 1) % count}"
+
+    def nccl_workers(self) -> bool:
+        """May ``sync`` all-reduce with NCCL? Only when every worker has a GPU of its own (NCCL
+        refuses two ranks on one device); otherwise gloo all-reduces, also CUDA tensors."""
+        return self.device.startswith("cuda") and self.workers <= torch.cuda.device_count()

@@ -1,0 +1,183 @@
+"""Starting a run: W worker processes on this machine (:func:`run_local`) or one rank of a
+``torchrun`` launch across machines (:func:`run_torchrun`). Rank 0 is always the master.
+
+Locally the master runs in the calling process and the workers are forked from a forkserver (one
+server imports torch and the engine once, then forks each worker: no per-worker re-import, which
+costs seconds on a loaded machine, and unlike plain fork no copy of the parent's threads or
+process group). They meet through a file store in a private temporary directory with gloo bound
+to loopback, so runs never compete for a port. Across machines the stage script is the entry
+point of every rank, e.g. two machines with 2 + 2 processes (1 master + 3 workers)::
+
+    torchrun --nnodes 2 --nproc-per-node 2 --node-rank {0|1} \\
+        --rdzv-backend c10d --rdzv-endpoint HOST0:29500 stages/sgmcmc.py downpour 3
+
+Backends: gloo carries every master-worker message (also on CUDA, staged through CPU buffers:
+nccl has no receive-from-any-source, which the master needs); ``sync`` all-reduces among the
+workers with nccl only when each worker has a GPU of its own (``RunSpec.nccl_workers``).
+
+Timeouts: one gloo operation (the rendezvous, a ``sync`` all-reduce, a reply) may take up to
+``OPERATION_TIMEOUT_S``; whether a worker is still there is decided by heartbeats (``master.py``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from betamcmc.errors import BetamcmcError, ParamsError
+from betamcmc.io import write_json
+from betamcmc.sgmcmc import protocols
+from betamcmc.sgmcmc.config import RunSpec
+from betamcmc.sgmcmc.master import WorkerLost, run_master
+from betamcmc.sgmcmc.result import RunResult, run_result
+from betamcmc.sgmcmc.worker import run_worker
+
+OPERATION_TIMEOUT_S = 600.0
+
+
+def _init(rank: int, world: int, init_method: str, loopback: bool) -> None:
+    if loopback:
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    dist.init_process_group(
+        "gloo",
+        init_method=init_method,
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(seconds=OPERATION_TIMEOUT_S),
+    )
+
+
+def _worker_group(spec: RunSpec, world: int) -> Any:
+    """Every rank must take part in creating the workers' group (``sync`` all-reduce)."""
+    if spec.protocol != "sync":
+        return None
+    backend = "nccl" if spec.nccl_workers() else "gloo"
+    return dist.new_group(ranks=list(range(1, world)), backend=backend)
+
+
+def _master(
+    spec: RunSpec,
+    samples_dir: Path,
+    info: dict[str, Any],
+    alive: Callable[[int], bool] | None,
+    started: float,
+) -> RunResult:
+    _worker_group(spec, spec.workers + 1)
+    master = run_master(spec, protocols.get(spec.protocol), samples_dir, info, alive)
+    if master.samples == 0:
+        raise WorkerLost("the run ended without a single sample (all workers lost)")
+    return run_result(master, spec.protocol, master.now(), master.t0 - started)
+
+
+def _worker_entry(rank: int, world: int, init_method: str, spec: RunSpec) -> None:
+    torch.set_num_threads(spec.config.threads)
+    _init(rank, world, init_method, loopback=True)
+    group = _worker_group(spec, world)
+    try:
+        run_worker(spec, rank, group, protocols.get(spec.protocol))
+    finally:
+        _leave_group()
+
+
+def _leave_group() -> None:
+    if dist.is_initialized():
+        try:
+            dist.destroy_process_group()
+        except Exception:  # noqa: BLE001 - a peer may be gone already
+            pass
+
+
+def run_local(
+    spec: RunSpec,
+    samples_dir: str | os.PathLike[str],
+    info: dict[str, Any] | None = None,
+    on_spawn: Callable[[list[Any]], None] | None = None,
+) -> RunResult:
+    """Spawn ``spec.workers`` worker processes on this machine, run the master here, clean up.
+
+    Workers are always terminated (and joined) on the way out, also on errors and signals.
+    """
+    import torch.multiprocessing as mp  # only local runs start processes
+
+    world = spec.workers + 1
+    started = time.perf_counter()
+    store_dir = tempfile.mkdtemp(prefix="sgmcmc-store-")
+    init_method = f"file://{store_dir}/store"
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["betamcmc.sgmcmc.launch"])
+    procs = [
+        ctx.Process(target=_worker_entry, args=(rank, world, init_method, spec), daemon=True)
+        for rank in range(1, world)
+    ]
+    samples_dir = Path(samples_dir)
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        for p in procs:
+            p.start()
+        write_json(
+            samples_dir / "processes.json",
+            {"master": os.getpid(), "workers": [p.pid for p in procs]},
+        )
+        if on_spawn is not None:
+            on_spawn(procs)
+        torch.set_num_threads(spec.config.threads)
+        _init(0, world, init_method, loopback=True)
+        result = _master(spec, samples_dir, info or {}, lambda w: procs[w - 1].is_alive(), started)
+        _leave_group()
+        for p in procs:
+            p.join(timeout=10)
+        return result
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=5)
+        _leave_group()
+        shutil.rmtree(store_dir, ignore_errors=True)
+
+
+def torchrun_rank() -> tuple[int, int] | None:
+    """``(rank, world size)`` when this process was started by ``torchrun``, else None."""
+    if "WORLD_SIZE" in os.environ and "RANK" in os.environ:
+        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    return None
+
+
+def run_torchrun(spec: RunSpec, samples_dir: Path, info: dict[str, Any]) -> RunResult | None:
+    """Under ``torchrun``: rank 0 runs the master and returns the result, the other ranks work
+    and return None. The world size must be ``spec.workers + 1``."""
+    where = torchrun_rank()
+    if where is None:
+        raise BetamcmcError("run_torchrun needs the RANK and WORLD_SIZE of a torchrun launch")
+    rank, world = where
+    if world < 2:
+        raise BetamcmcError("torchrun needs at least 2 processes (1 master + 1 worker)")
+    if world != spec.workers + 1:
+        raise ParamsError(
+            f"torchrun started {world - 1} workers but the item asks for {spec.workers} "
+            "(world size must be workers + 1)"
+        )
+    torch.set_num_threads(spec.config.threads)
+    started = time.perf_counter()
+    _init(rank, world, "env://", loopback=False)
+    try:
+        if rank == 0:
+            return _master(spec, samples_dir, info, None, started)
+        group = _worker_group(spec, world)
+        run_worker(spec, rank, group, protocols.get(spec.protocol))
+        return None
+    finally:
+        _leave_group()

@@ -1,0 +1,255 @@
+"""The master side of a run (rank 0): the chain(s) samples are taken from, and fault recovery.
+
+The master receives from whichever worker is ready (a receive from any source, no lock-step),
+hands the message to the protocol (``protocols/``), replies, and streams thinned samples to disk
+(``samples.py``). Between messages it does as little as possible: a header read, the protocol's
+few vector operations, at most one sample record.
+
+**Liveness** comes from the workers' heartbeats and, locally, from their process handles, never
+from a timeout on the computation: every worker sends something at least every second (its
+heartbeat thread covers burn-in, slow gradients and stragglers), so
+
+* a worker silent for ``worker_timeout`` seconds, or whose process exited, is lost: the master
+  says so on stderr at once, records it, and goes on with the others (``sync`` cannot: an
+  all-reduce needs everyone, its protocol ends the run);
+* a receive that fails because a worker died mid-message is retried (gloo keeps serving the other
+  workers); the death shows in the liveness check;
+* a receive that times out (every worker silent for ``worker_timeout``) ends the loop: all are
+  lost, and gloo must not be asked again (a timed-out receive-from-any leaves a buffer behind
+  that would swallow the next message).
+"""
+
+from __future__ import annotations
+
+import datetime
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from betamcmc.errors import BetamcmcError, DivergenceError
+from betamcmc.sgmcmc import wire
+from betamcmc.sgmcmc.config import EngineConfig, RunSpec
+from betamcmc.sgmcmc.flat import FlatModel
+from betamcmc.sgmcmc.samples import SampleWriter
+
+ABORT_REASONS = {
+    wire.ABORT_PEER_LOST: "a collective with a lost peer failed",
+    wire.ABORT_SIGTERM: "stopped by SIGTERM",
+    wire.ABORT_SIGINT: "stopped by SIGINT",
+}
+FAILED_RECEIVES = 50  # consecutive failed receives that no lost worker explains: give up
+
+
+class WorkerLost(BetamcmcError):
+    """The run cannot go on without the workers it lost."""
+
+
+@dataclass
+class WorkerRecord:
+    messages: int = 0
+    heartbeats: int = 0
+    bytes_received: int = 0
+    bytes_sent: int = 0
+    replies: int = 0
+    steps: int = 0
+    grads: int = 0
+    comm_s: float = 0.0
+    compute_s: float = 0.0
+    collective_bytes: float = 0.0
+    last_seen: float = 0.0
+    status: str = "running"  # running | done | dead
+
+
+@dataclass
+class Master:
+    """The master's state: chain(s), samples file, counters. Protocols update it."""
+
+    cfg: EngineConfig
+    workers: int
+    dim: int
+    writer: SampleWriter
+    theta: torch.Tensor  # the master's chain / centre variable
+    t0: float = 0.0
+    version: int = 0
+    chain_steps: int = 0
+    samples: int = 0
+    last_sample_step: dict[int, int] = field(default_factory=dict)
+    staleness: list[int] = field(default_factory=list)
+    records: dict[int, WorkerRecord] = field(default_factory=dict)
+    dead: list[dict[str, Any]] = field(default_factory=list)
+    stopping: bool = False
+    alive: Callable[[int], bool] | None = None  # process handles (local runs)
+    out: wire.Message = field(init=False)
+
+    def __post_init__(self) -> None:
+        now = time.monotonic()
+        self.records = {w: WorkerRecord(last_seen=now) for w in range(1, self.workers + 1)}
+        self.out = wire.Message(self.dim)
+
+    def now(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def live(self) -> list[int]:
+        return [w for w, r in self.records.items() if r.status == "running"]
+
+    def grads_total(self) -> int:
+        return sum(r.grads for r in self.records.values())
+
+    def record_sample(self, chain: int, step: int, theta: torch.Tensor) -> None:
+        if not bool(torch.isfinite(theta).all()):
+            raise DivergenceError(
+                f"chain {chain}: parameters became non-finite by step {step} "
+                f"(lower {self.cfg.step_size_key}, now {self.cfg.sampler.step_size:g})"
+            )
+        self.writer.append(chain, step, self.now(), self.grads_total(), theta.numpy())
+        self.samples += 1
+        self.last_sample_step[chain] = step
+
+    def due(self, chain: int, step: int) -> bool:
+        """Is a sample of ``chain`` at ``step`` due (past burn-in, ``thinning`` after the last)?"""
+        if step < max(self.cfg.burn_in, 1):
+            return False
+        last = self.last_sample_step.get(chain)
+        return last is None or step - last >= self.cfg.thinning
+
+    def reply(
+        self, kind: int, payload: torch.Tensor | None = None, staleness: int = 0
+    ) -> torch.Tensor:
+        return self.out.write(kind, (self.version, staleness), payload)
+
+    def mark_dead(self, worker: int, reason: str) -> None:
+        """Record a lost worker and say so on the console now (not only in run.json)."""
+        rec = self.records[worker]
+        if rec.status != "running":
+            return
+        rec.status = "dead"
+        at = round(self.now(), 3)
+        self.dead.append({"worker": worker, "at_s": at, "reason": reason, "steps": rec.steps})
+        left = len(self.live())
+        print(
+            f"sgmcmc: worker {worker} lost after {at:.1f} s of sampling ({reason}); "
+            f"{left} of {self.workers} workers go on, {self.samples} samples so far",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def check_liveness(self) -> None:
+        """A worker is lost when its process exited (local runs) or nothing, not even a
+        heartbeat, came from it for ``worker_timeout`` seconds."""
+        now = time.monotonic()
+        for w in self.live():
+            if self.alive is not None and not self.alive(w):
+                self.mark_dead(w, "process exited")
+            elif now - self.records[w].last_seen > self.cfg.worker_timeout:
+                self.mark_dead(w, f"no message or heartbeat for {self.cfg.worker_timeout:g} s")
+
+
+def receive(master: Master, inbox: wire.Message) -> int | None:
+    """Receive the next message from any worker into ``inbox``; its sender, or None when every
+    live worker stayed silent for ``worker_timeout`` (all of them are then marked lost)."""
+    failures = 0
+    while master.live():
+        try:
+            work = dist.irecv(inbox.tensor, src=None)
+            work.wait(timeout=datetime.timedelta(seconds=master.cfg.worker_timeout))
+            return int(work._source_rank())
+        except RuntimeError as err:
+            text = str(err)
+            if "Timed out" in text:
+                for w in master.live():
+                    master.mark_dead(w, f"silent for {master.cfg.worker_timeout:g} s")
+                return None
+            # A worker killed mid-message fails this receive before its process is reaped: the
+            # liveness check sees the death within a moment; gloo keeps serving the others.
+            failures += 1
+            if failures > FAILED_RECEIVES:
+                raise WorkerLost(
+                    f"receiving from the workers keeps failing ({text.splitlines()[0][:120]})"
+                ) from None
+            time.sleep(0.05)
+            master.check_liveness()
+    return None
+
+
+def master_loop(master: Master, protocol: Any) -> None:
+    """Serve whichever worker is ready until the protocol is finished or every worker is lost."""
+    inbox = wire.Message(master.dim)
+    last_check = time.monotonic()
+    while master.live():
+        src = receive(master, inbox)
+        if src is None:
+            break
+        rec = master.records[src]
+        rec.last_seen = now = time.monotonic()
+        if now - last_check > 0.25:  # process handles: a few times a second is plenty
+            master.check_liveness()
+            last_check = now
+        if rec.status != "running":  # a late heartbeat of a finished or lost worker
+            continue
+        h = inbox.fields()
+        kind = int(h[wire.KIND])
+        if kind == wire.HEARTBEAT:
+            rec.heartbeats += 1
+            continue
+        rec.messages += 1
+        rec.bytes_received += inbox.nbytes
+        rec.steps, rec.grads = int(h[wire.STEP]), int(h[wire.GRADS])
+        rec.comm_s, rec.compute_s = h[wire.COMM_S], h[wire.COMPUTE_S]
+        rec.collective_bytes = h[wire.COLLECTIVE_BYTES]
+        if kind == wire.ERROR:
+            raise DivergenceError(
+                f"worker {src} diverged at step {int(h[wire.STEP])} (loss {h[wire.LOSS]:g}): "
+                f"non-finite values; lower {master.cfg.step_size_key} "
+                f"(now {master.cfg.sampler.step_size:g})"
+            )
+        if kind == wire.ABORT:
+            master.mark_dead(src, ABORT_REASONS.get(h[wire.LOSS], "aborted"))
+            protocol.on_abort(master, src)
+            continue
+        if kind == wire.DONE:
+            rec.status = "done"
+            continue
+        reply = protocol.on_message(master, src, kind, h, inbox.payload)
+        if reply is not None:
+            try:
+                dist.send(reply, dst=src)
+                rec.bytes_sent += inbox.nbytes
+                rec.replies += 1
+            except RuntimeError:
+                master.mark_dead(src, "send failed")
+        protocol.after_message(master)
+
+
+def run_master(
+    spec: RunSpec,
+    protocol: Any,
+    samples_dir: Path,
+    info: dict[str, Any],
+    alive: Callable[[int], bool] | None,
+) -> Master:
+    """The master's side of a run, inside an initialised process group (rank 0): returns the
+    master's final state (see ``result.py``); the samples file is closed on every way out."""
+    task = spec.make_task()  # bad task input fails here, before the workers wait on us
+    torch.manual_seed(spec.seed)
+    flat = FlatModel(task.build_model())
+    writer = SampleWriter(
+        samples_dir,
+        flat.param_layout(),
+        {**info, "protocol": spec.protocol, "workers": spec.workers},
+    )
+    master = Master(spec.config, spec.workers, flat.dim, writer, flat.theta.clone(), alive=alive)
+    try:
+        dist.barrier()  # every worker has built its model: sampling starts now
+        master.t0 = time.perf_counter()
+        for rec in master.records.values():
+            rec.last_seen = time.monotonic()
+        master_loop(master, protocol)
+    finally:
+        writer.close()
+    return master

@@ -1,0 +1,361 @@
+"""The worker side of a run: a model replica, its sampler, and its line to the master.
+
+A worker (ranks ``1..W``) builds the task and the model (same seed everywhere, so the same
+initial parameters), computes minibatch gradients of ``U~(theta) = N x mean NLL + theta /
+prior_std^2`` and applies its sampler; *when* it talks to the master is its protocol's business
+(``protocols/``). Two helper threads run beside the sampling loop:
+
+* **the exchange thread** sends a message and waits for the master's reply while the sampler keeps
+  stepping (``overlap: true``). It exists because gloo's ``irecv`` cannot be polled: its work
+  completes only inside ``wait()``. With ``overlap: false`` the same calls are made in the main
+  thread, one after the other.
+* **the heartbeat thread** sends a header-only HEARTBEAT whenever the worker has sent nothing for
+  ``heartbeat_interval`` seconds (burn-in of ``single``/``sync``, a slow gradient, a straggler),
+  so the master can tell a silent healthy worker from a lost one without any timeout on the
+  computation. It also notices a vanished master and ends the process.
+
+A non-finite loss is reported to the master as an ERROR message (the master ends the run with a
+:class:`~betamcmc.errors.DivergenceError`); a failed collective, SIGTERM or SIGINT as an ABORT
+with its reason, so the master can say on the console what happened.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from betamcmc.errors import DivergenceError
+from betamcmc.sgmcmc import wire
+from betamcmc.sgmcmc.config import RunSpec
+from betamcmc.sgmcmc.flat import FlatModel, seed_for
+
+REPORT_WAIT_S = 1.0  # how long a leaving worker waits for the master to take its last word
+
+
+def heartbeat_interval(worker_timeout: float) -> float:
+    """Heartbeats come every second, more often when the timeout is short (at least 4 per timeout)."""
+    return min(1.0, worker_timeout / 4.0)
+
+
+class WorkerStopped(Exception):
+    """SIGTERM or SIGINT reached a worker: it reports an ABORT and leaves quietly."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class WorkerContext:
+    """A worker's model, sampler, gradient and its line to the master (counting bytes)."""
+
+    def __init__(self, spec: RunSpec, rank: int, worker_group: Any = None):
+        self.spec, self.cfg, self.rank = spec, spec.config, rank
+        self.index = rank  # 1..W
+        self.workers = spec.workers
+        self.device = spec.worker_device(rank)
+        self.task = spec.make_task()
+        if self.device != "cpu":
+            self.task.to(self.device)
+        torch.manual_seed(spec.seed)  # same initial parameters in every process
+        self.flat = FlatModel(self.task.build_model(), self.device)
+        self.batch_gen = torch.Generator().manual_seed(seed_for(spec.seed, 1, rank))
+        shared_noise = spec.protocol == "sync"  # replicas must stay identical
+        noise_seed = seed_for(spec.seed, 2, 0 if shared_noise else rank)
+        self.noise_gen = torch.Generator(device=self.device).manual_seed(noise_seed)
+        self.sampler = self.cfg.sampler.build(self.noise_gen)
+        self.base_step_size = self.sampler.step_size
+        self.worker_group = worker_group
+        self.prior_precision = 1.0 / self.cfg.prior_std**2
+        self.n_train = float(self.task.n_train)
+        last = spec.workers >= 2 and rank == spec.workers
+        self.delay = self.cfg.straggler_delay if last else 0.0
+        self.steps = 0
+        self.grads = 0
+        self.loss = 0.0
+        self.comm_s = 0.0
+        self.wait_s = 0.0  # time the sampler waited for an overlapped reply
+        self.compute_s = 0.0
+        self.collective_bytes = 0.0
+        self.version = 0
+        self.staleness_mean: float | None = None
+        self.out = wire.Message(self.flat.dim)
+        self.inbox = wire.Message(self.flat.dim)
+        self._send_lock = threading.Lock()
+        self._last_sent = time.monotonic()
+        self._closing = threading.Event()
+        self._exchange: _Exchange | None = None
+        self._heartbeat: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the helper threads (once sampling starts; tests drive the sampler without)."""
+        if self.cfg.overlap:
+            self._exchange = _Exchange(self)
+        self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+        self._heartbeat.start()
+
+    @property
+    def theta(self) -> torch.Tensor:
+        return self.flat.theta
+
+    # ------------------------------------------------------------------ sampling
+    def gradient(self) -> None:
+        """``grad <- grad U~(theta)``: N x minibatch mean NLL + theta / prior_std^2."""
+        t0 = time.perf_counter()
+        self.flat.grad.zero_()
+        nll = self.task.minibatch_nll(self.flat.model, self.batch_gen)
+        nll.backward()
+        self.loss = nll.item()
+        if not math.isfinite(self.loss):
+            raise DivergenceError(
+                f"worker {self.index}: minibatch loss is {self.loss} at step {self.steps} "
+                f"(lower {self.cfg.step_size_key}, now {self.sampler.step_size:g})"
+            )
+        self.flat.grad.mul_(self.n_train).add_(self.flat.theta, alpha=self.prior_precision)
+        if self.delay:
+            time.sleep(self.delay)
+        self.grads += 1
+        self.compute_s += time.perf_counter() - t0
+
+    def update(self) -> None:
+        """Apply the sampler to the current gradient."""
+        t0 = time.perf_counter()
+        self.sampler.step(self.flat.theta, self.flat.grad)
+        self.steps += 1
+        self.compute_s += time.perf_counter() - t0
+
+    def step(self) -> None:
+        """One local sampler step (gradient + update)."""
+        self.gradient()
+        self.update()
+
+    def sample_due(self) -> bool:
+        """Chain steps ``burn_in, burn_in + thinning, ...`` are sampled (first at step >= 1)."""
+        first = max(self.cfg.burn_in, 1)
+        return self.steps >= first and (self.steps - first) % self.cfg.thinning == 0
+
+    def all_reduce_gradient(self) -> None:
+        """Average the gradient over the workers (``sync``)."""
+        t0 = time.perf_counter()
+        dist.all_reduce(self.flat.grad, group=self.worker_group)
+        self.flat.grad.div_(self.workers)
+        w = self.workers
+        self.collective_bytes += 2.0 * (w - 1) / w * self.flat.dim * wire.BYTES_PER_FLOAT
+        self.comm_s += time.perf_counter() - t0
+
+    def check_finite(self) -> None:
+        if not bool(torch.isfinite(self.flat.theta).all()):
+            raise DivergenceError(
+                f"worker {self.index}: parameters became non-finite at step {self.steps} "
+                f"(lower {self.cfg.step_size_key}, now {self.sampler.step_size:g})"
+            )
+
+    def to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor if self.device == "cpu" else tensor.to(self.device)
+
+    # ------------------------------------------------------------------ messages
+    def _write(self, kind: int, payload: torch.Tensor | None) -> torch.Tensor:
+        fields = (
+            self.steps,
+            self.version,
+            self.grads,
+            self.comm_s,
+            self.compute_s,
+            self.collective_bytes,
+            self.loss,
+        )
+        return self.out.write(kind, fields, payload)
+
+    def _send(self, message: torch.Tensor) -> None:
+        with self._send_lock:
+            dist.send(message, dst=0)
+            self._last_sent = time.monotonic()
+
+    def send(self, kind: int, payload: torch.Tensor | None = None) -> None:
+        t0 = time.perf_counter()
+        self._send(self._write(kind, payload))
+        self.comm_s += time.perf_counter() - t0
+
+    def recv(self) -> tuple[int, torch.Tensor]:
+        """Wait for the master's reply: ``(kind, payload view)``; notes its version and staleness."""
+        t0 = time.perf_counter()
+        dist.recv(self.inbox.tensor, src=0)
+        self.comm_s += time.perf_counter() - t0
+        return self._take_reply()
+
+    def _take_reply(self) -> tuple[int, torch.Tensor]:
+        h = self.inbox.header
+        kind = int(h[wire.KIND])
+        if kind == wire.PARAMS:
+            self.version = int(h[wire.VERSION])
+            self._observe_staleness(float(h[wire.STALENESS]))
+        return kind, self.inbox.payload
+
+    def _observe_staleness(self, staleness: float) -> None:
+        """Running mean of the master-measured staleness of this worker's pushes, and the
+        staleness-aware step size ``eta / max(1, s)`` when ``staleness: inverse``."""
+        s = self.staleness_mean
+        self.staleness_mean = staleness if s is None else 0.9 * s + 0.1 * staleness
+        if self.cfg.staleness == "inverse":
+            self.sampler.step_size = self.base_step_size / max(1.0, self.staleness_mean)
+
+    # -- exchanges: overlapped in the exchange thread, or blocking in this thread
+    def start_exchange(self, kind: int, payload: torch.Tensor) -> None:
+        """Send ``payload`` (copied now: the sampler goes on changing theta) and have the reply
+        received, in the exchange thread with ``overlap: true``, here and now otherwise."""
+        message = self._write(kind, payload)
+        if self._exchange is not None:
+            self._exchange.start(message)
+        else:
+            t0 = time.perf_counter()
+            self._send(message)
+            dist.recv(self.inbox.tensor, src=0)
+            self.comm_s += time.perf_counter() - t0
+
+    def exchange_done(self) -> bool:
+        return self._exchange is None or self._exchange.done.is_set()
+
+    def finish_exchange(self) -> tuple[int, torch.Tensor]:
+        """The reply to :meth:`start_exchange` (waits for it): ``(kind, payload view)``."""
+        if self._exchange is not None:
+            t0 = time.perf_counter()
+            self._exchange.wait()
+            self.wait_s += time.perf_counter() - t0
+        return self._take_reply()
+
+    # ------------------------------------------------------------------ heartbeats
+    def _beat(self) -> None:
+        interval = heartbeat_interval(self.cfg.worker_timeout)
+        beat = wire.Message(self.flat.dim)
+        parent = os.getppid()
+        local = "TORCHELASTIC_RUN_ID" not in os.environ
+        while not self._closing.wait(interval / 2):
+            if local and os.getppid() != parent:
+                _leave("the master process is gone")
+            if time.monotonic() - self._last_sent < interval:
+                continue
+            beat.write(wire.HEARTBEAT, (self.steps, self.version, self.grads))
+            try:
+                self._send(beat.tensor)
+            except Exception:  # noqa: BLE001 - the master is gone (or we are closing)
+                if not self._closing.is_set():
+                    _leave("lost the connection to the master")
+                return
+
+    def close(self) -> None:
+        """Stop the helper threads (before the last message, so no heartbeat follows it)."""
+        self._closing.set()
+        if self._exchange is not None:
+            self._exchange.close()
+        if self._heartbeat is not None:  # a heartbeat in flight completes first
+            self._heartbeat.join(timeout=REPORT_WAIT_S)
+
+
+class _Exchange:
+    """The exchange thread: one long-lived thread that sends a message and receives the reply
+    each time :meth:`start` is called (gloo point-to-point is thread-safe per call)."""
+
+    def __init__(self, ctx: WorkerContext):
+        self.ctx = ctx
+        self.go = threading.Event()
+        self.done = threading.Event()
+        self.done.set()
+        self.error: BaseException | None = None
+        self.message: torch.Tensor | None = None
+        self.closing = False
+        self.thread = threading.Thread(target=self._run, name="exchange", daemon=True)
+        self.thread.start()
+
+    def start(self, message: torch.Tensor) -> None:
+        self.done.clear()
+        self.message = message
+        self.go.set()
+
+    def wait(self) -> None:
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        while True:
+            self.go.wait()
+            self.go.clear()
+            if self.closing:
+                return
+            try:
+                t0 = time.perf_counter()
+                assert self.message is not None
+                self.ctx._send(self.message)
+                dist.recv(self.ctx.inbox.tensor, src=0)
+                self.ctx.comm_s += time.perf_counter() - t0
+            except BaseException as err:  # noqa: BLE001 - re-raised in wait()
+                self.error = err
+            self.done.set()
+
+    def close(self) -> None:
+        self.closing = True
+        self.go.set()
+
+
+def _leave(why: str) -> None:
+    """End a worker whose master is gone (from a helper thread: no cleanup is possible)."""
+    print(f"sgmcmc worker: {why}; exiting", file=sys.stderr, flush=True)
+    os._exit(1)
+
+
+def run_worker(spec: RunSpec, rank: int, worker_group: Any, protocol: Any) -> None:
+    """Build this worker and run ``protocol.worker`` until the master says stop; report a
+    divergence, a lost peer or a stop signal to the master before leaving."""
+
+    def on_signal(signum: int, frame: Any) -> None:
+        raise WorkerStopped(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    ctx: WorkerContext | None = None
+    try:
+        ctx = WorkerContext(spec, rank, worker_group)
+        dist.barrier()  # every process has built its model: sampling starts now
+        ctx.start()
+        protocol.worker(ctx)
+        ctx.close()
+    except DivergenceError as err:
+        _report(ctx, wire.ERROR, float("nan"))
+        raise SystemExit(f"error: {err}") from None
+    except WorkerStopped as stop:
+        reason = wire.ABORT_SIGTERM if stop.signum == signal.SIGTERM else wire.ABORT_SIGINT
+        _report(ctx, wire.ABORT, reason)
+        raise SystemExit(128 + stop.signum) from None
+    except RuntimeError as err:  # a peer is gone (e.g. the sync all-reduce)
+        _report(ctx, wire.ABORT, wire.ABORT_PEER_LOST)
+        raise SystemExit(f"worker {rank}: {str(err).splitlines()[0][:200]}") from None
+    finally:  # done: being terminated now is the normal way out, quietly
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _report(ctx: WorkerContext | None, kind: int, loss: float) -> None:
+    """Tell the master why this worker leaves, if it is still listening: a gloo send completes
+    only when the master receives it, so wait a moment at most (the master may be gone or be
+    terminating this worker)."""
+    if ctx is None:
+        return
+    ctx.close()
+    ctx.loss = loss
+
+    def send() -> None:
+        try:
+            ctx.send(kind)
+        except Exception:  # noqa: BLE001 - the master may be gone already
+            pass
+
+    courier = threading.Thread(target=send, daemon=True)
+    courier.start()
+    courier.join(timeout=REPORT_WAIT_S)
