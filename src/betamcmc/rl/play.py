@@ -48,7 +48,7 @@ def load_policy(path: Path) -> tuple[ActorCritic, dict[str, Any]]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         model = ActorCritic(ckpt["obs_dim"], ckpt["n_actions"], ckpt["hidden"])
         model.load_state_dict(ckpt["state_dict"])
-    except (OSError, RuntimeError, KeyError, TypeError, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 - any failure to read a user-given file is bad input
         raise InputError(
             f"not a saved rl policy ({str(err).splitlines()[0][:160]})", path
         ) from None

@@ -315,6 +315,7 @@ def run_worker(spec: RunSpec, rank: int, worker_group: Any, protocol: Any) -> No
     divergence, a lost peer or a stop signal to the master before leaving."""
 
     def on_signal(signum: int, frame: Any) -> None:
+        _quiet_signals()  # a second signal (the master terminating us) ends us without a word
         raise WorkerStopped(signum)
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -336,9 +337,13 @@ def run_worker(spec: RunSpec, rank: int, worker_group: Any, protocol: Any) -> No
     except RuntimeError as err:  # a peer is gone (e.g. the sync all-reduce)
         _report(ctx, wire.ABORT, wire.ABORT_PEER_LOST)
         raise SystemExit(f"worker {rank}: {str(err).splitlines()[0][:200]}") from None
-    finally:  # done: being terminated now is the normal way out, quietly
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    finally:  # done: being terminated now is the normal way out
+        _quiet_signals()
+
+
+def _quiet_signals() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _report(ctx: WorkerContext | None, kind: int, loss: float) -> None:

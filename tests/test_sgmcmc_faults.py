@@ -1,0 +1,282 @@
+"""Faults of the sampling stages, each on real processes: slow but healthy workers are not lost,
+lost workers are reported as it happens, runs that lost samples fail unless partial results are
+allowed, SIGTERM / SIGINT of the master, of a worker and of the RL stage leave nothing half
+written and say what was kept; and nothing in the area unpickles a user-supplied file."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from betamcmc.params import validate_params
+from betamcmc.sgmcmc.experiment import make_spec
+from betamcmc.sgmcmc.launch import run_local
+from betamcmc.sgmcmc.result import IncompleteRun, RunResult, require_complete
+from betamcmc.sgmcmc.samples import read_samples
+
+from conftest import REPO, tiny_params, wait_gone, write_params
+
+pytestmark = pytest.mark.slow
+
+
+def spec(protocol: str, workers: int = 2, **sgmcmc: Any):
+    return make_spec(validate_params(tiny_params({"sgmcmc": sgmcmc})), protocol, workers)
+
+
+def when_samples(directory: Path, count: int, action: Any, timeout: float = 60) -> threading.Thread:
+    """Run ``action()`` in a thread once ``directory`` holds ``count`` samples."""
+
+    def watch() -> None:
+        deadline = time.time() + timeout
+        data = directory / "samples.bin"
+        while time.time() < deadline:
+            header = directory / "header.json"
+            if header.exists() and data.exists():
+                size = json.loads(header.read_text())["record_bytes"]
+                if data.stat().st_size >= count * size:
+                    action()
+                    return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+# --------------------------------------------------------------------------- liveness
+@pytest.mark.parametrize("protocol", ["single", "sync"])
+def test_a_silent_slow_worker_is_not_lost(tmp_path: Path, protocol: str) -> None:
+    """Worker 2 needs 60 ms per gradient, so it is silent for 1.2 s of burn-in, longer than
+    ``worker_timeout`` (1 s): its heartbeats keep it alive and the run completes. (With the gloo
+    timeout as the liveness rule this run failed.)"""
+    s = spec(protocol, worker_timeout=1.0, straggler_delay=0.06, burn_in=20, samples=6)
+    result = run_local(s, tmp_path)
+    assert result.dead == [] and result.samples == 6 == len(read_samples(tmp_path))
+    assert result.per_worker["2"]["heartbeats"] >= 2
+
+
+def test_lost_worker_is_reported_on_the_console_as_it_happens(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    s = spec("downpour", samples=150, thinning=4, straggler_delay=0.002)
+    killed: list[float] = []
+
+    def on_spawn(procs: list[Any]) -> None:
+        def kill() -> None:
+            os.kill(procs[1].pid, signal.SIGKILL)
+            killed.append(time.perf_counter())
+
+        when_samples(tmp_path, 3, kill)
+
+    result = run_local(s, tmp_path, on_spawn=on_spawn)
+    assert killed and [d["worker"] for d in result.dead] == [2]
+    assert result.complete and result.samples == 150  # worker 1 finished the budget
+    lines = [x for x in capfd.readouterr().err.splitlines() if x.startswith("sgmcmc: worker")]
+    assert len(lines) == 1 and lines[0].startswith("sgmcmc: worker 2 lost after")
+    assert "(process exited); 1 of 2 workers go on" in lines[0]
+
+
+def test_sigterm_to_a_worker_is_reported_and_the_others_go_on(tmp_path: Path) -> None:
+    s = spec("elastic", samples=120, thinning=4, straggler_delay=0.002)
+
+    def on_spawn(procs: list[Any]) -> None:
+        when_samples(tmp_path, 3, lambda: os.kill(procs[1].pid, signal.SIGTERM))
+
+    result = run_local(s, tmp_path, on_spawn=on_spawn)
+    assert [(d["worker"], d["reason"]) for d in result.dead] == [(2, "stopped by SIGTERM")]
+    assert result.complete
+
+
+# --------------------------------------------------------------------------- partial runs
+def test_require_complete_names_the_samples_kept_and_the_flag() -> None:
+    result = RunResult(
+        "single", 2, 7, 12, 1.0, 0.1, 10, 3, 0, 1.0, 1, 1, 0.0, 9, None, None,
+        [{"worker": 2, "reason": "process exited", "at_s": 0.5, "steps": 3}], {},
+    )  # fmt: skip
+    with pytest.raises(IncompleteRun) as err:
+        require_complete(result, False, "sgmcmc.allow_partial", "they are kept in X")
+    assert str(err.value) == (
+        "only 7 of 12 samples collected (lost: worker 2 (process exited)); they are kept in X; "
+        "set sgmcmc.allow_partial: true to accept partial results"
+    )
+    require_complete(result, True, "sgmcmc.allow_partial", "-")  # opted in: no error
+
+
+def _stage(repo: Path, *args: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.Popen(
+        [sys.executable, *args, "--no-track"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, like a terminal job
+    )
+
+
+def _stage_repo(tmp_path: Path, overrides: dict[str, Any]) -> Path:
+    repo = tmp_path / "repo"
+    (repo / "stages").mkdir(parents=True)
+    for script in ("sgmcmc.py", "rl.py"):
+        (repo / "stages" / script).write_text((REPO / "stages" / script).read_text())
+    write_params(repo / "params.yaml", tiny_params(overrides))
+    return repo
+
+
+def _kill_all_workers_after(partial: Path, samples: int) -> None:
+    def kill() -> None:
+        for pid in json.loads((partial / "processes.json").read_text())["workers"]:
+            os.kill(pid, signal.SIGKILL)
+
+    when_samples(partial, samples, kill)
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_all_workers_lost_fails_the_stage_unless_partial_allowed(
+    tmp_path: Path, allow: bool
+) -> None:
+    sg = {"samples": 400, "thinning": 2, "straggler_delay": 0.002, "allow_partial": allow}
+    repo = _stage_repo(tmp_path, {"sgmcmc": sg})
+    partial = repo / "models" / "sgmcmc" / "downpour-w2.partial"
+    proc = _stage(repo, "stages/sgmcmc.py", "downpour", "2")
+    _kill_all_workers_after(partial, 5)
+    _, err = proc.communicate(timeout=120)
+    lost = [x for x in err.splitlines() if x.startswith("sgmcmc: worker")]
+    assert len(lost) == 2, err  # both losses said as they happened
+    metrics = repo / "metrics" / "sgmcmc" / "downpour-w2.json"
+    if not allow:
+        assert proc.returncode == 1, err
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("error: only ") and "of 400 samples collected" in last
+        assert "kept in models/sgmcmc/downpour-w2.partial" in last
+        assert last.endswith("set sgmcmc.allow_partial: true to accept partial results")
+        assert not metrics.exists() and not (repo / "models/sgmcmc/downpour-w2").exists()
+        assert 5 <= len(read_samples(partial)) < 400
+    else:
+        assert proc.returncode == 0, err
+        m = json.loads(metrics.read_text())
+        assert 5 <= m["samples"] < 400 and m["dead_workers"] == 2
+
+
+# --------------------------------------------------------------------------- signals
+@pytest.mark.parametrize(("protocol", "sig"), [("downpour", "SIGINT"), ("single", "SIGTERM")])
+def test_signal_to_the_whole_job_one_line_and_samples_kept(
+    tmp_path: Path, protocol: str, sig: str
+) -> None:
+    """A terminal's Ctrl-C (SIGINT to the process group: master, forkserver and workers) or a
+    SIGTERM: one line saying how many samples are kept, exit 130 / 143, no traceback."""
+    repo = _stage_repo(tmp_path, {"sgmcmc": {"samples": 100000, "straggler_delay": 0.001}})
+    partial = repo / "models" / "sgmcmc" / f"{protocol}-w2.partial"
+    proc = _stage(repo, "stages/sgmcmc.py", protocol, "2")
+    when_samples(partial, 5, lambda: os.killpg(proc.pid, getattr(signal, sig))).join(90)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + getattr(signal, sig), err
+    assert err.count("\n") == 1 and err.startswith(f"error: stopped by {sig}; "), err
+    kept = len(read_samples(partial))
+    assert f"{kept} of 100000 samples kept in models/sgmcmc/{protocol}-w2.partial" in err
+    assert kept >= 5 and not (repo / "models" / "sgmcmc" / f"{protocol}-w2").exists()
+    assert wait_gone(json.loads((partial / "processes.json").read_text())["workers"])
+
+
+def test_rl_sigterm_keeps_the_previous_outputs(tmp_path: Path) -> None:
+    rl = {"total_steps": 200000, "eval_every": 1024, "workers": [1]}
+    repo = _stage_repo(tmp_path, {"rl": rl})
+    item = "sgd-downpour-w1"
+    old_model = repo / "models" / "rl" / item
+    old_model.mkdir(parents=True)
+    (old_model / "previous.txt").write_text("the previous run")
+    old_metrics = repo / "metrics" / "rl" / f"{item}.json"
+    old_metrics.parent.mkdir(parents=True)
+    old_metrics.write_text('{"previous": true}\n')
+    proc = _stage(repo, "stages/rl.py", "sgd-downpour", "1")
+    staging = repo / "models" / "rl" / f".{item}.partial" / "seed0" / "samples"
+    when_samples(staging, 2, lambda: os.kill(proc.pid, signal.SIGTERM)).join(90)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.strip() == (
+        f"error: stopped by SIGTERM; rl {item}: 0 of 1 seeds were done; nothing was written, "
+        "the previous outputs are as they were"
+    )
+    assert sorted(p.name for p in old_model.iterdir()) == ["previous.txt"]
+    assert old_metrics.read_text() == '{"previous": true}\n'
+    assert not (repo / "metrics" / "rl" / f"{item}_curve.csv").exists()
+    assert not (repo / "models" / "rl" / f".{item}.partial").exists()
+
+
+def test_rl_never_writes_metrics_without_the_model_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model folder is renamed into place before the curve and the metrics are written: when
+    that rename fails, no metrics file appears."""
+    from betamcmc.rl import experiment
+
+    def failing(partial: Path, final: Path) -> None:
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(experiment, "finalize_dir", failing)
+    params = validate_params(tiny_params())
+    with pytest.raises(OSError, match="simulated"):
+        experiment.run_item(
+            params, "sgd-downpour", 1, tmp_path / "models", tmp_path / "metrics", track=False
+        )
+    assert not (tmp_path / "metrics").exists() or not list((tmp_path / "metrics").iterdir())
+    assert not list((tmp_path / "models").iterdir())  # the staging folder is gone too
+
+
+# --------------------------------------------------------------------------- unpickling
+AREA = ["src/betamcmc/sgmcmc", "src/betamcmc/rl", "src/betamcmc/finetune/vae_head.py"]
+
+
+def _python_files() -> list[Path]:
+    out: list[Path] = []
+    for entry in AREA:
+        path = REPO / entry
+        out += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    return out
+
+
+def test_no_unsafe_loading_in_the_area() -> None:
+    """Every torch.load has weights_only=True; no pickle, no np.load with allow_pickle."""
+    for path in _python_files():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            name = ast.unparse(node.func)
+            keywords = {k.arg: ast.unparse(k.value) for k in node.keywords}
+            if name == "torch.load":
+                assert keywords.get("weights_only") == "True", f"{path}: {ast.unparse(node)}"
+            assert not name.startswith(("pickle.", "cloudpickle.", "dill.")), f"{path}: {name}"
+            if name == "np.load":
+                assert keywords.get("allow_pickle") in (None, "False"), f"{path}: {name}"
+
+
+def test_rl_play_refuses_a_pickle_without_running_it(tmp_path: Path) -> None:
+    """A ``policy.pt`` holding a pickled object whose unpickling would run code: one line, exit 2,
+    and the code never runs."""
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "policy.pt"
+    code = (
+        "import pickle, os\n"
+        "class Evil:\n"
+        f"    def __reduce__(self): return (os.system, ('touch {marker}',))\n"
+        f"import torch; torch.save({{'state_dict': Evil()}}, {str(evil)!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    from typer.testing import CliRunner
+
+    from betamcmc.cli import app
+
+    result = CliRunner().invoke(app, ["rl", "play", str(evil), "-n", "1", "--no-strip"])
+    assert result.exit_code == 2, result.output
+    assert "not a saved rl policy" in result.output and not marker.exists()
