@@ -85,6 +85,15 @@ def test_deterministic_protocols_repeat_exactly(
     np.testing.assert_array_equal(first.theta[order[0]], again.theta[order[1]])
 
 
+@pytest.mark.parametrize("protocol", ["downpour", "elastic"])
+def test_one_worker_is_never_stale(tmp_path: Path, protocol: str) -> None:
+    """Staleness = master versions applied between a worker's pull and its push: with W = 1
+    there is nobody else, so every push has staleness 0 (also overlapped: the rebase keeps the
+    pulled version); the worker sees the same count in the replies."""
+    result = run_local(spec(protocol, 1), tmp_path)
+    assert result.staleness_mean == 0.0 and result.staleness_max == 0
+
+
 def test_killed_worker_is_detected_and_run_completes(tmp_path: Path) -> None:
     """SIGKILL worker 2 mid-run: the master records it and finishes with worker 1."""
     killed: list[int] = []

@@ -6,6 +6,7 @@ written and say what was kept; and nothing in the area unpickles a user-supplied
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import os
 import signal
@@ -99,10 +100,9 @@ def test_sigterm_to_a_worker_is_reported_and_the_others_go_on(tmp_path: Path) ->
 
 # --------------------------------------------------------------------------- partial runs
 def test_require_complete_names_the_samples_kept_and_the_flag() -> None:
-    result = RunResult(
-        "single", 2, 7, 12, 1.0, 0.1, 10, 3, 0, 1.0, 1, 1, 0.0, 9, None, None,
-        [{"worker": 2, "reason": "process exited", "at_s": 0.5, "steps": 3}], {},
-    )  # fmt: skip
+    lost = [{"worker": 2, "reason": "process exited", "at_s": 0.5, "steps": 3}]
+    fields = {f.name: None for f in dataclasses.fields(RunResult)}
+    result = RunResult(**{**fields, "samples": 7, "samples_wanted": 12, "dead": lost})
     with pytest.raises(IncompleteRun) as err:
         require_complete(result, False, "sgmcmc.allow_partial", "they are kept in X")
     assert str(err.value) == (

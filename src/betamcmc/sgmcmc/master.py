@@ -84,6 +84,7 @@ class Master:
     records: dict[int, WorkerRecord] = field(default_factory=dict)
     dead: list[dict[str, Any]] = field(default_factory=list)
     stopping: bool = False
+    busy_s: float = 0.0  # time spent handling messages (not waiting for them)
     alive: Callable[[int], bool] | None = None  # process handles (local runs)
     out: wire.Message = field(init=False)
 
@@ -121,7 +122,7 @@ class Master:
     def reply(
         self, kind: int, payload: torch.Tensor | None = None, staleness: int = 0
     ) -> torch.Tensor:
-        return self.out.write(kind, (self.version, staleness), payload)
+        return self.out.write(kind, (self.version, staleness), payload)  # REPLY_* slots
 
     def mark_dead(self, worker: int, reason: str) -> None:
         """Record a lost worker and say so on the console now (not only in run.json)."""
@@ -185,6 +186,7 @@ def master_loop(master: Master, protocol: Any) -> None:
         src = receive(master, inbox)
         if src is None:
             break
+        handled = time.perf_counter()
         rec = master.records[src]
         rec.last_seen = now = time.monotonic()
         if now - last_check > 0.25:  # process handles: a few times a second is plenty
@@ -224,6 +226,7 @@ def master_loop(master: Master, protocol: Any) -> None:
             except RuntimeError:
                 master.mark_dead(src, "send failed")
         protocol.after_message(master)
+        master.busy_s += time.perf_counter() - handled
 
 
 def run_master(

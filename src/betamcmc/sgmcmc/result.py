@@ -38,6 +38,7 @@ class RunResult:
     bytes_from_master: int
     bytes_collective: float
     grad_evals: int
+    master_busy_s: float
     staleness_mean: float | None
     staleness_max: int | None
     dead: list[dict[str, Any]]
@@ -92,6 +93,7 @@ def run_result(master: Master, protocol: str, wall_s: float, setup_s: float) -> 
         bytes_from_master=int(from_master),
         bytes_collective=collective,
         grad_evals=master.grads_total(),
+        master_busy_s=round(master.busy_s, 4),
         staleness_mean=float(np.mean(st)) if st else None,
         staleness_max=int(max(st)) if st else None,
         dead=master.dead,

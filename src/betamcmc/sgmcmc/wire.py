@@ -29,8 +29,8 @@ PARAMS, STOP = 10, 11
 
 # header slots of a worker's message
 KIND, STEP, VERSION, GRADS, COMM_S, COMPUTE_S, COLLECTIVE_BYTES, LOSS = range(HEADER)
-# header slots of a master's reply (KIND and VERSION as above)
-STALENESS = 2
+# header slots of a master's reply (KIND as above)
+REPLY_VERSION, REPLY_STALENESS = 1, 2
 
 # why a worker aborted (the LOSS slot of an ABORT message)
 ABORT_PEER_LOST, ABORT_SIGTERM, ABORT_SIGINT = 1.0, 15.0, 2.0

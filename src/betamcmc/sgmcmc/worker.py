@@ -194,8 +194,8 @@ class WorkerContext:
         h = self.inbox.header
         kind = int(h[wire.KIND])
         if kind == wire.PARAMS:
-            self.version = int(h[wire.VERSION])
-            self._observe_staleness(float(h[wire.STALENESS]))
+            self.version = int(h[wire.REPLY_VERSION])
+            self._observe_staleness(float(h[wire.REPLY_STALENESS]))
         return kind, self.inbox.payload
 
     def _observe_staleness(self, staleness: float) -> None:

@@ -52,7 +52,7 @@ def on_message(
     reply = master.reply(wire.PARAMS, master.theta, staleness)
     master.theta.add_(payload - master.theta, alpha=master.cfg.alpha)
     master.version += 1
-    master.out.header[wire.VERSION] = master.version
+    master.out.header[wire.REPLY_VERSION] = master.version
     return reply
 
 
