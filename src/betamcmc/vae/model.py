@@ -8,8 +8,12 @@
 Loss per sentence: reconstruction ``-log p(x|z)`` (summed over the words and ``<eos>``) plus
 ``beta * KL(q(z|x) || N(0, I))`` (closed form for diagonal Gaussians).
 
-Efficiency: sentences go through both LSTMs as packed sequences (no work on padding) and the
-output layer + cross-entropy run once over the packed (non-pad) target tokens of the whole batch.
+Efficiency: batches are length-bucketed (little padding), so both LSTMs run over the right-padded
+batch in one fused kernel (oneDNN on CPU); the LSTMs are causal, so the pads after a sentence
+never change its states. Only the bidirectional encoder, whose backward direction must start at
+each sentence's last word, uses packed sequences. The output layer and the cross-entropy run once
+over the non-pad target tokens of the whole batch, fused (:mod:`betamcmc.vae.linear_ce`: the
+``[tokens, V]`` logits are never stored).
 
 Contract used by other stages (dialog CVAE, semi-supervised classifier):
 :func:`load_vae` returns a :class:`TextVAE`; ``TextVAE.encode(ids, lengths) -> (mu, logvar)`` takes
@@ -28,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
+
+from betamcmc.vae.linear_ce import linear_nll
 
 MODEL_FILE = "model.pt"
 VOCAB_FILE = "vocab.txt"
@@ -99,11 +105,16 @@ class TextVAE(nn.Module):
     def encode(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Posterior parameters ``(mu[B, Z], logvar[B, Z])`` of raw sentences ``ids[B, T]``."""
         emb = self.embedding(ids)
-        packed = pack_padded_sequence(
-            emb, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
-        )
-        _, (h_n, _) = self.encoder(packed)  # h_n: [directions, B, H], in the input order
-        last = torch.cat(list(h_n), dim=-1)
+        if self.config.bidirectional:  # the backward direction must start at each last word
+            packed = pack_padded_sequence(
+                emb, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+            )
+            _, (h_n, _) = self.encoder(packed)  # h_n: [directions, B, H], in the input order
+            last = torch.cat(list(h_n), dim=-1)
+        else:  # causal: the output at the last word is not changed by the pads after it
+            out, _ = self.encoder(emb)
+            last_pos = (lengths.clamp(min=1) - 1).to(ids.device)
+            last = out[torch.arange(ids.size(0), device=ids.device), last_pos]
         mu, logvar = self.posterior(last).chunk(2, dim=-1)
         return mu, logvar
 
@@ -131,12 +142,14 @@ class TextVAE(nn.Module):
     def reconstruction_nll(self, ids: Tensor, lengths: Tensor, z: Tensor) -> Tensor:
         """``-log p(x|z)`` per sentence ``[B]``: words + ``<eos>``, teacher forcing from ``<bos>``.
 
-        One LSTM pass over the packed sequences and one fused cross-entropy over all non-pad
-        target tokens of the batch; per-sentence sums by ``index_add``.
+        One decoder LSTM pass over the right-padded batch (causal, so the pads after a sentence
+        do not change its outputs; the fused oneDNN kernel on CPU), then the output layer and
+        the cross-entropy, fused, over the non-pad target tokens only; per-sentence sums by
+        ``index_add``.
         """
         c = self.config
         batch, width = ids.shape
-        steps = lengths + 1  # <bos> x  ->  x <eos>
+        steps = (lengths + 1).to(ids.device)  # <bos> x  ->  x <eos>
         dec_in = torch.cat(
             [torch.full((batch, 1), c.bos_id, dtype=ids.dtype, device=ids.device), ids], 1
         )
@@ -147,19 +160,14 @@ class TextVAE(nn.Module):
         targets = torch.cat(
             [ids, torch.full((batch, 1), c.pad_id, dtype=ids.dtype, device=ids.device)], 1
         )
-        targets = targets.scatter(1, lengths.unsqueeze(1), c.eos_id)
+        targets = targets.scatter(1, steps.unsqueeze(1) - 1, c.eos_id)
+        valid = torch.arange(width + 1, device=ids.device).unsqueeze(0) < steps.unsqueeze(1)
+        out, _ = self.decoder(self._decoder_input(dec_in, z), self._initial_state(z))
+        hidden = self.dropout(out[valid])  # [tokens, H], non-pad positions only
+        token_nll = linear_nll(hidden, self.output.weight, self.output.bias, targets[valid])
         rows = torch.arange(batch, device=ids.device).unsqueeze(1).expand(batch, width + 1)
-        steps_cpu = steps.cpu()
-        packed = pack_padded_sequence(
-            self._decoder_input(dec_in, z), steps_cpu, batch_first=True, enforce_sorted=False
-        )
-        out, _ = self.decoder(packed, self._initial_state(z))
-        logits = self.output(self.dropout(out.data))  # [tokens, V]
-        tgt = pack_padded_sequence(targets, steps_cpu, batch_first=True, enforce_sorted=False).data
-        row = pack_padded_sequence(rows, steps_cpu, batch_first=True, enforce_sorted=False).data
-        token_nll = F.cross_entropy(logits, tgt, reduction="none")
         return torch.zeros(batch, dtype=token_nll.dtype, device=ids.device).index_add_(
-            0, row, token_nll
+            0, rows[valid], token_nll
         )
 
     # ------------------------------------------------------------------ objective
@@ -219,13 +227,26 @@ def save_vae(model: TextVAE, path: str | Path, meta: dict[str, Any] | None = Non
     )
 
 
+def seed_dirs(schedule_dir: str | Path) -> list[Path]:
+    """The per-seed model folders of ``models/pretrain/<schedule>/``, in ``pretrain.seeds`` order
+    (a folder holding ``model.pt`` itself counts as its only seed)."""
+    import json
+
+    path = Path(schedule_dir)
+    if (path / MODEL_FILE).exists() or not (path / "meta.json").exists():
+        return [path]
+    seeds = json.loads((path / "meta.json").read_text(encoding="utf-8")).get("seeds", [])
+    return [path / f"seed{s}" for s in seeds]
+
+
 def load_vae(model_dir_or_file: str | Path, map_location: str | torch.device = "cpu") -> TextVAE:
-    """Load a trained VAE (``models/pretrain/<schedule>/`` or its ``model.pt``) in eval mode."""
+    """Load a trained VAE in eval mode: ``models/pretrain/<schedule>/`` (its first seed),
+    ``models/pretrain/<schedule>/seed<k>/`` or a ``model.pt``."""
     from betamcmc.errors import InputError
 
     path = Path(model_dir_or_file)
     if path.is_dir():
-        path = path / MODEL_FILE
+        path = seed_dirs(path)[0] / MODEL_FILE
     if not path.exists():
         raise InputError("VAE checkpoint not found (run `dvc repro pretrain` first)", path)
     ckpt = torch.load(path, map_location=map_location, weights_only=True)
