@@ -160,3 +160,50 @@ def test_bad_params_cli_exit_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().endswith("pretrain.schedules.cyclical.cycles: must be >= 1 (got 0)")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_cosine_lr_restarts_every_cycle():
+    from betamcmc.vae.schedules import cosine_lr
+
+    total, base = 400, 0.01
+    lrs = [cosine_lr(t, total, base, cycles=4) for t in range(total)]
+    for start in (0, 100, 200, 300):  # full rate at every cycle start, half way at its middle
+        assert lrs[start] == pytest.approx(base)
+        assert lrs[start + 50] == pytest.approx(base / 2)
+        assert lrs[start + 99] < 0.01 * base
+        assert all(a > b for a, b in zip(lrs[start : start + 99], lrs[start + 1 : start + 100]))
+    assert [cosine_lr(t, total, base) for t in (0, 200)] == pytest.approx([base, base / 2])
+
+
+def test_training_follows_the_lr_schedule():
+    """The optimizer's rate at every iteration is the schedule's (cycles = the beta cycles)."""
+    import torch
+
+    from betamcmc.params import Params
+    from betamcmc.vae import train as train_mod
+    from betamcmc.vae.schedules import cosine_lr
+
+    params = Params.model_validate(tiny_params())
+    pp = params.pretrain.model_copy(
+        update={
+            "train": params.pretrain.train.model_copy(
+                update={"lr_schedule": "cosine", "iterations": 40}
+            )
+        }
+    )
+    seen: list[float] = []
+    real_step = train_mod.train_step
+
+    def spy(model, optimizer, *args, **kwargs):
+        seen.append(optimizer.param_groups[0]["lr"])
+        return real_step(model, optimizer, *args, **kwargs)
+
+    train_mod.train_step = spy
+    try:
+        sents = [[4, 5, 6], [7, 8], [9, 4, 4, 5]] * 10
+        torch.set_num_threads(1)
+        train_mod.train_vae(sents, sents[:4], 12, pp, "cyclical", 0)
+    finally:
+        train_mod.train_step = real_step
+    cycles = pp.schedules["cyclical"].cycles
+    assert seen == pytest.approx([cosine_lr(t, 40, pp.train.lr, cycles) for t in range(40)])

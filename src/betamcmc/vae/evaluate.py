@@ -37,14 +37,18 @@ _LOGIT_BUDGET = 1 << 24
 
 
 def length_sorted_batches(
-    sentences: Sequence[Sequence[int]], batch_size: int
+    sentences: Sequence[Sequence[int]], batch_size: int, device: torch.device | str = "cpu"
 ) -> Iterator[tuple[list[int], Tensor, Tensor]]:
     """Yield ``(indices, ids, lengths)`` over sentences sorted by length (little padding)."""
     order = sorted(range(len(sentences)), key=lambda i: (len(sentences[i]), i))
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         ids, lengths = pad_batch([list(sentences[i]) for i in idx])
-        yield idx, ids, lengths
+        yield idx, ids.to(device), lengths.to(device)
+
+
+def model_device(model: TextVAE) -> torch.device:
+    return next(model.parameters()).device
 
 
 @torch.no_grad()
@@ -55,9 +59,9 @@ def posterior_params(
     model.eval()
     n, z = len(sentences), model.config.latent_dim
     mu, logvar = torch.zeros(n, z), torch.zeros(n, z)
-    for idx, ids, lengths in length_sorted_batches(sentences, batch_size):
+    for idx, ids, lengths in length_sorted_batches(sentences, batch_size, model_device(model)):
         m, lv = model.encode(ids, lengths)
-        mu[idx], logvar[idx] = m, lv
+        mu[idx], logvar[idx] = m.float().cpu(), lv.float().cpu()
     return mu, logvar
 
 
@@ -72,7 +76,7 @@ def importance_sampled(
     log_w, recon = [], []
     for start in range(0, k, per_chunk):
         s = min(per_chunk, k - start)
-        eps = torch.randn((s, batch, mu.size(1)), generator=generator)
+        eps = torch.randn((s, batch, mu.size(1)), generator=generator).to(mu.device)
         z = mu + torch.exp(0.5 * logvar) * eps  # [s, B, Z]
         nll = model.reconstruction_nll(
             ids.repeat(s, 1), lengths.repeat(s), z.reshape(s * batch, -1)
@@ -90,19 +94,31 @@ def importance_sampled(
     }
 
 
-def mutual_information(mu: Tensor, logvar: Tensor, generator: torch.Generator) -> float:
-    """I(x; z) estimate of He et al. (2019) with the aggregate posterior over all N sentences."""
+def mutual_information(
+    mu: Tensor, logvar: Tensor, generator: torch.Generator
+) -> tuple[float, float]:
+    """I(x; z) estimate of He et al. (2019) with the aggregate posterior over all N sentences,
+    and its standard error.
+
+    The estimate is the mean over sentences of ``E_q[log q(z|x_i)] - log q(z_i)``: the first
+    term in closed form (minus the entropy of the Gaussian), the second with one
+    ``z_i ~ q(z|x_i)`` each. Its standard error is the standard deviation of those per-sentence
+    terms over sqrt(N). The estimate is not clipped: for a collapsed code (every posterior equal
+    to the prior) it scatters around 0 and can come out slightly negative, which is why reports
+    show it with its standard error.
+    """
     n, dim = mu.shape
     if n < 2:
-        return 0.0
-    neg_entropy = (-0.5 * dim * math.log(2 * math.pi) - 0.5 * (1 + logvar).sum(-1)).mean()
+        return 0.0, 0.0
+    neg_entropy = -0.5 * dim * math.log(2 * math.pi) - 0.5 * (1 + logvar).sum(-1)  # [N]
     z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=generator)
     log_qz = torch.empty(n)
     for start in range(0, n, 256):  # log q(z_i) = logsumexp_j log q(z_i | x_j) - log N
         zi = z[start : start + 256].unsqueeze(1)  # [b, 1, Z]
         dens = gaussian_log_density(zi, mu.unsqueeze(0), logvar.unsqueeze(0))  # [b, N]
         log_qz[start : start + 256] = torch.logsumexp(dens, 1) - math.log(n)
-    return float(neg_entropy - log_qz.mean())
+    terms = neg_entropy - log_qz
+    return float(terms.mean()), float(terms.std() / math.sqrt(n))
 
 
 def active_units(mu: Tensor, threshold: float = 0.01) -> tuple[int, list[float]]:
@@ -130,13 +146,14 @@ def evaluate_split(
         raise ValueError("cannot evaluate an empty split")
     sums = {"recon": 0.0, "kl": 0.0, "elbo": 0.0, "nll": 0.0}
     tokens = 0
-    for _, ids, lengths in length_sorted_batches(sentences, batch_size):
+    for _, ids, lengths in length_sorted_batches(sentences, batch_size, model_device(model)):
         out = importance_sampled(model, ids, lengths, k, gen)
         for key in sums:
             sums[key] += float(out[key].sum())
         tokens += int((lengths + 1).sum())
     mu, logvar = posterior_params(model, sentences, batch_size)
     au, variances = active_units(mu, active_threshold)
+    mi, mi_se = mutual_information(mu, logvar, gen)
     recon, kl, elbo, nll = (sums[k_] / n for k_ in ("recon", "kl", "elbo", "nll"))
     return {
         "recon": recon,
@@ -144,7 +161,8 @@ def evaluate_split(
         "elbo": elbo,
         "nll": nll,
         "ppl": math.exp(sums["nll"] / tokens),
-        "mi": mutual_information(mu, logvar, gen),
+        "mi": mi,
+        "mi_se": mi_se,
         "au": au,
         "sentences": n,
         "tokens": tokens,
@@ -160,8 +178,30 @@ def quick_neg_elbo(
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     total = 0.0
-    for _, ids, lengths in length_sorted_batches(sentences, batch_size):
+    for _, ids, lengths in length_sorted_batches(sentences, batch_size, model_device(model)):
         mu, logvar = model.encode(ids, lengths)
-        z = model.reparameterize(mu, logvar, gen)
+        eps = torch.randn(mu.shape, generator=gen).to(mu.device)
+        z = mu + torch.exp(0.5 * logvar) * eps
         total += float((model.reconstruction_nll(ids, lengths, z) + gaussian_kl(mu, logvar)).sum())
     return total / max(1, len(sentences))
+
+
+@torch.no_grad()
+def validate(
+    model: TextVAE,
+    sentences: Sequence[Sequence[int]],
+    batch_size: int = 64,
+    seed: int = 0,
+    active_threshold: float = 0.01,
+) -> dict[str, float]:
+    """What training checks at every evaluation: the quick -ELBO (model selection) and the KL,
+    mutual information and active units of the codes (is the latent code in use?)."""
+    neg_elbo = quick_neg_elbo(model, sentences, batch_size, seed)
+    mu, logvar = posterior_params(model, sentences, batch_size)
+    mi, _ = mutual_information(mu, logvar, torch.Generator().manual_seed(seed))
+    return {
+        "neg_elbo": neg_elbo,
+        "kl": float(gaussian_kl(mu, logvar).mean()),
+        "mi": mi,
+        "au": float(active_units(mu, active_threshold)[0]),
+    }

@@ -117,6 +117,18 @@ class VAETrainParams(Section):
     )
     log_every: int = Field(10, ge=1, description="record beta/recon/kl/elbo every N iterations")
     threads: int = Field(0, ge=0, description="torch CPU threads (0: torch's default)")
+    processes: int = Field(
+        0, ge=0, description="seeds trained at once in separate processes (0: all of them)"
+    )
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="constant, or cosine decay restarted every lr cycle (SGDR)"
+    )
+    lr_cycles: int | None = Field(
+        None,
+        ge=1,
+        description="cosine restarts over the run; null: the beta schedule's cycles "
+        "(cyclical: its M, else 1), as in the reference recipe",
+    )
 
 
 class VAEEvalParams(Section):
@@ -138,11 +150,23 @@ class VAEReportParams(Section):
 
 
 class PretrainParams(Section):
+    seeds: list[int] = Field(
+        [0, 1, 2],
+        min_length=1,
+        description="one VAE per seed and schedule (init and batch order); metrics: mean +- std",
+    )
     schedules: dict[str, Schedule] = Field(default_factory=_default_schedules, min_length=1)
     model: VAEModelParams = VAEModelParams()
     train: VAETrainParams = VAETrainParams()
     eval: VAEEvalParams = VAEEvalParams()
     report: VAEReportParams = VAEReportParams()
+
+    @field_validator("seeds", mode="after")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds) or min(seeds) < 0:
+            raise ValueError(f"seeds must be distinct and >= 0 (got {seeds})")
+        return seeds
 
     @field_validator("schedules", mode="after")
     @classmethod

@@ -89,6 +89,25 @@ def cycle_index(iteration: int, total: int, cycles: int) -> int:
     return min(int(iteration // (total / cycles)), cycles - 1)
 
 
+def schedule_cycles(schedule: object) -> int:
+    """Number of beta cycles of a schedule params object (1 for constant and monotonic)."""
+    return int(getattr(schedule, "cycles", 1))
+
+
+def cosine_lr(iteration: int, total: int, base: float, cycles: int = 1) -> float:
+    """Cosine learning rate restarted ``cycles`` times (SGDR, Loshchilov & Hutter 2017).
+
+    In each of the ``cycles`` equal cycles the rate falls from ``base`` towards 0 as
+    ``base * (1 + cos(pi * tau)) / 2`` with ``tau`` the position in the cycle, as in the reference
+    language-model script of Fu et al. (per epoch there, per iteration here). With the cycles of a
+    cyclical beta schedule, the rate is small exactly while beta holds at 1 at the end of a cycle.
+    """
+    _check(iteration, total)
+    period = total / cycles
+    tau = (iteration % period) / period
+    return base * 0.5 * (1.0 + math.cos(math.pi * tau))
+
+
 def beta_at(schedule: object, iteration: int, total: int) -> float:
     """Beta of a schedule params object (:mod:`betamcmc.vae.params`) at ``iteration``."""
     kind = schedule.kind  # type: ignore[attr-defined]

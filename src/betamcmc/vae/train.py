@@ -1,13 +1,19 @@
 """Training loop of the text VAE under one beta schedule: resumable, deterministic, divergence-safe.
 
 - Iteration t (0-based) trains on one length-bucketed minibatch with loss recon + beta_t * KL
-  (:mod:`betamcmc.vae.schedules`), Adam, global gradient-norm clipping.
+  (:mod:`betamcmc.vae.schedules`), Adam (fused), global gradient-norm clipping; the learning rate
+  is constant or a cosine restarted every lr cycle (``pretrain.train.lr_schedule``). One update is
+  :func:`train_step`, the same function the throughput benchmark times.
+- Device: the model and every batch live on ``device`` (``cuda`` when ``device: auto`` finds a
+  GPU); on CUDA the forward pass runs under bf16 autocast where the card supports it.
 - Minibatches: each epoch shuffles the training sentences with a generator seeded by
   ``(seed, epoch)``, sorts them by length (stable, so ties stay shuffled), cuts batches and
   shuffles the batch order. Batch ``t`` is therefore a pure function of ``(seed, t)``, which is
   what makes resuming exact.
-- Every ``eval_every`` iterations the validation -ELBO (beta = 1) is measured; the best model
-  is kept (Fu et al. report the best-validation model).
+- Every ``eval_every`` iterations the validation -ELBO (beta = 1) is measured, with the KL,
+  mutual information and active units of the validation codes (the curves that show whether and
+  when the code collapses); the best model by -ELBO is kept (Fu et al. report the
+  best-validation model).
 - A resumable checkpoint (model, Adam state, torch RNG state, best model, history) is written
   every ``checkpoint_every`` iterations and when SIGTERM/SIGINT arrives (then the run stops with
   :class:`TrainingInterrupted`). A rerun with the same params resumes from it and reaches the same
@@ -19,7 +25,7 @@
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import math
 import os
 import signal
@@ -33,13 +39,14 @@ from typing import Any
 import torch
 
 from betamcmc.errors import BetamcmcError, DivergenceError
-from betamcmc.vae.evaluate import quick_neg_elbo
+from betamcmc.vae.evaluate import validate
 from betamcmc.vae.model import TextVAE, VAEConfig, pad_batch
 from betamcmc.vae.params import PretrainParams
-from betamcmc.vae.schedules import beta_at, cycle_index
+from betamcmc.vae.schedules import beta_at, cosine_lr, cycle_index, schedule_cycles
 
 CHECKPOINT_FILE = "resume.pt"
 SERIES = ("beta", "recon", "kl", "elbo", "loss")
+VALID_SERIES = ("neg_elbo", "kl", "mi", "au")
 
 
 class TrainingInterrupted(BetamcmcError):
@@ -126,6 +133,56 @@ def build_model(params: PretrainParams, vocab_size: int) -> TextVAE:
     )
 
 
+def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
+    """Adam with the fused (one kernel for all parameters) implementation: same update rule,
+    several times faster than the per-parameter loop on CPU for a 10k-word vocabulary."""
+    return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+
+
+def autocast_for(device: torch.device | str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on a CUDA card that supports it; fp32 (no autocast) everywhere else."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_step(
+    model: TextVAE,
+    optimizer: torch.optim.Optimizer,
+    ids: torch.Tensor,
+    lengths: torch.Tensor,
+    beta: float,
+    clip: float,
+    where: str = "pretrain",
+    iteration: int = 0,
+) -> dict[str, torch.Tensor]:
+    """One minibatch update: forward (autocast on CUDA), backward, clipping, Adam.
+
+    Raises :class:`DivergenceError` naming ``where`` and the iteration, before the parameters
+    are touched, when the loss or the gradient norm is not finite. Returns the loss parts
+    (detached tensors: reading them synchronizes a GPU, so callers read them only when logging).
+    """
+    with autocast_for(ids.device):
+        out = model(ids, lengths, beta)
+    loss = out["loss"]
+    if not torch.isfinite(loss):
+        raise DivergenceError(
+            f"{where}: loss is {float(loss.detach())} at iteration {iteration} "
+            f"(beta {beta:.3g}); lower pretrain.train.lr or pretrain.train.clip"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    if not torch.isfinite(grad_norm):
+        raise DivergenceError(
+            f"{where}: gradient norm is {float(grad_norm)} at iteration {iteration} "
+            f"(beta {beta:.3g}); lower pretrain.train.lr"
+        )
+    optimizer.step()
+    return {"loss": loss.detach(), "recon": out["recon"], "kl": out["kl"]}
+
+
 def _atomic_save(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -144,24 +201,30 @@ def train_vae(
     fingerprint: str = "",
     stop: threading.Event | None = None,
     on_iteration: Callable[[int, TextVAE], None] | None = None,
+    device: torch.device | str = "cpu",
+    on_log: Callable[[str, int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train one VAE under ``params.schedules[schedule_name]``; see the module docstring.
 
     ``resume_dir``: where the resumable checkpoint lives; it is reused only when its
     ``fingerprint`` (params + data digest) matches. ``on_iteration``: test hook, called before
-    each iteration's forward pass.
+    each iteration's forward pass. ``on_log(kind, iteration, values)``: called with
+    ``kind="train"`` every ``log_every`` iterations (window means of :data:`SERIES`) and
+    ``kind="valid"`` at every evaluation (:data:`VALID_SERIES`), for progress lines and live
+    MLflow metrics.
     """
     if not train or not valid:
         raise BetamcmcError("pretrain needs non-empty train and valid splits")
     schedule = params.schedules[schedule_name]
     tp = params.train
     total = tp.iterations
+    device = torch.device(device)
     torch.manual_seed(seed)
-    model = build_model(params, vocab_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr)
+    model = build_model(params, vocab_size).to(device)
+    optimizer = make_optimizer(model, tp.lr)
     stream = BatchStream(train, tp.batch_size, seed)
     history: dict[str, list[float]] = {"iteration": [], **{s: [] for s in SERIES}}
-    valid_history: dict[str, list[float]] = {"iteration": [], "neg_elbo": []}
+    valid_history: dict[str, list[float]] = {"iteration": [], **{s: [] for s in VALID_SERIES}}
     window = dict.fromkeys(SERIES, 0.0)
     window_n = 0
     best_state: dict[str, torch.Tensor] | None = None
@@ -170,11 +233,11 @@ def train_vae(
     ckpt_path = Path(resume_dir) / CHECKPOINT_FILE if resume_dir is not None else None
 
     if ckpt_path is not None and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
         if ckpt.get("fingerprint") == fingerprint and 0 < ckpt["iteration"] < total:
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
-            torch.set_rng_state(ckpt["rng"])
+            torch.set_rng_state(ckpt["rng"].cpu())
             best_state = ckpt["best_model"] or None
             best_iteration, best_valid = ckpt["best_iteration"], ckpt["best_valid"]
             history, valid_history = ckpt["history"], ckpt["valid_history"]
@@ -203,6 +266,7 @@ def train_vae(
         )
 
     restart_lr = getattr(schedule, "restart_lr", False)
+    lr_cycles = tp.lr_cycles or schedule_cycles(schedule)
     model.train()
     for it in range(start, total):
         if (
@@ -211,31 +275,20 @@ def train_vae(
             and cycle_index(it, total, schedule.cycles)
             != cycle_index(it - 1, total, schedule.cycles)
         ):
-            optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr)  # fresh lr and moments
+            optimizer = make_optimizer(model, tp.lr)  # fresh lr and moments
+        if tp.lr_schedule == "cosine":
+            for group in optimizer.param_groups:
+                group["lr"] = cosine_lr(it, total, tp.lr, lr_cycles)
         if on_iteration is not None:
             on_iteration(it, model)
         beta = beta_at(schedule, it, total)
-        ids, lengths = stream(it)
-        out = model(ids, lengths, beta)
-        loss = out["loss"]
-        if not torch.isfinite(loss):
-            raise DivergenceError(
-                f"pretrain[{schedule_name}]: loss is {float(loss.detach())} at iteration {it} "
-                f"(beta {beta:.3g}); lower pretrain.train.lr or pretrain.train.clip"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tp.clip)
-        if not torch.isfinite(grad_norm):
-            raise DivergenceError(
-                f"pretrain[{schedule_name}]: gradient norm is {float(grad_norm)} at iteration {it} "
-                f"(beta {beta:.3g}); lower pretrain.train.lr"
-            )
-        optimizer.step()
-
-        recon, kl = float(out["recon"]), float(out["kl"])
+        ids, lengths = (t.to(device, non_blocking=True) for t in stream(it))
+        out = train_step(
+            model, optimizer, ids, lengths, beta, tp.clip, f"pretrain[{schedule_name}]", it
+        )
+        recon, kl, loss = float(out["recon"]), float(out["kl"]), float(out["loss"])
         for key, value in (("beta", beta), ("recon", recon), ("kl", kl), ("elbo", -(recon + kl)),
-                           ("loss", float(loss.detach()))):  # fmt: skip
+                           ("loss", loss)):  # fmt: skip
             window[key] += value
         window_n += 1
         done = it + 1
@@ -243,19 +296,27 @@ def train_vae(
             history["iteration"].append(done)
             for key in SERIES:
                 history[key].append(window[key] / window_n)
+            if on_log is not None:
+                on_log("train", done, {key: history[key][-1] for key in SERIES})
             window, window_n = dict.fromkeys(SERIES, 0.0), 0
         if done % tp.eval_every == 0 or done == total:
-            neg_elbo = quick_neg_elbo(model, valid, params.eval.batch_size, seed)
+            values = validate(
+                model, valid, params.eval.batch_size, seed, params.eval.active_threshold
+            )
             model.train()
             valid_history["iteration"].append(done)
-            valid_history["neg_elbo"].append(neg_elbo)
+            for key in VALID_SERIES:
+                valid_history[key].append(values[key])
+            if on_log is not None:
+                on_log("valid", done, values)
+            neg_elbo = values["neg_elbo"]
             if not math.isfinite(neg_elbo):
                 raise DivergenceError(
                     f"pretrain[{schedule_name}]: validation -ELBO is {neg_elbo} at iteration {it}"
                 )
             if neg_elbo < best_valid:
                 best_valid, best_iteration = neg_elbo, done
-                best_state = copy.deepcopy(model.state_dict())
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         interrupted = stop is not None and stop.is_set()
         if done < total and (done % tp.checkpoint_every == 0 or interrupted):
             checkpoint(done)
