@@ -62,6 +62,9 @@ class SyntheticParams(Section):
     train: int = Field(3000, ge=1)
     valid: int = Field(300, ge=1)
     test: int = Field(300, ge=1)
+    sharpness: float = Field(
+        4.0, ge=0.0, description="how strongly each sentence's meaning vector shapes its words"
+    )
     dialogs: SyntheticDialogParams = SyntheticDialogParams()
 
 

@@ -135,7 +135,7 @@ def load_synthetic(data: DataParams, seed: int) -> RawCorpus:
     sentences = {}
     for offset, split in enumerate(SPLITS):
         n = getattr(cfg, split)
-        rows = synthetic.generate_sentences(n, seed=seed * 1000 + offset)
+        rows = synthetic.generate_sentences(n, seed=seed * 1000 + offset, sharpness=cfg.sharpness)
         sentences[split] = [
             ([t.lower() if data.lowercase else t for t in r.tokens], r.labels) for r in rows
         ]
@@ -144,7 +144,9 @@ def load_synthetic(data: DataParams, seed: int) -> RawCorpus:
         n = getattr(cfg.dialogs, split)
         dialogs[split] = [
             RawDialog([t.speaker for t in turns], [t.tokens for t in turns], [t.act for t in turns])
-            for turns, _topic in synthetic.generate_dialogs(n, seed=seed * 1000 + 100 + offset)
+            for turns, _topic in synthetic.generate_dialogs(
+                n, seed=seed * 1000 + 100 + offset, sharpness=cfg.sharpness
+            )
         ]
     return RawCorpus(
         name="synthetic",
