@@ -1,10 +1,11 @@
 """DVC stage `pretrain` (foreach over pretrain.schedules): one text VAE per beta schedule.
 
 ``python stages/pretrain.py <schedule>`` reads ``data/prepared/`` and the params listed in
-dvc.yaml, trains the VAE under that schedule (resuming from ``models/.resume/pretrain/<schedule>/``
-if a previous run was interrupted), evaluates it on valid and test, and writes
-``models/pretrain/<schedule>/``, ``metrics/pretrain/<schedule>.json`` and
-``metrics/pretrain/<schedule>_train.csv`` plus one MLflow run. See ``betamcmc.vae.pretrain``.
+dvc.yaml, trains one VAE per seed of ``pretrain.seeds`` under that schedule (resuming from
+``models/.resume/pretrain/<schedule>/seed<k>/`` if a previous run was interrupted), evaluates
+them on valid and test, and writes ``models/pretrain/<schedule>/``,
+``metrics/pretrain/<schedule>.json`` and the curves ``metrics/pretrain/<schedule>_{train,valid}.csv``
+plus MLflow runs. See ``betamcmc.vae.pretrain``.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ def main(argv: list[str] | None = None) -> None:
     metrics = run_pretrain(params, args.schedule, source=args.params)
     t = metrics["test"]
     print(
-        f"pretrain[{metrics['schedule']}]: best iteration {metrics['best_iteration']}; test "
-        f"recon {t['recon']:.2f} kl {t['kl']:.2f} nll {t['nll']:.2f} ppl {t['ppl']:.2f} "
-        f"mi {t['mi']:.2f} au {t['au']}"
+        f"pretrain[{metrics['schedule']}]: {len(metrics['seeds'])} seed(s), test (mean +- std) "
+        f"kl {t['kl']:.2f} +- {t['kl_std']:.2f}, mi {t['mi']:.2f} +- {t['mi_std']:.2f}, "
+        f"au {t['au']:.1f}, nll {t['nll']:.2f} +- {t['nll_std']:.2f}, ppl {t['ppl']:.2f}"
     )
 
 

@@ -35,6 +35,7 @@ TINY: dict[str, Any] = {
         },
     },
     "pretrain": {
+        "seeds": [0, 1],
         "model": {"emb_dim": 16, "hidden_dim": 32, "latent_dim": 4},
         "train": {
             "iterations": 40,

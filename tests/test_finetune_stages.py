@@ -173,7 +173,7 @@ def test_bad_input_one_line_exit_2_nothing_written(
     wrong.mkdir()
     (wrong / "cyclical").mkdir()
     src = repo / "models/pretrain/cyclical"
-    (wrong / "cyclical" / "model.pt").write_bytes((src / "model.pt").read_bytes())
+    (wrong / "cyclical" / "model.pt").write_bytes((src / "seed0" / "model.pt").read_bytes())
     tokens = (src / "vocab.txt").read_text().splitlines()
     (wrong / "cyclical" / "vocab.txt").write_text("\n".join(tokens[:-1] + ["zzz"]) + "\n")
     files |= {p for p in wrong.rglob("*") if p.is_file()}

@@ -41,35 +41,59 @@ def test_pretrain_every_schedule_and_report(prepared_repo: Path):
     repo = prepared_repo
     for name in SCHEDULES:
         proc = run_stage(repo, "pretrain", name)
-        assert f"pretrain[{name}]: best iteration" in proc.stdout
+        assert f"pretrain[{name}]: 2 seed(s), test (mean +- std) kl" in proc.stdout
+        assert f"pretrain[{name} seed 1] 40/40" in proc.stdout  # progress lines per seed
         model_dir = repo / "models" / "pretrain" / name
         assert (model_dir / "vocab.txt").read_text() == (
             repo / "data/prepared/vocab.txt"
         ).read_text()
-        ckpt = torch.load(model_dir / "model.pt", weights_only=True)
-        assert ckpt["meta"]["schedule"] == name
-        model = load_vae(model_dir)
-        assert model.config.latent_dim == 4
+        assert json.loads((model_dir / "meta.json").read_text())["seeds"] == [0, 1]
         metrics = json.loads((repo / "metrics" / "pretrain" / f"{name}.json").read_text())
+        assert metrics["seeds"] == [0, 1] and set(metrics["per_seed"]) == {"0", "1"}
+        weights = []
+        for seed in (0, 1):
+            ckpt = torch.load(model_dir / f"seed{seed}" / "model.pt", weights_only=True)
+            assert ckpt["meta"]["schedule"] == name and ckpt["meta"]["seed"] == seed
+            weights.append(ckpt["model"]["output.weight"])
+            per = metrics["per_seed"][str(seed)]
+            assert per["best_iteration"] == ckpt["meta"]["best_iteration"]
+        assert not torch.equal(*weights)  # the seeds really are different models
+        assert load_vae(model_dir).config.latent_dim == 4  # the folder loads its first seed
         for split in ("valid", "test"):
             m = metrics[split]
-            assert set(m) >= {"recon", "kl", "elbo", "nll", "ppl", "mi", "au"}
-            assert m["nll"] <= -m["elbo"] and m["ppl"] > 1 and m["kl"] >= 0
+            assert set(m) >= {"recon", "kl", "elbo", "nll", "ppl", "mi", "mi_se", "au", "kl_std"}
+            for key in ("kl", "nll", "mi", "au"):  # the mean over the seeds' own numbers
+                seeds = [metrics["per_seed"][s][split][key] for s in ("0", "1")]
+                assert m[key] == pytest.approx(sum(seeds) / 2)
+                assert m[f"{key}_std"] == pytest.approx(abs(seeds[0] - seeds[1]) / 2)
+            for s in ("0", "1"):
+                own = metrics["per_seed"][s][split]
+                assert own["nll"] <= -own["elbo"] + 1e-6  # IS bound is tighter than the ELBO
         csv = (repo / "metrics" / "pretrain" / f"{name}_train.csv").read_text().splitlines()
         assert csv[0] == "iteration,beta,recon,kl,elbo,loss"
         assert len(csv) == 1 + 40 // 5 and csv[-1].startswith("40,")
-        assert not (repo / "models" / ".resume" / "pretrain" / name / "resume.pt").exists()
+        valid_csv = (repo / "metrics" / "pretrain" / f"{name}_valid.csv").read_text().splitlines()
+        assert valid_csv[0] == "iteration,neg_elbo,kl,mi,au" and len(valid_csv) == 1 + 40 // 20
+        assert not list((repo / "models" / ".resume" / "pretrain" / name).rglob("resume.pt"))
 
     runs = _runs(repo, "pretrain")
-    assert sorted(r.data.tags["schedule"] for r in runs) == sorted(SCHEDULES)
-    for run in runs:
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert sorted(r.data.tags["schedule"] for r in parents) == sorted(SCHEDULES)
+    assert len(children) == 2 * len(SCHEDULES)
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    for run in parents:
         assert run.info.status == "FINISHED"
         assert {"test_nll", "test_kl", "test_mi", "test_au", "valid_elbo"} <= set(run.data.metrics)
         assert run.data.params["pretrain.train.iterations"] == "40"
-        client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
         assert len(client.get_metric_history(run.info.run_id, "kl")) == 8  # per-step series
         arts = [a.path for a in client.list_artifacts(run.info.run_id, "model")]
         assert arts == ["model/model.pt"]
+    for run in children:  # live per-seed curves, then the seed's final metrics
+        assert run.info.status == "FINISHED" and run.data.params["seed"] in ("0", "1")
+        assert len(client.get_metric_history(run.info.run_id, "kl")) == 8
+        assert len(client.get_metric_history(run.info.run_id, "valid_curve_mi")) == 2
+        assert "test_nll" in run.data.metrics
 
     run_stage(repo, "pretrain_report")
     report = repo / "reports" / "pretrain"
@@ -98,27 +122,28 @@ def test_sigterm_then_resume_reaches_same_metrics(prepared_repo: Path, tmp_path:
     shutil.rmtree(repo / "models")
     (repo / "metrics/pretrain/cyclical.json").unlink()
 
-    resume = repo / "models/.resume/pretrain/cyclical/resume.pt"
+    resume = [repo / f"models/.resume/pretrain/cyclical/seed{s}/resume.pt" for s in (0, 1)]
     proc = subprocess.Popen([sys.executable, "stages/pretrain.py", "cyclical"], cwd=repo,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.time() + 300
-    while not resume.exists() and proc.poll() is None and time.time() < deadline:
+    while not all(p.exists() for p in resume) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)  # the stage forwards it to the seeds' processes
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 143, err
     assert "checkpoint saved, rerun to resume" in err.strip().splitlines()[-1]
     assert not (repo / "metrics/pretrain/cyclical.json").exists()  # nothing half-written
     assert not (repo / "models/pretrain/cyclical").exists()
-    assert torch.load(resume, weights_only=True)["iteration"] > 0
+    assert all(torch.load(p, weights_only=True)["iteration"] > 0 for p in resume)
 
     run_stage(repo, "pretrain", "cyclical")
     resumed = json.loads((repo / "metrics/pretrain/cyclical.json").read_text())
-    assert resumed.pop("resumed_from") > 0
-    reference.pop("resumed_from")
+    assert all(per.pop("resumed_from") > 0 for per in resumed["per_seed"].values())
+    for per in reference["per_seed"].values():
+        per.pop("resumed_from")
     assert resumed == reference
-    statuses = sorted(r.info.status for r in _runs(repo, "pretrain"))
-    assert statuses == ["FAILED", "FINISHED", "FINISHED"]
+    parents = [r for r in _runs(repo, "pretrain") if "mlflow.parentRunId" not in r.data.tags]
+    assert sorted(r.info.status for r in parents) == ["FAILED", "FINISHED", "FINISHED"]
 
 
 def test_unknown_schedule_is_one_line_exit_2(tiny_repo: Path):

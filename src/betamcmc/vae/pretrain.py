@@ -1,22 +1,37 @@
-"""The ``pretrain`` stage's work: train, evaluate and record one VAE per beta schedule.
+"""The ``pretrain`` stage's work: for one beta schedule, train and evaluate one VAE per seed.
 
-Outputs for schedule ``<name>`` (all written atomically, after training and evaluation succeed):
+Every seed in ``pretrain.seeds`` trains the same model on the same data under the same
+schedule and budget; only the initialisation and the batch order differ. Seeds run in parallel
+processes (``pretrain.train.processes``; all at once by default, one at a time on a GPU).
 
-- ``models/pretrain/<name>/model.pt``   best-validation model (:func:`betamcmc.vae.model.load_vae`)
-- ``models/pretrain/<name>/vocab.txt``  copy of the prepared vocabulary
-- ``metrics/pretrain/<name>.json``      valid/test metrics (DVC metrics)
-- ``metrics/pretrain/<name>_train.csv`` iteration, beta, recon, kl, elbo, loss (DVC plots)
-- one MLflow run ``pretrain@<name>`` tagged ``schedule=<name>``: params, per-step series, valid
-  -ELBO curve, final metrics, the checkpoint and the files above as artifacts.
+Outputs for schedule ``<name>`` (all written atomically, after every seed succeeded):
 
-The resumable checkpoint lives in ``models/.resume/pretrain/<name>/`` (outside the DVC output,
-which DVC deletes before rerunning a stage) and is removed after a successful run.
+- ``models/pretrain/<name>/seed<k>/model.pt``  best-validation model of seed k
+  (:func:`betamcmc.vae.model.load_vae`; the schedule folder itself loads the first seed)
+- ``models/pretrain/<name>/vocab.txt``, ``meta.json``  vocabulary copy; schedule, seeds
+- ``metrics/pretrain/<name>.json``   valid/test metrics: the mean over seeds under the metric's
+  name (``test.kl``, ``test.nll``, ...), its standard deviation as ``<metric>_std``, and every
+  seed's own numbers under ``per_seed`` (DVC metrics)
+- ``metrics/pretrain/<name>_train.csv``  iteration, beta, recon, kl, elbo, loss: training
+  curves, mean over seeds (DVC plots)
+- ``metrics/pretrain/<name>_valid.csv``  iteration, neg_elbo, kl, mi, au at every evaluation:
+  validation curves, mean over seeds (whether and when the code collapses)
+- MLflow: run ``pretrain@<name>`` with the aggregated metrics and artifacts, and one nested run
+  per seed that receives its training curves live (with real timestamps) while it trains.
+
+Resumable checkpoints live in ``models/.resume/pretrain/<name>/seed<k>/`` (outside the DVC output,
+which DVC deletes before rerunning a stage) and are removed after a successful run.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import shutil
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +44,9 @@ MODELS = Path("models/pretrain")
 METRICS = Path("metrics/pretrain")
 RESUME = Path("models/.resume/pretrain")
 METRIC_KEYS = ("recon", "kl", "elbo", "nll", "ppl", "mi", "au")
+TRAIN_COLUMNS = ("iteration", "beta", "recon", "kl", "elbo", "loss")
+VALID_COLUMNS = ("iteration", "neg_elbo", "kl", "mi", "au")
+LIVE_BATCH = 10  # training log points per live MLflow batch
 
 
 def stage_keys(name: str) -> list[str]:
@@ -36,6 +54,7 @@ def stage_keys(name: str) -> list[str]:
     return [
         "seed",
         "device",
+        "pretrain.seeds",
         f"pretrain.schedules.{name}",
         "pretrain.model",
         "pretrain.train",
@@ -66,99 +85,278 @@ def check_schedule(params: Params, name: str | None, source: str) -> str:
     return name
 
 
-def write_curve_csv(path: Path, history: dict[str, list[float]]) -> None:
-    cols = ["iteration", "beta", "recon", "kl", "elbo", "loss"]
-    lines = [",".join(cols)]
-    for i in range(len(history["iteration"])):
-        row = [str(int(history["iteration"][i]))]
-        row += [f"{history[c][i]:.6g}" for c in cols[1:]]
-        lines.append(",".join(row))
+def write_csv(path: Path, columns: tuple[str, ...], rows: dict[str, list[float]]) -> None:
+    lines = [",".join(columns)]
+    for i in range(len(rows[columns[0]])):
+        cells = [str(int(rows[columns[0]][i]))] + [f"{rows[c][i]:.6g}" for c in columns[1:]]
+        lines.append(",".join(cells))
     write_text(path, "\n".join(lines) + "\n")
 
 
+def mean_curves(curves: list[dict[str, list[float]]], columns: tuple[str, ...]) -> dict:
+    """Average per-seed curves point by point (every seed logs at the same iterations)."""
+    out = {columns[0]: list(curves[0][columns[0]])}
+    for c in columns[1:]:
+        out[c] = [statistics.fmean(vals) for vals in zip(*(cv[c] for cv in curves), strict=True)]
+    return out
+
+
+def aggregate(per_seed: list[dict[str, float]]) -> dict[str, float]:
+    """Mean over seeds under each metric's name, population std as ``<name>_std``."""
+    out: dict[str, float] = {}
+    for key in per_seed[0]:
+        values = [float(m[key]) for m in per_seed]
+        out[key] = statistics.fmean(values)
+        if key in METRIC_KEYS:
+            out[f"{key}_std"] = statistics.pstdev(values) if len(values) > 1 else 0.0
+    return out
+
+
+@dataclass
+class SeedJob:
+    """Everything one worker process needs to train and evaluate the VAE of one seed."""
+
+    params: Params
+    name: str
+    seed: int
+    train: list[list[int]]
+    valid: list[list[int]]
+    test: list[list[int]]
+    vocab_size: int
+    fingerprint: str
+    model_path: Path
+    device: str
+    tracking_uri: str | None = None
+    run_id: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class _Live:
+    """Progress lines on stdout and live MLflow metrics (batched) of one seed's training."""
+
+    def __init__(self, job: SeedJob):
+        self.where = f"pretrain[{job.name} seed {job.seed}]"
+        self.total = job.params.pretrain.train.iterations
+        self.every = max(1, self.total // 10)
+        self.start = time.monotonic()
+        self.pending: list[Any] = []
+        self.client = None
+        if job.tracking_uri and job.run_id:
+            import mlflow
+
+            self.client, self.run_id = mlflow.MlflowClient(job.tracking_uri), job.run_id
+
+    def __call__(self, kind: str, iteration: int, values: dict[str, float]) -> None:
+        now = time.time()
+        prefix = "" if kind == "train" else "valid_curve_"
+        if self.client is not None:
+            from mlflow.entities import Metric
+
+            self.pending += [
+                Metric(prefix + k, float(v), int(now * 1000), iteration)
+                for k, v in values.items()
+                if math.isfinite(float(v))
+            ]
+            if kind == "valid" or len(self.pending) >= LIVE_BATCH * len(values):
+                self.flush()
+        if kind == "valid" or iteration % self.every == 0:
+            elapsed = time.monotonic() - self.start
+            eta = elapsed / iteration * (self.total - iteration)
+            shown = " ".join(f"{prefix}{k} {v:.3g}" for k, v in values.items())
+            print(f"{self.where} {iteration}/{self.total} {shown} ({elapsed:.0f} s, "
+                  f"ETA {eta:.0f} s)", flush=True)  # fmt: skip
+
+    def flush(self) -> None:
+        if self.client is not None and self.pending:
+            for i in range(0, len(self.pending), 1000):
+                self.client.log_batch(self.run_id, metrics=self.pending[i : i + 1000])
+            self.pending = []
+
+
+def train_seed(job: SeedJob, stop: threading.Event) -> dict[str, Any]:
+    """Train, select and evaluate the VAE of one seed; save it to ``job.model_path``."""
+    import torch
+
+    from betamcmc.runner import seed_everything
+    from betamcmc.vae.evaluate import evaluate_split
+    from betamcmc.vae.model import save_vae
+    from betamcmc.vae.train import clear_checkpoint, train_vae
+
+    pp = job.params.pretrain
+    if pp.train.threads:
+        torch.set_num_threads(pp.train.threads)
+    seed_everything(job.seed)
+    live = _Live(job)
+    resume_dir = RESUME / job.name / f"seed{job.seed}"
+    result = train_vae(
+        job.train, job.valid, job.vocab_size, pp, job.name, job.seed,
+        resume_dir=resume_dir, fingerprint=job.fingerprint, stop=stop,
+        device=job.device, on_log=live,
+    )  # fmt: skip
+    live.flush()
+    ev = pp.eval
+    splits = {}
+    for split, sents in (("valid", job.valid), ("test", job.test)):
+        if stop.is_set():  # honour a stop during the final evaluation: the checkpoint is kept
+            from betamcmc.vae.train import TrainingInterrupted
+
+            raise TrainingInterrupted(
+                f"{live.where}: interrupted during evaluation; checkpoint kept, rerun to resume"
+            )
+        splits[split] = evaluate_split(
+            result.model, sents, ev.importance_samples, ev.batch_size, job.seed,
+            ev.active_threshold,
+        )  # fmt: skip
+    job.model_path.parent.mkdir(parents=True, exist_ok=True)
+    save_vae(result.model.cpu(), job.model_path, meta={**job.meta, "seed": job.seed,
+             "best_iteration": result.best_iteration})  # fmt: skip
+    clear_checkpoint(resume_dir)
+    return {
+        "seed": job.seed,
+        "best_iteration": result.best_iteration,
+        "resumed_from": result.resumed_from,
+        "train_last": {k: result.history[k][-1] for k in ("beta", "recon", "kl", "elbo")},
+        **splits,
+        "history": result.history,
+        "valid_history": result.valid_history,
+    }
+
+
 def run_pretrain(params: Params, name: str, source: str = "params.yaml") -> dict[str, Any]:
-    """Train, evaluate and record the VAE of schedule ``name``; returns the metrics written."""
+    """Train, evaluate and record the VAEs of schedule ``name``; returns the metrics written."""
     from betamcmc.data.prepared import load_prepared
 
     name = check_schedule(params, name, source)
     corpus = load_prepared(PREPARED)  # fails fast (one line) before the heavy imports
 
     import mlflow
-    import torch
 
     from betamcmc import tracking
-    from betamcmc.runner import resolve_device, seed_everything
-    from betamcmc.vae.evaluate import evaluate_split
-    from betamcmc.vae.model import MODEL_FILE, VOCAB_FILE, save_vae
-    from betamcmc.vae.train import clear_checkpoint, stop_on_signals, train_vae
+    from betamcmc.parallel import run_jobs
+    from betamcmc.runner import resolve_device
+    from betamcmc.vae.model import MODEL_FILE, VOCAB_FILE
+    from betamcmc.vae.train import stop_on_signals
 
-    resolve_device(params.device)  # validates the setting; the LSTM VAE trains on CPU
-    if params.pretrain.train.threads:
-        torch.set_num_threads(params.pretrain.train.threads)
-    seed_everything(params.seed)
+    device = resolve_device(params.device)
     pp = params.pretrain
     schedule = pp.schedules[name]
     keys = stage_keys(name)
-    train = [s.ids for s in corpus.sentences["train"]]
-    valid = [s.ids for s in corpus.sentences["valid"]]
-    test = [s.ids for s in corpus.sentences["test"]]
-    fingerprint = f"{params.digest(keys)}-{data_digest()}"
-    resume_dir = RESUME / name
+    splits = {s: [x.ids for x in corpus.sentences[s]] for s in ("train", "valid", "test")}
+    base_fingerprint = f"{params.digest(keys)}-{data_digest()}"
+    meta = {"schedule": name, "kind": schedule.kind, "params_hash": params.digest(keys),
+            "corpus": corpus.meta.get("corpus", "")}  # fmt: skip
+    # all seeds at once by default: on 2 cores three 1-thread processes share the cores evenly,
+    # which beats two at a time plus one alone; one at a time on a GPU
+    processes = 1 if device != "cpu" else (pp.train.processes or len(pp.seeds))
 
     with (
         stop_on_signals() as stop,
         tracking.stage_run(
             params, stage="pretrain", item=name, keys=keys,
             tags={"schedule": name, "schedule_kind": schedule.kind},
-        ),
+        ) as parent,
     ):  # fmt: skip
-        result = train_vae(
-            train, valid, len(corpus.vocab), pp, name, params.seed,
-            resume_dir=resume_dir, fingerprint=fingerprint, stop=stop,
-        )  # fmt: skip
-        ev = pp.eval
-        splits = {
-            split: evaluate_split(
-                result.model,
-                sents,
-                ev.importance_samples,
-                ev.batch_size,
-                params.seed,
-                ev.active_threshold,
-            )  # fmt: skip
-            for split, sents in (("valid", valid), ("test", test))
+        client = mlflow.MlflowClient()
+        seed_runs = {
+            seed: client.create_run(
+                parent.info.experiment_id,
+                run_name=f"pretrain@{name}/seed{seed}",
+                tags={
+                    "mlflow.parentRunId": parent.info.run_id,
+                    "stage": "pretrain",
+                    "item": name,
+                    "schedule": name,
+                    "seed": str(seed),
+                },  # fmt: skip
+            ).info.run_id
+            for seed in pp.seeds
         }
-        last = {k: result.history[k][-1] for k in ("beta", "recon", "kl", "elbo")}
+        print(f"pretrain[{name}]: {len(pp.seeds)} seed(s) {pp.seeds}, {processes} process(es), "
+              f"{pp.train.iterations} iterations each, device {device}", flush=True)  # fmt: skip
+        # the model folder first (whole or not at all), then the metrics that describe it
+        with atomic_path(MODELS / name) as staged:
+            staged.mkdir(parents=True)
+            jobs = [
+                SeedJob(
+                    params,
+                    name,
+                    seed,
+                    splits["train"],
+                    splits["valid"],
+                    splits["test"],
+                    len(corpus.vocab),
+                    f"{base_fingerprint}-s{seed}",
+                    staged / f"seed{seed}" / MODEL_FILE,
+                    device,
+                    mlflow.get_tracking_uri(),
+                    seed_runs[seed],
+                    meta,
+                )  # fmt: skip
+                for seed in pp.seeds
+            ]
+            try:
+                results = run_jobs(train_seed, jobs, processes, stop)
+            except BaseException:
+                for run_id in seed_runs.values():
+                    client.set_terminated(run_id, "FAILED")
+                raise
+            shutil.copyfile(PREPARED / "vocab.txt", staged / VOCAB_FILE)
+            write_text(staged / "meta.json", _json({**meta, "seeds": list(pp.seeds)}))
+
         metrics = {
             "schedule": name,
             "kind": schedule.kind,
             "iterations": pp.train.iterations,
-            "best_iteration": result.best_iteration,
-            "resumed_from": result.resumed_from,
-            "train_last": last,
-            **splits,
+            "seeds": list(pp.seeds),
+            "best_iteration": round(statistics.fmean(r["best_iteration"] for r in results)),
+            **{split: aggregate([r[split] for r in results]) for split in ("valid", "test")},
+            "per_seed": {
+                str(r["seed"]): {
+                    k: r[k]
+                    for k in ("best_iteration", "resumed_from", "train_last", "valid", "test")
+                }  # fmt: skip
+                for r in results
+            },
         }
-
-        model_dir = MODELS / name
-        with atomic_path(model_dir) as tmp:
-            tmp.mkdir(parents=True)
-            save_vae(result.model, tmp / MODEL_FILE, meta={
-                "schedule": name, "kind": schedule.kind, "best_iteration": result.best_iteration,
-                "seed": params.seed, "params_hash": params.digest(keys), "corpus": corpus.meta.get("corpus", ""),
-            })  # fmt: skip
-            shutil.copyfile(PREPARED / "vocab.txt", tmp / VOCAB_FILE)
-        write_curve_csv(METRICS / f"{name}_train.csv", result.history)
+        train_curve = mean_curves([r["history"] for r in results], TRAIN_COLUMNS)
+        valid_curve = mean_curves([r["valid_history"] for r in results], VALID_COLUMNS)
+        write_csv(METRICS / f"{name}_train.csv", TRAIN_COLUMNS, train_curve)
+        write_csv(METRICS / f"{name}_valid.csv", VALID_COLUMNS, valid_curve)
         write_json(METRICS / f"{name}.json", metrics)
 
-        tracking.log_series({k: result.history[k] for k in ("beta", "recon", "kl", "elbo", "loss")},
-                            [int(i) for i in result.history["iteration"]])  # fmt: skip
-        tracking.log_series({"valid_neg_elbo_quick": result.valid_history["neg_elbo"]},
-                            [int(i) for i in result.valid_history["iteration"]])  # fmt: skip
-        flat = {f"{split}_{k}": splits[split][k] for split in splits for k in METRIC_KEYS}
-        flat["best_iteration"] = result.best_iteration
+        for r in results:
+            run_id = seed_runs[r["seed"]]
+            flat = {f"{split}_{k}": r[split][k] for split in ("valid", "test") for k in METRIC_KEYS}
+            client.log_batch(run_id, metrics=_metrics(flat), params=_params({"seed": r["seed"]}))
+            client.set_terminated(run_id, "FINISHED")
+        flat = {f"{s}_{k}": metrics[s][k] for s in ("valid", "test") for k in metrics[s]}
         tracking.log_metrics(flat)
-        mlflow.log_artifact(str(model_dir / MODEL_FILE), artifact_path="model")
-        mlflow.log_artifact(str(METRICS / f"{name}.json"))
-        mlflow.log_artifact(str(METRICS / f"{name}_train.csv"))
-    clear_checkpoint(resume_dir)
+        tracking.log_series({k: train_curve[k] for k in TRAIN_COLUMNS[1:]},
+                            [int(i) for i in train_curve["iteration"]])  # fmt: skip
+        tracking.log_series({f"valid_curve_{k}": valid_curve[k] for k in VALID_COLUMNS[1:]},
+                            [int(i) for i in valid_curve["iteration"]])  # fmt: skip
+        for path in (METRICS / f"{name}.json", METRICS / f"{name}_train.csv",
+                     METRICS / f"{name}_valid.csv"):  # fmt: skip
+            mlflow.log_artifact(str(path))
+        model_file = MODELS / name / f"seed{pp.seeds[0]}" / MODEL_FILE
+        mlflow.log_artifact(str(model_file), artifact_path="model")
     return metrics
+
+
+def _json(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, indent=2) + "\n"
+
+
+def _metrics(values: dict[str, float]) -> list:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(k, float(v), now, 0) for k, v in values.items() if math.isfinite(float(v))]
+
+
+def _params(values: dict[str, Any]) -> list:
+    from mlflow.entities import Param
+
+    return [Param(k, str(v)) for k, v in values.items()]

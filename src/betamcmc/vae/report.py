@@ -5,6 +5,7 @@ Writes ``reports/pretrain/`` (atomically, as a whole):
 - ``comparison.md``   valid/test recon, KL, ELBO, IS-NLL, PPL, MI, AU per schedule + toy results
 - ``schedules.png``   beta over the iterations of every configured schedule
 - ``curves.png``      training beta / reconstruction / KL per schedule
+- ``codes.png``       validation KL, MI and active units at every evaluation, per schedule
 - ``latent_<name>.png`` 2-D PCA of test posterior means coloured by the corpus labels
 - ``toy.png``         the toy experiment (constant vs monotonic vs cyclical on 10 sequences)
 
@@ -32,30 +33,64 @@ def read_curve_csv(path: Path) -> dict[str, list[float]]:
     return {key: [float(r[key]) for r in rows] for key in (rows[0].keys() if rows else [])}
 
 
+def _cell(m: dict[str, Any], key: str, fmt: str) -> str:
+    value = format(m[key], ".1f" if fmt == "d" else fmt)
+    std = m.get(f"{key}_std")
+    return f"{value} ± {format(std, '.1f' if fmt == 'd' else fmt)}" if std else value
+
+
 def comparison_table(metrics: dict[str, dict[str, Any]], split: str) -> str:
-    head = (
-        "| schedule | kind | best it. | "
-        + " | ".join(
-            {
-                "recon": "recon",
-                "kl": "KL",
-                "elbo": "ELBO",
-                "nll": "NLL (IS)",
-                "ppl": "PPL",
-                "mi": "MI",
-                "au": "AU",
-            }[c]
-            for c, _ in COLUMNS  # fmt: skip
-        )
-        + " |"
-    )
+    """One row per schedule: mean ± std over the seeds (a single seed: its value)."""
+    names = {"recon": "recon", "kl": "KL", "elbo": "ELBO", "nll": "NLL (IS)", "ppl": "PPL",
+             "mi": "MI", "au": "AU"}  # fmt: skip
+    head = "| schedule | kind | best it. | " + " | ".join(names[c] for c, _ in COLUMNS) + " |"
     lines = [head, "|" + "---|" * (3 + len(COLUMNS))]
     for name, m in metrics.items():
-        cells = [format(m[split][c], f) for c, f in COLUMNS]
+        cells = [_cell(m[split], c, f) for c, f in COLUMNS]
         lines.append(
             f"| {name} | {m['kind']} | {m['best_iteration']} | " + " | ".join(cells) + " |"
         )
     return "\n".join(lines)
+
+
+def per_seed_table(metrics: dict[str, dict[str, Any]], split: str) -> str:
+    """Every seed's own numbers (MI with the standard error of its estimate)."""
+    lines = [
+        "| schedule | seed | best it. | KL | MI ± s.e. | AU | NLL (IS) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, m in metrics.items():
+        for seed, per in m.get("per_seed", {}).items():
+            v = per[split]
+            lines.append(
+                f"| {name} | {seed} | {per['best_iteration']} | {v['kl']:.2f} | "
+                f"{v['mi']:.2f} ± {v.get('mi_se', 0.0):.2f} | {v['au']} | {v['nll']:.2f} |"
+            )
+    return "\n".join(lines)
+
+
+def verdict(metrics: dict[str, dict[str, Any]], latent_dim: int) -> list[str]:
+    """Plain sentences on the paper's claims, computed from the test metrics (no hand-written
+    conclusions): does constant beta = 1 collapse, does cyclical keep an informative code, at
+    what likelihood cost."""
+    out = []
+    t = {n: m["test"] for n, m in metrics.items()}
+    for name, m in t.items():
+        kind = metrics[name]["kind"]
+        state = "collapsed" if m["kl"] < 0.1 and m["au"] < 1 else "in use"
+        out.append(f"- {name} ({kind}): KL {m['kl']:.2f} nats, {m['au']:.1f} of {latent_dim} "
+                   f"units active, MI {m['mi']:.2f} → the code is **{state}**.")  # fmt: skip
+    base = next((n for n, m in metrics.items() if m["kind"] == "constant"), None)
+    for name, m in metrics.items():
+        if base is None or m["kind"] != "cyclical":
+            continue
+        gap = t[name]["kl"] - t[base]["kl"]
+        ratio = t[name]["nll"] / t[base]["nll"]
+        out.append(
+            f"- {name} vs {base}: KL {gap:+.2f} nats, NLL ratio {ratio:.4f} "
+            f"({'better' if ratio < 1 else 'worse'} by {abs(ratio - 1):.2%})."
+        )
+    return out
 
 
 def run_report(params: Params, metrics_dir: Path = Path("metrics/pretrain"),
@@ -92,27 +127,41 @@ def run_report(params: Params, metrics_dir: Path = Path("metrics/pretrain"),
             figures.plot_schedules(params.pretrain.schedules, total, tmp / "schedules.png")
             curves = {n: read_curve_csv(metrics_dir / f"{n}_train.csv") for n in names}
             figures.plot_curves(curves, tmp / "curves.png")
+            valid_curves = {n: read_curve_csv(metrics_dir / f"{n}_valid.csv") for n in names}
+            figures.plot_code_curves(valid_curves, tmp / "codes.png")
             labels = {f: [s.labels.get(f, 0) for s in test] for f in corpus.label_names}
             for name in names:
                 model = load_vae(models_dir / name)
                 mu, _ = posterior_params(model, [s.ids for s in test])
                 m = metrics[name]["test"]
+                first = (
+                    metrics[name].get("per_seed", {}).get(str(metrics[name].get("seeds", [0])[0]))
+                )
+                m = first["test"] if first else m
                 figures.plot_latent(
                     mu.numpy(), labels, corpus.label_names,
-                    f"{name}: test posterior means (KL {m['kl']:.2f}, MI {m['mi']:.2f}, AU {m['au']})",
+                    f"{name}, first seed: test posterior means (KL {m['kl']:.2f}, MI {m['mi']:.2f}, AU {m['au']})",
                     tmp / f"latent_{name}.png",
                 )  # fmt: skip
             toy = figures.toy_experiment(
                 tmp / "toy.png", params.seed, params.pretrain.report.toy_iterations
             )
+            seeds = params.pretrain.seeds
             text = [
                 "# Text VAE: beta schedules compared",
                 "",
-                f"Corpus: {corpus.meta.get('corpus', '?')}; {total} training iterations per schedule; "
-                f"IS-NLL with k = {params.pretrain.eval.importance_samples}. Per sentence, nats; "
-                "PPL per token incl. <eos>; ELBO: Monte Carlo with the NLL's k samples (= -(recon + KL) up to "
-                "sampling error of the KL); MI: Hoffman & Johnson / He et al.; AU: Cov_x(E_q[z_d]) > "
-                f"{params.pretrain.eval.active_threshold} of {params.pretrain.model.latent_dim} dims.",
+                f"Corpus: {corpus.meta.get('corpus', '?')}; {total} training iterations per seed and "
+                f"schedule, seeds {seeds} (mean ± std over them); the best-validation model of each "
+                f"seed, evaluated at beta = 1. IS-NLL with k = {params.pretrain.eval.importance_samples}. "
+                "Per sentence, nats; PPL per token incl. <eos>; ELBO: Monte Carlo with the NLL's k "
+                "samples; MI: the estimator of He et al. (2019) over the split, not clipped (around 0 "
+                "for a collapsed code; each seed's standard error is in the per-seed table); AU: "
+                f"Cov_x(E_q[z_d]) > {params.pretrain.eval.active_threshold} of "
+                f"{params.pretrain.model.latent_dim} dims.",
+                "",
+                "## What the test split says",
+                "",
+                *verdict(metrics, params.pretrain.model.latent_dim),
                 "",
                 "## Test",
                 "",
@@ -122,13 +171,18 @@ def run_report(params: Params, metrics_dir: Path = Path("metrics/pretrain"),
                 "",
                 comparison_table(metrics, "valid"),
                 "",
+                "## Per seed (test)",
+                "",
+                per_seed_table(metrics, "test"),
+                "",
                 "## Toy experiment (10 random sequences, 2-D latent; toy.png)",
                 "",
                 "| schedule | KL | recon | MI |",
                 "|---|---|---|---|",
                 *[f"| {n} | {r['kl']:.2f} | {r['recon']:.2f} | {r['mi']:.2f} |" for n, r in toy.items()],
                 "",
-                "Figures: schedules.png, curves.png, " + ", ".join(f"latent_{n}.png" for n in names)
+                "Figures: schedules.png, curves.png (training), codes.png (validation KL / MI / AU "
+                "at every evaluation), " + ", ".join(f"latent_{n}.png" for n in names)
                 + ", toy.png",
                 "",
             ]  # fmt: skip

@@ -18,7 +18,12 @@ from betamcmc.vae.model import VOCAB_FILE, TextVAE, load_vae, pad_batch
 def load_model_and_vocab(model_dir: str | Path) -> tuple[TextVAE, Vocab]:
     model_dir = Path(model_dir)
     model = load_vae(model_dir)
-    vocab_path = (model_dir if model_dir.is_dir() else model_dir.parent) / VOCAB_FILE
+    folder = model_dir if model_dir.is_dir() else model_dir.parent
+    # a schedule folder holds the vocabulary; its seed<k>/ subfolders share it
+    vocab_path = next(
+        (d / VOCAB_FILE for d in (folder, folder.parent) if (d / VOCAB_FILE).exists()),
+        folder / VOCAB_FILE,
+    )
     vocab = load_vocab(vocab_path)
     if len(vocab) != model.config.vocab_size:
         raise InputError(

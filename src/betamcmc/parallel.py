@@ -1,0 +1,106 @@
+"""Run independent jobs (e.g. one VAE per seed) in worker processes, stoppable by a signal.
+
+A stage that trains several independent models uses the machine's cores with one process per
+job, at most ``processes`` at a time (forkserver children: no state inherited from the parent
+but what is passed). Each child runs ``fn(job)`` under :func:`betamcmc.vae.train.stop_on_signals`-
+style handling of its own; the parent forwards a stop request (SIGTERM/SIGINT it received) to
+the running children as SIGTERM, so each can save a resumable state before it exits.
+
+Errors keep their meaning across the process boundary: a :class:`BetamcmcError` raised in a
+child (bad input, divergence, interruption) is raised again in the parent with the same message
+and exit code, after the other children were stopped. With ``processes <= 1`` the jobs
+run one after another in the calling process (same results: each job seeds itself).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import wait
+from typing import Any
+
+from betamcmc.errors import BetamcmcError
+
+
+def _child(fn: Callable[[Any], Any], job: Any, conn: Any) -> None:
+    import betamcmc.errors as errors
+
+    flag = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: flag.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it forwards SIGTERM
+    try:
+        conn.send(("ok", fn(job, flag)))
+    except errors.BetamcmcError as err:
+        conn.send(("error", type(err).__name__, str(err), err.exit_code))
+    except BaseException:  # noqa: BLE001 - a crash must reach the parent, not vanish
+        conn.send(("crash", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def run_jobs(
+    fn: Callable[[Any, threading.Event], Any],
+    jobs: Sequence[Any],
+    processes: int,
+    stop: threading.Event,
+) -> list[Any]:
+    """``[fn(job, stop_flag) for job in jobs]``, ``processes`` at a time; results in job order.
+
+    ``fn`` must be importable (a module-level function) and ``jobs`` picklable.
+    """
+    if processes <= 1 or len(jobs) <= 1:
+        return [fn(job, stop) for job in jobs]
+    ctx = mp.get_context("forkserver")
+    results: dict[int, Any] = {}
+    pending = list(enumerate(jobs))
+    running: dict[Any, tuple[int, Any]] = {}  # connection -> (job index, process)
+    failure: tuple | None = None
+    forwarded = False
+    try:
+        while pending or running:
+            while pending and len(running) < processes and failure is None and not stop.is_set():
+                index, job = pending.pop(0)
+                parent_end, child_end = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_child, args=(fn, job, child_end), daemon=True)
+                proc.start()
+                child_end.close()
+                running[parent_end] = (index, proc)
+            if not running:
+                break
+            if stop.is_set() and not forwarded:
+                for _, proc in running.values():
+                    if proc.is_alive():
+                        os.kill(proc.pid, signal.SIGTERM)
+                forwarded = True
+            for conn in wait(list(running), timeout=0.2):
+                index, proc = running.pop(conn)
+                try:
+                    message = conn.recv()
+                except EOFError:
+                    proc.join()
+                    message = ("crash", f"worker process exited with code {proc.exitcode}")
+                proc.join()
+                if message[0] == "ok":
+                    results[index] = message[1]
+                elif failure is None:
+                    failure = message
+                    stop.set()  # stop the others: the stage fails as a whole
+    finally:
+        for _index, proc in running.values():
+            if proc.is_alive():
+                proc.terminate()
+            proc.join()
+    if failure is not None:
+        if failure[0] == "crash":
+            raise RuntimeError(f"a worker process failed:\n{failure[1]}")
+        _, _name, message, exit_code = failure
+        err = BetamcmcError(message)
+        err.exit_code = exit_code  # the child's meaning (2 bad input, 3 divergence, 143 stopped)
+        raise err
+    if len(results) != len(jobs):
+        raise BetamcmcError("interrupted before every job was done")
+    return [results[i] for i in range(len(jobs))]

@@ -1,0 +1,51 @@
+"""Independent jobs in worker processes: results in order, errors keep their meaning, stop works."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from betamcmc.errors import BetamcmcError, InputError
+from betamcmc.parallel import run_jobs
+
+
+def square(job: int, stop: threading.Event) -> int:
+    return job * job
+
+
+def fail_on_two(job: int, stop: threading.Event) -> int:
+    if job == 2:
+        raise InputError("bad thing", "file.txt", 3)
+    return job
+
+
+def wait_for_stop(job: int, stop: threading.Event) -> int:
+    deadline = time.time() + 60
+    while not stop.is_set() and time.time() < deadline:
+        time.sleep(0.02)
+    if stop.is_set():
+        err = BetamcmcError(f"job {job} stopped")
+        err.exit_code = 143
+        raise err
+    return job
+
+
+def test_results_in_job_order_in_processes_and_inline():
+    assert run_jobs(square, [3, 1, 2], 2, threading.Event()) == [9, 1, 4]
+    assert run_jobs(square, [3, 1, 2], 1, threading.Event()) == [9, 1, 4]
+
+
+def test_a_child_error_is_raised_with_its_message_and_exit_code():
+    with pytest.raises(BetamcmcError) as err:
+        run_jobs(fail_on_two, [1, 2, 3], 2, threading.Event())
+    assert str(err.value) == "file.txt:3: bad thing" and err.value.exit_code == 2
+
+
+def test_stop_is_forwarded_to_the_children():
+    stop = threading.Event()
+    threading.Timer(3.0, stop.set).start()
+    with pytest.raises(BetamcmcError) as err:
+        run_jobs(wait_for_stop, [0, 1], 2, stop)
+    assert err.value.exit_code == 143 and "stopped" in str(err.value)
