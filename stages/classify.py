@@ -56,11 +56,11 @@ def main(argv: list[str] | None = None) -> None:
     from betamcmc.data.prepared import load_prepared
     from betamcmc.finetune import limit_threads
     from betamcmc.finetune.classify import accuracy_rows, pick_label, run_classification
-    from betamcmc.vae.model import load_vae
+    from betamcmc.vae.model import load_vae, seed_dirs
 
     corpus = load_prepared(args.prepared)
     label = pick_label(corpus, params.finetune.label, args.prepared)
-    vae = load_vae(Path(args.models) / args.schedule)
+    vaes = [load_vae(d) for d in seed_dirs(Path(args.models) / args.schedule)]
     limit_threads(params.finetune.threads)
     seed_everything(params.seed)
 
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     ):
         metrics = {
             "schedule": args.schedule,
-            **run_classification(vae, corpus, params.finetune, label),
+            **run_classification(vaes, corpus, params.finetune, label),
         }
         rows = accuracy_rows(metrics)
         write_text(out / f"{args.schedule}_accuracy.csv", rows)

@@ -119,3 +119,25 @@ def test_run_classification_table_on_a_toy_corpus() -> None:
     assert set(row) == {"fraction", "labeled", "vae", "random_encoder", "bow", "vae_finetuned"}
     assert row["bow"]["mean"] == 1.0  # the sentiment word is in every sentence
     assert run_classification(vae, corpus, p, "sentiment") == out  # deterministic
+
+
+def test_run_classification_pools_every_vae_seed() -> None:
+    """One schedule's VAEs (one per pretrain seed) x finetune seeds: the spread of the `vae` row
+    includes the VAEs' own variation; the baselines do not depend on the VAEs."""
+    from betamcmc.vae.model import TextVAE, VAEConfig
+
+    vaes = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        vaes.append(TextVAE(VAEConfig(vocab_size=8, emb_dim=8, hidden_dim=8, latent_dim=4)))
+    corpus = _corpus({"sentiment": ["neg", "pos"]})
+    p = FinetuneParams(label_fractions=[0.5], seeds=[0, 1])
+    both = run_classification(vaes, corpus, p, "sentiment")
+    singles = [run_classification(v, corpus, p, "sentiment") for v in vaes]
+    assert both["vae_models"] == 2 and singles[0]["vae_models"] == 1
+    row, rows = both["fractions"]["50pct"], [s["fractions"]["50pct"] for s in singles]
+    assert row["vae"]["mean"] == pytest.approx(
+        (rows[0]["vae"]["mean"] + rows[1]["vae"]["mean"]) / 2
+    )
+    assert row["bow"] == rows[0]["bow"] == rows[1]["bow"]
+    assert row["random_encoder"] == rows[0]["random_encoder"]

@@ -11,7 +11,11 @@ fraction and seed the same labeled subset is used by all the rows of the table:
     bow               logistic regression on binary bag-of-words features (no pretraining at all)
     vae_finetuned     (finetune.finetune_encoder) encoder + linear layer trained end to end
 
-Accuracy is reported as mean and std (ddof = 1; 0 for a single seed) over ``finetune.seeds``.
+Accuracy is reported as mean and std (ddof = 1; 0 for a single run) over every pair of a
+pretrained VAE seed (``pretrain.seeds``: one VAE per seed) and a ``finetune.seeds`` seed (labeled
+subset and classifier initialisation), so the spread includes the VAE's own seed-to-seed
+variation. The baselines do not depend on the VAE: they are scored once per ``finetune.seeds``
+seed.
 """
 
 from __future__ import annotations
@@ -221,10 +225,13 @@ def _mean_std(values: list[float]) -> dict[str, float]:
 
 
 def run_classification(
-    vae: Any, corpus: PreparedCorpus, p: FinetuneParams, label: str
+    vaes: Any, corpus: PreparedCorpus, p: FinetuneParams, label: str
 ) -> dict[str, Any]:
-    """The whole table for one pretrained VAE: accuracy per method x label fraction (mean, std)."""
+    """The whole table for one schedule's pretrained VAEs (one per pretrain seed, or a single
+    model): accuracy per method x label fraction (mean, std)."""
     from betamcmc.vae.model import TextVAE
+
+    vaes = list(vaes) if isinstance(vaes, list | tuple) else [vaes]
 
     train = labeled_split(corpus.sentences["train"], label, p.max_train, "train")
     test = labeled_split(corpus.sentences["test"], label, p.max_test, "test")
@@ -242,20 +249,16 @@ def run_classification(
         m: {fraction_key(f): [] for f in p.label_fractions} for m in methods
     }
     labeled: dict[str, int] = {}
-    fixed = None  # posterior means do not depend on the seed: encode once
-    if p.features == "mean":
-        fixed = (
-            encode_sentences(vae, train.ids, "mean", 0),
-            encode_sentences(vae, test.ids, "mean", 0),
-        )
+    # posterior means do not depend on the seed: encode once per VAE
+    means = [
+        (encode_sentences(v, train.ids, "mean", 0), encode_sentences(v, test.ids, "mean", 0))
+        if p.features == "mean"
+        else None
+        for v in vaes
+    ]
     for seed in p.seeds:
-        if fixed is not None:
-            codes_tr, codes_te = fixed
-        else:
-            codes_tr = encode_sentences(vae, train.ids, p.features, seed)
-            codes_te = encode_sentences(vae, test.ids, p.features, seed + 1)
         torch.manual_seed(seed)
-        random_vae = TextVAE(vae.config)
+        random_vae = TextVAE(vaes[0].config)
         rand_tr = encode_sentences(random_vae, train.ids, p.features, seed)
         rand_te = encode_sentences(random_vae, test.ids, p.features, seed + 1)
         for f in p.label_fractions:
@@ -263,16 +266,23 @@ def run_classification(
             idx = labeled_subset(train.y, f, seed)
             labeled[key] = len(idx)
             y_tr = train.y[idx]
-            scores = {
-                "vae": classify(codes_tr[idx], y_tr, codes_te, seed),
-                "random_encoder": classify(rand_tr[idx], y_tr, rand_te, seed),
-                "bow": fit_predict_logreg(bow_train[idx], y_tr, bow_test, p.logreg_c, scale=False),
-            }
-            if p.finetune_encoder:
-                sub = LabeledSplit([train.ids[i] for i in idx], y_tr)
-                scores["vae_finetuned"] = finetune_predict(vae, sub, test, n_classes, p, seed)
-            for m, pred in scores.items():
-                acc[m][key].append(float((pred == test.y).mean()))
+            acc["random_encoder"][key].append(
+                float((classify(rand_tr[idx], y_tr, rand_te, seed) == test.y).mean())
+            )
+            bow = fit_predict_logreg(bow_train[idx], y_tr, bow_test, p.logreg_c, scale=False)
+            acc["bow"][key].append(float((bow == test.y).mean()))
+            for vae, fixed in zip(vaes, means, strict=True):
+                if fixed is not None:
+                    codes_tr, codes_te = fixed
+                else:
+                    codes_tr = encode_sentences(vae, train.ids, p.features, seed)
+                    codes_te = encode_sentences(vae, test.ids, p.features, seed + 1)
+                pred = classify(codes_tr[idx], y_tr, codes_te, seed)
+                acc["vae"][key].append(float((pred == test.y).mean()))
+                if p.finetune_encoder:
+                    sub = LabeledSplit([train.ids[i] for i in idx], y_tr)
+                    pred = finetune_predict(vae, sub, test, n_classes, p, seed)
+                    acc["vae_finetuned"][key].append(float((pred == test.y).mean()))
     fractions = {}
     for f in p.label_fractions:
         key = fraction_key(f)
@@ -289,6 +299,7 @@ def run_classification(
         "classifier": p.classifier,
         "features": p.features,
         "seeds": list(p.seeds),
+        "vae_models": len(vaes),
         "majority_baseline": majority,
         "fractions": fractions,
     }
