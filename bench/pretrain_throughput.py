@@ -1,19 +1,24 @@
-"""Training throughput of the text VAE in the paper's PTB configuration (issue 4, item 8).
+"""Training throughput of the text VAE in the paper's PTB configuration (issue 13, item 1).
 
 Workload (defaults, so that figures compare): ``../shared/data/ptb/valid.txt`` repeated 12 times
 as training data; vocabulary = the file's words + specials, padded with unused entries to 10,002
 (the real PTB training vocabulary size: the output layer dominates the cost); 1-layer LSTMs,
 embedding 256, hidden 256, latent 32, z as initial state and on every decoder input, dropout 0.5,
 batch 32, Adam 1e-3, gradient clipping 5; length-bucketed batches exactly as ``pretrain`` trains
-(:class:`betamcmc.vae.train.BatchStream`), packed sequences, one fused cross-entropy per batch.
+(:class:`betamcmc.vae.train.BatchStream`). Each timed step is the library's
+:func:`betamcmc.vae.train.train_step` (the one ``pretrain`` runs: padded oneDNN LSTMs, the fused
+output layer + cross-entropy, fused Adam), so the figures are the pipeline's own speed.
 
 Reported per thread count (medians over ``--repeats`` runs, with min and max):
 
 - ``tokens_per_s``: training target tokens per second (words + ``<eos>``; padding excluded);
-- ``gemm_gflops``: float32 ``torch.mm`` of two 2048x2048 matrices, measured in the same run just
-  before and after the training window (mean of the two), 2 * 2048^3 FLOP per call;
+- ``gemm``: float32 ``torch.mm`` of two 2048x2048 matrices at the same thread count, 7 timed
+  calls each just before and just after the training window; the figure is the median call, and
+  the utilization's denominator is the larger of the two medians (the quieter sample);
 - ``model_gflops``: training FLOP/s by the formula below; ``utilization`` = model / GEMM FLOP/s;
-- ``peak_rss_mib``: peak resident memory of the process.
+- ``foreign_load``: reasons to distrust the run (GEMM samples spread > 15 %, before/after medians
+  apart > 15 %, load average > 0.5 when the benchmark started); ``--strict`` refuses to write
+  such a run (exit 3).
 
 FLOP formula (matrix products only, per sentence of L words; E, H, Z, V as above; D = 1 or 2
 encoder directions; Z_in = Z if z is concatenated to decoder inputs else 0)::
@@ -24,18 +29,16 @@ encoder directions; Z_in = Z if z is concatenated to decoder inputs else 0)::
             + 2*(D*H)*(2Z) + 2*Z*H                posterior and z -> decoder state
     training = 3 * forward                        (backward = 2 x forward for matrix products)
 
-Element-wise work (gates, softmax, Adam) is not counted, so utilization is a lower bound on how
-well the GEMM-shaped part runs.
+Element-wise work (gates, softmax, Adam) and the padding positions the LSTMs also process are not
+counted, so utilization is a lower bound on how well the GEMM-shaped part runs.
 
-The machine may be shared: the script records ``os.getloadavg()`` before and after each
-measurement; compare figures only within one run (ratios) or at similar load.
-``OMP_WAIT_POLICY`` defaults to PASSIVE here (spinning OpenMP workers on a busy machine make
-2 threads several times slower); pass ``--omp-wait active`` to measure the other setting.
+``--device cuda`` (or ``auto`` with a GPU) times the same step on the GPU under bf16 autocast and
+reports the GPU's GEMM peak in the same dtype; ``--bf16`` adds a CPU bf16-autocast figure.
 
 Usage::
 
     python bench/pretrain_throughput.py                  # 2 and 1 threads, fp32, 3 repeats
-    python bench/pretrain_throughput.py --bf16           # adds a bf16-autocast figure (separate)
+    python bench/pretrain_throughput.py --device cuda    # on a GPU machine
 """
 
 from __future__ import annotations
@@ -43,7 +46,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -68,6 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--bf16", action="store_true", help="also measure bf16 autocast (separate figure)"
     )
     ap.add_argument("--omp-wait", choices=["passive", "active"], default="passive")
+    ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    ap.add_argument("--strict", action="store_true", help="refuse to write a run on a busy machine")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="bench/results/pretrain_throughput.json")
     return ap.parse_args(argv)
@@ -104,74 +108,62 @@ def forward_flops(lengths: list[int], e: int, h: int, z: int, v: int, dirs: int 
     return total
 
 
-def gemm_gflops(torch: object, n: int = 2048, calls: int = 6) -> float:
-    a = torch.randn(n, n)  # type: ignore[attr-defined]
-    b = torch.randn(n, n)  # type: ignore[attr-defined]
-    torch.mm(a, b)  # type: ignore[attr-defined]
-    best = float("inf")
-    for _ in range(calls):
-        t = time.perf_counter()
-        torch.mm(a, b)  # type: ignore[attr-defined]
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
-
-
-def measure(args: argparse.Namespace, sentences: list[list[int]], threads: int, bf16: bool) -> dict:
+def measure(args: argparse.Namespace, sentences: list[list[int]], threads: int, bf16: bool,
+            device: str, start_load: list[float]) -> dict:  # fmt: skip
     import contextlib
 
     import torch
+    from machine import foreign_load, gemm_peak, loadavg
 
     from betamcmc.vae.model import TextVAE, VAEConfig
-    from betamcmc.vae.train import BatchStream
+    from betamcmc.vae.train import BatchStream, make_optimizer, train_step
 
     torch.set_num_threads(threads)
     torch.manual_seed(args.seed)
     cfg = VAEConfig(vocab_size=args.vocab, emb_dim=args.emb, hidden_dim=args.hidden,
                     latent_dim=args.latent, dropout=0.5, z_to_decoder="both")  # fmt: skip
-    model = TextVAE(cfg).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model = TextVAE(cfg).to(device).train()
+    opt = make_optimizer(model, 1e-3)
     stream = BatchStream(sentences, args.batch_size, args.seed)
-    autocast = (
-        (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
-    )
+    cpu_bf16 = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    gemm_dtype = "bfloat16" if (device == "cuda" or bf16) else "float32"
 
     def step(it: int) -> list[int]:
         ids, lengths = stream(it)
-        with autocast():
-            loss = model(ids, lengths, 1.0)["loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        if not torch.isfinite(loss):
-            raise RuntimeError(f"non-finite loss at iteration {it}")
+        with cpu_bf16:
+            train_step(model, opt, ids.to(device), lengths.to(device), 1.0, 5.0, "bench", it)
         return lengths.tolist()
 
     for it in range(args.warmup):
         step(it)
-    load_before = os.getloadavg()
-    gemm_before = gemm_gflops(torch)
+    sync()
+    load_before = loadavg()
+    gemm_before = gemm_peak(threads, device=device, dtype=gemm_dtype)
     lengths: list[int] = []
     t0 = time.perf_counter()
     for it in range(args.warmup, args.warmup + args.iterations):
         lengths += step(it)
+    sync()
     wall = time.perf_counter() - t0
-    gemm_after = gemm_gflops(torch)
-    load_after = os.getloadavg()
+    gemm_after = gemm_peak(threads, device=device, dtype=gemm_dtype)
+    load_after = loadavg()
     tokens = sum(n + 1 for n in lengths)
     flops = 3 * forward_flops(lengths, args.emb, args.hidden, args.latent, args.vocab)
-    gemm = (gemm_before + gemm_after) / 2
+    gemm = max(gemm_before["gflops"], gemm_after["gflops"])
     return {
         "tokens_per_s": tokens / wall,
         "model_gflops": flops / wall / 1e9,
         "gemm_gflops": gemm,
-        "gemm_gflops_before_after": [gemm_before, gemm_after],
+        "gemm_before": gemm_before,
+        "gemm_after": gemm_after,
         "utilization": flops / wall / 1e9 / gemm,
         "seconds": wall,
         "tokens": tokens,
         "iterations": args.iterations,
-        "loadavg_before": list(load_before),
-        "loadavg_after": list(load_after),
+        "loadavg_before": load_before,
+        "loadavg_after": load_after,
+        "foreign_load": foreign_load(gemm_before, gemm_after, start_load),
     }
 
 
@@ -186,47 +178,85 @@ def summarize(runs: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ["OMP_WAIT_POLICY"] = args.omp_wait.upper()  # before torch loads OpenMP
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    here = Path(__file__).resolve().parent
+    sys.path[:0] = [str(here), str(here.parent / "src")]
+    from machine import facts, loadavg
+
+    start_load = loadavg()  # before any of our own work enters the load average
     import torch
 
     from betamcmc.errors import BetamcmcError
 
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda: torch sees no CUDA device", file=sys.stderr)
+        return 2
     try:
         sentences, real_vocab = load_workload(Path(args.data), args.repeat_data, args.vocab)
     except BetamcmcError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     mean_len = sum(len(s) for s in sentences) / len(sentences)
+    machine = facts()
     print(f"workload: {args.data} x{args.repeat_data} = {len(sentences)} sentences, mean length "
-          f"{mean_len:.1f} words; vocabulary {real_vocab} real + padding = {args.vocab}; load "
-          f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; OMP_WAIT_POLICY={args.omp_wait}")  # fmt: skip
+          f"{mean_len:.1f} words; vocabulary {real_vocab} real + padding = {args.vocab}; "
+          f"{machine['cpu_model']} ({', '.join(machine['cpu_flags'])}); device {device}; "
+          f"load {start_load[0]:.2f} on {os.cpu_count()} CPUs", flush=True)  # fmt: skip
     results: dict = {
         "workload": {
             "data": args.data, "repeat": args.repeat_data, "sentences": len(sentences),
             "mean_words": mean_len, "vocab": args.vocab, "vocab_real": real_vocab,
             "emb": args.emb, "hidden": args.hidden, "latent": args.latent, "batch_size": args.batch_size,
             "iterations": args.iterations, "warmup": args.warmup, "repeats": args.repeats,
+            "device": device,
         },
         "flop_formula": "training = 3 x forward; forward per sentence of L words = "
         "L*2*4H(E+H) + (L+1)*[2*4H(E+Z+H) + 2HV] + 2H*2Z + 2ZH (matrix products only)",
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                    "omp_wait_policy": args.omp_wait},
-        "fp32": {}, "bf16_autocast": {},
+        "utilization_denominator": "median of 7 timed 2048x2048 torch.mm calls at the same thread "
+        "count, the larger of the medians just before and just after the timed window",
+        "machine": machine,
+        "load_at_start": start_load,
     }  # fmt: skip
-    modes = [("fp32", False)] + ([("bf16_autocast", True)] if args.bf16 else [])
+    if device == "cuda":
+        modes = [("cuda_bf16_autocast", False)]
+        thread_counts = [args.threads[0]]
+    else:
+        modes = [("fp32", False)] + ([("bf16_autocast", True)] if args.bf16 else [])
+        thread_counts = args.threads
+    suspicious = []
     for mode, bf16 in modes:
-        for threads in args.threads:
-            runs = [measure(args, sentences, threads, bf16) for _ in range(args.repeats)]
+        results[mode] = {}
+        for threads in thread_counts:
+            runs = [measure(args, sentences, threads, bf16, device, start_load)
+                    for _ in range(args.repeats)]  # fmt: skip
             s = summarize(runs)
+            s["foreign_load"] = sorted({r for run in runs for r in run["foreign_load"]})
             results[mode][f"threads_{threads}"] = s
+            suspicious += s["foreign_load"]
             t, u = s["tokens_per_s"], s["utilization"]
-            print(f"{mode:14s} threads={threads}: {t['median']:8.0f} tokens/s "
+            print(f"{mode:18s} threads={threads}: {t['median']:8.0f} tokens/s "
                   f"[{t['min']:.0f}-{t['max']:.0f}]  model {s['model_gflops']['median']:.1f} GFLOP/s  "
                   f"GEMM {s['gemm_gflops']['median']:.1f} GFLOP/s  utilization {u['median']:.0%} "
-                  f"[{u['min']:.0%}-{u['max']:.0%}]  load {runs[-1]['loadavg_after'][0]:.2f}", flush=True)  # fmt: skip
+                  f"[{u['min']:.0%}-{u['max']:.0%}]"
+                  + (f"  FLAGGED: {'; '.join(s['foreign_load'])}" if s["foreign_load"] else ""),
+                  flush=True)  # fmt: skip
+    fp32 = results.get("fp32", {})
+    if "threads_1" in fp32 and "threads_2" in fp32:
+        ratio = (
+            fp32["threads_2"]["tokens_per_s"]["median"]
+            / fp32["threads_1"]["tokens_per_s"]["median"]
+        )
+        results["scaling_2_over_1_threads"] = ratio
+        print(f"2 threads / 1 thread: {ratio:.2f}x")
     results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    results["foreign_load"] = sorted(set(suspicious))
     print(f"peak RSS {results['peak_rss_mib']:.0f} MiB")
+    if suspicious and args.strict:
+        print("error: --strict: the machine was not quiet (" + "; ".join(sorted(set(suspicious)))
+              + "); nothing written", file=sys.stderr)  # fmt: skip
+        return 3
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
