@@ -41,6 +41,51 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 ParamsFile = Annotated[Path, typer.Option("--params", "-p", help="params file")]
 
+study_app = typer.Typer(
+    help="Studies of the text VAE as DVC experiments (studies/*.yaml): queue, collect.",
+    no_args_is_help=True,
+)
+app.add_typer(study_app, name="study")
+
+
+@study_app.command("queue")
+@friendly
+def study_queue(
+    spec: Annotated[Path, typer.Argument(help="a study file, e.g. studies/pretrain_sweep.yaml")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="only print the commands")] = False,
+) -> None:
+    """Queue every experiment of a study (`dvc exp run --queue ...`); then `dvc queue start`."""
+    from betamcmc.vae.study import load_spec, queue
+
+    for line in queue(load_spec(spec), dry_run=dry_run):
+        typer.echo(line)
+    if not dry_run:
+        typer.echo(
+            "queued; run them with `dvc queue start` (-j 1 on 2 cores), then `betamcmc study collect`"
+        )
+
+
+@study_app.command("collect")
+@friendly
+def study_collect(
+    spec: Annotated[Path, typer.Argument(help="the study file the experiments were queued from")],
+    out: Annotated[Path | None, typer.Option(help="default metrics/studies/<name>.json")] = None,
+) -> None:
+    """Gather what the study's finished experiments measured into metrics/studies/<name>.json."""
+    from betamcmc.io import write_json
+    from betamcmc.vae.study import STUDIES, collect, load_spec
+
+    study = collect(load_spec(spec))
+    target = out or STUDIES / f"{study['name']}.json"
+    write_json(target, study)
+    n = len(study["experiments"])
+    typer.echo(
+        f"{target}: {n} experiment(s)"
+        + (f"; missing: {', '.join(study['missing'])}" if study["missing"] else "")
+    )
+    typer.echo("draw it with `dvc repro pretrain_report` (reports/pretrain/study_<name>.md, .png)")
+
+
 rl_app = typer.Typer(help="Saved policies of the rl stage.", no_args_is_help=True)
 app.add_typer(rl_app, name="rl")
 
@@ -64,7 +109,9 @@ def rl_play(
     name = Path(run).name.removesuffix(".pt")
     out = None if no_strip else (strip or Path(f"rl-play-{name}.png"))
     returns, meta, written = play(run, episodes, seed, env_seed, not sample, out)
-    typer.echo(f"{meta['policy']}: {meta.get('env')} {meta.get('method', '')} seed {meta.get('seed')}")
+    typer.echo(
+        f"{meta['policy']}: {meta.get('env')} {meta.get('method', '')} seed {meta.get('seed')}"
+    )
     for i, r in enumerate(returns):
         typer.echo(f"episode {i} (env seed {env_seed + i}): return {r:g}")
     typer.echo(f"mean return {sum(returns) / len(returns):.1f} over {len(returns)} episodes")

@@ -8,6 +8,8 @@ Writes ``reports/pretrain/`` (atomically, as a whole):
 - ``codes.png``       validation KL, MI and active units at every evaluation, per schedule
 - ``latent_<name>.png`` 2-D PCA of test posterior means coloured by the corpus labels
 - ``toy.png``         the toy experiment (constant vs monotonic vs cyclical on 10 sequences)
+- ``study_<name>.md``, ``.png``  every study collected in ``metrics/studies/`` (DVC experiments,
+  :mod:`betamcmc.vae.study`)
 
 and logs the same files and the table's numbers to one MLflow run (stage ``pretrain_report``).
 """
@@ -21,6 +23,8 @@ from typing import Any
 from betamcmc.errors import InputError
 from betamcmc.io import atomic_path, read_json
 from betamcmc.params import Params
+from betamcmc.vae.study import STUDIES, load_studies
+from betamcmc.vae.study import render as render_study
 
 REPORTS = Path("reports/pretrain")
 COLUMNS = (("recon", ".2f"), ("kl", ".2f"), ("elbo", ".2f"), ("nll", ".2f"), ("ppl", ".2f"),
@@ -95,7 +99,7 @@ def verdict(metrics: dict[str, dict[str, Any]], latent_dim: int) -> list[str]:
 
 def run_report(params: Params, metrics_dir: Path = Path("metrics/pretrain"),
                models_dir: Path = Path("models/pretrain"), prepared: Path = Path("data/prepared"),
-               out: Path = REPORTS) -> dict[str, Any]:  # fmt: skip
+               out: Path = REPORTS, studies_dir: Path = STUDIES) -> dict[str, Any]:  # fmt: skip
     from betamcmc.data.prepared import load_prepared
 
     corpus = load_prepared(prepared)  # fails fast (one line) before the heavy imports
@@ -143,6 +147,10 @@ def run_report(params: Params, metrics_dir: Path = Path("metrics/pretrain"),
                     f"{name}, first seed: test posterior means (KL {m['kl']:.2f}, MI {m['mi']:.2f}, AU {m['au']})",
                     tmp / f"latent_{name}.png",
                 )  # fmt: skip
+            studies = load_studies(studies_dir) if studies_dir.is_dir() else []
+            study_metrics: dict[str, float] = {}
+            for study in studies:
+                study_metrics |= render_study(study, tmp)
             toy = figures.toy_experiment(
                 tmp / "toy.png", params.seed, params.pretrain.report.toy_iterations
             )
@@ -181,6 +189,9 @@ def run_report(params: Params, metrics_dir: Path = Path("metrics/pretrain"),
                 "|---|---|---|---|",
                 *[f"| {n} | {r['kl']:.2f} | {r['recon']:.2f} | {r['mi']:.2f} |" for n, r in toy.items()],
                 "",
+                *(["Studies (DVC experiments, collected in metrics/studies/): "
+                    + ", ".join(f"[{st['name']}](study_{st['name']}.md)" for st in studies), ""]
+                  if studies else []),
                 "Figures: schedules.png, curves.png (training), codes.png (validation KL / MI / AU "
                 "at every evaluation), " + ", ".join(f"latent_{n}.png" for n in names)
                 + ", toy.png",
@@ -189,6 +200,7 @@ def run_report(params: Params, metrics_dir: Path = Path("metrics/pretrain"),
             (tmp / "comparison.md").write_text("\n".join(text), encoding="utf-8")
         flat = {f"{n}_test_{c}": metrics[n]["test"][c] for n in names for c, _ in COLUMNS}
         flat.update({f"toy_{n}_{k}": v for n, r in toy.items() for k, v in r.items()})
+        flat.update(study_metrics)
         tracking.log_metrics(flat)
         mlflow.log_artifacts(str(out), artifact_path="reports/pretrain")
     return {"metrics": metrics, "toy": toy}

@@ -1,0 +1,308 @@
+"""Studies of the text VAE as DVC experiments: queue them, collect what they measured, draw it.
+
+A study is a YAML file under ``studies/`` that names a set of DVC experiments::
+
+    name: sweep                                   # experiments are named <name>-<key>
+    targets: [pretrain@cyclical]                  # the stages each experiment reruns
+    grid:                                         # every combination is one experiment
+      pretrain.schedules.cyclical.cycles: [1, 2, 4, 8]
+      pretrain.train.iterations: [1000, 2000, 4000]
+    extra:                                        # more experiments, each with its own targets
+      - targets: [pretrain@constant]
+        prefix: constant                          # names <name>-constant-<key>
+        grid: {pretrain.train.iterations: [1000, 2000, 4000]}
+
+or, instead of ``grid``, ``experiments: {key: {param: value, ...}, ...}`` (one experiment per key,
+an empty mapping is the baseline). ``betamcmc study queue`` prints and runs
+``dvc exp run --queue -n <name>-<key> -S param=value ... <targets>`` for each (then
+``dvc queue start``); every experiment is an ordinary DVC experiment and its stages' MLflow runs
+carry its name (tag ``dvc_exp_name``). ``betamcmc study collect`` reads the finished experiments
+from ``dvc exp show --json`` and their commits: the settings, the test metrics of the schedules
+it trained (``metrics/pretrain/<schedule>.json``) and their validation curves
+(``metrics/pretrain/<schedule>_valid.csv``), into ``metrics/studies/<name>.json`` (small, committed
+to git). The ``pretrain_report`` stage draws every collected study into
+``reports/pretrain/study_<name>.md`` and ``.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from betamcmc.errors import InputError
+
+STUDIES = Path("metrics/studies")
+TEST_KEYS = ("kl", "kl_std", "mi", "mi_std", "au", "au_std", "nll", "nll_std", "ppl")
+
+
+# --------------------------------------------------------------------------- the study file
+def load_spec(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("study file not found", path) from None
+    except yaml.YAMLError as err:
+        raise InputError(f"not valid YAML ({err.__class__.__name__})", path) from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+        raise InputError("a study file is a mapping with a non-empty 'name'", path)
+    if not (("grid" in spec) ^ ("experiments" in spec)):
+        raise InputError("a study has either 'grid' or 'experiments' (exactly one)", path)
+    return spec
+
+
+def _key(value: Any) -> str:
+    return str(value).replace(".", "p").replace("-", "m")
+
+
+def _expand(block: dict[str, Any], default_targets: list[str]) -> list[dict[str, Any]]:
+    targets = list(block.get("targets", default_targets))
+    prefix = f"{block['prefix']}-" if block.get("prefix") else ""
+    if "grid" in block:
+        names, values = zip(*block["grid"].items(), strict=True)
+        out = []
+        for combo in itertools.product(*values):
+            sets = dict(zip(names, combo, strict=True))
+            short = "-".join(f"{n.split('.')[-1][:4]}{_key(v)}" for n, v in sets.items())
+            out.append({"key": prefix + short, "set": sets, "targets": targets})
+        return out
+    return [
+        {"key": prefix + key, "set": dict(sets or {}), "targets": targets}
+        for key, sets in block["experiments"].items()
+    ]
+
+
+def experiments(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every experiment of a study: ``{name, set: {param: value}, targets: [stage, ...]}``."""
+    targets = list(spec.get("targets", []))
+    found = _expand(spec, targets)
+    for extra in spec.get("extra", []) or []:
+        found += _expand(extra, targets)
+    for exp in found:
+        exp["name"] = f"{spec['name']}-{exp['key']}"
+    names = [e["name"] for e in found]
+    if len(set(names)) != len(names):
+        raise InputError(f"study '{spec['name']}' names two experiments alike: {names}")
+    return found
+
+
+def queue_commands(spec: dict[str, Any]) -> list[list[str]]:
+    """The ``dvc exp run --queue`` command line of every experiment of the study."""
+    commands = []
+    for exp in experiments(spec):
+        cmd = ["dvc", "exp", "run", "--queue", "-n", exp["name"]]
+        for param, value in exp["set"].items():
+            cmd += ["-S", f"{param}={json.dumps(value) if not isinstance(value, str) else value}"]
+        commands.append(cmd + list(exp["targets"]))
+    return commands
+
+
+def queue(spec: dict[str, Any], dry_run: bool = False) -> list[str]:
+    lines = []
+    for cmd in queue_commands(spec):
+        lines.append(shlex.join(cmd))
+        if not dry_run:
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise InputError(f"`{shlex.join(cmd)}` failed: {proc.stderr.strip()[-300:]}")
+    return lines
+
+
+# --------------------------------------------------------------------------- collecting
+def _schedules_of(targets: list[str]) -> list[str]:
+    return [t.split("@", 1)[1] for t in targets if t.startswith("pretrain@")]
+
+
+def _read_curve(text: str) -> dict[str, list[float]]:
+    rows = list(csv.DictReader(io.StringIO(text)))
+    return {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {})}
+
+
+def collect(spec: dict[str, Any], repo: str | Path = ".") -> dict[str, Any]:
+    """What every finished experiment of the study measured (see the module docstring)."""
+    import dvc.api
+
+    proc = subprocess.run(
+        ["dvc", "exp", "show", "--json"], cwd=repo, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise InputError(f"`dvc exp show --json` failed: {proc.stderr.strip()[-300:]}", repo)
+    found: dict[str, dict[str, Any]] = {}
+    for commit in json.loads(proc.stdout):
+        for exp in commit.get("experiments") or []:
+            for rev in exp.get("revs", []):
+                if rev.get("name"):
+                    found.setdefault(rev["name"], rev)
+    rows, missing = [], []
+    for exp in experiments(spec):
+        rev = found.get(exp["name"])
+        if rev is None or not rev.get("data"):
+            missing.append(exp["name"])
+            continue
+        metrics = rev["data"].get("metrics", {})
+        row: dict[str, Any] = {"name": exp["name"], "rev": rev["rev"], "set": exp["set"],
+                               "schedules": {}}  # fmt: skip
+        for schedule in _schedules_of(exp["targets"]):
+            data = metrics.get(f"metrics/pretrain/{schedule}.json", {}).get("data")
+            if not data:
+                missing.append(f"{exp['name']}:{schedule}")
+                continue
+            curve = dvc.api.read(
+                f"metrics/pretrain/{schedule}_valid.csv", repo=str(repo), rev=rev["rev"]
+            )
+            row["schedules"][schedule] = {
+                "kind": data.get("kind"),
+                "iterations": data.get("iterations"),
+                "seeds": data.get("seeds"),
+                "test": {k: data["test"][k] for k in TEST_KEYS if k in data["test"]},
+                "curve": _read_curve(curve),
+            }
+        rows.append(row)
+    return {"name": spec["name"], "spec": spec, "experiments": rows, "missing": missing}
+
+
+# --------------------------------------------------------------------------- drawing
+def render(study: dict[str, Any], out_dir: Path) -> dict[str, float]:
+    """``study_<name>.md`` and ``study_<name>.png``: a grid study (two varying params) as lines
+    against the first, one per value of the second; any other study as a table and bars."""
+    grid = study["spec"].get("grid")
+    if grid and len(grid) == 2:
+        return _render_grid(study, out_dir)
+    return _render_list(study, out_dir)
+
+
+def _fmt(test: dict[str, float], key: str) -> str:
+    std = test.get(f"{key}_std")
+    return f"{test[key]:.2f} ± {std:.2f}" if std is not None else f"{test[key]:.2f}"
+
+
+def _table(study: dict[str, Any]) -> list[str]:
+    lines = [
+        "| experiment | settings | schedule | KL | MI | AU | NLL (IS) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in study["experiments"]:
+        sets = ", ".join(f"`{k}={v}`" for k, v in row["set"].items()) or "(defaults)"
+        for schedule, m in row["schedules"].items():
+            t = m["test"]
+            lines.append(f"| {row['name']} | {sets} | {schedule} | {_fmt(t, 'kl')} | "
+                         f"{_fmt(t, 'mi')} | {_fmt(t, 'au')} | {_fmt(t, 'nll')} |")  # fmt: skip
+    return lines
+
+
+def _write(study: dict[str, Any], out_dir: Path, intro: list[str]) -> None:
+    name = study["name"]
+    missing = study.get("missing") or []
+    text = [f"# Study `{name}` ({len(study['experiments'])} DVC experiments)", "", *intro, "",
+            *_table(study), ""]  # fmt: skip
+    if missing:
+        text += [f"Not (yet) collected: {', '.join(missing)}.", ""]
+    text += [f"Figure: study_{name}.png. Reproduce: `betamcmc study queue studies/{name}.yaml`, "
+             f"`dvc queue start`, `betamcmc study collect studies/{name}.yaml` (docs/pretrain.md).", ""]  # fmt: skip
+    (out_dir / f"study_{name}.md").write_text("\n".join(text), encoding="utf-8")
+
+
+def _render_grid(study: dict[str, Any], out_dir: Path) -> dict[str, float]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    (x_param, xs), (s_param, series) = list(study["spec"]["grid"].items())
+    refs = {}  # reference schedules (from `extra`) by the series value
+    points: dict[Any, list[tuple[Any, dict[str, float]]]] = {s: [] for s in series}
+    for row in study["experiments"]:
+        for schedule, m in row["schedules"].items():
+            if x_param in row["set"]:
+                points[row["set"][s_param]].append((row["set"][x_param], m["test"]))
+            elif s_param in row["set"]:
+                refs[row["set"][s_param]] = (schedule, m["test"])
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
+    for ax, key, title in zip(axes, ("kl", "mi", "au", "nll"),
+                              ("KL (nats)", "MI", "active units", "NLL (IS, nats)"), strict=True):  # fmt: skip
+        for k, s in enumerate(series):
+            pts = sorted(points[s], key=lambda p: p[0])
+            if pts:
+                ax.errorbar([p[0] for p in pts], [p[1][key] for p in pts],
+                            yerr=[p[1].get(f"{key}_std", 0.0) for p in pts], marker="o",
+                            capsize=3, color=f"C{k}", label=f"{s_param.split('.')[-1]}={s}")  # fmt: skip
+            if s in refs:
+                ax.axhline(refs[s][1][key], color=f"C{k}", ls="--", lw=1,
+                           label=f"{refs[s][0]} ({s_param.split('.')[-1]}={s})")  # fmt: skip
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(list(xs), [str(x) for x in xs])
+        ax.set_xlabel(x_param.split(".")[-1])
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_dir / f"study_{study['name']}.png", dpi=110)
+    plt.close(fig)
+    intro = [f"Test metrics (mean ± std over seeds) against `{x_param}`, one line per `{s_param}`; "
+             "dashed: the reference schedule at the same setting."]  # fmt: skip
+    _write(study, out_dir, intro)
+    return {f"{study['name']}_points": float(sum(len(p) for p in points.values()))}
+
+
+def _render_list(study: dict[str, Any], out_dir: Path) -> dict[str, float]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = study["experiments"]
+    schedules = sorted({s for r in rows for s in r["schedules"]})
+    fig = plt.figure(figsize=(15, 6.8))
+    bars = [fig.add_subplot(2, 3, i + 1) for i in range(3)]
+    x = np.arange(len(rows))
+    width = 0.8 / max(1, len(schedules))
+    for k, schedule in enumerate(schedules):
+        for ax, key in zip(bars, ("kl", "mi", "nll"), strict=True):
+            vals = [r["schedules"].get(schedule, {}).get("test", {}).get(key, np.nan) for r in rows]
+            errs = [
+                r["schedules"].get(schedule, {}).get("test", {}).get(f"{key}_std", 0.0)
+                for r in rows
+            ]
+            ax.bar(x + k * width, vals, width, yerr=errs, capsize=2, label=schedule, color=f"C{k}")
+    for ax, title in zip(bars, ("test KL (nats)", "test MI", "test NLL (IS, nats)"), strict=True):
+        ax.set_xticks(x + 0.4 - width / 2, [r["name"].split("-", 1)[1] for r in rows],
+                      rotation=40, ha="right", fontsize=7)  # fmt: skip
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3, axis="y")
+    bars[2].set_ylim(bottom=min([v for r in rows for s in r["schedules"].values()
+                                 for v in [s["test"]["nll"]]] or [0]) * 0.97)  # fmt: skip
+    bars[0].legend(fontsize=8)
+    for i, key in enumerate(("kl", "mi", "au")):  # validation curves of every experiment
+        ax = fig.add_subplot(2, 3, 4 + i)
+        for j, row in enumerate(rows):
+            for k, schedule in enumerate(schedules):
+                c = row["schedules"].get(schedule, {}).get("curve")
+                if c:
+                    ax.plot(c["iteration"], c[key], color=f"C{j % 10}",
+                            ls="-" if k == len(schedules) - 1 else ":", lw=1,
+                            label=row["name"].split("-", 1)[1] if k == len(schedules) - 1 else None)  # fmt: skip
+        ax.set_title(f"validation {key.upper()} during training (solid: {schedules[-1] if schedules else ''}, "
+                     f"dotted: {', '.join(schedules[:-1])})", fontsize=8)  # fmt: skip
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+    fig.axes[-3].legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out_dir / f"study_{study['name']}.png", dpi=110)
+    plt.close(fig)
+    _write(
+        study, out_dir, ["Test metrics (mean ± std over seeds) of every experiment of the study."]
+    )
+    return {f"{study['name']}_experiments": float(len(rows))}
+
+
+def load_studies(directory: Path = STUDIES) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(directory.glob("*.json"))]

@@ -1,0 +1,100 @@
+"""Studies as DVC experiments: the study files expand to the right `dvc exp run` commands, collect
+keeps each experiment's own schedules, and both drawings are written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from betamcmc.errors import InputError
+from betamcmc.vae import study
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_study_files_expand_to_their_experiments():
+    sweep = study.load_spec(REPO / "studies/pretrain_sweep.yaml")
+    cmds = study.queue_commands(sweep)
+    assert len(cmds) == 4 * 3 + 3  # cycles x budgets, and constant beta at each budget
+    assert cmds[0] == ["dvc", "exp", "run", "--queue", "-n", "sweep-cycl1-iter1000",
+                       "-S", "pretrain.schedules.cyclical.cycles=1",
+                       "-S", "pretrain.train.iterations=1000", "pretrain@cyclical"]  # fmt: skip
+    assert cmds[-1][-1] == "pretrain@constant" and cmds[-1][5] == "sweep-constant-iter4000"
+    levers = study.experiments(study.load_spec(REPO / "studies/pretrain_levers.yaml"))
+    assert levers[0] == {"key": "default", "set": {}, "name": "levers-default",
+                         "targets": ["pretrain@constant", "pretrain@cyclical"]}  # fmt: skip
+    assert {"levers-dropout-0.5", "levers-sharpness-0"} <= {e["name"] for e in levers}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[1, 2]\n", "mapping with a non-empty 'name'"),
+        ("name: x\n", "either 'grid' or"),
+        ("name: x\ngrid: {a: [1]}\nexperiments: {b: {}}\n", "either 'grid' or"),
+    ],  # fmt: skip
+)
+def test_bad_study_files_are_one_line(tmp_path, text, message):
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=message):
+        study.load_spec(path)
+
+
+def _metrics(kl: float) -> dict:
+    return {"kind": "cyclical", "iterations": 40, "seeds": [0, 1],
+            "test": {"kl": kl, "kl_std": 0.1, "mi": kl, "mi_std": 0.1, "au": 2.0, "au_std": 0.0,
+                     "nll": 30.0, "nll_std": 0.2, "ppl": 5.0}}  # fmt: skip
+
+
+def test_collect_keeps_each_experiments_targeted_schedules(monkeypatch):
+    spec = {"name": "s", "targets": ["pretrain@cyclical"],
+            "grid": {"pretrain.schedules.cyclical.cycles": [1, 4]}}  # fmt: skip
+    shown = [{"rev": "abc", "experiments": [
+        {"revs": [{"rev": "r1", "name": "s-cycl1", "data": {"metrics": {
+            "metrics/pretrain/cyclical.json": {"data": _metrics(0.5)},
+            "metrics/pretrain/constant.json": {"data": _metrics(9.9)}}}}]},
+    ]}]  # fmt: skip
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(
+        a, 0, json.dumps(shown), ""))  # fmt: skip
+    import dvc.api
+
+    monkeypatch.setattr(
+        dvc.api, "read", lambda path, repo, rev: "iteration,kl,mi,au\n20,0.5,0.4,2\n"
+    )
+    out = study.collect(spec)
+    assert out["missing"] == ["s-cycl4"]
+    (row,) = out["experiments"]
+    assert (
+        row["name"] == "s-cycl1" and row["rev"] == "r1" and list(row["schedules"]) == ["cyclical"]
+    )
+    assert row["schedules"]["cyclical"]["test"]["kl"] == 0.5
+    assert row["schedules"]["cyclical"]["curve"] == {
+        "iteration": [20.0],
+        "kl": [0.5],
+        "mi": [0.4],
+        "au": [2.0],
+    }
+
+
+def test_render_grid_and_list_studies(tmp_path):
+    curve = {"iteration": [20.0, 40.0], "kl": [0.1, 0.5], "mi": [0.1, 0.4], "au": [0.0, 2.0]}
+    grid = {"name": "g", "missing": [], "spec": {"grid": {"pretrain.schedules.cyclical.cycles": [1, 4],
+                                                          "pretrain.train.iterations": [20, 40]}},
+            "experiments": [{"name": f"g-{m}-{t}", "rev": "r", "schedules": {"cyclical": {"test": _metrics(m / 10)["test"], "curve": curve}},
+                             "set": {"pretrain.schedules.cyclical.cycles": m, "pretrain.train.iterations": t}}
+                            for m in (1, 4) for t in (20, 40)]}  # fmt: skip
+    assert study.render(grid, tmp_path) == {"g_points": 4.0}
+    text = (tmp_path / "study_g.md").read_text()
+    assert (
+        "| g-4-40 | `pretrain.schedules.cyclical.cycles=4`, `pretrain.train.iterations=40` | cyclical | 0.40 ± 0.10 |"
+        in text
+    )
+    listed = {**grid, "name": "l", "spec": {"experiments": {}}}
+    assert study.render(listed, tmp_path) == {"l_experiments": 4.0}
+    assert (tmp_path / "study_g.png").stat().st_size > 10_000 and (
+        tmp_path / "study_l.png"
+    ).exists()
