@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from torch.nn import functional as F
 
 from betamcmc.params import validate_params
@@ -64,7 +65,12 @@ def make_cfg(**over: Any):
         "task": {"kind": "digits", "hidden": over.pop("hidden", 100)},
     }
     base.update(over)
-    return validate_params({"sgmcmc": base}).sgmcmc
+    # every other setting (and every other section) as shipped: params.yaml holds the values
+    shipped = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    sg = shipped["sgmcmc"]
+    for key, value in base.items():
+        sg[key] = {**sg[key], **value} if isinstance(value, dict) else value
+    return validate_params(shipped).sgmcmc
 
 
 def one_run(cfg: Any, protocol: str, workers: int, seed: int) -> dict[str, Any]:

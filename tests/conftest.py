@@ -113,6 +113,21 @@ def tiny_params(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     return deep_merge(deep_merge(shipped, TINY), overrides or {})
 
 
+def shipped_section(dotted: str, **overrides: Any) -> Any:
+    """A validated params section with the shipped params.yaml values (``overrides`` merged in),
+    for unit tests that build one section: the schema has no defaults (values live in params.yaml)."""
+    from betamcmc.params import validate_params
+
+    shipped = yaml.safe_load((REPO / "params.yaml").read_text())
+    node: dict[str, Any] = {}
+    leaf = node
+    *parents, last = dotted.split(".")
+    for part in parents:
+        leaf = leaf.setdefault(part, {})
+    leaf[last] = overrides
+    return validate_params(deep_merge(shipped, node)).section(dotted)
+
+
 def write_params(path: Path, params: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path

@@ -9,16 +9,16 @@ import pytest
 
 from betamcmc.data import synthetic
 from betamcmc.data.corpora import load_corpus
+from betamcmc.data.params import DataParams
 from betamcmc.data.prepare import prepare
 from betamcmc.data.prepared import load_prepared
 from betamcmc.errors import InputError
-from betamcmc.params import DataParams
 
-from conftest import run_stage, shared_data
+from conftest import run_stage, shared_data, shipped_section
 
 
 def data(**kw) -> DataParams:
-    return DataParams(**kw)
+    return shipped_section("data", **kw)
 
 
 # --------------------------------------------------------------------------- synthetic

@@ -18,8 +18,9 @@ from betamcmc.finetune.cvae import (
     save_cvae,
 )
 from betamcmc.finetune.dialog import build_model, check_dialog_corpus, respond, train_cvae
-from betamcmc.finetune.params import DialogParams
 from betamcmc.vae.params import CyclicalSchedule
+
+from conftest import shipped_section
 
 TOKENS = ["<pad>", "<unk>", "<bos>", "<eos>", "hi", "there", "how", "are", "you", "fine", "?"]
 
@@ -109,7 +110,8 @@ def test_forward_and_sampling(bow: bool) -> None:
 
 
 def test_training_reduces_loss_is_deterministic_and_round_trips(tmp_path: Path) -> None:
-    params = DialogParams(
+    params = shipped_section(
+        "finetune.dialog",
         epochs=3,
         batch_size=2,
         emb_dim=8,
@@ -139,7 +141,8 @@ def test_training_reduces_loss_is_deterministic_and_round_trips(tmp_path: Path) 
 
 
 def test_non_finite_loss_stops_with_divergence_error() -> None:
-    params = DialogParams(
+    params = shipped_section(
+        "finetune.dialog",
         epochs=1,
         batch_size=3,
         emb_dim=4,
@@ -169,4 +172,10 @@ def test_corpus_without_responses_and_vocab_mismatch(tmp_path: Path) -> None:
     (tmp_path / "vae").mkdir()
     (tmp_path / "vae" / "vocab.txt").write_text("\n".join(TOKENS[:-1] + ["!"]) + "\n")
     with pytest.raises(InputError, match="vocabulary mismatch.*first difference at id 10"):
-        build_model(DialogParams(), False, Vocab(TOKENS), 2, pretrained_dir=tmp_path / "vae")
+        build_model(
+            shipped_section("finetune.dialog"),
+            False,
+            Vocab(TOKENS),
+            2,
+            pretrained_dir=tmp_path / "vae",
+        )

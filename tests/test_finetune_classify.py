@@ -17,7 +17,8 @@ from betamcmc.finetune.classify import (
     pick_label,
     run_classification,
 )
-from betamcmc.finetune.params import FinetuneParams
+
+from conftest import shipped_section
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +42,7 @@ def test_logreg_and_mlp_separate_a_separable_toy() -> None:
     x_te, y_te = _blobs(300, 1)
     pred = fit_predict_logreg(x_tr, y_tr, x_te, c=1.0, scale=True)
     assert (pred == y_te).mean() > 0.95
-    pred = fit_predict_mlp(x_tr, y_tr, x_te, 3, FinetuneParams(epochs=200), seed=0)
+    pred = fit_predict_mlp(x_tr, y_tr, x_te, 3, shipped_section("finetune", epochs=200), seed=0)
     assert (pred == y_te).mean() > 0.95
     # and a shuffled-label control stays near chance
     shuffled = np.random.default_rng(2).permutation(y_tr)
@@ -110,8 +111,12 @@ def test_run_classification_table_on_a_toy_corpus() -> None:
     torch.manual_seed(0)
     vae = TextVAE(VAEConfig(vocab_size=8, emb_dim=8, hidden_dim=8, latent_dim=4))
     corpus = _corpus({"sentiment": ["neg", "pos"]})
-    p = FinetuneParams(
-        label_fractions=[0.5, 1.0], seeds=[0, 1], finetune_encoder=True, finetune_epochs=2
+    p = shipped_section(
+        "finetune",
+        label_fractions=[0.5, 1.0],
+        seeds=[0, 1],
+        finetune_encoder=True,
+        finetune_epochs=2,
     )
     out = run_classification(vae, corpus, p, "sentiment")
     assert set(out["fractions"]) == {"50pct", "100pct"}
@@ -131,7 +136,7 @@ def test_run_classification_pools_every_vae_seed() -> None:
         torch.manual_seed(seed)
         vaes.append(TextVAE(VAEConfig(vocab_size=8, emb_dim=8, hidden_dim=8, latent_dim=4)))
     corpus = _corpus({"sentiment": ["neg", "pos"]})
-    p = FinetuneParams(label_fractions=[0.5], seeds=[0, 1])
+    p = shipped_section("finetune", label_fractions=[0.5], seeds=[0, 1])
     both = run_classification(vaes, corpus, p, "sentiment")
     singles = [run_classification(v, corpus, p, "sentiment") for v in vaes]
     assert both["vae_models"] == 2 and singles[0]["vae_models"] == 1

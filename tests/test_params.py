@@ -7,11 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from betamcmc.errors import ParamsError
 from betamcmc.params import load_params
 
 from conftest import REPO, tiny_params, write_params
+
+SHIPPED = (REPO / "params.yaml").read_text()
 
 
 def _error_for(tmp_path: Path, text: str) -> str:
@@ -22,6 +25,15 @@ def _error_for(tmp_path: Path, text: str) -> str:
     message = str(info.value)
     assert "\n" not in message
     return message
+
+
+def _shipped_with(old: str, new: str) -> tuple[str, int]:
+    """The shipped params.yaml with one line replaced; returns the text and that line's number."""
+    lines = SHIPPED.splitlines()
+    hits = [i for i, line in enumerate(lines) if line.split("#")[0].rstrip() == old]
+    assert len(hits) == 1, f"{old!r} is not one line of params.yaml"
+    lines[hits[0]] = new
+    return "\n".join(lines) + "\n", hits[0] + 1
 
 
 def test_shipped_params_validate() -> None:
@@ -35,37 +47,58 @@ def test_tiny_params_validate(tmp_path: Path) -> None:
 
 
 def test_out_of_range_names_key_line_and_value(tmp_path: Path) -> None:
-    msg = _error_for(tmp_path, "seed: 0\ndata:\n  corpus: synthetic\n  max_len: 1\n")
-    assert msg.endswith("params.yaml:4: data.max_len: must be >= 2 (got 1)")
+    text, line = _shipped_with("  max_len: 30", "  max_len: 1")
+    msg = _error_for(tmp_path, text)
+    assert msg.endswith(f"params.yaml:{line}: data.max_len: must be >= 2 (got 1)")
 
 
-def test_unknown_key(tmp_path: Path) -> None:
-    msg = _error_for(tmp_path, "seed: 0\ndata:\n  max_lenn: 10\n")
-    assert msg.endswith("params.yaml:3: data.max_lenn: unknown key (got 10)")
+def test_unknown_key_names_the_key_written_and_suggests_the_missing_one(tmp_path: Path) -> None:
+    text, line = _shipped_with("  max_len: 30", "  max_lenn: 30")
+    msg = _error_for(tmp_path, text)
+    assert msg.endswith(
+        f"params.yaml:{line}: data.max_lenn: unknown key (got 30); did you mean max_len?"
+    )
 
 
 def test_unknown_section(tmp_path: Path) -> None:
-    msg = _error_for(tmp_path, "seed: 0\ntraining:\n  lr: 1\n")
-    assert msg.endswith("params.yaml:2: training: unknown key")
+    msg = _error_for(tmp_path, SHIPPED + "training:\n  lr: 1\n")
+    assert msg.endswith(f"params.yaml:{len(SHIPPED.splitlines()) + 1}: training: unknown key")
+
+
+def test_missing_key_is_named_at_its_section(tmp_path: Path) -> None:
+    text, _ = _shipped_with("    lr: 0.005", "")
+    msg = _error_for(tmp_path, text)
+    train_line = next(
+        i for i, ln in enumerate(SHIPPED.splitlines(), 1) if ln.startswith("  train:")
+    )
+    assert msg.endswith(f"params.yaml:{train_line}: pretrain.train.lr: missing required key")
+
+
+def test_empty_file_is_an_error_not_silent_defaults(tmp_path: Path) -> None:
+    assert _error_for(tmp_path, "").endswith("params.yaml: seed: missing required key")
 
 
 def test_wrong_type_is_not_coerced(tmp_path: Path) -> None:
-    msg = _error_for(tmp_path, "seed: '3'\n")
-    assert msg.endswith("params.yaml:1: seed: must be an integer (got '3')")
+    text, line = _shipped_with("seed: 0", "seed: '3'")
+    msg = _error_for(tmp_path, text)
+    assert msg.endswith(f"params.yaml:{line}: seed: must be an integer (got '3')")
 
 
 def test_bad_choice(tmp_path: Path) -> None:
-    msg = _error_for(tmp_path, "device: gpu\n")
-    assert "params.yaml:1: device: must be one of 'auto', 'cpu' or 'cuda' (got 'gpu')" in msg
+    text, line = _shipped_with("device: auto", "device: gpu")
+    msg = _error_for(tmp_path, text)
+    assert f"params.yaml:{line}: device: must be one of 'auto', 'cpu' or 'cuda' (got 'gpu')" in msg
 
 
 def test_cross_field_rule(tmp_path: Path) -> None:
-    msg = _error_for(tmp_path, "data:\n  split:\n    valid: 0.6\n    test: 0.5\n")
-    assert "params.yaml:2: data.split: valid + test must be < 1" in msg
+    text, _ = _shipped_with("    valid: 0.1", "    valid: 0.95")
+    msg = _error_for(tmp_path, text)
+    assert "data.split: valid + test must be < 1" in msg
 
 
 def test_real_corpus_needs_path(tmp_path: Path) -> None:
-    msg = _error_for(tmp_path, "data:\n  corpus: ptb\n")
+    text, _ = _shipped_with("  corpus: synthetic", "  corpus: ptb")
+    msg = _error_for(tmp_path, text)
     assert "data: path is required when corpus is 'ptb'" in msg
 
 
@@ -89,13 +122,13 @@ def test_flat_and_digest() -> None:
 
 @pytest.mark.parametrize(
     ("content", "code", "needle"),
-    [(None, 0, "ok"), ("data:\n  min_count: 0\n", 2, "data.min_count: must be >= 1 (got 0)")],
+    [(None, 0, "ok"), ("  min_count: 0", 2, "data.min_count: must be >= 1 (got 0)")],
 )
 def test_cli_params_check(tmp_path: Path, content: str | None, code: int, needle: str) -> None:
     path = REPO / "params.yaml"
     if content is not None:
         path = tmp_path / "p.yaml"
-        path.write_text(content)
+        path.write_text(_shipped_with("  min_count: 1", content)[0])
     proc = subprocess.run(
         [sys.executable, "-m", "betamcmc.cli", "params", "check", str(path)],
         capture_output=True,
@@ -106,3 +139,41 @@ def test_cli_params_check(tmp_path: Path, content: str | None, code: int, needle
     if code:
         assert len(proc.stderr.strip().splitlines()) == 1
         assert "Traceback" not in proc.stderr
+
+
+def _sections(model: type, path: str = "") -> list[tuple[str, type]]:
+    """Every Section class reachable from ``model`` through fields typed as one section (not the
+    user-named entries of a mapping such as ``pretrain.schedules``), with its key path."""
+    from betamcmc.schema import Section
+
+    out = [(path or "<root>", model)]
+    for name, field in model.model_fields.items():
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, Section):
+            out += _sections(kind, f"{path}.{name}" if path else name)
+    return out
+
+
+def test_one_place_for_numbers_no_schema_defaults() -> None:
+    """Every fixed key is required: its value lives only in params.yaml (issue 12, item 3)."""
+    from betamcmc.params import Params
+
+    with_default = [
+        f"{where}.{name}"
+        for where, model in _sections(Params)
+        for name, field in model.model_fields.items()
+        if not field.is_required()
+    ]
+    assert with_default == []
+    assert len(_sections(Params)) > 15  # the walk reached the nested sections
+
+
+def test_schedule_defaults_are_the_shipped_entries_where_both_exist() -> None:
+    """A schedule's optional knobs default to the values the shipped entries use, so an entry
+    written with fewer keys means the same schedule."""
+    shipped = load_params(REPO / "params.yaml").pretrain.schedules
+    for name, schedule in shipped.items():
+        bare = type(schedule)(kind=schedule.kind)
+        written = yaml.safe_load(SHIPPED)["pretrain"]["schedules"][name]
+        for key in written:
+            assert getattr(bare, key) == getattr(schedule, key), f"{name}.{key}"

@@ -11,11 +11,10 @@ import torch
 
 from betamcmc.errors import InputError, ParamsError
 from betamcmc.params import validate_params
-from betamcmc.sgmcmc.params import TaskParams
 from betamcmc.sgmcmc.samples import SampleWriter, read_samples
 from betamcmc.sgmcmc.tasks import build_task, read_idx
 
-from conftest import run_stage, tiny_params, write_params
+from conftest import run_stage, shipped_section, tiny_params, write_params
 
 
 @pytest.mark.parametrize(
@@ -87,7 +86,8 @@ def test_idx_round_trip_and_errors(tmp_path: Path) -> None:
 def test_mnist_cnn_task(tmp_path: Path) -> None:
     write_tiny_mnist(tmp_path / "mnist")
     task = build_task(
-        TaskParams(kind="mnist", path=str(tmp_path / "mnist"), channels=2), batch_size=8
+        shipped_section("sgmcmc.task", kind="mnist", path=str(tmp_path / "mnist"), channels=2),
+        batch_size=8,
     )
     assert task.n_train == 40 and len(task.test_targets) == 12
     torch.manual_seed(0)
@@ -97,7 +97,7 @@ def test_mnist_cnn_task(tmp_path: Path) -> None:
     assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters())
     assert task.test_log_probs(model).shape == (12, 10)
     with pytest.raises(InputError, match="missing train-images"):
-        build_task(TaskParams(kind="mnist", path=str(tmp_path)), batch_size=8)
+        build_task(shipped_section("sgmcmc.task", kind="mnist", path=str(tmp_path)), batch_size=8)
 
 
 def test_samples_file_survives_a_torn_record(tmp_path: Path) -> None:

@@ -136,7 +136,7 @@ def params_check(
 def params_show(
     file: Annotated[Path, typer.Argument(help="params file")] = Path("params.yaml"),
 ) -> None:
-    """Print the validated params, flattened, defaults filled in."""
+    """Print the validated params, flattened (`section.key = value`)."""
     from betamcmc.params import load_params
 
     for key, value in load_params(file).flat().items():

@@ -6,115 +6,54 @@ message is one line naming the file, the line, the key path and the bad value, e
 
     params.yaml:14: pretrain.schedules.cyclical.cycles: must be >= 1 (got 0)
 
-Sections: ``seed``, ``device``, ``data``, ``tracking`` and one per stage family. A stage's own
-section lives in the module of that concept (e.g. ``betamcmc.vae.params``) and is imported
-here, so that adding a section is one import and one field.
+Sections: ``seed``, ``device``, ``tracking`` (here) and one per stage family, each in the module
+of that concept (``betamcmc.data.params``, ``betamcmc.vae.params``, ...), subclassing the leaf
+:class:`betamcmc.schema.Section`; this module assembles the root, so adding a section is one
+import and one field. Every value lives in ``params.yaml``: the fields it sets are required here
+(see ``betamcmc.schema``).
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError
 
+from betamcmc.data.params import DataParams
 from betamcmc.errors import ParamsError
+from betamcmc.finetune.params import FinetuneParams
+from betamcmc.rl.params import RlParams
+from betamcmc.schema import Section
+from betamcmc.sgmcmc.params import SgmcmcParams
+from betamcmc.vae.params import PretrainParams
 
 DEFAULT_PARAMS_FILE = "params.yaml"
-
-
-class Section(BaseModel):
-    """Base for every params section: unknown keys are errors, no silent type coercion."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-# --------------------------------------------------------------------------- data
-class SplitParams(Section):
-    """Fractions carved out of a corpus that comes as a single file (or lacks a split)."""
-
-    valid: float = Field(0.1, gt=0.0, lt=1.0)
-    test: float = Field(0.1, gt=0.0, lt=1.0)
-
-    @model_validator(mode="after")
-    def _leaves_train(self) -> SplitParams:
-        if self.valid + self.test >= 1.0:
-            raise ValueError(
-                f"valid + test must be < 1 so that a train split remains (got {self.valid + self.test:g})"
-            )
-        return self
-
-
-class SyntheticDialogParams(Section):
-    """Numbers of synthetic dialogs per split (each gives one example per response turn)."""
-
-    train: int = Field(300, ge=1)
-    valid: int = Field(40, ge=1)
-    test: int = Field(40, ge=1)
-
-
-class SyntheticParams(Section):
-    """Sizes of the embedded grammar corpus (sentences with topic/sentiment/length labels)."""
-
-    train: int = Field(3000, ge=1)
-    valid: int = Field(300, ge=1)
-    test: int = Field(300, ge=1)
-    sharpness: float = Field(
-        4.0, ge=0.0, description="how strongly each sentence's meaning vector shapes its words"
-    )
-    dialogs: SyntheticDialogParams = SyntheticDialogParams()
-
-
-class DataParams(Section):
-    corpus: Literal["synthetic", "ptb", "yelp", "swda", "text"] = "synthetic"
-    path: str | None = Field(None, description="file or directory of a real corpus")
-    lowercase: bool = True
-    max_len: int = Field(40, ge=2, description="max tokens per sentence (excluding <bos>/<eos>)")
-    long_sentences: Literal["truncate", "filter"] = "truncate"
-    dialog_context: int = Field(3, ge=1, description="previous turns kept as a dialog context")
-    min_count: int = Field(1, ge=1, description="min train frequency to enter the vocabulary")
-    max_vocab: int = Field(20000, ge=5, description="max vocabulary size incl. special tokens")
-    split: SplitParams = SplitParams()
-    synthetic: SyntheticParams = SyntheticParams()
-
-    @model_validator(mode="after")
-    def _path_for_real_corpora(self) -> DataParams:
-        if self.corpus != "synthetic" and not self.path:
-            raise ValueError(f"path is required when corpus is '{self.corpus}'")
-        return self
 
 
 # --------------------------------------------------------------------------- tracking
 class TrackingParams(Section):
     uri: str | None = Field(
-        None,
         description="MLflow tracking URI; default sqlite:///<repo>/mlflow.db; "
-        "the MLFLOW_TRACKING_URI environment variable overrides both",
+        "the MLFLOW_TRACKING_URI environment variable overrides both"
     )
-    experiment: str = Field("betamcmc", min_length=1)
-
-
-# --------------------------------------------------------------------------- stage sections
-# Imported here (after Section is defined) because the section modules subclass Section.
-from betamcmc.finetune.params import FinetuneParams  # noqa: E402
-from betamcmc.rl.params import RlParams  # noqa: E402
-from betamcmc.sgmcmc.params import SgmcmcParams  # noqa: E402
-from betamcmc.vae.params import PretrainParams  # noqa: E402
+    experiment: str = Field(min_length=1)
 
 
 # --------------------------------------------------------------------------- root
 class Params(Section):
-    seed: int = Field(0, ge=0)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    data: DataParams = DataParams()
-    tracking: TrackingParams = TrackingParams()
-    pretrain: PretrainParams = PretrainParams()
-    finetune: FinetuneParams = FinetuneParams()
-    sgmcmc: SgmcmcParams = SgmcmcParams()
-    rl: RlParams = RlParams()
+    seed: int = Field(ge=0)
+    device: Literal["auto", "cpu", "cuda"]
+    data: DataParams
+    tracking: TrackingParams
+    pretrain: PretrainParams
+    finetune: FinetuneParams
+    sgmcmc: SgmcmcParams
+    rl: RlParams
 
     def section(self, dotted: str) -> Any:
         """Return the value at a dotted key path, e.g. ``pretrain.schedules.cyclical``."""
@@ -184,12 +123,20 @@ def validate_params(raw: dict[str, Any], source: str = "<params>", node: Any = N
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
-        first = err.errors(include_url=False)[0]
+        errors = err.errors(include_url=False)
+        # a misspelt key is both unknown and a missing one: name the key the user wrote
+        first = min(errors, key=lambda e: e["type"] == "missing")
         keys, value_node = _resolve(raw, node, first["loc"])
         line = value_node.start_mark.line + 1 if value_node is not None else None
         where = f"{source}:{line}" if line is not None else source
         key = ".".join(str(k) for k in keys) or "<root>"
-        raise ParamsError(f"{where}: {key}: {_describe(first)}") from None
+        message = _describe(first)
+        if first["type"] == "extra_forbidden":
+            missing = [e["loc"][-1] for e in errors if e["type"] == "missing"
+                       and e["loc"][:-1] == first["loc"][:-1]]  # fmt: skip
+            close = difflib.get_close_matches(str(first["loc"][-1]), map(str, missing), n=1)
+            message += f"; did you mean {close[0]}?" if close else ""
+        raise ParamsError(f"{where}: {key}: {message}") from None
 
 
 def _resolve(raw: Any, node: Any, loc: tuple[Any, ...]) -> tuple[list[Any], Any]:

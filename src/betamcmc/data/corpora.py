@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from betamcmc.data import synthetic
+from betamcmc.data.params import DataParams
 from betamcmc.data.prepared import SPLITS
 from betamcmc.errors import InputError
-from betamcmc.params import DataParams
 
 
 @dataclass

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from betamcmc.data.corpora import RawCorpus, load_corpus
+from betamcmc.data.params import DataParams
 from betamcmc.data.prepared import SPECIALS, SPLITS, Dialog, PreparedCorpus, Sentence, Vocab
 from betamcmc.errors import InputError
-from betamcmc.params import DataParams
 
 
 def build_vocab(corpus: RawCorpus, data: DataParams) -> Vocab:

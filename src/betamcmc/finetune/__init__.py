@@ -7,10 +7,6 @@ baselines), :mod:`cvae` (the dialog conditional VAE of Zhao et al. 2017, one fil
 over sampled responses, distinct-n, dialog-act agreement) and :mod:`report` (tables and figure).
 """
 
-# The section module subclasses betamcmc.params.Section and betamcmc.params imports it back:
-# loading betamcmc.params first makes either import order work.
-import betamcmc.params  # noqa: E402,F401
-
 
 def limit_threads(threads: int) -> None:
     """Cap torch's and the BLAS libraries' (sklearn/scipy) CPU threads; 0 keeps the defaults."""

@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from betamcmc.params import Section
+from betamcmc.schema import Section
 from betamcmc.sgmcmc.params import Protocol
 
 
@@ -40,36 +40,30 @@ class DialogParams(Section):
     """The conditional VAE for dialog responses (Zhao et al. 2017) and its evaluation."""
 
     bow: list[bool] = Field(
-        default_factory=lambda: [False, True],
         min_length=1,
         description="bag-of-words auxiliary loss settings to compare; each is one `dialog` item",
     )
     init_encoder: Literal["pretrained", "random"] = Field(
-        "pretrained",
         description="pretrained: the utterance encoder starts from the schedule's pretrained VAE "
-        "encoder (vocabularies must match; sizes then come from the VAE); random: fresh weights",
+        "encoder (vocabularies must match; sizes then come from the VAE); random: fresh weights"
     )
-    emb_dim: int = Field(64, ge=1, description="word embedding size (init_encoder: random)")
-    utt_hidden: int = Field(
-        64, ge=1, description="utterance encoder LSTM size (init_encoder: random)"
-    )
-    bidirectional: bool = Field(True, description="bidirectional utterance encoder (random init)")
-    ctx_hidden: int = Field(64, ge=1, description="context encoder GRU size")
-    latent_dim: int = Field(16, ge=1)
-    dec_hidden: int = Field(128, ge=1, description="response decoder LSTM size")
-    prior_hidden: int = Field(64, ge=1, description="hidden layer of the prior network p(z|c)")
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    epochs: int = Field(5, ge=1)
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(2e-3, gt=0.0)
-    clip: float = Field(5.0, gt=0.0, description="max global gradient norm")
-    samples: int = Field(5, ge=1, description="N responses sampled per test context (z ~ p(z|c))")
-    max_decode_len: int | None = Field(
-        None, ge=1, description="max generated tokens; null: data.max_len"
-    )
-    bleu_order: int = Field(4, ge=1, le=4, description="BLEU-1..this order are reported")
+    emb_dim: int = Field(ge=1, description="word embedding size (init_encoder: random)")
+    utt_hidden: int = Field(ge=1, description="utterance encoder LSTM size (init_encoder: random)")
+    bidirectional: bool = Field(description="bidirectional utterance encoder (random init)")
+    ctx_hidden: int = Field(ge=1, description="context encoder GRU size")
+    latent_dim: int = Field(ge=1)
+    dec_hidden: int = Field(ge=1, description="response decoder LSTM size")
+    prior_hidden: int = Field(ge=1, description="hidden layer of the prior network p(z|c)")
+    dropout: float = Field(ge=0.0, lt=1.0)
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0.0)
+    clip: float = Field(gt=0.0, description="max global gradient norm")
+    samples: int = Field(ge=1, description="N responses sampled per test context (z ~ p(z|c))")
+    max_decode_len: int | None = Field(ge=1, description="max generated tokens; null: data.max_len")
+    bleu_order: int = Field(ge=1, le=4, description="BLEU-1..this order are reported")
     eval_contexts: int | None = Field(
-        None, ge=1, description="score at most this many test contexts (null: all)"
+        ge=1, description="score at most this many test contexts (null: all)"
     )
 
 
@@ -83,60 +77,53 @@ class VaeHeadParams(Section):
     point estimate it is compared with is the MAP of the same model and prior (full-batch Adam).
     """
 
-    protocol: Protocol = "single"
-    workers: int = Field(1, ge=1)
+    protocol: Protocol
+    workers: int = Field(ge=1)
     label: str = Field(
-        "sentiment",
-        min_length=1,
-        description="label factor (checked against the corpus at run time)",
+        min_length=1, description="label factor (checked against the corpus at run time)"
     )
-    hidden: int = Field(0, ge=0, description="0: softmax regression; > 0: MLP with this width")
-    step_size: float = Field(5e-5, gt=0.0)
-    prior_std: float = Field(1.0, gt=0.0)
-    burn_in: int = Field(1000, ge=0)
-    thinning: int = Field(10, ge=1)
-    samples: int = Field(100, ge=1)
-    batch_size: int = Field(64, ge=1)
-    max_train: int | None = Field(None, ge=1, description="cap on labeled train sentences")
-    max_test: int | None = Field(None, ge=1, description="cap on labeled test sentences")
-    map_steps: int = Field(500, ge=1, description="full-batch Adam steps of the MAP baseline")
-    map_lr: float = Field(0.05, gt=0.0)
+    hidden: int = Field(ge=0, description="0: softmax regression; > 0: MLP with this width")
+    step_size: float = Field(gt=0.0)
+    prior_std: float = Field(gt=0.0)
+    burn_in: int = Field(ge=0)
+    thinning: int = Field(ge=1)
+    samples: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    max_train: int | None = Field(ge=1, description="cap on labeled train sentences")
+    max_test: int | None = Field(ge=1, description="cap on labeled test sentences")
+    map_steps: int = Field(ge=1, description="full-batch Adam steps of the MAP baseline")
+    map_lr: float = Field(gt=0.0)
 
 
 class FinetuneParams(Section):
     """Semi-supervised classification on the pretrained codes, and the dialog CVAE."""
 
-    label: str | None = Field(None, description="label factor to predict; null: the first one")
-    label_fractions: list[LabelFraction] = Field(
-        default_factory=lambda: [0.01, 0.1, 1.0], min_length=1
-    )
-    seeds: list[Annotated[int, Field(ge=0)]] = Field(
-        default_factory=lambda: [0, 1, 2], min_length=1
-    )
-    classifier: Literal["logreg", "mlp"] = "logreg"
+    label: str | None = Field(description="label factor to predict; null: the first one")
+    label_fractions: list[LabelFraction] = Field(min_length=1)
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
+    classifier: Literal["logreg", "mlp"]
     features: Literal["mean", "sample"] = Field(
-        "mean", description="mean: posterior mean mu; sample: one z ~ q(z|x) per sentence"
+        description="mean: posterior mean mu; sample: one z ~ q(z|x) per sentence"
     )
     finetune_encoder: bool = Field(
-        False, description="train the encoder end to end with the classifier (in addition)"
+        description="train the encoder end to end with the classifier (in addition)"
     )
-    logreg_c: float = Field(1.0, gt=0.0, description="inverse L2 strength of logistic regression")
-    mlp_hidden: int = Field(64, ge=1)
-    epochs: int = Field(100, ge=1, description="full-batch epochs of the MLP / end-to-end training")
-    lr: float = Field(1e-2, gt=0.0, description="Adam learning rate (MLP / end-to-end)")
-    finetune_epochs: int = Field(5, ge=1, description="epochs of end-to-end encoder fine-tuning")
-    finetune_lr: float = Field(1e-3, gt=0.0, description="Adam learning rate, end-to-end")
-    batch_size: int = Field(64, ge=1, description="minibatch size of end-to-end fine-tuning")
-    max_train: int | None = Field(None, ge=1, description="cap on training sentences (null: all)")
-    max_test: int | None = Field(None, ge=1, description="cap on test sentences (null: all)")
+    logreg_c: float = Field(gt=0.0, description="inverse L2 strength of logistic regression")
+    mlp_hidden: int = Field(ge=1)
+    epochs: int = Field(ge=1, description="full-batch epochs of the MLP / end-to-end training")
+    lr: float = Field(gt=0.0, description="Adam learning rate (MLP / end-to-end)")
+    finetune_epochs: int = Field(ge=1, description="epochs of end-to-end encoder fine-tuning")
+    finetune_lr: float = Field(gt=0.0, description="Adam learning rate, end-to-end")
+    batch_size: int = Field(ge=1, description="minibatch size of end-to-end fine-tuning")
+    max_train: int | None = Field(ge=1, description="cap on training sentences (null: all)")
+    max_test: int | None = Field(ge=1, description="cap on test sentences (null: all)")
     threads: int = Field(
-        1,
         ge=0,
         description="CPU threads for torch and BLAS in classify/dialog (0: library default); "
         "these models are small, so 1 thread avoids oversubscription on a shared machine",
     )
-    dialog: DialogParams = DialogParams()
-    vae_head: VaeHeadParams = VaeHeadParams()
+    dialog: DialogParams
+    vae_head: VaeHeadParams
 
     @model_validator(mode="after")
     def _distinct(self) -> FinetuneParams:

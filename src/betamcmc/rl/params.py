@@ -21,7 +21,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from betamcmc.params import Section
+from betamcmc.schema import Section
 
 UPDATES: tuple[str, ...] = ("sgd", "sgdm", "sgld", "sghmc")
 RL_PROTOCOLS: tuple[str, ...] = ("downpour", "elastic")
@@ -44,54 +44,46 @@ def split_method(method: str) -> tuple[str, str]:
 
 
 class RlParams(Section):
-    env: str = Field("CartPole-v1", min_length=1, description="gymnasium id (discrete actions)")
-    methods: list[Method] = Field(
-        default_factory=lambda: ["sgd-downpour", "sgld-downpour", "sghmc-downpour", "sgld-elastic"],
-        min_length=1,
-    )
-    workers: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [2], min_length=1)
+    env: str = Field(min_length=1, description="gymnasium id (discrete actions)")
+    methods: list[Method] = Field(min_length=1)
+    workers: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
     seeds: list[Annotated[int, Field(ge=0)]] = Field(
-        default_factory=lambda: [0, 1, 2],
         min_length=1,
         description="one run per seed (model init, worker env seeds, noise); >= 3 for mean +- std",
     )
     # sampler (the engine's SGLD / SGHMC)
-    step_size: float = Field(0.05, gt=0.0, description="learning rate (see module docstring)")
-    temperature: float = Field(0.001, ge=0.0, description="T of sgld / sghmc (0: the baseline)")
-    friction: float = Field(0.1, gt=0.0, le=1.0, description="SGHMC alpha = 1 - momentum")
-    prior_std: float = Field(10.0, gt=0.0, description="N(0, s^2) prior: weight decay 1/s^2")
-    period: int = Field(4, ge=1, description="tau: local steps between master exchanges")
-    alpha: float = Field(0.5, gt=0.0, le=1.0, description="elastic coupling strength")
+    step_size: float = Field(gt=0.0, description="learning rate (see module docstring)")
+    temperature: float = Field(ge=0.0, description="T of sgld / sghmc (0: the baseline)")
+    friction: float = Field(gt=0.0, le=1.0, description="SGHMC alpha = 1 - momentum")
+    prior_std: float = Field(gt=0.0, description="N(0, s^2) prior: weight decay 1/s^2")
+    period: int = Field(ge=1, description="tau: local steps between master exchanges")
+    alpha: float = Field(gt=0.0, le=1.0, description="elastic coupling strength")
     overlap: bool = Field(
-        False,
         description="keep computing while an exchange travels (sgmcmc.overlap): faster, but a "
-        "W = 1 run no longer repeats exactly (timing decides where the rebase happens)",
+        "W = 1 run no longer repeats exactly (timing decides where the rebase happens)"
     )
     # agent
-    hidden: list[Annotated[int, Field(ge=1)]] = Field(
-        default_factory=lambda: [64, 64], min_length=1, description="tanh MLP widths"
-    )
-    envs_per_worker: int = Field(4, ge=1)
-    rollout_length: int = Field(16, ge=1, description="steps per env per gradient")
-    gamma: float = Field(0.99, gt=0.0, le=1.0)
-    gae_lambda: float = Field(0.95, ge=0.0, le=1.0, description="1: n-step returns")
-    entropy_coef: float = Field(0.01, ge=0.0)
-    value_coef: float = Field(0.5, ge=0.0)
-    normalize_advantages: bool = True
+    hidden: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, description="tanh MLP widths")
+    envs_per_worker: int = Field(ge=1)
+    rollout_length: int = Field(ge=1, description="steps per env per gradient")
+    gamma: float = Field(gt=0.0, le=1.0)
+    gae_lambda: float = Field(ge=0.0, le=1.0, description="1: n-step returns")
+    entropy_coef: float = Field(ge=0.0)
+    value_coef: float = Field(ge=0.0)
+    normalize_advantages: bool
     # budget and evaluation
-    total_steps: int = Field(16000, ge=1, description="environment steps per run (all workers)")
-    eval_every: int = Field(2000, ge=1, description="environment steps between snapshots")
-    eval_episodes: int = Field(5, ge=1, description="episodes per snapshot")
-    final_episodes: int = Field(20, ge=1, description="episodes of the final master policy")
-    eval_mode: Literal["greedy", "sample"] = "greedy"
-    threads: int = Field(1, ge=1, description="torch threads per process")
+    total_steps: int = Field(ge=1, description="environment steps per run (all workers)")
+    eval_every: int = Field(ge=1, description="environment steps between snapshots")
+    eval_episodes: int = Field(ge=1, description="episodes per snapshot")
+    final_episodes: int = Field(ge=1, description="episodes of the final master policy")
+    eval_mode: Literal["greedy", "sample"]
+    threads: int = Field(ge=1, description="torch threads per process")
     worker_timeout: float = Field(
-        30.0, gt=0.0, description="seconds without a message or heartbeat = lost worker"
+        gt=0.0, description="seconds without a message or heartbeat = lost worker"
     )
     allow_partial: bool = Field(
-        False,
         description="accept a seed whose run lost workers and collected fewer snapshots than "
-        "its budget (default: the stage fails)",
+        "its budget (default: the stage fails)"
     )
 
     @model_validator(mode="after")

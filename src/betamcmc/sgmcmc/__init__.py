@@ -12,7 +12,3 @@ come from. Modules, in the order a run uses them:
 * ``tasks``, ``samples``, ``evaluate``: what is sampled, the samples file, BMA and diagnostics;
 * ``experiment``, ``baseline``, ``consistency``, ``report``: the stages' work.
 """
-
-# Load the root params module first: it imports this package's params section, which in turn
-# needs ``betamcmc.params.Section`` (importing ``betamcmc.sgmcmc.params`` first would be circular).
-import betamcmc.params  # noqa: F401

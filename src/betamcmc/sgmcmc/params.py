@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from betamcmc.params import Section
+from betamcmc.schema import Section
 
 Protocol = Literal["single", "sync", "downpour", "elastic"]
 PROTOCOLS: tuple[str, ...] = ("single", "sync", "downpour", "elastic")
@@ -29,29 +29,29 @@ class SamplerParams(Section):
     SGLD into plain SGD and SGHMC into SGD with momentum ``1 - friction``, exactly.
     """
 
-    kind: Literal["sgld", "sghmc"] = "sghmc"
-    step_size: float = Field(2e-5, gt=0.0, description="eta (per-step learning rate on U)")
-    friction: float = Field(0.1, gt=0.0, le=1.0, description="SGHMC alpha = 1 - momentum")
-    temperature: float = Field(1.0, ge=0.0, description="posterior temperature T (0 = SGD)")
+    kind: Literal["sgld", "sghmc"]
+    step_size: float = Field(gt=0.0, description="eta (per-step learning rate on U)")
+    friction: float = Field(gt=0.0, le=1.0, description="SGHMC alpha = 1 - momentum")
+    temperature: float = Field(ge=0.0, description="posterior temperature T (0 = SGD)")
     decay: float = Field(
-        0.0, ge=0.0, le=1.0, description="gamma in eta_t = eta (1+t/decay_steps)^-gamma"
+        ge=0.0, le=1.0, description="gamma in eta_t = eta (1+t/decay_steps)^-gamma"
     )
-    decay_steps: int = Field(1000, ge=1)
+    decay_steps: int = Field(ge=1)
 
 
 class TaskParams(Section):
     """What is sampled: ``digits`` (MLP on scikit-learn digits, embedded), ``mnist`` (CNN on IDX
     files under ``path``) or ``logreg`` (Bayesian logistic regression on a synthetic data set)."""
 
-    kind: Literal["digits", "mnist", "logreg"] = "digits"
-    path: str | None = Field(None, description="directory with MNIST-format IDX files (mnist)")
-    hidden: int = Field(100, ge=1, description="MLP hidden width (digits)")
-    channels: int = Field(8, ge=1, description="first conv layer channels (mnist)")
-    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="held-out share (digits, logreg)")
-    max_train: int | None = Field(None, ge=1, description="cap on training examples (mnist)")
-    max_test: int | None = Field(None, ge=1, description="cap on test examples (mnist)")
-    logreg_n: int = Field(500, ge=2, description="examples of the synthetic logreg data")
-    logreg_dim: int = Field(5, ge=1, description="features of the synthetic logreg data")
+    kind: Literal["digits", "mnist", "logreg"]
+    path: str | None = Field(description="directory with MNIST-format IDX files (mnist)")
+    hidden: int = Field(ge=1, description="MLP hidden width (digits)")
+    channels: int = Field(ge=1, description="first conv layer channels (mnist)")
+    test_fraction: float = Field(gt=0.0, lt=1.0, description="held-out share (digits, logreg)")
+    max_train: int | None = Field(ge=1, description="cap on training examples (mnist)")
+    max_test: int | None = Field(ge=1, description="cap on test examples (mnist)")
+    logreg_n: int = Field(ge=2, description="examples of the synthetic logreg data")
+    logreg_dim: int = Field(ge=1, description="features of the synthetic logreg data")
 
     @model_validator(mode="after")
     def _path_for_mnist(self) -> TaskParams:
@@ -63,70 +63,57 @@ class TaskParams(Section):
 class SgdParams(Section):
     """The point-estimate baseline: the same sampler at temperature 0 (SGD / SGD-momentum on the MAP loss)."""
 
-    steps: int = Field(3000, ge=1)
-    step_size: float = Field(2e-5, gt=0.0)
+    steps: int = Field(ge=1)
+    step_size: float = Field(gt=0.0)
 
 
 class ConsistencyParams(Section):
     """Bias vs staleness on Bayesian logistic regression against a long full-batch MALA reference."""
 
-    protocols: list[Protocol] = Field(
-        default_factory=lambda: ["single", "downpour", "elastic"], min_length=1
-    )
-    periods: list[Annotated[int, Field(ge=1)]] = Field(
-        default_factory=lambda: [1, 4, 16], min_length=1
-    )
-    workers: int = Field(2, ge=1)
-    step_size: float = Field(2e-4, gt=0.0)
-    burn_in: int = Field(500, ge=0)
-    thinning: int = Field(5, ge=1)
-    samples: int = Field(400, ge=2)
-    batch_size: int = Field(50, ge=1)
-    reference_steps: int = Field(
-        20000, ge=100, description="full-batch MALA steps of the reference"
-    )
-    reference_step_size: float = Field(0.02, gt=0.0)
+    protocols: list[Protocol] = Field(min_length=1)
+    periods: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
+    workers: int = Field(ge=1)
+    step_size: float = Field(gt=0.0)
+    burn_in: int = Field(ge=0)
+    thinning: int = Field(ge=1)
+    samples: int = Field(ge=2)
+    batch_size: int = Field(ge=1)
+    reference_steps: int = Field(ge=100, description="full-batch MALA steps of the reference")
+    reference_step_size: float = Field(gt=0.0)
 
 
 class SgmcmcParams(Section):
-    sampler: SamplerParams = SamplerParams()
-    prior_std: float = Field(1.0, gt=0.0, description="std of the N(0, s^2) prior on every weight")
-    protocols: list[Protocol] = Field(
-        default_factory=lambda: ["single", "sync", "downpour", "elastic"], min_length=1
-    )
-    workers: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1, 2], min_length=1)
-    period: int = Field(10, ge=1, description="tau: local steps between communications")
-    alpha: float = Field(0.5, gt=0.0, le=1.0, description="elastic coupling strength")
-    overlap: bool = Field(
-        True, description="downpour/elastic: keep sampling while an exchange travels"
-    )
+    sampler: SamplerParams
+    prior_std: float = Field(gt=0.0, description="std of the N(0, s^2) prior on every weight")
+    protocols: list[Protocol] = Field(min_length=1)
+    workers: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
+    period: int = Field(ge=1, description="tau: local steps between communications")
+    alpha: float = Field(gt=0.0, le=1.0, description="elastic coupling strength")
+    overlap: bool = Field(description="downpour/elastic: keep sampling while an exchange travels")
     staleness: Literal["none", "inverse"] = Field(
-        "none",
         description="downpour/elastic step size: none = step_size; inverse = step_size / max(1, "
-        "s) for a worker whose pushes arrive s master versions stale (measured, running mean)",
+        "s) for a worker whose pushes arrive s master versions stale (measured, running mean)"
     )
-    burn_in: int = Field(1500, ge=0)
-    thinning: int = Field(20, ge=1)
-    samples: int = Field(100, ge=1, description="samples the master collects (all chains together)")
-    batch_size: int = Field(64, ge=1)
+    burn_in: int = Field(ge=0)
+    thinning: int = Field(ge=1)
+    samples: int = Field(ge=1, description="samples the master collects (all chains together)")
+    batch_size: int = Field(ge=1)
     straggler_delay: float = Field(
-        0.0, ge=0.0, description="seconds added to each step of the last worker (W >= 2)"
+        ge=0.0, description="seconds added to each step of the last worker (W >= 2)"
     )
-    threads: int = Field(1, ge=1, description="torch threads per process")
+    threads: int = Field(ge=1, description="torch threads per process")
     worker_timeout: float = Field(
-        30.0,
         gt=0.0,
         description="seconds without any message or heartbeat (sent every second even while a "
         "worker computes) before the master counts a worker as lost",
     )
     allow_partial: bool = Field(
-        False,
         description="accept a run that lost workers and collected fewer samples than configured "
-        "(default: such a run fails the stage)",
+        "(default: such a run fails the stage)"
     )
     eval_points: int = Field(
-        4, ge=1, description="test points whose log-probabilities feed ESS / R-hat"
+        ge=1, description="test points whose log-probabilities feed ESS / R-hat"
     )
-    task: TaskParams = TaskParams()
-    sgd: SgdParams = SgdParams()
-    consistency: ConsistencyParams = ConsistencyParams()
+    task: TaskParams
+    sgd: SgdParams
+    consistency: ConsistencyParams

@@ -4,7 +4,3 @@ Modules: :mod:`schedules` (beta as a pure function of the iteration), :mod:`para
 ``pretrain`` params section), :mod:`model` (the LSTM VAE, one file), :mod:`train` (the loop,
 checkpoints, resume), :mod:`evaluate` (ELBO, IS-NLL, PPL, MI, active units), :mod:`figures`.
 """
-
-# The section module subclasses betamcmc.params.Section and betamcmc.params imports it back:
-# loading betamcmc.params first makes either import order work.
-import betamcmc.params  # noqa: E402,F401

@@ -10,8 +10,9 @@ tag) to a schedule, a union discriminated on ``kind``::
         cyclical:  {kind: cyclical, cycles: 4, ratio: 0.5, shape: linear}
 
 A user adds a schedule by adding an entry; ``dvc exp run -S pretrain.schedules.cyclical.cycles=8``
-changes one. Paper defaults (PTB): 1-layer LSTMs, 256 hidden, 256 embedding, latent 32,
-dropout 0.5, batch 32, Adam 1e-3, gradient clipping; params.yaml shrinks them for a fast pipeline.
+changes one. The paper's PTB setting: 1-layer LSTMs, 256 hidden, 256 embedding, latent 32,
+dropout 0.5, batch 32, Adam 1e-3, gradient clipping; params.yaml (the only place for the values)
+shrinks them for a fast pipeline.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from betamcmc.params import Section
+from betamcmc.schema import Section
 
 Shape = Literal["linear", "sigmoid", "cosine"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -72,59 +73,44 @@ Schedule = Annotated[
 ]
 
 
-def _default_schedules() -> dict[str, ConstantSchedule | MonotonicSchedule | CyclicalSchedule]:
-    return {
-        "constant": ConstantSchedule(kind="constant"),
-        "monotonic": MonotonicSchedule(kind="monotonic"),
-        "cyclical": CyclicalSchedule(kind="cyclical"),
-    }
-
-
 class VAEModelParams(Section):
-    """Sizes of the LSTM VAE (paper PTB setting by default)."""
+    """Sizes of the LSTM VAE (the paper's PTB setting: 256 / 256 / 32)."""
 
-    emb_dim: int = Field(256, ge=1)
-    hidden_dim: int = Field(256, ge=1)
-    latent_dim: int = Field(32, ge=1)
-    bidirectional: bool = Field(False, description="bidirectional encoder LSTM")
+    emb_dim: int = Field(ge=1)
+    hidden_dim: int = Field(ge=1)
+    latent_dim: int = Field(ge=1)
+    bidirectional: bool = Field(description="bidirectional encoder LSTM")
     z_to_decoder: Literal["init", "concat", "both"] = Field(
-        "both",
-        description="z sets the decoder's initial state, is concatenated to every input, or both",
+        description="z sets the decoder's initial state, is concatenated to every input, or both"
     )
-    dropout: float = Field(
-        0.5, ge=0.0, lt=1.0, description="dropout on embeddings and decoder outputs"
-    )
+    dropout: float = Field(ge=0.0, lt=1.0, description="dropout on embeddings and decoder outputs")
     word_dropout: float = Field(
-        0.0,
-        ge=0.0,
-        le=1.0,
-        description="share of decoder input words replaced by <unk> (Bowman et al.)",
+        ge=0.0, le=1.0, description="share of decoder input words replaced by <unk> (Bowman et al.)"
     )
 
 
 class VAETrainParams(Section):
     """Optimisation: Adam, gradient clipping, a fixed number of iterations (minibatches)."""
 
-    iterations: int = Field(2000, ge=1, description="total training iterations (minibatches)")
-    batch_size: int = Field(32, ge=1)
-    lr: float = Field(1e-3, gt=0.0)
-    clip: float = Field(5.0, gt=0.0, description="max global gradient norm")
+    iterations: int = Field(ge=1, description="total training iterations (minibatches)")
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0.0)
+    clip: float = Field(gt=0.0, description="max global gradient norm")
     eval_every: int = Field(
-        200, ge=1, description="validate (and keep the best model) every N iterations"
+        ge=1, description="validate (and keep the best model) every N iterations"
     )
     checkpoint_every: int = Field(
-        200, ge=1, description="write a resumable checkpoint every N iterations"
+        ge=1, description="write a resumable checkpoint every N iterations"
     )
-    log_every: int = Field(10, ge=1, description="record beta/recon/kl/elbo every N iterations")
-    threads: int = Field(0, ge=0, description="torch CPU threads (0: torch's default)")
+    log_every: int = Field(ge=1, description="record beta/recon/kl/elbo every N iterations")
+    threads: int = Field(ge=0, description="torch CPU threads (0: torch's default)")
     processes: int = Field(
-        0, ge=0, description="seeds trained at once in separate processes (0: all of them)"
+        ge=0, description="seeds trained at once in separate processes (0: all of them)"
     )
     lr_schedule: Literal["constant", "cosine"] = Field(
-        "constant", description="constant, or cosine decay restarted every lr cycle (SGDR)"
+        description="constant, or cosine decay restarted every lr cycle (SGDR)"
     )
     lr_cycles: int | None = Field(
-        None,
         ge=1,
         description="cosine restarts over the run; null: the beta schedule's cycles "
         "(cyclical: its M, else 1), as in the reference recipe",
@@ -134,32 +120,29 @@ class VAETrainParams(Section):
 class VAEEvalParams(Section):
     """Held-out evaluation (valid and test)."""
 
-    importance_samples: int = Field(100, ge=1, description="k for the importance-sampled NLL")
-    batch_size: int = Field(64, ge=1)
-    active_threshold: float = Field(
-        0.01, gt=0.0, description="Cov_x(E_q[z_d]) above this = active unit"
-    )
+    importance_samples: int = Field(ge=1, description="k for the importance-sampled NLL")
+    batch_size: int = Field(ge=1)
+    active_threshold: float = Field(gt=0.0, description="Cov_x(E_q[z_d]) above this = active unit")
 
 
 class VAEReportParams(Section):
     """The ``pretrain_report`` stage (comparison table and figures)."""
 
     toy_iterations: int = Field(
-        1000, ge=1, description="training steps of the toy experiment per schedule"
+        ge=1, description="training steps of the toy experiment per schedule"
     )
 
 
 class PretrainParams(Section):
     seeds: list[int] = Field(
-        [0, 1, 2],
         min_length=1,
         description="one VAE per seed and schedule (init and batch order); metrics: mean +- std",
     )
-    schedules: dict[str, Schedule] = Field(default_factory=_default_schedules, min_length=1)
-    model: VAEModelParams = VAEModelParams()
-    train: VAETrainParams = VAETrainParams()
-    eval: VAEEvalParams = VAEEvalParams()
-    report: VAEReportParams = VAEReportParams()
+    schedules: dict[str, Schedule] = Field(min_length=1)
+    model: VAEModelParams
+    train: VAETrainParams
+    eval: VAEEvalParams
+    report: VAEReportParams
 
     @field_validator("seeds", mode="after")
     @classmethod

@@ -1,0 +1,96 @@
+"""The package's import graph: no cycle anywhere, and the params schema is a tree of leaves.
+
+Read from the source (no process needed). Every import counts, function-level ones included (a
+cycle closed inside a function is still a cycle, only a later one), and importing
+``betamcmc.a.b`` also runs the package ``betamcmc.a`` (its ``__init__``).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imported(path: Path, modules: set[str]) -> set[str]:
+    """The package modules a file imports (``TYPE_CHECKING`` blocks excluded), with the packages
+    Python initialises on the way (``betamcmc.vae`` for ``betamcmc.vae.params``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    typing_only = {
+        id(n)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for n in ast.walk(block)
+    }
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:  # ``from betamcmc.sgmcmc import wire`` imports a module
+                sub = f"{node.module}.{alias.name}"
+                names.add(sub if sub in modules else node.module)
+        elif isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+    out: set[str] = set()
+    for name in names:
+        parts = name.split(".")
+        out |= {".".join(parts[:i]) for i in range(2, len(parts) + 1)}
+    return out & modules
+
+
+def graph() -> dict[str, set[str]]:
+    paths = {module_name(p): p for p in (SRC / "betamcmc").rglob("*.py")}
+    out = {}
+    for name, path in paths.items():
+        # a module's own enclosing packages are initialised before it runs: no edge to them
+        parts = name.split(".")
+        enclosing = {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+        out[name] = imported(path, set(paths)) - enclosing
+    return out
+
+
+def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*trail, node, nxt]
+            if nxt not in state and (found := visit(nxt, [*trail, node])):
+                return found
+        state[node] = 2
+        return None
+
+    for node in sorted(edges):
+        if node not in state and (found := visit(node, [])):
+            return found
+    return None
+
+
+def test_no_import_cycle_in_the_package() -> None:
+    cycle = find_cycle(graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_section_modules_import_the_schema_leaf_not_the_root() -> None:
+    edges = graph()
+    assert edges["betamcmc.schema"] == set()
+    sections = [m for m in edges if m.endswith(".params") and m != "betamcmc.params"]
+    assert len(sections) >= 5
+    for name in sections:
+        assert "betamcmc.params" not in edges[name], name
+        assert "betamcmc.schema" in edges[name], name
