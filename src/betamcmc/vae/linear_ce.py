@@ -35,8 +35,10 @@ def _acc(dtype: torch.dtype) -> torch.dtype:
 
 def _logits(h: Tensor, weight_c: Tensor, bias: Tensor | None) -> Tensor:
     """Logits of one chunk in at least fp32; the product runs in ``weight_c``'s dtype (bf16
-    under autocast)."""
-    acc = _acc(h.dtype if bias is None else bias.dtype)
+    under autocast). In fp32 the bias is added by the product itself (``addmm``: one pass)."""
+    acc = _acc(weight_c.dtype if bias is None else bias.dtype)
+    if weight_c.dtype == acc and h.dtype == acc:
+        return torch.addmm(bias, h, weight_c.t()) if bias is not None else h @ weight_c.t()
     logits = (h.to(weight_c.dtype) @ weight_c.t()).to(acc)
     return logits.add_(bias.to(acc)) if bias is not None else logits
 
@@ -44,11 +46,11 @@ def _logits(h: Tensor, weight_c: Tensor, bias: Tensor | None) -> Tensor:
 def _chunk_grads(
     h: Tensor, weight_c: Tensor, bias: Tensor | None, target: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """Per-token NLL ``[n]`` and ``softmax - onehot`` ``[n, V]`` (fp32) of one row chunk."""
-    logits = _logits(h, weight_c, bias)
-    lse = torch.logsumexp(logits, dim=1)
-    nll = lse - logits.gather(1, target.unsqueeze(1)).squeeze(1)
-    probs = logits.sub_(lse.unsqueeze(1)).exp_()  # in place: the logits are not needed again
+    """Per-token NLL ``[n]`` and ``softmax - onehot`` ``[n, V]`` of one row chunk: one
+    log-softmax kernel, then the probabilities in place (the logits are not needed again)."""
+    logp = torch.log_softmax(_logits(h, weight_c, bias), dim=1)
+    nll = -logp.gather(1, target.unsqueeze(1)).squeeze(1)
+    probs = logp.exp_()
     probs[torch.arange(h.size(0), device=h.device), target] -= 1.0
     return nll, probs
 
