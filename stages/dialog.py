@@ -21,7 +21,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from betamcmc import tracking  # noqa: E402
 from betamcmc.io import atomic_path, write_json, write_text  # noqa: E402
 from betamcmc.params import load_params  # noqa: E402
-from betamcmc.runner import run_stage, seed_everything  # noqa: E402
+from betamcmc.runner import resolve_device, run_stage, seed_everything  # noqa: E402
 
 KEYS = ["seed", "data.max_len", "data.dialog_context", "finetune.threads", "finetune.dialog"]
 
@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     seed_everything(params.seed)
     pretrained = Path(args.pretrained) / args.schedule if dp.init_encoder == "pretrained" else None
     model = dialog.build_model(dp, args.bow, corpus.vocab, params.data.dialog_context, pretrained)
+    model.to(resolve_device(params.device))  # a GPU under device: auto (bf16 autocast there)
     item = f"{args.schedule}-bow{'true' if args.bow else 'false'}"
     max_len = dp.max_decode_len or params.data.max_len
     keys = [*KEYS, f"pretrain.schedules.{args.schedule}"]

@@ -54,3 +54,17 @@ def test_pretrain_stage_with_device_auto_uses_cuda(tmp_path: Path):
     assert "device cuda" in proc.stdout and "1 process(es)" in proc.stdout
     metrics = json.loads((repo / "metrics/pretrain/cyclical.json").read_text())
     assert metrics["seeds"] == [0, 1]
+
+
+def test_dialog_cvae_trains_on_the_gpu():
+    from betamcmc.data.prepare import prepare
+    from betamcmc.finetune import dialog
+    from betamcmc.params import Params
+
+    params = Params.model_validate(tiny_params())
+    corpus, _ = prepare(params.data, 0)
+    dp = params.finetune.dialog
+    model = dialog.build_model(dp, True, corpus.vocab, params.data.dialog_context).cuda()
+    result = dialog.train_cvae(model, corpus, params.pretrain.schedules["cyclical"], dp, 0)
+    assert next(model.parameters()).device.type == "cuda" and result.best_epoch >= 0
+    assert dialog.sample_responses(model, corpus.dialogs["test"][:2], 2, 8, 0)

@@ -66,6 +66,10 @@ class DialogBatch:
     resp_ids: torch.Tensor  # [B, T] response
     resp_lens: torch.Tensor  # [B]
 
+    def to(self, device: torch.device | str) -> DialogBatch:
+        """The same batch on ``device`` (the model's: a GPU under ``device: auto``)."""
+        return DialogBatch(**{k: v.to(device) for k, v in vars(self).items()})
+
 
 def collate(dialogs: list[Dialog], max_context: int) -> DialogBatch:
     """Batch dialog examples, keeping the last ``max_context`` context turns of each."""
@@ -249,7 +253,11 @@ def save_cvae(model_dir: str | Path, model: DialogCVAE, vocab: Vocab) -> None:
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     torch.save(
-        {"config": asdict(model.config), "state_dict": model.state_dict()}, model_dir / "model.pt"
+        {
+            "config": asdict(model.config),
+            "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+        },
+        model_dir / "model.pt",
     )
     (model_dir / "vocab.txt").write_text("\n".join(vocab.tokens) + "\n", encoding="utf-8")
 

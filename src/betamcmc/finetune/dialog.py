@@ -8,7 +8,6 @@ beta_t comes from :func:`betamcmc.vae.schedules.beta_at` over the CVAE's own ite
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from betamcmc.finetune.dialog_metrics import (
 )
 from betamcmc.finetune.params import DialogParams
 from betamcmc.vae.schedules import beta_at
+from betamcmc.vae.train import autocast_for
 
 
 def check_dialog_corpus(corpus: PreparedCorpus, where: str | Path = "data/prepared") -> None:
@@ -101,6 +101,10 @@ def build_model(
     return model
 
 
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
 @dataclass
 class TrainResult:
     iterations: int
@@ -142,12 +146,14 @@ def train_cvae(
     keys = ("beta", "loss", "rec", "kl", "bow")
     result.series = {k: [] for k in keys}
     best_state: dict[str, torch.Tensor] | None = None
+    device = _device(model)
     it = 0
     for epoch in range(params.epochs):
         model.train()
         for chunk in _batches(train, params.batch_size, generator):
             beta = beta_at(schedule, it, total)
-            out = model(collate(chunk, model.config.max_context), beta=beta)
+            with autocast_for(device):
+                out = model(collate(chunk, model.config.max_context).to(device), beta=beta)
             loss = out["loss"]
             if not torch.isfinite(loss):
                 raise DivergenceError(
@@ -168,7 +174,7 @@ def train_cvae(
             on_epoch(epoch, valid)
         if valid["elbo"] > result.best_valid_elbo:
             result.best_valid_elbo, result.best_epoch = valid["elbo"], epoch
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
@@ -188,7 +194,7 @@ def evaluate_elbo(
     sums = {"rec": 0.0, "kl": 0.0, "bow": 0.0, "elbo": 0.0}
     words = 0
     for chunk in _batches(dialogs, batch_size, None):
-        batch = collate(chunk, model.config.max_context)
+        batch = collate(chunk, model.config.max_context).to(_device(model))
         out = model(batch, beta=1.0)
         for k in sums:
             sums[k] += float(out[k].item()) * len(chunk)
@@ -214,7 +220,9 @@ def sample_responses(
     torch.manual_seed(seed + 104729)
     out: list[list[list[int]]] = []
     for chunk in _batches(dialogs, batch_size, None):
-        out.extend(model.sample(collate(chunk, model.config.max_context), n, max_len))
+        out.extend(
+            model.sample(collate(chunk, model.config.max_context).to(_device(model)), n, max_len)
+        )
     torch.random.set_rng_state(state)
     return out
 
@@ -283,5 +291,7 @@ def respond(
     example = Dialog(context=turns, speakers=speakers, response=[], response_speaker="B")
     torch.manual_seed(seed)
     model.eval()
-    ids = model.sample(collate([example], model.config.max_context), n, max_len)[0]
+    ids = model.sample(collate([example], model.config.max_context).to(_device(model)), n, max_len)[
+        0
+    ]
     return [vocab.decode(s) for s in ids]
