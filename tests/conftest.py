@@ -160,20 +160,52 @@ def wait_gone(pids: list[int], timeout: float = 10.0) -> bool:
     return False
 
 
-def copy_repo(dest: Path) -> Path:
-    """Copy the project's git-tracked and untracked-not-ignored files (the working tree) to dest."""
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-    ).stdout.split(b"\0")
-    for raw in files:
-        if not raw:
-            continue
-        rel = raw.decode()
-        src = REPO / rel
-        if not src.is_file():
+def dvc_output_paths(repo: Path = REPO) -> list[str]:
+    """What ``dvc repro`` writes, as repo-relative paths or prefixes (ending in ``/``).
+
+    Every ``outs`` / ``metrics`` / ``plots`` path of every stage in ``dvc.yaml``, plus
+    ``dvc.lock``. A templated path (``metrics/pretrain/${key}.json``) becomes the folder before
+    its first ``${`` (``metrics/pretrain``), which covers every item of a foreach/matrix stage;
+    a folder stands for everything under it.
+    """
+    stages = (yaml.safe_load((repo / "dvc.yaml").read_text()) or {}).get("stages", {})
+    paths = {"dvc.lock"}
+    for stage in stages.values():
+        body = stage.get("do", stage)
+        for key in ("outs", "metrics", "plots"):
+            for entry in body.get(key) or []:
+                path = next(iter(entry)) if isinstance(entry, dict) else entry
+                if "${" in path:
+                    path = path[: path.index("${")].rpartition("/")[0]
+                paths.add(path.rstrip("/"))
+    return sorted(paths)
+
+
+def project_files(source: Path = REPO) -> list[str]:
+    """The files a temporary test project is built from: git-tracked files, minus DVC outputs.
+
+    Tracked only, so whatever a ``make repro`` / ``dvc exp run`` / a manual run left in the
+    checkout (``data/``, ``models/``, ``metrics/``, ``dvc.lock``, ``mlflow.db``, stray files)
+    never leaks into a test. DVC outputs are left out even when they are committed (the
+    ``metrics/`` + ``dvc.lock`` baseline), so every test project starts before its first stage.
+    """
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached"], cwd=source, capture_output=True, check=True
+    ).stdout.decode()
+    outputs = dvc_output_paths(source)
+
+    def is_output(rel: str) -> bool:
+        return any(rel == out or rel.startswith(out + "/") for out in outputs)
+
+    return [rel for rel in listed.split("\0") if rel and not is_output(rel)]
+
+
+def copy_repo(dest: Path, source: Path = REPO) -> Path:
+    """A temporary copy of the project at ``dest``: its git-tracked files (``project_files``)
+    with their working-tree content, so uncommitted edits to tracked files are tested too."""
+    for rel in project_files(source):
+        src = source / rel
+        if not src.is_file():  # deleted in the working tree, or a submodule
             continue
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -250,7 +250,8 @@ def test_prepare_stage_bad_input_writes_nothing(tiny_repo: Path) -> None:
     proc = run_stage(tiny_repo, "prepare", check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"error: {bad}:2: not valid UTF-8 (invalid start byte, byte 0xfe)"
-    assert not (tiny_repo / "data").exists() and not (tiny_repo / "metrics").exists()
+    assert not (tiny_repo / "data").exists()
+    assert not (tiny_repo / "metrics" / "prepare.json").exists()
 
 
 def test_prepare_stage_bad_params_exit_2(tiny_repo: Path) -> None:
