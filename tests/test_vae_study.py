@@ -67,6 +67,24 @@ def test_collect_keeps_each_experiments_targeted_schedules(monkeypatch):
     )
     out = study.collect(spec)
     assert out["missing"] == ["s-cycl4"]
+    # metrics written under other settings (the baseline's, carried by an experiment that did
+    # not rerun the stage) are not collected
+    from betamcmc.params import load_params
+
+    raw = load_params(REPO / "params.yaml").model_dump()
+    shown[0]["experiments"][0]["revs"][0]["data"]["params"] = {"params.yaml": {"data": raw}}
+    stale = _metrics(0.5) | {"params_hash": "000000000000"}
+    shown[0]["experiments"][0]["revs"][0]["data"]["metrics"]["metrics/pretrain/cyclical.json"] = {
+        "data": stale
+    }
+    assert study.collect(spec)["missing"] == ["s-cycl1:cyclical", "s-cycl4"]
+    from betamcmc.vae.pretrain import stage_keys
+
+    own = load_params(REPO / "params.yaml").digest(stage_keys("cyclical"))
+    shown[0]["experiments"][0]["revs"][0]["data"]["metrics"]["metrics/pretrain/cyclical.json"] = {
+        "data": _metrics(0.5) | {"params_hash": own}
+    }
+    assert study.collect(spec)["missing"] == ["s-cycl4"]  # its own settings: collected
     (row,) = out["experiments"]
     assert (
         row["name"] == "s-cycl1" and row["rev"] == "r1" and list(row["schedules"]) == ["cyclical"]

@@ -306,6 +306,7 @@ def run_pretrain(params: Params, name: str, source: str = "params.yaml") -> dict
         metrics = {
             "schedule": name,
             "kind": schedule.kind,
+            "params_hash": params.digest(keys),
             "iterations": pp.train.iterations,
             "seeds": list(pp.seeds),
             "best_iteration": round(statistics.fmean(r["best_iteration"] for r in results)),

@@ -148,11 +148,12 @@ def collect(spec: dict[str, Any], repo: str | Path = ".") -> dict[str, Any]:
             missing.append(exp["name"])
             continue
         metrics = rev["data"].get("metrics", {})
+        params = _params_of(rev)
         row: dict[str, Any] = {"name": exp["name"], "rev": rev["rev"], "set": exp["set"],
                                "schedules": {}}  # fmt: skip
         for schedule in _schedules_of(exp["targets"]):
             data = metrics.get(f"metrics/pretrain/{schedule}.json", {}).get("data")
-            if not data:
+            if not data or not _measured_under(data, params, schedule):
                 missing.append(f"{exp['name']}:{schedule}")
                 continue
             curve = dvc.api.read(
@@ -165,8 +166,30 @@ def collect(spec: dict[str, Any], repo: str | Path = ".") -> dict[str, Any]:
                 "test": {k: data["test"][k] for k in TEST_KEYS if k in data["test"]},
                 "curve": _read_curve(curve),
             }
-        rows.append(row)
+        if row["schedules"]:
+            rows.append(row)
     return {"name": spec["name"], "spec": spec, "experiments": rows, "missing": missing}
+
+
+def _params_of(rev: dict[str, Any]) -> Any:
+    """The experiment's validated params (None when they cannot be read)."""
+    from betamcmc.params import Params
+
+    raw = rev["data"].get("params", {}).get("params.yaml", {}).get("data")
+    try:
+        return Params.model_validate(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _measured_under(data: dict[str, Any], params: Any, schedule: str) -> bool:
+    """Were these metrics written by a run with this experiment's settings? (An experiment that
+    did not rerun the stage carries its baseline's metrics, which must not be collected.)"""
+    from betamcmc.vae.pretrain import stage_keys
+
+    if params is None or "params_hash" not in data:
+        return True  # nothing to check against (metrics of an older version): trust them
+    return data["params_hash"] == params.digest(stage_keys(schedule))
 
 
 # --------------------------------------------------------------------------- drawing
