@@ -261,3 +261,19 @@ def test_prepare_stage_bad_params_exit_2(tiny_repo: Path) -> None:
     assert proc.returncode == 2
     assert "data.max_len: must be >= 2 (got -1)" in proc.stderr
     assert not (tiny_repo / "data").exists()
+
+
+def test_relative_data_path_is_relative_to_the_project_root(tmp_path, monkeypatch) -> None:
+    """A queued DVC experiment runs in <repo>/.dvc/tmp/exps/<id>/: a relative data.path such as
+    ../shared/data/ptb must still mean the folder beside the repository."""
+    from betamcmc.data.corpora import load_corpus
+
+    repo = tmp_path / "repo"
+    (repo / ".dvc" / "tmp" / "exps" / "abc").mkdir(parents=True)
+    (repo / "dvc.yaml").write_text("stages: {}\n")
+    corpus = tmp_path / "shared" / "ptb.txt"
+    corpus.parent.mkdir()
+    corpus.write_text("".join(f"the cat sat {i} times\n" for i in range(50)))
+    monkeypatch.chdir(repo / ".dvc" / "tmp" / "exps" / "abc")
+    raw = load_corpus(data(corpus="ptb", path="../shared/ptb.txt"), seed=0)
+    assert sum(len(v) for v in raw.sentences.values()) == 50

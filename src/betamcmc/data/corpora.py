@@ -113,9 +113,16 @@ def _assign_splits(
 
 
 def _require_path(data: DataParams) -> Path:
+    """``data.path``; a relative one is relative to the project root, also when a queued DVC
+    experiment runs in a temporary workspace under ``.dvc/tmp/exps/`` (where ``../shared``
+    would otherwise point inside ``.dvc/tmp``)."""
+    from betamcmc.tracking import project_root
+
     path = Path(data.path or "")
+    if not path.is_absolute() and not path.exists():
+        path = project_root() / path
     if not path.exists():
-        raise InputError(f"data.path does not exist (data.corpus={data.corpus})", path)
+        raise InputError(f"data.path does not exist (data.corpus={data.corpus})", data.path or "")
     return path
 
 

@@ -13,7 +13,7 @@ A study is a YAML file under ``studies/`` that names a set of DVC experiments::
         grid: {pretrain.train.iterations: [1000, 2000, 4000]}
 
 or, instead of ``grid``, ``experiments: {key: {param: value, ...}, ...}`` (one experiment per key,
-an empty mapping is the baseline). ``betamcmc study queue`` prints and runs
+an empty mapping is the baseline; a ``targets`` entry there overrides the study's targets). ``betamcmc study queue`` prints and runs
 ``dvc exp run --queue -n <name>-<key> -S param=value ... <targets>`` for each (then
 ``dvc queue start``); every experiment is an ordinary DVC experiment and its stages' MLflow runs
 carry its name (tag ``dvc_exp_name``). ``betamcmc study collect`` reads the finished experiments
@@ -74,10 +74,12 @@ def _expand(block: dict[str, Any], default_targets: list[str]) -> list[dict[str,
             short = "-".join(f"{n.split('.')[-1][:4]}{_key(v)}" for n, v in sets.items())
             out.append({"key": prefix + short, "set": sets, "targets": targets})
         return out
-    return [
-        {"key": prefix + key, "set": dict(sets or {}), "targets": targets}
-        for key, sets in block["experiments"].items()
-    ]
+    out = []
+    for key, sets in block["experiments"].items():
+        sets = dict(sets or {})
+        own = sets.pop("targets", targets)  # an experiment may rerun other stages
+        out.append({"key": prefix + key, "set": sets, "targets": list(own)})
+    return out
 
 
 def experiments(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -117,8 +119,13 @@ def queue(spec: dict[str, Any], dry_run: bool = False) -> list[str]:
 
 
 # --------------------------------------------------------------------------- collecting
-def _schedules_of(targets: list[str]) -> list[str]:
-    return [t.split("@", 1)[1] for t in targets if t.startswith("pretrain@")]
+def _schedules_of(targets: list[str], params: Any = None) -> list[str]:
+    """Schedules an experiment trained: ``pretrain@<name>`` targets, or every schedule of its
+    params for the whole ``pretrain`` group."""
+    names = [t.split("@", 1)[1] for t in targets if t.startswith("pretrain@")]
+    if "pretrain" in targets and params is not None:
+        names += [n for n in params.pretrain.schedules if n not in names]
+    return names
 
 
 def _read_curve(text: str) -> dict[str, list[float]]:
@@ -151,7 +158,7 @@ def collect(spec: dict[str, Any], repo: str | Path = ".") -> dict[str, Any]:
         params = _params_of(rev)
         row: dict[str, Any] = {"name": exp["name"], "rev": rev["rev"], "set": exp["set"],
                                "schedules": {}}  # fmt: skip
-        for schedule in _schedules_of(exp["targets"]):
+        for schedule in _schedules_of(exp["targets"], params):
             data = metrics.get(f"metrics/pretrain/{schedule}.json", {}).get("data")
             if not data or not _measured_under(data, params, schedule):
                 missing.append(f"{exp['name']}:{schedule}")
