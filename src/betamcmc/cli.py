@@ -227,10 +227,15 @@ def sample(
 @app.command()
 @friendly
 def ui(
-    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port")] = 5000,
+    host: Annotated[
+        str,
+        typer.Option(help="address to bind; anything but 127.0.0.1 / localhost exposes the runs"),
+    ] = "127.0.0.1",
     params: ParamsFile = Path("params.yaml"),
 ) -> None:
-    """Start the MLflow UI on 127.0.0.1 over the project's tracking store and print its URL."""
+    """Start the MLflow UI over the project's tracking store (on 127.0.0.1 unless --host says
+    otherwise) and print its URL."""
     import subprocess
 
     from betamcmc import tracking
@@ -239,8 +244,14 @@ def ui(
     loaded = load_params(params) if params.exists() else None
     uri = tracking.tracking_uri(loaded)
     tracking.setup(loaded)  # create the store once, so the UI does not race a stage
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
     typer.echo(f"MLflow UI for {uri}\n  -> {url}   (Ctrl-C to stop; it takes ~20 s to start)")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(
+            f"warning: --host {host} serves the runs, params and artifacts to every machine that "
+            "can reach this one, without a password",
+            err=True,
+        )
     cmd = [
         sys.executable,
         "-m",
@@ -249,7 +260,7 @@ def ui(
         "--backend-store-uri",
         uri,
         "--host",
-        "127.0.0.1",
+        host,
         "--port",
         str(port),
         "--workers",
@@ -280,9 +291,45 @@ def respond(
         typer.echo(f"{i}. {reply}")
 
 
-def main() -> None:  # pragma: no cover - console script entry point
-    app()
+def main(argv: list[str] | None = None) -> int:
+    """The console script: every mistake on the command line is one line on stderr and exit 2.
+
+    Click would print a usage box over several lines; an empty or blank argument (``-m ""``)
+    would silently mean the current directory. Returns the exit code (raises ``SystemExit``
+    from the console script).
+    """
+    # typer (pinned) vendors click; these are its usage errors
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+    from typer.exceptions import Abort, Exit
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    for i, arg in enumerate(args):
+        if not arg.strip():
+            after = f" (the value of {args[i - 1]})" if i and args[i - 1].startswith("-") else ""
+            typer.echo(f"error: argument {i + 1}{after} is empty or only whitespace", err=True)
+            return 2
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=args, prog_name="betamcmc", standalone_mode=False)
+    except NoArgsIsHelpError as err:
+        typer.echo(err.ctx.get_help() if err.ctx else "", err=True)
+        return 2
+    except UsageError as err:
+        where = f"{err.ctx.command_path}: " if err.ctx else "betamcmc: "
+        message = " ".join(err.format_message().split())
+        typer.echo(f"error: {where}{message} (see --help)", err=True)
+        return 2
+    except Exit as err:
+        return err.exit_code
+    except Abort:
+        typer.echo("error: interrupted", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def console() -> None:  # pragma: no cover - the installed ``betamcmc`` script
+    sys.exit(main())
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    console()

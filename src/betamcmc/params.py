@@ -28,7 +28,7 @@ from betamcmc.data.params import DataParams
 from betamcmc.errors import ParamsError
 from betamcmc.finetune.params import FinetuneParams
 from betamcmc.rl.params import RlParams
-from betamcmc.schema import Section
+from betamcmc.schema import Section, Seed
 from betamcmc.sgmcmc.params import SgmcmcParams
 from betamcmc.vae.params import PretrainParams
 
@@ -46,7 +46,7 @@ class TrackingParams(Section):
 
 # --------------------------------------------------------------------------- root
 class Params(Section):
-    seed: int = Field(ge=0)
+    seed: Seed
     device: Literal["auto", "cpu", "cuda"]
     data: DataParams
     tracking: TrackingParams
@@ -99,6 +99,10 @@ def load_params(path: str | Path = DEFAULT_PARAMS_FILE) -> Params:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ParamsError(f"{path}: params file not found") from None
+    except IsADirectoryError:
+        raise ParamsError(f"{path}: expected a params file, found a directory") from None
+    except PermissionError:
+        raise ParamsError(f"{path}: permission denied") from None
     except UnicodeDecodeError as err:
         raise ParamsError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     try:
@@ -110,7 +114,13 @@ def load_params(path: str | Path = DEFAULT_PARAMS_FILE) -> Params:
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ParamsError(f"{path}{line}: invalid YAML: {problem}") from None
     if raw is None:
-        raw = {}
+        raise ParamsError(
+            f"{path}: params file is empty (expected the sections {', '.join(Params.model_fields)})"
+        )
+    duplicate = _duplicate_key(root)
+    if duplicate is not None:
+        key, line = duplicate
+        raise ParamsError(f"{path}:{line}: {key}: duplicate key (it is already set above)")
     if not isinstance(raw, dict):
         raise ParamsError(
             f"{path}:1: top level must be a mapping of sections (got {type(raw).__name__})"
@@ -164,6 +174,27 @@ def _resolve(raw: Any, node: Any, loc: tuple[Any, ...]) -> tuple[list[Any], Any]
     return keys, cite
 
 
+def _duplicate_key(node: Any, prefix: str = "") -> tuple[str, int] | None:
+    """The dotted path and line of the first key set twice in one mapping (YAML forbids it;
+    PyYAML would silently keep the last value)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for key, value in node.value:
+            name = getattr(key, "value", None)
+            if name in seen:
+                return f"{prefix}{name}", key.start_mark.line + 1
+            seen.add(name)
+            found = _duplicate_key(value, f"{prefix}{name}.")
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found = _duplicate_key(item, f"{prefix}{i}.")
+            if found:
+                return found
+    return None
+
+
 def _pair(node: Any, key: Any) -> tuple[Any, Any]:
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
@@ -188,6 +219,7 @@ _MESSAGES = {
     "model_type": "must be a mapping",
     "string_too_short": "must not be empty",
     "too_short": "must have at least {min_length} item(s)",
+    "finite_number": "must be a finite number",
 }
 
 
@@ -201,6 +233,7 @@ def _describe(error: dict[str, Any]) -> str:
     elif kind == "union_tag_invalid":
         message = (
             f"{ctx.get('discriminator', 'kind')} must be one of {ctx.get('expected_tags', '')}"
+            f" (got {ctx.get('tag')!r})"
         )
     elif kind == "union_tag_not_found":
         message = f"missing required key {ctx.get('discriminator', 'kind')}"

@@ -13,10 +13,23 @@ leave out. ``tests/test_params.py`` checks both rules.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SEED_MAX = 2**32 - 1  # NumPy's legacy seeding takes seeds below 2**32
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
 
 
 class Section(BaseModel):
-    """Base for every params section: unknown keys are errors, no silent type coercion."""
+    """Base for every params section: unknown keys are errors, no silent type coercion, numbers
+    finite (no ``.inf`` / ``.nan``), strings not empty or blank."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_blank_strings(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must not be empty or only whitespace")
+        return value

@@ -22,6 +22,7 @@ Every read is strict UTF-8; malformed input raises :class:`InputError` naming fi
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,22 +58,63 @@ class RawCorpus:
 
 
 # --------------------------------------------------------------------------- reading
-def read_lines(path: Path) -> list[tuple[int, str]]:
-    """Non-empty stripped lines with their 1-based line numbers; strict UTF-8."""
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def read_text(path: Path) -> str:
+    """A corpus file as text: strict UTF-8, a UTF-8 byte-order mark dropped, NUL bytes refused.
+
+    UTF-16/32 files (byte-order mark, or NUL bytes between ASCII letters) and binary files are
+    rejected with one line naming the file and the first bad line.
+    """
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise InputError("file not found", path) from None
     except IsADirectoryError:
         raise InputError("expected a file, found a directory", path) from None
+    except PermissionError:
+        raise InputError("permission denied", path) from None
+    for bom, encoding in _BOMS:
+        if raw.startswith(bom):
+            raise InputError(
+                f"{encoding} text (byte-order mark {bom.hex(' ')}); save the file as UTF-8", path, 1
+            )
+    raw = raw.removeprefix(UTF8_BOM)
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        line = raw[:nul].count(b"\n") + 1
+        raise InputError(
+            "NUL byte: a binary file or UTF-16/32 text; expected UTF-8 text", path, line
+        )
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise InputError(
             f"not valid UTF-8 ({err.reason}, byte 0x{raw[err.start]:02x})", path, line
         ) from None
-    return [(i, line.strip()) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def read_lines(path: Path) -> list[tuple[int, str]]:
+    """Non-empty stripped lines with their 1-based line numbers (see :func:`read_text`).
+
+    Lines end at ``\\n``, ``\\r\\n`` or ``\\r`` only (as a text editor counts them), not at the
+    other characters :meth:`str.splitlines` breaks on (U+2028, U+0085, form feed, ...), which are
+    valid inside a sentence or a JSON string.
+    """
+    text = read_text(path)
+    lines = _NEWLINE.split(text)
+    return [(i, line.strip()) for i, line in enumerate(lines, start=1) if line.strip()]
+
+
+_NEWLINE = re.compile(r"\r\n|\r|\n")
 
 
 def tokenize(text: str, lowercase: bool) -> list[str]:
@@ -252,20 +294,62 @@ def _parse_swda(path: Path, lowercase: bool) -> list[RawDialog]:
     for lineno, text in read_lines(path):
         try:
             obj = json.loads(text)
-            utts = obj["utts"]
-            speakers, turns, acts = [], [], []
-            for utt in utts:
-                speaker, words = str(utt[0]), str(utt[1])
-                act = utt[2][0] if len(utt) > 2 and utt[2] else None
-                speakers.append(speaker)
-                turns.append(tokenize(words, lowercase))
-                acts.append(str(act) if act is not None else None)
-        except (json.JSONDecodeError, KeyError, IndexError, TypeError) as err:
+        except json.JSONDecodeError as err:
             raise InputError(
-                f"malformed Switchboard JSONL line ({type(err).__name__}: {err})", path, lineno
+                f"not valid JSON: {err.msg} (column {err.colno})", path, lineno
             ) from None
-        dialogs.append(RawDialog(speakers, turns, acts))
+        except RecursionError:
+            raise InputError("not valid JSON (nested too deeply)", path, lineno) from None
+        try:
+            dialogs.append(_swda_dialog(obj, lowercase))
+        except ValueError as err:
+            raise InputError(f"not a Switchboard dialog: {err}", path, lineno) from None
     return dialogs
+
+
+def _swda_dialog(obj: Any, lowercase: bool) -> RawDialog:
+    """One JSONL object -> a dialog; ``ValueError`` says which part has the wrong shape."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"expected a JSON object with 'utts' (got {_json_kind(obj)})")
+    if "utts" not in obj:
+        raise ValueError("missing key 'utts'")
+    utts = obj["utts"]
+    if not isinstance(utts, list):
+        raise ValueError(f"'utts' must be a list of utterances (got {_json_kind(utts)})")
+    speakers, turns, acts = [], [], []
+    for i, utt in enumerate(utts):
+        shape = f"utts[{i}] must be [speaker, text, [dialog_act, ...]]"
+        if not isinstance(utt, list) or len(utt) < 2:
+            raise ValueError(f"{shape} (got {_json_kind(utt)})")
+        speaker, words = utt[0], utt[1]
+        if not isinstance(speaker, str) or not speaker.strip():
+            raise ValueError(f"utts[{i}][0]: speaker must be a non-empty string (got {speaker!r})")
+        if not isinstance(words, str):
+            raise ValueError(f"utts[{i}][1]: text must be a string (got {_json_kind(words)})")
+        act = None
+        if len(utt) > 2 and utt[2] is not None:
+            meta = utt[2]
+            if not isinstance(meta, list):
+                raise ValueError(f"utts[{i}][2] must be [dialog_act, ...] (got {_json_kind(meta)})")
+            if meta:
+                act = meta[0]
+                if act is not None and not isinstance(act, str):
+                    raise ValueError(
+                        f"utts[{i}][2][0]: dialog act must be a string (got {_json_kind(act)})"
+                    )
+        speakers.append(speaker)
+        turns.append(tokenize(words, lowercase))
+        acts.append(act)
+    return RawDialog(speakers, turns, acts)
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    if type(value) in kinds:
+        return kinds[type(value)]
+    return f"a number ({value!r})" if isinstance(value, int | float) else type(value).__name__
 
 
 def load_swda(data: DataParams, seed: int) -> RawCorpus:

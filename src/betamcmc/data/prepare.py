@@ -68,6 +68,10 @@ def prepare(data: DataParams, seed: int) -> tuple[PreparedCorpus, dict[str, Any]
             f"with data.long_sentences={data.long_sentences}",
             data.path or raw.source,
         )
+    for split in ("valid", "test"):
+        if not sentences[split]:
+            raise InputError(_empty_split(split, len(raw.sentences[split]), dropped[split], data),
+                             data.path or raw.source)  # fmt: skip
 
     dialogs: dict[str, list[Dialog]] = {}
     for split in SPLITS:
@@ -104,6 +108,18 @@ def prepare(data: DataParams, seed: int) -> tuple[PreparedCorpus, dict[str, Any]
     }
     corpus = PreparedCorpus(meta=meta, vocab=vocab, sentences=sentences, dialogs=dialogs)
     return corpus, statistics(corpus, dropped, truncated)
+
+
+def _empty_split(split: str, read: int, dropped: int, data: DataParams) -> str:
+    """Why split ``split`` is empty, and what to change (later stages evaluate on it)."""
+    if read and dropped == read:
+        why = (f"all {read} of its sentences are longer than data.max_len={data.max_len} "
+               "and data.long_sentences=filter drops them")  # fmt: skip
+        fix = "raise data.max_len or use data.long_sentences: truncate"
+    else:
+        why = "the corpus gives it no sentence (an empty split file, or too few sentences to split)"
+        fix = "give that split non-empty text or a larger corpus"
+    return f"the {split} split is empty: {why}; the later stages evaluate on it ({fix})"
 
 
 def statistics(

@@ -113,8 +113,14 @@ def load_vocab(path: str | Path) -> Vocab:
         tokens = path.read_text(encoding="utf-8").split("\n")
     except FileNotFoundError:
         raise InputError("vocabulary not found (run the prepare stage first)", path) from None
+    except IsADirectoryError:
+        raise InputError("expected a vocabulary file, found a directory", path) from None
+    except UnicodeDecodeError:
+        raise InputError("vocabulary is not UTF-8 text", path) from None
     if tokens and tokens[-1] == "":
         tokens.pop()
+    if tuple(tokens[:4]) != SPECIALS:
+        raise InputError(f"not a vocabulary: it must start with {' '.join(SPECIALS)}", path, 1)
     return Vocab(tokens)
 
 

@@ -264,15 +264,27 @@ def save_cvae(model_dir: str | Path, model: DialogCVAE, vocab: Vocab) -> None:
 
 def load_cvae(model_dir: str | Path, map_location: str = "cpu") -> tuple[DialogCVAE, Vocab]:
     """Load a model written by :func:`save_cvae` (weights only: no pickled code)."""
+    from betamcmc.checkpoint import build, read_checkpoint
     from betamcmc.data.prepared import load_vocab
     from betamcmc.errors import InputError
 
     model_dir = Path(model_dir)
+    if model_dir.is_file():
+        raise InputError("expected a dialog model directory (models/dialog/<item>), found a file",
+                         model_dir)  # fmt: skip
     file = model_dir / "model.pt"
     if not file.exists():
         raise InputError("dialog model not found (run `dvc repro dialog` first)", file)
-    blob = torch.load(file, map_location=map_location, weights_only=True)
-    model = DialogCVAE(CVAEConfig(**blob["config"]))
-    model.load_state_dict(blob["state_dict"])
-    model.eval()
-    return model, load_vocab(model_dir / "vocab.txt")
+    blob = read_checkpoint(file, "dialog CVAE", ("config", "state_dict"), map_location)
+
+    def make() -> DialogCVAE:
+        model = DialogCVAE(CVAEConfig(**blob["config"]))
+        model.load_state_dict(blob["state_dict"])
+        return model
+
+    model = build(file, "dialog CVAE", make).eval()
+    vocab = load_vocab(model_dir / "vocab.txt")
+    if len(vocab) != model.config.vocab_size:
+        raise InputError(f"vocabulary has {len(vocab)} entries but the model expects "
+                         f"{model.config.vocab_size}", model_dir / "vocab.txt")  # fmt: skip
+    return model, vocab

@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from betamcmc.schema import Section
+from betamcmc.schema import Section, Seed
 from betamcmc.sgmcmc.params import Protocol
 
 
@@ -100,7 +100,7 @@ class FinetuneParams(Section):
 
     label: str | None = Field(description="label factor to predict; null: the first one")
     label_fractions: list[LabelFraction] = Field(min_length=1)
-    seeds: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
+    seeds: list[Seed] = Field(min_length=1)
     classifier: Literal["logreg", "mlp"]
     features: Literal["mean", "sample"] = Field(
         description="mean: posterior mean mu; sample: one z ~ q(z|x) per sentence"

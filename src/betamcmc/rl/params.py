@@ -21,7 +21,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from betamcmc.schema import Section
+from betamcmc.schema import Section, Seed
 
 UPDATES: tuple[str, ...] = ("sgd", "sgdm", "sgld", "sghmc")
 RL_PROTOCOLS: tuple[str, ...] = ("downpour", "elastic")
@@ -47,7 +47,7 @@ class RlParams(Section):
     env: str = Field(min_length=1, description="gymnasium id (discrete actions)")
     methods: list[Method] = Field(min_length=1)
     workers: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
-    seeds: list[Annotated[int, Field(ge=0)]] = Field(
+    seeds: list[Seed] = Field(
         min_length=1,
         description="one run per seed (model init, worker env seeds, noise); >= 3 for mean +- std",
     )

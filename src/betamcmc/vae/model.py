@@ -235,8 +235,17 @@ def seed_dirs(schedule_dir: str | Path) -> list[Path]:
     path = Path(schedule_dir)
     if (path / MODEL_FILE).exists() or not (path / "meta.json").exists():
         return [path]
-    seeds = json.loads((path / "meta.json").read_text(encoding="utf-8")).get("seeds", [])
-    return [path / f"seed{s}" for s in seeds]
+    from betamcmc.errors import InputError
+
+    try:
+        seeds = json.loads((path / "meta.json").read_text(encoding="utf-8"))["seeds"]
+        dirs = [path / f"seed{int(s)}" for s in seeds]
+    except (ValueError, KeyError, TypeError):
+        raise InputError("not a pretrain model folder's meta.json (no list of seeds)",
+                         path / "meta.json") from None  # fmt: skip
+    if not dirs:
+        raise InputError("meta.json lists no seeds", path / "meta.json")
+    return dirs
 
 
 def load_vae(model_dir_or_file: str | Path, map_location: str | torch.device = "cpu") -> TextVAE:
@@ -249,8 +258,13 @@ def load_vae(model_dir_or_file: str | Path, map_location: str | torch.device = "
         path = seed_dirs(path)[0] / MODEL_FILE
     if not path.exists():
         raise InputError("VAE checkpoint not found (run `dvc repro pretrain` first)", path)
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    model = TextVAE(VAEConfig(**ckpt["config"]))
-    model.load_state_dict(ckpt["model"])
-    model.eval()
-    return model.to(map_location)
+    from betamcmc.checkpoint import build, read_checkpoint
+
+    ckpt = read_checkpoint(path, "text VAE", ("config", "model"), map_location)
+
+    def make() -> TextVAE:
+        model = TextVAE(VAEConfig(**ckpt["config"]))
+        model.load_state_dict(ckpt["model"])
+        return model
+
+    return build(path, "text VAE", make).eval().to(map_location)

@@ -22,7 +22,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from betamcmc.schema import Section
+from betamcmc.schema import Section, Seed
 
 Shape = Literal["linear", "sigmoid", "cosine"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -134,7 +134,7 @@ class VAEReportParams(Section):
 
 
 class PretrainParams(Section):
-    seeds: list[int] = Field(
+    seeds: list[Seed] = Field(
         min_length=1,
         description="one VAE per seed and schedule (init and batch order); metrics: mean +- std",
     )
