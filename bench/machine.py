@@ -26,6 +26,9 @@ from typing import Any
 # Samples whose slowest call is more than this much slower than the fastest, or before/after
 # medians differing by more than this, indicate that something else used the cores.
 SPREAD_LIMIT = 0.15
+# CPU time other processes used while a GEMM sample ran (``/proc/stat`` busy time minus this
+# process's own CPU time), in cores: above this the sample saw foreign load.
+FOREIGN_CORES_LIMIT = 0.25
 
 
 def cpu_model_and_flags() -> tuple[str, list[str]]:
@@ -65,6 +68,16 @@ def facts() -> dict[str, Any]:
     return out
 
 
+def busy_seconds() -> float | None:
+    """CPU seconds every process of the machine has used so far (``/proc/stat``), or None."""
+    try:
+        with open("/proc/stat", encoding="utf-8") as fh:
+            f = [int(x) for x in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (f[0] + f[1] + f[2] + f[5] + f[6]) / os.sysconf("SC_CLK_TCK")
+
+
 def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -82,12 +95,18 @@ def gemm_peak(threads: int, n: int = 2048, calls: int = 7, device: str = "cpu",
     torch.mm(a, b)  # warm-up (page faults, thread pool start)
     sync()
     rates = []
+    busy0, own0, wall0 = busy_seconds(), time.process_time(), time.perf_counter()
     for _ in range(calls):
         t = time.perf_counter()
         torch.mm(a, b)
         sync()
         rates.append(2 * n**3 / (time.perf_counter() - t) / 1e9)
+    busy1, own1, wall = busy_seconds(), time.process_time(), time.perf_counter() - wall0
+    foreign = None
+    if busy0 is not None and busy1 is not None and device == "cpu":
+        foreign = round(max(0.0, (busy1 - busy0) - (own1 - own0)) / wall, 3)
     return {
+        "foreign_cores": foreign,
         "gflops": statistics.median(rates),
         "min": min(rates),
         "max": max(rates),
@@ -106,6 +125,7 @@ def foreign_load(before: dict[str, Any], after: dict[str, Any],
 
     - a GEMM sample's slowest call is > SPREAD_LIMIT slower than its fastest;
     - the medians before and after the measurement differ by > SPREAD_LIMIT;
+    - other processes used more than FOREIGN_CORES_LIMIT cores while a sample ran;
     - ``start_load``: the 1-minute load average when the benchmark started (before any of its own
       work, which the load average would otherwise count) was above 0.5.
     """
@@ -113,6 +133,9 @@ def foreign_load(before: dict[str, Any], after: dict[str, Any],
     for name, g in (("before", before), ("after", after)):
         if g["max"] > (1 + SPREAD_LIMIT) * g["min"]:
             reasons.append(f"GEMM samples {name} spread {g['min']:.0f}-{g['max']:.0f} GFLOP/s")
+    for name, g in (("before", before), ("after", after)):
+        if (g.get("foreign_cores") or 0.0) > FOREIGN_CORES_LIMIT:
+            reasons.append(f"other processes used {g['foreign_cores']:.2f} cores during {name}")
     lo, hi = sorted((before["gflops"], after["gflops"]))
     if hi > (1 + SPREAD_LIMIT) * lo:
         reasons.append(f"GEMM median moved {before['gflops']:.0f} -> {after['gflops']:.0f} GFLOP/s")

@@ -1,22 +1,31 @@
-"""Benchmark: wall-clock time for the BMA of the digits MLP to reach a test accuracy, per protocol.
+"""Benchmark: time for the BMA of an MLP to reach a test accuracy, per protocol and worker count,
+and the costs behind it (issue 13 items 3-5).
 
-    .venv/bin/python bench/sgmcmc_speedup.py [--seeds 5] [--quick] [--out bench/results/sgmcmc_speedup.json]
+    .venv/bin/python bench/sgmcmc_speedup.py [--seeds 5] [--quick] [--require-quiet]
+                                             [--out bench/results/sgmcmc_speedup.json]
 
-All in one run, on this machine, 1 torch thread per process:
+Everything in one run, 1 torch thread per process, ``OMP_WAIT_POLICY=PASSIVE``:
 
-1. ``single`` (W = 1) vs ``sync``, ``downpour``, ``elastic`` with W = 2 (and W = 4, oversubscribed on
-   2 cores), each over ``--seeds`` seeds: seconds of sampling (burn-in included, process start-up
-   excluded) until the running BMA first reaches 0.95 and 0.97 test accuracy; speedup over
-   ``single`` = ratio of the medians; bytes communicated; BMA log-likelihood (mean, median over
-   seeds, worst test point).
-2. bytes per collected sample of ``downpour`` / ``elastic`` against tau (expected ~ 1/tau).
-3. Engine overhead: ``single``'s chain steps/s next to a minimal plain-PyTorch SGHMC loop of the same
-   model, interleaved (plain, engine, plain, engine, ...) so that load drifts hit both.
-4. Message and gradient times (for the scaling estimate) and a compute-dominated model (hidden
-   width 1000): gradient throughput of ``single`` vs ``downpour`` W = 2.
+1. **digits** (MLP 64-100-10, SGHMC eta 2e-5, friction 0.1, batch 64, N(0, 1) prior, burn-in
+   1,000, thinning 20, 100 samples, tau 10, overlap on): ``single`` W = 1 against downpour, elastic
+   and sync with W = 1, 2, 4, downpour W = 2 with tau 5, and downpour W = 4 with the
+   staleness-aware step sizes (``staleness: inverse``, ``inverse_square``); seeds outermost so that load drifts spread over the items. Per item:
+   seconds of sampling (burn-in included, process start-up excluded) until the running BMA first
+   reaches 0.95 / 0.97 (median [min, max] over seeds, a miss counts as infinite), the ratio of
+   medians to ``single``, BMA accuracy, test log-likelihood (mean; median point; worst point),
+   ECE, gradients/s, staleness, master time per message, KB per sample.
+2. **compute-dominated** (hidden 1,000, 75k parameters, eta 1e-5, burn-in 600, 40 samples):
+   single W = 1 vs downpour and elastic W = 2.
+3. **timings for the scaling model** (``bench/sgmcmc_scaling.py``): gradient time of each model
+   in a plain loop, a message round trip (ping-pong of the engine's message between two processes
+   over gloo on loopback), the master's time per message and the staleness from the runs.
+4. **engine overhead**: ``single``'s steps/s over a minimal plain-PyTorch SGHMC loop, interleaved.
 
-The machine is shared: the load average is recorded before and after every section. Results go to
-``bench/results/sgmcmc_speedup.json``; the printout is the summary.
+The machine facts and GEMM peak probes (``bench/machine.py``: median of 7 calls at 1 thread, and
+the CPU time other processes used meanwhile) go into the JSON: a probe before, between the
+sections and after; a run during which other processes used the CPU is marked
+``"quiet": false`` (and not written at all with ``--require-quiet``). The targets of issue 13 live
+here and in the JSON (``targets``), never in the test suite.
 """
 
 from __future__ import annotations
@@ -27,67 +36,83 @@ import json
 import math
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-import yaml
-from torch.nn import functional as F
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP
 
-from betamcmc.params import validate_params
-from betamcmc.sgmcmc.config import EngineConfig, RunSpec
-from betamcmc.sgmcmc.evaluate import evaluate_samples, first_time_at
-from betamcmc.sgmcmc.launch import run_local
-from betamcmc.sgmcmc.samples import read_samples
-from betamcmc.sgmcmc.tasks import DigitsTask, build_task
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import facts, foreign_load, gemm_peak, loadavg  # noqa: E402
+
+from betamcmc.params import validate_params  # noqa: E402
+from betamcmc.sgmcmc.config import EngineConfig, RunSpec  # noqa: E402
+from betamcmc.sgmcmc.evaluate import evaluate_samples, first_time_at  # noqa: E402
+from betamcmc.sgmcmc.launch import run_local  # noqa: E402
+from betamcmc.sgmcmc.samples import read_samples  # noqa: E402
+from betamcmc.sgmcmc.tasks import DigitsTask, build_task  # noqa: E402
 
 TARGETS = (0.95, 0.97)
+THREADS = 1
+DIGITS = {"hidden": 100, "step_size": 2e-5, "burn_in": 1000, "thinning": 20, "samples": 100}
+WIDE = {"hidden": 1000, "step_size": 1e-5, "burn_in": 600, "thinning": 20, "samples": 40}
+# (name, protocol, W, engine overrides)
+DIGITS_ITEMS: list[tuple[str, str, int, dict[str, Any]]] = [
+    ("single-w1", "single", 1, {}),
+    ("downpour-w1", "downpour", 1, {}),
+    ("downpour-w2", "downpour", 2, {}),
+    ("downpour-w2-tau5", "downpour", 2, {"period": 5}),
+    ("elastic-w2", "elastic", 2, {}),
+    ("sync-w2", "sync", 2, {}),
+    ("downpour-w4", "downpour", 4, {}),
+    ("downpour-w4-inverse", "downpour", 4, {"staleness": "inverse"}),
+    ("downpour-w4-inverse_square", "downpour", 4, {"staleness": "inverse_square"}),
+    ("elastic-w4", "elastic", 4, {}),
+]
+WIDE_ITEMS = [("single-w1", "single", 1, {}), ("downpour-w2", "downpour", 2, {}),
+              ("elastic-w2", "elastic", 2, {})]  # fmt: skip
+QUICK = {"single-w1", "downpour-w2", "elastic-w2", "downpour-w4-inverse_square"}
 
 
-def load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
+SHIPPED = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
 
 
-def make_cfg(**over: Any):
-    base = {
-        "sampler": {"kind": "sghmc", "step_size": over.pop("step_size", 2e-5), "friction": 0.1},
-        "prior_std": 1.0,
-        "batch_size": 64,
-        "burn_in": over.pop("burn_in", 1000),
-        "thinning": over.pop("thinning", 20),
-        "samples": over.pop("samples", 100),
-        "period": over.pop("period", 10),
-        "alpha": over.pop("alpha", 0.5),
-        "threads": 1,
-        "task": {"kind": "digits", "hidden": over.pop("hidden", 100)},
-    }
-    base.update(over)
-    # every other setting (and every other section) as shipped: params.yaml holds the values
-    shipped = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+def spec_for(model: dict[str, Any], protocol: str, workers: int, seed: int, **over: Any) -> RunSpec:
+    """The benchmark's settings over the shipped params.yaml (which holds every other value)."""
+    shipped = json.loads(json.dumps(SHIPPED))
     sg = shipped["sgmcmc"]
-    for key, value in base.items():
-        sg[key] = {**sg[key], **value} if isinstance(value, dict) else value
-    return validate_params(shipped).sgmcmc
+    sg["sampler"].update(kind="sghmc", step_size=model["step_size"], friction=0.1,
+                         temperature=1.0, decay=0.0)  # fmt: skip
+    sg.update(prior_std=1.0, batch_size=64, burn_in=model["burn_in"], thinning=model["thinning"],
+              samples=model["samples"], period=over.pop("period", 10), threads=THREADS,
+              overlap=True, staleness="none", straggler_delay=0.0)  # fmt: skip
+    sg["task"].update(kind="digits", hidden=model["hidden"])
+    sg = validate_params(shipped).sgmcmc
+    config = EngineConfig.from_params(sg, **over)
+    factory = functools.partial(build_task, sg.task, sg.batch_size)
+    return RunSpec(config, protocol, workers, seed, factory)
 
 
-def one_run(cfg: Any, protocol: str, workers: int, seed: int) -> dict[str, Any]:
+def one_run(spec: RunSpec) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="sgmcmc-bench-") as d:
-        factory = functools.partial(build_task, cfg.task, cfg.batch_size)
-        spec = RunSpec(EngineConfig.from_params(cfg), protocol, workers, seed, factory)
         result = run_local(spec, d)
-        samples = read_samples(d)
-        task = DigitsTask(cfg.task.hidden, cfg.batch_size, cfg.task.test_fraction)
-        metrics, series = evaluate_samples(task, samples, points=2)
+        metrics, series = evaluate_samples(spec.make_task(), read_samples(d), points=2)
+    messages = sum(w["messages_to_master"] for w in result.per_worker.values())
     out = {
-        "seed": seed,
+        "seed": spec.seed,
         "wall_s": result.wall_s,
         "grad_evals": result.grad_evals,
-        "bytes_total": result.bytes_total,
+        "grad_evals_per_s": result.grad_evals / result.wall_s,
         "bytes_per_sample": result.bytes_total / max(1, result.samples),
-        "messages": result.messages,
+        "messages_to_master": messages,
+        "master_ms_per_message": 1e3 * result.master_busy_s / max(1, messages),
         "staleness_mean": result.staleness_mean,
         "accuracy": metrics["accuracy"],
         "log_likelihood": metrics["log_likelihood"],
@@ -95,31 +120,80 @@ def one_run(cfg: Any, protocol: str, workers: int, seed: int) -> dict[str, Any]:
         "log_likelihood_worst": metrics["log_likelihood_worst"],
         "ece": metrics["ece"],
         "per_worker": result.per_worker,
-        "chain_steps_per_s": sum(w["steps"] for w in result.per_worker.values()) / result.wall_s,
+        "dead": result.dead,
     }
     for t in TARGETS:
         out[f"time_to_{t}"] = first_time_at(series["bma_accuracy"], series["wall_s"], t)
+        out[f"grads_to_{t}"] = first_time_at(series["bma_accuracy"], series["grad_evals"], t)
     return out
 
 
 def spread(values: list[float | None]) -> dict[str, Any]:
+    """Median (a seed that never reaches the target counts as +inf), min, max, how many reached."""
     v = [x for x in values if x is not None]
-    if not v:
-        return {"median": None, "min": None, "max": None, "reached": 0, "n": len(values)}
-    # a seed that never reaches the target counts as +inf in the median
     padded = sorted(v) + [math.inf] * (len(values) - len(v))
-    med = statistics.median(padded)
+    med = statistics.median(padded) if padded else math.inf
     return {
-        "median": None if math.isinf(med) else round(med, 3),
-        "min": round(min(v), 3),
-        "max": round(max(v), 3),
+        "median": None if math.isinf(med) else round(med, 4),
+        "min": round(min(v), 4) if v else None,
+        "max": round(max(v), 4) if v else None,
         "reached": len(v),
         "n": len(values),
     }
 
 
+def _median_of(rs: list[dict[str, Any]], key: str) -> float:
+    return statistics.median(r[key] for r in rs)
+
+
+def summarize(runs: dict[str, list[dict[str, Any]]], base: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, rs in runs.items():
+        med = functools.partial(_median_of, rs)
+        s: dict[str, Any] = {
+            f"time_to_{t}": spread([r[f"time_to_{t}"] for r in rs]) for t in TARGETS
+        }
+        s["grads_to_0.95"] = spread([r["grads_to_0.95"] for r in rs])
+        s.update(
+            accuracy_median=med("accuracy"),
+            log_likelihood_median_over_seeds=med("log_likelihood"),
+            log_likelihood_per_seed=[round(r["log_likelihood"], 4) for r in rs],
+            log_likelihood_point_median=med("log_likelihood_median"),
+            log_likelihood_worst_min=min(r["log_likelihood_worst"] for r in rs),
+            ece_median=med("ece"),
+            grad_evals_per_s_median=round(med("grad_evals_per_s"), 1),
+            kb_per_sample_median=round(med("bytes_per_sample") / 1e3, 2),
+            master_ms_per_message_median=round(med("master_ms_per_message"), 4),
+            staleness_median=statistics.median(r["staleness_mean"] or 0.0 for r in rs),
+            lost_workers=sum(len(r["dead"]) for r in rs),
+        )
+        out[key] = s
+    b = out[base]
+    for s in out.values():
+        for t in TARGETS:
+            bm, m = b[f"time_to_{t}"]["median"], s[f"time_to_{t}"]["median"]
+            s[f"time_ratio_{t}"] = round(m / bm, 3) if bm and m else None
+        s["log_likelihood_gap"] = round(
+            s["log_likelihood_median_over_seeds"] - b["log_likelihood_median_over_seeds"], 4
+        )
+        s["accuracy_gap"] = round(s["accuracy_median"] - b["accuracy_median"], 4)
+    return out
+
+
+def run_items(
+    model: dict[str, Any], items: list[tuple[str, str, int, dict[str, Any]]], seeds: list[int]
+) -> dict[str, list[dict[str, Any]]]:
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in items}
+    for seed in seeds:  # seeds outermost: slow drifts of the machine's load spread over the items
+        for name, protocol, workers, over in items:
+            runs[name].append(one_run(spec_for(model, protocol, workers, seed, **dict(over))))
+        print(f"  seed {seed} done, load {os.getloadavg()[0]:.2f}", flush=True)
+    return runs
+
+
+# --------------------------------------------------------------------------- timings
 def plain_sghmc_steps_per_s(hidden: int, steps: int, seed: int = 0) -> float:
-    """The minimal plain-PyTorch SGHMC loop of the same model, data, batch and prior."""
+    """A minimal plain-PyTorch SGHMC loop of the same model, data, batch and prior."""
     torch.manual_seed(seed)
     task = DigitsTask(hidden, 64)
     model = torch.nn.Sequential(
@@ -147,181 +221,230 @@ def plain_sghmc_steps_per_s(hidden: int, steps: int, seed: int = 0) -> float:
     return steps / (time.perf_counter() - t0)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--quick", action="store_true", help="fewer configurations (smoke run)")
-    ap.add_argument("--out", default="bench/results/sgmcmc_speedup.json")
-    ap.add_argument("--period", type=int, default=10, help="tau of downpour / elastic")
-    ap.add_argument("--step-size", type=float, default=2e-5)
-    ap.add_argument("--burn-in", type=int, default=1000)
-    ap.add_argument(
-        "--items", default="", help="only these items, e.g. single-w1,downpour-w2 (skips 2-4)"
-    )
-    args = ap.parse_args()
+def _pingpong_worker(init: str, dim: int, rounds: int, out: Any) -> None:
+    import datetime
+
+    import torch.distributed as dist
+
+    from betamcmc.sgmcmc import wire
+
     torch.set_num_threads(1)
-    seeds = list(range(args.seeds))
-    report: dict[str, Any] = {
-        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "cpus": os.cpu_count(),
-        "load_start": load(),
-    }
-    cfg = make_cfg(period=args.period, step_size=args.step_size, burn_in=args.burn_in)
-    report["config"] = {
-        "model": "MLP 64-100-10",
-        "sampler": "sghmc",
-        "step_size": cfg.sampler.step_size,
-        "friction": cfg.sampler.friction,
-        "burn_in": cfg.burn_in,
-        "thinning": cfg.thinning,
-        "samples": cfg.samples,
-        "period": cfg.period,
-        "alpha": cfg.alpha,
-        "batch_size": cfg.batch_size,
-        "prior_std": cfg.prior_std,
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
+    dist.init_process_group("gloo", init_method=init, rank=1, world_size=2,
+                            timeout=datetime.timedelta(seconds=120))  # fmt: skip
+    msg, inbox, times = wire.Message(dim), wire.Message(dim), []
+    for i in range(rounds):
+        t0 = time.perf_counter()
+        inbox.expect()
+        sent = dist.isend(msg.write(wire.PUSH, (i,)), dst=0)
+        got = dist.irecv(inbox.tensor, src=0)
+        while not inbox.arrived():  # the engine's way: poll the stamp, then complete
+            pass
+        got.wait()
+        sent.wait()
+        times.append(time.perf_counter() - t0)
+    out.put(times)
+    dist.destroy_process_group()
+
+
+def message_round_trip_ms(dim: int, rounds: int = 300) -> dict[str, float]:
+    """Median round trip of one engine message each way between two processes (gloo, loopback):
+    the worker isends and polls for the reply, the master receives from any and isends back."""
+    import datetime
+
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+
+    from betamcmc.sgmcmc import wire
+
+    store = tempfile.mkdtemp(prefix="pingpong-")
+    init = f"file://{store}/store"
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_pingpong_worker, args=(init, dim, rounds, q))
+    p.start()
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
+    dist.init_process_group("gloo", init_method=init, rank=0, world_size=2,
+                            timeout=datetime.timedelta(seconds=120))  # fmt: skip
+    inbox, reply = wire.Message(dim), wire.Message(dim)
+    for _ in range(rounds):
+        work = dist.irecv(inbox.tensor, src=None)
+        work.wait()
+        dist.isend(reply.write(wire.PARAMS, (0, 0), inbox.payload), dst=1).wait()
+    times = q.get(timeout=60)
+    p.join(timeout=30)
+    dist.destroy_process_group()
+    warm = sorted(times[rounds // 10 :])
+    return {
+        "dim": dim,
+        "kb": round((dim + wire.HEADER + wire.TRAILER) * 4 / 1e3, 1),
+        "median_ms": round(1e3 * statistics.median(warm), 4),
+        "p90_ms": round(1e3 * warm[int(0.9 * len(warm))], 4),
+        "rounds": rounds,
     }
 
-    # 3. engine overhead first (least disturbed by our own later runs)
+
+def probe() -> dict[str, Any]:
+    """A GEMM peak sample at the benchmark's thread count, with the load average."""
+    return {**gemm_peak(THREADS), "loadavg": loadavg(), "at": time.strftime("%H:%M:%S")}
+
+
+def verdict(probes: list[dict[str, Any]], start_load: list[float]) -> dict[str, Any]:
+    """Quiet machine? ``machine.foreign_load`` on the first and last probe (and on each pair of
+    neighbours), the load average at the start."""
+    reasons = foreign_load(probes[0], probes[-1], start_load)
+    for a, b in zip(probes, probes[1:], strict=False):
+        reasons += [r for r in foreign_load(a, b) if r not in reasons]
+    return {
+        "quiet": not reasons,
+        "reasons": reasons,
+        "gemm_gflops_median": round(statistics.median(p["gflops"] for p in probes), 2),
+        "foreign_cores": [p["foreign_cores"] for p in probes],
+        "start_loadavg": start_load,
+    }
+
+
+def targets(digits: dict[str, Any], wide: dict[str, Any]) -> dict[str, Any]:
+    """Issue 13 item 3, evaluated on this run's medians."""
+
+    def check(value: float | None, limit: float, below: bool = True) -> dict[str, Any]:
+        met = value is not None and (value <= limit if below else value >= limit)
+        return {"value": value, "target": limit, "met": bool(met)}
+
+    d, w = digits, wide
+    w4 = d.get("downpour-w4-inverse_square", {})
+    return {
+        "digits downpour W=2 time to 0.95 / single (<=)": check(
+            d["downpour-w2"]["time_ratio_0.95"], 0.75
+        ),
+        "hidden-1000 downpour W=2 time to 0.95 / single (<=)": check(
+            w["downpour-w2"]["time_ratio_0.95"], 0.6
+        ),
+        "digits elastic W=2 time to 0.95 / single (<=)": check(
+            d["elastic-w2"]["time_ratio_0.95"], 1.0
+        ),
+        "digits downpour W=4 staleness-aware: seeds reaching 0.95 (all)": {
+            "value": w4.get("time_to_0.95", {}).get("reached"),
+            "target": w4.get("time_to_0.95", {}).get("n"),
+            "met": bool(w4) and w4["time_to_0.95"]["reached"] == w4["time_to_0.95"]["n"],
+        },
+        "digits downpour W=2 accuracy gap to single (>=)": check(
+            d["downpour-w2"]["accuracy_gap"], -0.01, below=False
+        ),
+        "digits downpour W=2 log-likelihood gap to single (>=)": check(
+            d["downpour-w2"]["log_likelihood_gap"], -0.02, below=False
+        ),
+        "digits downpour W=4 staleness-aware log-likelihood gap (>=)": check(
+            w4.get("log_likelihood_gap"), -0.02, below=False
+        ),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="fewer items and seeds (a smoke run)")
+    ap.add_argument("--require-quiet", action="store_true",
+                    help="refuse to write results when the GEMM probes saw foreign load")  # fmt: skip
+    ap.add_argument("--out", default="bench/results/sgmcmc_speedup.json")
+    args = ap.parse_args()
+    torch.set_num_threads(THREADS)
+    seeds = list(range(2 if args.quick else args.seeds))
+    start_load = loadavg()
+    probes = [probe()]
+    report: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": {**facts(), "threads_per_process": THREADS},
+        "seeds": seeds,
+        "config": {
+            "digits": DIGITS,
+            "wide": WIDE,
+            "sampler": "sghmc",
+            "friction": 0.1,
+            "batch_size": 64,
+            "prior_std": 1.0,
+            "period": 10,
+            "overlap": True,
+        },  # fmt: skip
+    }
+    print(f"machine: {report['machine']['cpu_model']}, {report['machine']['cpu_count']} CPUs; "
+          f"GEMM {probes[0]['gflops']:.1f} GFLOP/s, foreign load {probes[0]['foreign_cores']} "
+          f"cores, load {start_load}", flush=True)  # fmt: skip
+
+    print("4. engine overhead", flush=True)
     overhead = []
-    probe = make_cfg(burn_in=2000, samples=10, thinning=100)
-    for rep in range(3):
+    for rep in range(3):  # interleaved: plain, engine, plain, engine, ...
         plain = plain_sghmc_steps_per_s(100, 2000, seed=rep)
-        eng = one_run(probe, "single", 1, rep)
-        overhead.append(
-            {
-                "plain_steps_per_s": round(plain, 1),
-                "single_steps_per_s": round(eng["chain_steps_per_s"], 1),
-                "ratio": round(eng["chain_steps_per_s"] / plain, 3),
-            }
-        )
+        short = {**DIGITS, "burn_in": 2000, "samples": 10, "thinning": 100}
+        eng = one_run(spec_for(short, "single", 1, rep))
+        steps = eng["per_worker"]["1"]["steps"] / eng["wall_s"]
+        overhead.append({"plain_steps_per_s": round(plain, 1), "single_steps_per_s": round(steps, 1),
+                         "ratio": round(steps / plain, 3)})  # fmt: skip
     report["overhead"] = {
         "runs": overhead,
         "ratio_median": statistics.median(o["ratio"] for o in overhead),
-        "load": load(),
     }
-    print("engine overhead (single steps/s over plain loop):", overhead)
 
-    # 1. time to target accuracy per protocol
-    configs = [("single", 1), ("sync", 2), ("downpour", 2), ("elastic", 2)]
-    if not args.quick:
-        configs += [("sync", 4), ("downpour", 4), ("elastic", 4)]
-    if args.items:
-        configs = [(i.split("-w")[0], int(i.split("-w")[1])) for i in args.items.split(",")]
-    runs: dict[str, list[dict[str, Any]]] = {f"{p}-w{w}": [] for p, w in configs}
-    for seed in seeds:  # seeds outermost: slow drifts of the machine's load spread over configs
-        for p, w in configs:
-            runs[f"{p}-w{w}"].append(one_run(cfg, p, w, seed))
-        print(f"seed {seed} done, load {load()}", flush=True)
-    summary: dict[str, Any] = {}
-    for key, rs in runs.items():
-        s = {f"time_to_{t}": spread([r[f"time_to_{t}"] for r in rs]) for t in TARGETS}
-        s.update(
-            {
-                "accuracy_median": statistics.median(r["accuracy"] for r in rs),
-                "log_likelihood_mean_median": statistics.median(r["log_likelihood"] for r in rs),
-                "log_likelihood_median_median": statistics.median(
-                    r["log_likelihood_median"] for r in rs
-                ),
-                "log_likelihood_worst_min": min(r["log_likelihood_worst"] for r in rs),
-                "ece_median": statistics.median(r["ece"] for r in rs),
-                "bytes_per_sample_median": statistics.median(r["bytes_per_sample"] for r in rs),
-                "grad_evals_per_s_median": statistics.median(
-                    r["grad_evals"] / r["wall_s"] for r in rs
-                ),
-                "staleness_median": statistics.median(r["staleness_mean"] or 0.0 for r in rs),
-            }
-        )
-        summary[key] = s
-    base = summary["single-w1"]
-    for s in summary.values():
-        for t in TARGETS:
-            b, m = base[f"time_to_{t}"]["median"], s[f"time_to_{t}"]["median"]
-            s[f"speedup_{t}"] = round(b / m, 3) if b and m else None
-            s[f"time_ratio_{t}"] = round(m / b, 3) if b and m else None
-    report["protocols"] = {"summary": summary, "runs": runs, "load": load()}
+    items = [i for i in DIGITS_ITEMS if not args.quick or i[0] in QUICK]
+    print(f"1. digits: {[i[0] for i in items]} x seeds {seeds}", flush=True)
+    digits_runs = run_items(DIGITS, items, seeds)
+    digits = summarize(digits_runs, "single-w1")
+    probes.append(probe())
 
-    comm: list[dict[str, Any]] = []
-    big_runs: dict[str, Any] = {}
-    if not args.items:
-        # 2. communication vs tau
-        taus = [5, 10, 20, 40] if not args.quick else [5, 20]
-        comm = []
-        for p in ("downpour", "elastic"):
-            for tau in taus:
-                r = one_run(make_cfg(period=tau), p, 2, 0)
-                comm.append(
-                    {
-                        "protocol": p,
-                        "tau": tau,
-                        "bytes_per_sample": r["bytes_per_sample"],
-                        "messages": r["messages"],
-                        "time_to_0.95": r["time_to_0.95"],
-                        "time_to_0.97": r["time_to_0.97"],
-                        "accuracy": r["accuracy"],
-                    }
-                )
-        report["communication_vs_tau"] = {"runs": comm, "load": load()}
+    print(f"2. hidden 1000: {[i[0] for i in WIDE_ITEMS]} x seeds {seeds}", flush=True)
+    wide_runs = run_items(WIDE, WIDE_ITEMS, seeds)
+    wide = summarize(wide_runs, "single-w1")
+    probes.append(probe())
 
-        # 4. message / gradient times and the compute-dominated model
-        big = make_cfg(hidden=1000, burn_in=600, samples=20, thinning=20, step_size=1e-5)
-        big_runs = {}
-        for p, w in [("single", 1), ("downpour", 2), ("sync", 2)]:
-            r = one_run(big, p, w, 0)
-            big_runs[f"{p}-w{w}"] = {
-                k: r[k]
-                for k in (
-                    "wall_s",
-                    "grad_evals",
-                    "accuracy",
-                    "time_to_0.95",
-                    "time_to_0.97",
-                    "bytes_per_sample",
-                )
-            }
-            big_runs[f"{p}-w{w}"]["grad_evals_per_s"] = r["grad_evals"] / r["wall_s"]
-            big_runs[f"{p}-w{w}"]["per_worker"] = r["per_worker"]
-        report["hidden1000"] = {"runs": big_runs, "load": load()}
-        d100 = runs["downpour-w2"][0]["per_worker"]["1"]
-        report["timing"] = {
-            "grad_ms_hidden100": round(
-                1e3 / statistics.median(o["plain_steps_per_s"] for o in overhead), 4
-            ),
-            "downpour_w2_comm_ms_per_message": round(
-                1e3 * d100["comm_s"] / max(1, d100["messages_to_master"]), 4
-            ),
-        }
-    report["load_end"] = load()
+    print("3. timings", flush=True)
+    dims = {"digits": 64 * 100 + 100 + 100 * 10 + 10, "wide": 64 * 1000 + 1000 + 1000 * 10 + 10}
+    timing = {
+        "grad_ms": {
+            "digits": round(1e3 / statistics.median(o["plain_steps_per_s"] for o in overhead), 4),
+            "wide": round(1e3 / plain_sghmc_steps_per_s(1000, 600), 4),
+        },
+        "round_trip": {k: message_round_trip_ms(d) for k, d in dims.items()},
+        "dims": dims,
+    }
+    report["timing"] = timing
+    probes.append(probe())
+
+    report["digits"] = {"summary": digits, "runs": digits_runs}
+    report["wide"] = {"summary": wide, "runs": wide_runs}
+    report["targets"] = targets(digits, wide)
+    report["probes"] = probes
+    report["machine_quiet"] = verdict(probes, start_load)
+    report["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+
+    for title, summary in (("digits (hidden 100)", digits), ("hidden 1000", wide)):
+        print(f"\n{title}: item, t0.95 median [min, max] (reached), ratio, t0.97 (reached), acc, "
+              "LL mean (median over seeds), LL gap, grads/s, staleness, master ms/msg")  # fmt: skip
+        for key, s in summary.items():
+            a, b = s["time_to_0.95"], s["time_to_0.97"]
+            print(f"  {key:<20} {a['median']} [{a['min']}, {a['max']}] ({a['reached']}/{a['n']})"
+                  f"  x{s['time_ratio_0.95']}  {b['median']} ({b['reached']}/{b['n']})"
+                  f"  {s['accuracy_median']:.4f}  {s['log_likelihood_median_over_seeds']:.4f}"
+                  f"  {s['log_likelihood_gap']:+.4f}  {s['grad_evals_per_s_median']:.0f}"
+                  f"  {s['staleness_median']:.2f}  {s['master_ms_per_message_median']:.3f}")  # fmt: skip
+    print("\ntimings:", json.dumps(timing))
+    print("overhead (single / plain loop steps/s):", report["overhead"]["ratio_median"])
+    print("targets:")
+    for name, t in report["targets"].items():
+        print(f"  {'met ' if t['met'] else 'MISS'} {name}: {t['value']} (target {t['target']})")
+    q = report["machine_quiet"]
+    print(f"machine quiet: {q['quiet']} {q['reasons']}; GEMM probes "
+          f"{[round(p['gflops'], 1) for p in probes]} GFLOP/s, foreign cores "
+          f"{[p['foreign_cores'] for p in probes]}")  # fmt: skip
+    if args.require_quiet and not q["quiet"]:
+        print("refused: the machine was not quiet (--require-quiet); nothing written")
+        return 3
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1, default=float) + "\n")
-
-    print(
-        f"\nload before {report['load_start']}, after {report['load_end']} on {report['cpus']} CPUs"
-    )
-    print(
-        f"{'item':<13}{'t0.95 med [min,max] (reached)':<36}{'t0.97 med [min,max] (reached)':<36}{'x0.95':>7}{'x0.97':>7}{'acc':>7}{'LL':>8}{'LLmed':>8}{'worst':>8}{'KB/smp':>8}"
-    )
-    for key, s in summary.items():
-        cells = [
-            "{median} [{min},{max}] ({reached}/{n})".format(**s[f"time_to_{t}"]) for t in TARGETS
-        ]
-        print(
-            f"{key:<13}{cells[0]:<36}{cells[1]:<36}{str(s['speedup_0.95']):>7}{str(s['speedup_0.97']):>7}"
-            f"{s['accuracy_median']:>7.3f}{s['log_likelihood_mean_median']:>8.3f}"
-            f"{s['log_likelihood_median_median']:>8.4f}{s['log_likelihood_worst_min']:>8.2f}"
-            f"{s['bytes_per_sample_median'] / 1e3:>8.0f}"
-        )
-    print(
-        "communication vs tau:",
-        [(c["protocol"], c["tau"], round(c["bytes_per_sample"] / 1e3, 1)) for c in comm],
-    )
-    print(
-        "hidden 1000 grad evals/s:",
-        {k: round(v["grad_evals_per_s"], 1) for k, v in big_runs.items()},
-    )
-    print("timing:", report.get("timing"), "overhead median:", report["overhead"]["ratio_median"])
+    print(f"wrote {out}")
+    return 0
 
 
 if __name__ == "__main__":
     np.seterr(all="ignore")
-    main()
+    sys.exit(main())

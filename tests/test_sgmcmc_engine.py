@@ -94,6 +94,52 @@ def test_one_worker_is_never_stale(tmp_path: Path, protocol: str) -> None:
     assert result.staleness_mean == 0.0 and result.staleness_max == 0
 
 
+@pytest.mark.parametrize(
+    ("rule", "factor"), [("none", 1.0), ("inverse", 0.25), ("inverse_square", 1 / 16)]
+)
+def test_staleness_aware_step_size(rule: str, factor: float) -> None:
+    """A downpour worker whose pushes arrive 3 versions stale steps with eta / (1 + 3)^p and
+    tells the master so in every push (the master then counts tau x factor chain steps)."""
+    from betamcmc.sgmcmc import wire
+    from betamcmc.sgmcmc.worker import WorkerContext
+
+    ctx = WorkerContext(spec("downpour", 4, staleness=rule), rank=1)
+    eta = ctx.sampler.step_size
+    for _ in range(50):
+        ctx._observe_staleness(3.0)
+    ctx.scale_step_for_staleness()
+    assert ctx.sampler.step_size == pytest.approx(eta * factor)
+    assert float(ctx._write(wire.PUSH, ctx.theta)[wire.STEP_SCALE]) == pytest.approx(factor)
+
+
+def test_master_counts_a_scaled_push_as_fewer_chain_steps(tmp_path: Path) -> None:
+    """downpour's master: a push of tau = 2 steps scaled by 0.25 advances its chain by 0.5."""
+    import torch
+
+    from betamcmc.sgmcmc import wire
+    from betamcmc.sgmcmc.master import Master
+    from betamcmc.sgmcmc.protocols import downpour
+    from betamcmc.sgmcmc.samples import SampleWriter
+
+    s = spec("downpour", 2)
+    writer = SampleWriter(tmp_path, [("w", [3])], {})
+    master = Master(s.config, 2, 3, writer, torch.zeros(3))
+    header = [0.0] * wire.HEADER
+    header[wire.STEP_SCALE] = 0.25
+    for pushes in range(1, 5):
+        reply = downpour.on_message(master, 1, wire.PUSH, header, torch.ones(3))
+        assert master.chain_steps == pytest.approx(0.5 * pushes) and master.version == pushes
+        assert reply.kind == wire.PARAMS and reply.header[wire.REPLY_VERSION] == pushes
+    writer.close()
+    assert torch.equal(master.theta, torch.full((3,), 4.0))
+
+
+def test_staleness_aware_downpour_runs_to_the_end(tmp_path: Path) -> None:
+    result = run_local(spec("downpour", 2, staleness="inverse_square"), tmp_path)
+    s = read_samples(tmp_path)
+    assert result.complete and len(s) == 12 and (np.diff(s.step) >= 2).all() and s.step[0] >= 20
+
+
 def test_killed_worker_is_detected_and_run_completes(tmp_path: Path) -> None:
     """SIGKILL worker 2 mid-run: the master records it and finishes with worker 1."""
     killed: list[int] = []

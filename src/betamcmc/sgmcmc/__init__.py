@@ -5,7 +5,7 @@ come from. Modules, in the order a run uses them:
 
 * ``sgld``, ``sghmc``: one sampler each; ``flat``: parameters and gradients as single vectors;
 * ``config``: ``EngineConfig`` (chain and communication settings) and ``RunSpec`` (one run);
-* ``wire``: the message format; ``worker``: a worker and its helper threads; ``master``: the
+* ``wire``: the message format; ``worker``: a worker, its exchanges and heartbeats; ``master``: the
   master loop, liveness and fault handling; ``protocols/``: what workers and master exchange;
 * ``launch``: local processes or a torchrun rank; ``result``: what a run reports;
 * ``sampling``: the rules every sampling stage shares (signals, partial runs, output directory);

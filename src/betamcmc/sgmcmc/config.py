@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # typing only: the engine does not need pydantic's params at 
     from betamcmc.sgmcmc.params import SgmcmcParams
     from betamcmc.sgmcmc.tasks import Task
 
-StalenessRule = Literal["none", "inverse"]
+StalenessRule = Literal["none", "inverse", "inverse_square"]
 
 
 @dataclass(frozen=True)
@@ -54,10 +54,14 @@ class SamplerConfig:
 class EngineConfig:
     """Chain and communication settings of one run (units: chain steps; see ``params.py``).
 
-    ``staleness`` names the step-size rule of asynchronous workers: ``"none"`` (every worker uses
-    ``sampler.step_size``) or ``"inverse"`` (a worker whose pushes arrive ``s`` master versions
-    stale on average steps with ``step_size / max(1, s)``, Zhang et al. 2016's staleness-aware
-    rule; ``s`` is measured by the master and sent back with every reply).
+    ``staleness`` names the step-size rule of downpour workers: ``"none"`` (every worker uses
+    ``sampler.step_size``), ``"inverse"`` (a worker whose pushes arrive ``s`` master versions
+    stale on average steps with ``step_size / (1 + s)``: with W workers s ~ W - 1, so the master's
+    chain keeps the single chain's step, after Zhang et al. 2016's staleness-aware learning rate)
+    or ``"inverse_square"`` (``step_size / (1 + s)^2``: also shrinks the step with the delay of
+    the stale gradients, which grows with s; see docs/results/sgmcmc.md). ``s`` is measured by
+    the master and sent back with every reply; the master counts each push as ``tau x factor``
+    chain steps, so burn-in and thinning stay in single-chain steps.
     ``worker_timeout``: seconds without any message from a worker (a helper thread sends a
     heartbeat whenever the worker has been silent for a second) before the master counts it as
     lost. Nothing else times out: a slow gradient, a silent burn-in or a straggler never does.

@@ -77,7 +77,7 @@ class Master:
     theta: torch.Tensor  # the master's chain / centre variable
     t0: float = 0.0
     version: int = 0
-    chain_steps: int = 0
+    chain_steps: float = 0.0  # downpour: steps of the master's chain (scaled steps count less)
     samples: int = 0
     last_sample_step: dict[int, int] = field(default_factory=dict)
     staleness: list[int] = field(default_factory=list)
@@ -86,12 +86,16 @@ class Master:
     stopping: bool = False
     busy_s: float = 0.0  # time spent handling messages (not waiting for them)
     alive: Callable[[int], bool] | None = None  # process handles (local runs)
-    out: wire.Message = field(init=False)
+    # one reply buffer per worker: a reply is sent without waiting (isend), so the buffer must
+    # stay untouched until that worker has received it
+    outboxes: dict[int, wire.Message] = field(init=False)
+    sending: dict[int, Any] = field(init=False)
 
     def __post_init__(self) -> None:
         now = time.monotonic()
         self.records = {w: WorkerRecord(last_seen=now) for w in range(1, self.workers + 1)}
-        self.out = wire.Message(self.dim)
+        self.outboxes = {w: wire.Message(self.dim) for w in self.records}
+        self.sending = {}
 
     def now(self) -> float:
         return time.perf_counter() - self.t0
@@ -120,9 +124,24 @@ class Master:
         return last is None or step - last >= self.cfg.thinning
 
     def reply(
-        self, kind: int, payload: torch.Tensor | None = None, staleness: int = 0
-    ) -> torch.Tensor:
-        return self.out.write(kind, (self.version, staleness), payload)  # REPLY_* slots
+        self, worker: int, kind: int, payload: torch.Tensor | None = None, staleness: int = 0
+    ) -> wire.Message:
+        """Worker ``worker``'s reply buffer, filled (header slots ``REPLY_*``)."""
+        self.settle(worker)
+        box = self.outboxes[worker]
+        box.write(kind, (self.version, staleness), payload)
+        return box
+
+    def settle(self, worker: int) -> None:
+        """Wait until the reply in flight to ``worker`` (if any) was received; a failure there
+        means the worker is gone."""
+        work = self.sending.pop(worker, None)
+        if work is None:
+            return
+        try:
+            work.wait()
+        except RuntimeError:
+            self.mark_dead(worker, "send failed")
 
     def mark_dead(self, worker: int, reason: str) -> None:
         """Record a lost worker and say so on the console now (not only in run.json)."""
@@ -218,10 +237,10 @@ def master_loop(master: Master, protocol: Any) -> None:
             rec.status = "done"
             continue
         reply = protocol.on_message(master, src, kind, h, inbox.payload)
-        if reply is not None:
+        if reply is not None:  # sent without waiting: the master goes back to receiving
             try:
-                dist.send(reply, dst=src)
-                rec.bytes_sent += inbox.nbytes
+                master.sending[src] = dist.isend(reply.tensor, dst=src)
+                rec.bytes_sent += reply.nbytes
                 rec.replies += 1
             except RuntimeError:
                 master.mark_dead(src, "send failed")
@@ -253,6 +272,8 @@ def run_master(
         for rec in master.records.values():
             rec.last_seen = time.monotonic()
         master_loop(master, protocol)
+        for w in list(master.sending):  # the last replies (STOP) reach their workers
+            master.settle(w)
     finally:
         writer.close()
     return master

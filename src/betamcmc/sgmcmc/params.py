@@ -90,9 +90,10 @@ class SgmcmcParams(Section):
     period: int = Field(ge=1, description="tau: local steps between communications")
     alpha: float = Field(gt=0.0, le=1.0, description="elastic coupling strength")
     overlap: bool = Field(description="downpour/elastic: keep sampling while an exchange travels")
-    staleness: Literal["none", "inverse"] = Field(
-        description="downpour/elastic step size: none = step_size; inverse = step_size / max(1, "
-        "s) for a worker whose pushes arrive s master versions stale (measured, running mean)"
+    staleness: Literal["none", "inverse", "inverse_square"] = Field(
+        description="downpour step size: none = step_size; inverse = step_size / (1 + s), "
+        "inverse_square = step_size / (1 + s)^2 for a worker whose pushes arrive s master "
+        "versions stale (measured, running mean); chain steps count the scaled steps",
     )
     burn_in: int = Field(ge=0)
     thinning: int = Field(ge=1)

@@ -1,13 +1,20 @@
 """The one message format between the master and its workers.
 
-Every message, in both directions, is one contiguous float32 tensor ``[8-float header | D floats]``
-(D = number of model parameters) sent with ``torch.distributed`` point-to-point (gloo): no
-pickling, one buffer per direction allocated once per process and reused for every message. The
-header is written and read through a NumPy view of the same memory (a few hundred nanoseconds per
-field, against microseconds for tensor indexing).
+Every message, in both directions, is one contiguous float32 tensor
+``[10-float header | D floats | 1-float stamp]`` (D = number of model parameters) sent with
+``torch.distributed`` point-to-point (gloo): no pickling, buffers allocated once per process and
+reused for every message. The header is written and read through a NumPy view of the same memory
+(a few hundred nanoseconds per field, against microseconds for tensor indexing).
+
+The **stamp** is the last float and is always written non-zero. gloo receives straight into the
+tensor's memory, in order, in its own I/O thread, while the work object reports completion only
+inside ``wait()``; a receiver that zeroes the stamp before posting ``irecv`` can therefore see
+that a reply has fully arrived by reading one float, and only then call ``wait()``, which returns
+at once. That lets a worker keep sampling while its exchange travels without a helper thread.
 
 Header of a worker's message: ``kind, chain step, master version last pulled, gradients so far,
-comm seconds, compute seconds, collective bytes, last minibatch loss``. Header of a master's reply:
+comm seconds, compute seconds, collective bytes, last minibatch loss, step scale`` (the factor
+a staleness-aware step size applied to the steps pushed; 1 otherwise). Header of a master's reply:
 ``kind, master version, staleness of the push just applied`` (the rest zero). Heartbeats are
 header-only in meaning (the payload is not read) and keep a silent worker visibly alive.
 """
@@ -19,7 +26,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-HEADER = 8
+HEADER = 10
+TRAILER = 1  # the stamp
 BYTES_PER_FLOAT = 4
 
 # message kinds, worker -> master
@@ -27,8 +35,8 @@ SAMPLE, DONE, PUSH, EXCHANGE, ERROR, ABORT, HEARTBEAT = 1, 2, 3, 4, 5, 6, 7
 # master -> worker
 PARAMS, STOP = 10, 11
 
-# header slots of a worker's message
-KIND, STEP, VERSION, GRADS, COMM_S, COMPUTE_S, COLLECTIVE_BYTES, LOSS = range(HEADER)
+# header slots of a worker's message (slot 9 is spare)
+KIND, STEP, VERSION, GRADS, COMM_S, COMPUTE_S, COLLECTIVE_BYTES, LOSS, STEP_SCALE = range(9)
 # header slots of a master's reply (KIND as above)
 REPLY_VERSION, REPLY_STALENESS = 1, 2
 
@@ -38,13 +46,15 @@ ABORT_PEER_LOST, ABORT_SIGTERM, ABORT_SIGINT = 1.0, 15.0, 2.0
 
 class Message:
     """A preallocated message buffer: ``tensor`` is what goes over the wire, ``header`` a NumPy
-    view of its first 8 floats, ``payload`` a tensor view of the rest."""
+    view of its first 10 floats, ``payload`` a tensor view of the D parameters."""
 
     def __init__(self, dim: int):
-        self.tensor = torch.zeros(HEADER + dim, dtype=torch.float32)
-        self.header: np.ndarray = self.tensor.numpy()[:HEADER]
-        self.payload = self.tensor[HEADER:]
-        self.nbytes = (HEADER + dim) * BYTES_PER_FLOAT
+        self.tensor = torch.zeros(HEADER + dim + TRAILER, dtype=torch.float32)
+        values = self.tensor.numpy()
+        self.header: np.ndarray = values[:HEADER]
+        self.payload = self.tensor[HEADER : HEADER + dim]
+        self._stamp = values[HEADER + dim :]
+        self.nbytes = (HEADER + dim + TRAILER) * BYTES_PER_FLOAT
 
     def write(
         self, kind: int, fields: Sequence[float] = (), payload: torch.Tensor | None = None
@@ -57,7 +67,17 @@ class Message:
         h[1 : 1 + len(fields)] = fields
         if payload is not None:
             self.payload.copy_(payload)
+        self._stamp[0] = 1.0
         return self.tensor
+
+    def expect(self) -> None:
+        """Clear the stamp before this buffer receives (see :meth:`arrived`)."""
+        self._stamp[0] = 0.0
+
+    def arrived(self) -> bool:
+        """Has a message fully landed here since :meth:`expect`? (Its stamp, the last float, is
+        written by gloo's I/O thread after everything before it.)"""
+        return bool(self._stamp[0] != 0.0)
 
     @property
     def kind(self) -> int:

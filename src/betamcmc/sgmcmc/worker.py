@@ -3,13 +3,16 @@
 A worker (ranks ``1..W``) builds the task and the model (same seed everywhere, so the same
 initial parameters), computes minibatch gradients of ``U~(theta) = N x mean NLL + theta /
 prior_std^2`` and applies its sampler; *when* it talks to the master is its protocol's business
-(``protocols/``). Two helper threads run beside the sampling loop:
+(``protocols/``).
 
-* **the exchange thread** sends a message and waits for the master's reply while the sampler keeps
-  stepping (``overlap: true``). It exists because gloo's ``irecv`` cannot be polled: its work
-  completes only inside ``wait()``. With ``overlap: false`` the same calls are made in the main
-  thread, one after the other.
-* **the heartbeat thread** sends a header-only HEARTBEAT whenever the worker has sent nothing for
+* **Exchanges without a helper thread** (``overlap: true``): the push goes out with ``isend`` and
+  the reply's receive is posted at once with ``irecv``; the sampler keeps stepping and checks
+  after each step whether the reply has landed by reading its stamp (``wire.py``: gloo's work
+  objects cannot be polled, the received memory can). So no thread wakes up and no GIL changes
+  hands per message. With ``overlap: false`` the worker waits for the reply right away.
+* **Samples** of ``single``/``sync`` are posted without waiting for the master to take them
+  (:meth:`WorkerContext.post`); a gloo send completes only when received.
+* **The heartbeat thread** sends a header-only HEARTBEAT whenever the worker has sent nothing for
   ``heartbeat_interval`` seconds (burn-in of ``single``/``sync``, a slow gradient, a straggler),
   so the master can tell a silent healthy worker from a lost one without any timeout on the
   computation. It also notices a vanished master and ends the process.
@@ -86,18 +89,21 @@ class WorkerContext:
         self.collective_bytes = 0.0
         self.version = 0
         self.staleness_mean: float | None = None
+        self.step_scale = 1.0  # staleness-aware step size: eta = base step size x step_scale
         self.out = wire.Message(self.flat.dim)
         self.inbox = wire.Message(self.flat.dim)
         self._send_lock = threading.Lock()
         self._last_sent = time.monotonic()
         self._closing = threading.Event()
-        self._exchange: _Exchange | None = None
         self._heartbeat: threading.Thread | None = None
+        self._posted: Any = None  # a message sent without waiting (see post)
+        self._pushed: Any = None  # an exchange in flight (see start_exchange)
+        self._pulled: Any = None
+        self._exchange_started = 0.0
+        self.exchanges = 0
 
     def start(self) -> None:
-        """Start the helper threads (once sampling starts; tests drive the sampler without)."""
-        if self.cfg.overlap:
-            self._exchange = _Exchange(self)
+        """Start the heartbeat thread (once sampling starts; tests drive the sampler without)."""
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._heartbeat.start()
 
@@ -162,6 +168,7 @@ class WorkerContext:
 
     # ------------------------------------------------------------------ messages
     def _write(self, kind: int, payload: torch.Tensor | None) -> torch.Tensor:
+        self._settle()  # the buffer is free only once the master took the last message
         fields = (
             self.steps,
             self.version,
@@ -170,6 +177,7 @@ class WorkerContext:
             self.compute_s,
             self.collective_bytes,
             self.loss,
+            self.step_scale,
         )
         return self.out.write(kind, fields, payload)
 
@@ -179,16 +187,25 @@ class WorkerContext:
             self._last_sent = time.monotonic()
 
     def send(self, kind: int, payload: torch.Tensor | None = None) -> None:
+        """Send and wait until the master has received it (a gloo send completes only then)."""
         t0 = time.perf_counter()
         self._send(self._write(kind, payload))
         self.comm_s += time.perf_counter() - t0
 
-    def recv(self) -> tuple[int, torch.Tensor]:
-        """Wait for the master's reply: ``(kind, payload view)``; notes its version and staleness."""
+    def post(self, kind: int, payload: torch.Tensor | None = None) -> None:
+        """Send without waiting for the master to take it (samples of ``single``/``sync``): the
+        sampler goes on; the next message waits for this one first, so order is kept."""
         t0 = time.perf_counter()
-        dist.recv(self.inbox.tensor, src=0)
+        message = self._write(kind, payload)
+        with self._send_lock:
+            self._posted = dist.isend(message, dst=0)
+            self._last_sent = time.monotonic()
         self.comm_s += time.perf_counter() - t0
-        return self._take_reply()
+
+    def _settle(self) -> None:
+        if self._posted is not None:
+            posted, self._posted = self._posted, None
+            posted.wait()
 
     def _take_reply(self) -> tuple[int, torch.Tensor]:
         h = self.inbox.header
@@ -199,36 +216,55 @@ class WorkerContext:
         return kind, self.inbox.payload
 
     def _observe_staleness(self, staleness: float) -> None:
-        """Running mean of the master-measured staleness of this worker's pushes, and the
-        staleness-aware step size ``eta / max(1, s)`` when ``staleness: inverse``."""
+        """Running mean (over about the last 10 replies) of the master-measured staleness of
+        this worker's pushes."""
         s = self.staleness_mean
         self.staleness_mean = staleness if s is None else 0.9 * s + 0.1 * staleness
-        if self.cfg.staleness == "inverse":
-            self.sampler.step_size = self.base_step_size / max(1.0, self.staleness_mean)
 
-    # -- exchanges: overlapped in the exchange thread, or blocking in this thread
+    def scale_step_for_staleness(self) -> None:
+        """The staleness-aware step size (``EngineConfig.staleness``): ``eta / (1 + s)`` or
+        ``eta / (1 + s)^2`` with ``s`` the running mean staleness; the factor goes into every
+        push's header so that the master counts the chain steps the push is worth."""
+        rule, s = self.cfg.staleness, self.staleness_mean or 0.0
+        if rule == "none":
+            return
+        self.step_scale = 1.0 / (1.0 + s) ** (2 if rule == "inverse_square" else 1)
+        self.sampler.step_size = self.base_step_size * self.step_scale
+
+    # -- exchanges: the push and the pull travel while the sampler goes on (overlap), or
+    # the worker waits for the reply right away
     def start_exchange(self, kind: int, payload: torch.Tensor) -> None:
-        """Send ``payload`` (copied now: the sampler goes on changing theta) and have the reply
-        received, in the exchange thread with ``overlap: true``, here and now otherwise."""
+        """Send ``payload`` (copied now: the sampler goes on changing theta) and post the receive
+        of the master's reply; with ``overlap: false`` wait for it here."""
         message = self._write(kind, payload)
-        if self._exchange is not None:
-            self._exchange.start(message)
-        else:
-            t0 = time.perf_counter()
-            self._send(message)
-            dist.recv(self.inbox.tensor, src=0)
-            self.comm_s += time.perf_counter() - t0
+        self._exchange_started = time.perf_counter()
+        self.inbox.expect()
+        with self._send_lock:
+            self._pushed = dist.isend(message, dst=0)
+            self._last_sent = time.monotonic()
+        self._pulled = dist.irecv(self.inbox.tensor, src=0)
+        if not self.cfg.overlap:
+            self._complete_exchange()
 
     def exchange_done(self) -> bool:
-        return self._exchange is None or self._exchange.done.is_set()
+        """Has the reply arrived? (one float read: see ``wire.Message.arrived``)"""
+        return self._pulled is None or self.inbox.arrived()
 
     def finish_exchange(self) -> tuple[int, torch.Tensor]:
         """The reply to :meth:`start_exchange` (waits for it): ``(kind, payload view)``."""
-        if self._exchange is not None:
+        if self._pulled is not None:
             t0 = time.perf_counter()
-            self._exchange.wait()
+            self._complete_exchange()
             self.wait_s += time.perf_counter() - t0
         return self._take_reply()
+
+    def _complete_exchange(self) -> None:
+        assert self._pushed is not None and self._pulled is not None
+        self._pulled.wait()  # the reply came, so the master had taken the push: both complete
+        self._pushed.wait()
+        self._pushed = self._pulled = None
+        self.exchanges += 1
+        self.comm_s += time.perf_counter() - self._exchange_started
 
     # ------------------------------------------------------------------ heartbeats
     def _beat(self) -> None:
@@ -252,56 +288,8 @@ class WorkerContext:
     def close(self) -> None:
         """Stop the helper threads (before the last message, so no heartbeat follows it)."""
         self._closing.set()
-        if self._exchange is not None:
-            self._exchange.close()
         if self._heartbeat is not None:  # a heartbeat in flight completes first
             self._heartbeat.join(timeout=REPORT_WAIT_S)
-
-
-class _Exchange:
-    """The exchange thread: one long-lived thread that sends a message and receives the reply
-    each time :meth:`start` is called (gloo point-to-point is thread-safe per call)."""
-
-    def __init__(self, ctx: WorkerContext):
-        self.ctx = ctx
-        self.go = threading.Event()
-        self.done = threading.Event()
-        self.done.set()
-        self.error: BaseException | None = None
-        self.message: torch.Tensor | None = None
-        self.closing = False
-        self.thread = threading.Thread(target=self._run, name="exchange", daemon=True)
-        self.thread.start()
-
-    def start(self, message: torch.Tensor) -> None:
-        self.done.clear()
-        self.message = message
-        self.go.set()
-
-    def wait(self) -> None:
-        self.done.wait()
-        if self.error is not None:
-            raise self.error
-
-    def _run(self) -> None:
-        while True:
-            self.go.wait()
-            self.go.clear()
-            if self.closing:
-                return
-            try:
-                t0 = time.perf_counter()
-                assert self.message is not None
-                self.ctx._send(self.message)
-                dist.recv(self.ctx.inbox.tensor, src=0)
-                self.ctx.comm_s += time.perf_counter() - t0
-            except BaseException as err:  # noqa: BLE001 - re-raised in wait()
-                self.error = err
-            self.done.set()
-
-    def close(self) -> None:
-        self.closing = True
-        self.go.set()
 
 
 def _leave(why: str) -> None:

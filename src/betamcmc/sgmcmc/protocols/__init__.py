@@ -3,7 +3,7 @@
 A protocol module provides the worker's loop and the master's message handler::
 
     worker(ctx: worker.WorkerContext) -> None
-    on_message(master: master.Master, src, kind, header, payload) -> reply tensor | None
+    on_message(master: master.Master, src, kind, header, payload) -> master.reply(...) | None
     after_message(master) -> None          # checks after each message (e.g. sync: no worker lost)
     on_abort(master, src) -> None          # a worker reported a failed collective or a signal
 

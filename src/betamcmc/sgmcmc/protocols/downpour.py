@@ -12,7 +12,9 @@ Master, on each push as it arrives, from whichever worker: ``theta_c <- theta_c 
 advances by tau steps, version + 1; staleness = versions applied between that worker's pull and its
 push. The master samples its own chain every ``thinning`` chain steps after ``burn_in`` (chain 0)
 and answers STOP instead of parameters once ``samples`` are collected. With W workers the master's
-chain advances about W tau steps per tau-step round, at the price of stale gradients.
+chain advances about W tau steps per tau-step round, at the price of stale gradients. With a
+staleness-aware step size (``staleness: inverse | inverse_square``) a worker scales its step by
+its measured staleness after every reply, and a push counts as ``tau x factor`` chain steps.
 
 With ``overlap: true`` the worker does not wait for the reply: it goes on sampling while the push
 and the pull travel and rebases the steps it took meanwhile onto the pulled parameters
@@ -39,6 +41,7 @@ def worker(ctx: WorkerContext) -> None:
     def rebase(centre: torch.Tensor, sent: torch.Tensor) -> None:
         ctx.theta.sub_(sent).add_(centre)
         base.copy_(centre)
+        ctx.scale_step_for_staleness()
 
     exchange_loop(ctx, wire.PUSH, lambda: ctx.theta - base, rebase)
 
@@ -50,14 +53,15 @@ def on_message(
     master.staleness.append(staleness)
     master.theta.add_(payload)
     master.version += 1
-    master.chain_steps += master.cfg.period
-    if not master.stopping and master.due(0, master.chain_steps):
-        master.record_sample(0, master.chain_steps, master.theta)
+    master.chain_steps += master.cfg.period * header[wire.STEP_SCALE]  # 1 unless staleness-aware
+    step = round(master.chain_steps)
+    if not master.stopping and master.due(0, step):
+        master.record_sample(0, step, master.theta)
         master.stopping = master.samples >= master.cfg.samples
     if master.stopping:
         master.records[src].status = "done"
-        return master.reply(wire.STOP)
-    return master.reply(wire.PARAMS, master.theta, staleness)
+        return master.reply(src, wire.STOP)
+    return master.reply(src, wire.PARAMS, master.theta, staleness)
 
 
 def after_message(master: Master) -> None:

@@ -47,12 +47,12 @@ def on_message(
         master.stopping = master.samples >= master.cfg.samples
     if master.stopping:
         master.records[src].status = "done"
-        return master.reply(wire.STOP)
+        return master.reply(src, wire.STOP)
     # the centre before this exchange goes back; the version after it is the one this worker saw
-    reply = master.reply(wire.PARAMS, master.theta, staleness)
+    reply = master.reply(src, wire.PARAMS, master.theta, staleness)
     master.theta.add_(payload - master.theta, alpha=master.cfg.alpha)
     master.version += 1
-    master.out.header[wire.REPLY_VERSION] = master.version
+    reply.header[wire.REPLY_VERSION] = master.version
     return reply
 
 

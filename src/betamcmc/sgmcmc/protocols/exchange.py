@@ -8,8 +8,8 @@
             apply(reply, theta_sent)                      (the protocol's update rule)
     until the master answers STOP
 
-With ``overlap: true`` the exchange travels in the worker's exchange thread while the sampler
-keeps stepping; the reply is applied at the first step boundary after it arrived, and the rule
+With ``overlap: true`` the exchange travels (``isend`` + ``irecv``) while the sampler keeps
+stepping; the reply is applied at the first step boundary after it arrived, and the rule
 receives ``theta_sent`` so that it can rebase the steps taken meanwhile (downpour) or compute the
 elastic pull against what was sent (elastic). With ``overlap: false`` the reply is applied right
 after the send, where ``theta == theta_sent``, so both rules reduce to their textbook form.

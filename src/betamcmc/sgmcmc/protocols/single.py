@@ -30,7 +30,7 @@ def worker(ctx: WorkerContext) -> None:
         ctx.step()
         if ctx.sample_due():
             ctx.check_finite()
-            ctx.send(wire.SAMPLE, ctx.theta)
+            ctx.post(wire.SAMPLE, ctx.theta)
             taken += 1
     ctx.close()
     ctx.send(wire.DONE)

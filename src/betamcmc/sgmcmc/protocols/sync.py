@@ -33,7 +33,7 @@ def worker(ctx: WorkerContext) -> None:
         ctx.update()
         if ctx.sample_due() and ctx.index == 1:
             ctx.check_finite()
-            ctx.send(wire.SAMPLE, ctx.theta)
+            ctx.post(wire.SAMPLE, ctx.theta)
     ctx.close()
     ctx.send(wire.DONE)
 
