@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml requirements.lock
 repro: $(STAMP)
 	@test -d .git || { echo "error: dvc repro needs a git repository (clone the project)"; exit 2; }
 	@# stage commands call `python`: run DVC inside the venv
+	@# validate the whole params file for every stage before DVC deletes any stage's outputs
+	$(BIN)/betamcmc params check
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	@echo "Done. Next: source $(BIN)/activate; dvc metrics show; betamcmc ui"
 

@@ -19,6 +19,7 @@ from betamcmc import tracking  # noqa: E402
 from betamcmc.io import write_json, write_text  # noqa: E402
 from betamcmc.params import load_params  # noqa: E402
 from betamcmc.runner import run_stage, seed_everything  # noqa: E402
+from betamcmc.stopping import signals_deferred  # noqa: E402
 
 KEYS = [
     "seed",
@@ -73,8 +74,9 @@ def main(argv: list[str] | None = None) -> None:
             **run_classification(vaes, corpus, params.finetune, label),
         }
         rows = accuracy_rows(metrics)
-        write_text(out / f"{args.schedule}_accuracy.csv", rows)
-        write_json(out / f"{args.schedule}.json", metrics)
+        with signals_deferred():  # the plot data and the metrics are written as a pair
+            write_text(out / f"{args.schedule}_accuracy.csv", rows)
+            write_json(out / f"{args.schedule}.json", metrics)
         flat = {
             f"acc_{method}_{key}_{stat}": value[stat]
             for key, row in metrics["fractions"].items()

@@ -22,6 +22,7 @@ from betamcmc import tracking  # noqa: E402
 from betamcmc.io import atomic_path, write_json, write_text  # noqa: E402
 from betamcmc.params import load_params  # noqa: E402
 from betamcmc.runner import resolve_device, run_stage, seed_everything  # noqa: E402
+from betamcmc.stopping import signals_deferred  # noqa: E402
 
 KEYS = ["seed", "data.max_len", "data.dialog_context", "finetune.threads", "finetune.dialog"]
 
@@ -91,18 +92,19 @@ def main(argv: list[str] | None = None) -> None:
             **metrics,
         }
         out = Path(args.out)
-        with atomic_path(Path(args.models) / item) as tmp:
-            save_cvae(tmp, model, corpus.vocab)
-            (tmp / "samples.json").write_text(
-                json.dumps(samples, indent=2) + "\n", encoding="utf-8"
-            )
         header = "step," + ",".join(result.series)
         lines = [header] + [
             f"{s}," + ",".join(f"{result.series[k][i]:.6g}" for k in result.series)
             for i, s in enumerate(result.steps)
         ]
-        write_text(out / f"{item}_train.csv", "\n".join(lines) + "\n")
-        write_json(out / f"{item}.json", metrics)
+        with signals_deferred():  # the model and its metrics are written as a pair
+            with atomic_path(Path(args.models) / item) as tmp:
+                save_cvae(tmp, model, corpus.vocab)
+                (tmp / "samples.json").write_text(
+                    json.dumps(samples, indent=2) + "\n", encoding="utf-8"
+                )
+            write_text(out / f"{item}_train.csv", "\n".join(lines) + "\n")
+            write_json(out / f"{item}.json", metrics)
         tracking.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)})
         import mlflow
 

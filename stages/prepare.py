@@ -15,6 +15,7 @@ from betamcmc.data.prepared import write_prepared
 from betamcmc.io import write_json
 from betamcmc.params import load_params
 from betamcmc.runner import run_stage
+from betamcmc.stopping import signals_deferred
 
 KEYS = ["seed", "data"]
 
@@ -31,8 +32,9 @@ def main(argv: list[str] | None = None) -> None:
     with tracking.stage_run(
         params, stage="prepare", keys=KEYS, tags={"corpus": params.data.corpus}
     ):
-        write_prepared(args.out, corpus)
-        write_json(args.metrics, stats)
+        with signals_deferred():  # the corpus and its statistics are written as a pair
+            write_prepared(args.out, corpus)
+            write_json(args.metrics, stats)
         flat = {
             f"{split}.{k}": v
             for split in ("train", "valid", "test")

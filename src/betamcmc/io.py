@@ -27,11 +27,22 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     staged = tmp / target.name
     try:
-        yield staged
+        try:
+            yield staged
+        except OSError as err:
+            if err.filename is None:  # a write that failed (full disk): name the output
+                raise OSError(err.errno, err.strerror, str(target)) from err
+            raise
+        old = None
         if target.is_dir() and not target.is_symlink():
             old = tmp / (target.name + ".old")
             os.replace(target, old)
-        os.replace(staged, target)
+        try:
+            os.replace(staged, target)
+        except BaseException:
+            if old is not None:  # put the previous directory back before the temp dir goes
+                os.replace(old, target)
+            raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

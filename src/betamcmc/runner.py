@@ -16,6 +16,7 @@ A stage script is::
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import sys
@@ -25,15 +26,34 @@ from betamcmc.errors import BetamcmcError
 
 
 def run_stage(main: Callable[[], object]) -> None:
-    """Run ``main()``; report a :class:`BetamcmcError` as one line and exit with its code."""
+    """Run ``main()``; report a :class:`BetamcmcError` as one line and exit with its code; a full
+    disk, a read-only or forbidden output folder likewise (exit 1). A SIGTERM / SIGINT (unless the
+    stage handles them itself) unwinds the stage, so no temporary output is left behind."""
+    from betamcmc.stopping import Stopped, stop_on_signals
+
     try:
-        main()
+        with stop_on_signals():  # SIGTERM / SIGINT unwind (temp outputs removed), exit 143 / 130
+            main()
+    except Stopped as err:
+        detail = "" if str(err) != f"stopped by {err.signame}" else (
+            "; outputs are replaced whole or not at all, so the previous ones are kept"
+        )  # fmt: skip
+        print(f"error: {err}{detail}", file=sys.stderr)
+        sys.exit(err.exit_code)
     except BetamcmcError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror}; outputs are replaced whole or not at all, so the "
+              "previous ones are kept (free space or fix the permissions, then rerun)",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(1)
 
 
 def seed_everything(seed: int) -> None:

@@ -197,16 +197,12 @@ def train_seed(job: SeedJob, stop: threading.Event) -> dict[str, Any]:
     ev = pp.eval
     splits = {}
     for split, sents in (("valid", job.valid), ("test", job.test)):
-        if stop.is_set():  # honour a stop during the final evaluation: the checkpoint is kept
-            from betamcmc.vae.train import TrainingInterrupted
-
-            raise TrainingInterrupted(
-                f"{live.where}: interrupted during evaluation; checkpoint kept, rerun to resume"
-            )
+        _stop_if_asked(stop, live.where)
         splits[split] = evaluate_split(
             result.model, sents, ev.importance_samples, ev.batch_size, job.seed,
             ev.active_threshold,
         )  # fmt: skip
+    _stop_if_asked(stop, live.where)  # a stop during the last evaluation: nothing is saved
     job.model_path.parent.mkdir(parents=True, exist_ok=True)
     save_vae(result.model.cpu(), job.model_path, meta={**job.meta, "seed": job.seed,
              "best_iteration": result.best_iteration})  # fmt: skip
@@ -220,6 +216,18 @@ def train_seed(job: SeedJob, stop: threading.Event) -> dict[str, Any]:
         "history": result.history,
         "valid_history": result.valid_history,
     }
+
+
+def _stop_if_asked(stop: threading.Event, where: str) -> None:
+    """Honour a SIGTERM / SIGINT that arrived during the final evaluation: save nothing, keep
+    the resumable checkpoint (the last periodic one; a rerun resumes from it)."""
+    if stop.is_set():
+        from betamcmc.vae.train import TrainingInterrupted
+
+        raise TrainingInterrupted(
+            f"{where}: interrupted during the final evaluation; no model or metrics written, "
+            "the resumable checkpoint is kept: rerun to resume"
+        )
 
 
 def run_pretrain(params: Params, name: str, source: str = "params.yaml") -> dict[str, Any]:

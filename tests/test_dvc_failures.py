@@ -1,0 +1,112 @@
+"""A stage that fails under DVC, and experiments run in parallel (docs/robustness.md).
+
+DVC deletes a stage's declared outputs before it runs the stage's command, so a stage that then
+fails leaves them missing; `dvc.lock` still records the last good run, and `dvc checkout <stage>`
+brings those outputs back from the cache. `betamcmc params check` (run first by `make repro`)
+refuses a bad params file before DVC touches anything.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from conftest import copy_repo, git_init, tiny_params, write_params
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def run(repo: Path, *cmd: str, ok: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(BIN / cmd[0]), *cmd[1:]], cwd=repo, capture_output=True,
+                          text=True, env=_env(), timeout=600)  # fmt: skip
+    if ok:
+        assert proc.returncode == 0, f"{' '.join(cmd)}:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def _tree(path: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> Path:
+    repo = copy_repo(tmp_path / "repo")
+    (repo / "dvc.lock").unlink(missing_ok=True)
+    write_params(repo / "params.yaml", tiny_params())
+    git_init(repo)
+    return repo
+
+
+def test_failed_stage_outputs_come_back_with_dvc_checkout(git_repo: Path) -> None:
+    run(git_repo, "dvc", "repro", "prepare")
+    good = _tree(git_repo / "data" / "prepared")
+    assert good
+
+    # a corpus that prepare refuses; the params file itself is valid
+    bad = git_repo / "corpus.txt"
+    bad.write_text("only one sentence\n")
+    write_params(git_repo / "params.yaml",
+                 tiny_params({"data": {"corpus": "text", "path": str(bad)}}))  # fmt: skip
+    assert run(git_repo, "betamcmc", "params", "check").returncode == 0
+    failed = run(git_repo, "dvc", "repro", "prepare", ok=False)
+    assert failed.returncode != 0
+    assert "the valid split is empty" in failed.stderr + failed.stdout
+    assert not (git_repo / "data" / "prepared").exists()  # DVC removed it before the command ran
+
+    run(git_repo, "dvc", "checkout", "prepare")  # the documented recovery
+    assert _tree(git_repo / "data" / "prepared") == good
+
+    # a bad params file never reaches DVC when `make repro` checks it first
+    write_params(git_repo / "params.yaml", tiny_params({"data": {"max_len": 1}}))
+    check = run(git_repo, "betamcmc", "params", "check", ok=False)
+    assert check.returncode == 2 and "data.max_len: must be >= 2 (got 1)" in check.stderr
+    make = subprocess.run(["make", "-n", "repro"], cwd=git_repo, capture_output=True, text=True)
+    lines = make.stdout.splitlines()
+    check_at = next(i for i, ln in enumerate(lines) if "betamcmc params check" in ln)
+    repro_at = next(i for i, ln in enumerate(lines) if ln.rstrip().endswith("dvc repro"))
+    assert check_at < repro_at
+
+
+@pytest.mark.timeout(900)
+def test_queue_of_six_experiments_two_at_a_time_lands_all(git_repo: Path) -> None:
+    run(git_repo, "dvc", "repro", "prepare")
+    subprocess.run(["git", "add", "-A"], cwd=git_repo, check=True, capture_output=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"],
+                   cwd=git_repo, check=True)  # fmt: skip
+    sizes = [61, 62, 63, 64, 65, 66]
+    for size in sizes:
+        run(git_repo, "dvc", "exp", "run", "--queue", "-S", f"data.synthetic.train={size}",
+            "prepare")  # fmt: skip
+    run(git_repo, "dvc", "queue", "start", "-j", "2")
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        status = run(git_repo, "dvc", "queue", "status").stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(3)
+    assert status.count("Success") == 6, status
+
+    client = mlflow.MlflowClient(f"sqlite:///{git_repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("betamcmc")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    landed = {r.data.params.get("data.synthetic.train") for r in runs
+              if r.info.run_name == "prepare" and r.info.status == "FINISHED"}  # fmt: skip
+    assert {str(s) for s in sizes} <= landed, sorted(landed)
+    names = {r.data.tags.get("dvc_exp_name") for r in runs if r.data.tags.get("dvc_exp_name")}
+    assert len(names) == 6
