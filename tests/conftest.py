@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -253,6 +254,54 @@ def run_stage(
             f"stage {script} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
         )
     return proc
+
+
+def dvc(repo: Path, *args: str, timeout: float = 900, check: bool = True) -> str:
+    """Run ``dvc args...`` in ``repo`` with this venv first on PATH (stage commands call
+    ``python``); returns stdout + stderr, and fails the test with both when ``check``."""
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.run(
+        [str(bin_dir / "dvc"), *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"dvc {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout + proc.stderr
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    """The one real ``dvc repro`` of the whole tiny pipeline that the suite shares.
+
+    ``repo`` is a git + DVC project with the ``TINY`` params where every stage has run once;
+    ``output`` is what ``dvc repro`` printed (every stage's own output included). Read it, never
+    write to it: a test that writes (another stage run, a bad params file) works on
+    ``copy_pipeline(pipeline, tmp_path)``.
+    """
+
+    repo: Path
+    output: str
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
+    """Every stage of dvc.yaml, run for real once per test session by ``dvc repro`` (the way
+    ``make repro`` runs them) on the tiny params; the stage tests assert on its outputs."""
+    repo = copy_repo(tmp_path_factory.mktemp("pipeline") / "repo")
+    write_params(repo / "params.yaml", tiny_params())
+    git_init(repo)
+    return PipelineRun(repo=repo, output=dvc(repo, "repro", timeout=1500))
+
+
+def copy_pipeline(run: PipelineRun, dest: Path) -> Path:
+    """A writable copy of the shared pipeline project (outputs, MLflow store, git, DVC cache)."""
+    return Path(shutil.copytree(run.repo, dest, symlinks=True))
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_stage
+from conftest import PipelineRun, copy_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +25,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ui_serves_the_project_store(tiny_repo: Path) -> None:
-    run_stage(tiny_repo, "prepare")
+def test_ui_serves_the_project_store(pipeline: PipelineRun, tmp_path: Path) -> None:
+    tiny_repo = copy_pipeline(pipeline, tmp_path / "repo")  # a store with the pipeline's runs
     port = _free_port()
     cli = Path(sys.executable).parent / "betamcmc"
     proc = subprocess.Popen(

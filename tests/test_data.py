@@ -13,8 +13,9 @@ from betamcmc.data.params import DataParams
 from betamcmc.data.prepare import prepare
 from betamcmc.data.prepared import load_prepared
 from betamcmc.errors import InputError
+from betamcmc.params import load_params
 
-from conftest import run_stage, shared_data, shipped_section
+from conftest import PipelineRun, run_stage, shared_data, shipped_section
 
 
 def data(**kw) -> DataParams:
@@ -224,20 +225,26 @@ def test_yelp_missing_pair(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- the stage
-def test_prepare_stage_writes_outputs_and_run(tiny_repo: Path) -> None:
-    run_stage(tiny_repo, "prepare")
-    corpus = load_prepared(tiny_repo / "data/prepared")
-    assert len(corpus.sentences["train"]) == 120
-    stats = json.loads((tiny_repo / "metrics/prepare.json").read_text())
+def test_prepare_stage_writes_outputs_and_run(pipeline: PipelineRun) -> None:
+    """The shared pipeline's `prepare` (run by `dvc repro`) wrote exactly what the library
+    computes for its params, its statistics, and one MLflow run."""
+    repo = pipeline.repo
+    corpus = load_prepared(repo / "data/prepared")
+    params = load_params(repo / "params.yaml")
+    expected, expected_stats = prepare(params.data, params.seed)
+    assert corpus.vocab.tokens == expected.vocab.tokens
+    assert corpus.sentences == expected.sentences and corpus.dialogs == expected.dialogs
+    assert [len(corpus.sentences[s]) for s in ("train", "valid", "test")] == [120, 30, 30]
+    stats = json.loads((repo / "metrics/prepare.json").read_text())
+    assert stats == json.loads(json.dumps(expected_stats))
     assert stats["train"]["sentences"] == 120 and stats["vocab_size"] == len(corpus.vocab)
     import mlflow
 
-    client = mlflow.MlflowClient(f"sqlite:///{tiny_repo / 'mlflow.db'}")
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     exp = client.get_experiment_by_name("betamcmc")
-    runs = client.search_runs([exp.experiment_id])
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.stage = 'prepare'")
     assert [r.info.run_name for r in runs] == ["prepare"]
     assert runs[0].data.params["data.synthetic.train"] == "120"
-    assert runs[0].data.tags["stage"] == "prepare"
     assert runs[0].data.metrics["vocab_size"] == len(corpus.vocab)
 
 

@@ -1,7 +1,8 @@
 """End to end: the real `classify`, `dialog` and `finetune_report` stages on the tiny synthetic
-corpus, after the real `prepare` and `pretrain` stages. Stage mains run in-process (the same
-``main(argv)`` DVC calls) to spare ~7 s of imports per stage; one bad-input case runs as a
-subprocess to check the exit code and the one-line message."""
+corpus, after the real `prepare` and `pretrain` stages: their outputs in the shared pipeline run
+(``dvc repro``, conftest ``pipeline``). Further runs (determinism, bad input) call the stage mains
+in-process (the same ``main(argv)`` DVC calls) on a copy, to spare ~7 s of imports per stage; one
+bad-input case runs as a subprocess to check the exit code and the one-line message."""
 
 from __future__ import annotations
 
@@ -18,15 +19,15 @@ import yaml
 
 from betamcmc.errors import BetamcmcError, InputError, ParamsError
 
-from conftest import copy_repo, run_stage, tiny_params, write_params
+from conftest import PipelineRun, copy_pipeline, run_stage, tiny_params, write_params
 
-SCHEDULES = {"constant": {"kind": "constant"}, "cyclical": {"kind": "cyclical", "cycles": 2}}
+SCHEDULES = ("constant", "monotonic", "cyclical")  # the tiny params' schedules
 BOWS = (False, True)
 
 
 def _params(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     raw = tiny_params(overrides)
-    raw["pretrain"]["schedules"] = SCHEDULES
+    assert tuple(raw["pretrain"]["schedules"]) == SCHEDULES
     return raw
 
 
@@ -38,23 +39,10 @@ def _main(repo: Path, stage: str):
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = copy_repo(tmp_path_factory.mktemp("finetune") / "repo")
-    write_params(repo / "params.yaml", _params())
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(repo)
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        before = torch.get_num_threads()
-        _main(repo, "prepare")([])
-        for name in SCHEDULES:
-            _main(repo, "pretrain")([name])
-        for name in SCHEDULES:
-            _main(repo, "classify")([name])
-            for bow in BOWS:
-                _main(repo, "dialog")([name, "--bow", str(bow).lower()])
-        _main(repo, "finetune_report")([])
-        torch.set_num_threads(before)
-    return repo
+def repo(pipeline: PipelineRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the shared pipeline project (prepare, pretrain, classify, dialog and
+    finetune_report ran there under `dvc repro`); the tests below write into it."""
+    return copy_pipeline(pipeline, tmp_path_factory.mktemp("finetune") / "repo")
 
 
 def _declared(repo: Path) -> list[Path]:
@@ -85,7 +73,7 @@ def _runs(repo: Path, stage: str) -> list:
 @pytest.mark.slow
 def test_every_declared_output_and_mlflow_run(repo: Path) -> None:
     declared = _declared(repo)
-    assert len(declared) == 2 * 2 + 2 * 2 * 3 + 1
+    assert len(declared) == 3 * 2 + 3 * 2 * 3 + 1
     for path in declared:
         assert path.exists(), path
     for name in SCHEDULES:

@@ -1,53 +1,35 @@
 """The ``sgmcmc_vae_head`` stage end to end on the tiny synthetic corpus, after the real ``prepare``
-and ``pretrain`` stages (one schedule). Stage mains run in-process (the same ``main(argv)`` DVC
-calls) to spare the imports; the bad-label case runs as a subprocess to check the exit code and
-the one-line message.
+and ``pretrain`` stages: its outputs in the shared pipeline run (``dvc repro``, conftest
+``pipeline``; checked for one schedule). Further runs go through the library in-process on a copy,
+to spare the imports; the bad-label case runs as a subprocess to check the exit code and the
+one-line message.
 
 A 40-iteration VAE's codes carry little about the labels, so the accuracies are only checked to
 be valid numbers, not to beat chance."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import mlflow
 import pytest
-import torch
 import yaml
 
 from betamcmc.errors import ParamsError
 from betamcmc.params import load_params
 
-from conftest import REPO, copy_repo, run_stage, tiny_params, write_params
+from conftest import REPO, PipelineRun, copy_pipeline, run_stage, tiny_params, write_params
 
 SCHEDULE = "constant"
 
 
-def _main(repo: Path, stage: str):
-    spec = importlib.util.spec_from_file_location(f"stage_{stage}", repo / "stages" / f"{stage}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = copy_repo(tmp_path_factory.mktemp("vae_head") / "repo")
-    raw = tiny_params()
-    raw["pretrain"]["schedules"] = {SCHEDULE: {"kind": "constant"}}
-    write_params(repo / "params.yaml", raw)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(repo)
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        before = torch.get_num_threads()
-        _main(repo, "prepare")([])
-        _main(repo, "pretrain")([SCHEDULE])
-        _main(repo, "sgmcmc_vae_head")([SCHEDULE])
-        torch.set_num_threads(before)
-    return repo
+def repo(pipeline: PipelineRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the shared pipeline project (every ``sgmcmc_vae_head@<schedule>`` ran there
+    under `dvc repro`); the tests below write into it."""
+    return copy_pipeline(pipeline, tmp_path_factory.mktemp("vae_head") / "repo")
 
 
 def _check_predictive(m: dict) -> None:
@@ -77,8 +59,10 @@ def test_stage_writes_metrics_samples_and_mlflow_run(repo: Path) -> None:
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     exp = client.get_experiment_by_name("betamcmc")
     runs = client.search_runs([exp.experiment_id], filter_string="tags.stage = 'sgmcmc_vae_head'")
-    assert [r.info.run_name for r in runs] == [f"sgmcmc_vae_head@{SCHEDULE}"]
-    run = runs[0]
+    assert sorted(r.info.run_name for r in runs) == [
+        f"sgmcmc_vae_head@{s}" for s in ("constant", "cyclical", "monotonic")
+    ]
+    (run,) = [r for r in runs if r.info.run_name == f"sgmcmc_vae_head@{SCHEDULE}"]
     assert run.info.status == "FINISHED" and run.data.tags["schedule"] == SCHEDULE
     assert run.data.params["finetune.vae_head.label"] == "sentiment"
     assert run.data.metrics["sgmcmc_accuracy"] == pytest.approx(m["sgmcmc"]["accuracy"])

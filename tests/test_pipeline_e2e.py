@@ -1,55 +1,43 @@
 """The real pipeline end to end in a temporary git + DVC repo on the tiny params.
 
-`dvc repro` (every stage), a no-op second `dvc repro`, `dvc exp run -S`, and a queued experiment
-run by `dvc queue start`: all of their MLflow runs must land in the store at the repo's root.
+The shared ``pipeline`` fixture (conftest) runs ``dvc repro`` of every stage once per session; each
+area's tests assert on its stages' outputs (``test_data``, ``test_vae_pretrain``,
+``test_finetune_stages``, ``test_finetune_vae_head``, ``test_sgmcmc_stage``, ``test_rl_stage``).
+Here, what holds for the pipeline as a whole: every stage item ran once and is up to date, each
+tracked stage left one finished MLflow run per item in the store at the repo's root, a second
+``dvc repro`` is a no-op, and ``dvc exp run -S`` and a queued experiment run by
+``dvc queue start`` land their runs in that same store.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import mlflow
 import pytest
+import yaml
 
-from conftest import copy_repo, git_init, tiny_params, write_params
+from conftest import PipelineRun, copy_pipeline, dvc
 
 pytestmark = pytest.mark.slow
 
-BIN = Path(sys.executable).parent
-
-
-def dvc(repo: Path, *args: str, timeout: float = 900) -> str:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.run(
-        [str(BIN / "dvc"), *args],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
-    assert proc.returncode == 0, f"dvc {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout + proc.stderr
-
-
-@pytest.fixture
-def git_repo(tmp_path: Path) -> Path:
-    repo = copy_repo(tmp_path / "repo")
-    for generated in ("dvc.lock", "metrics"):
-        target = repo / generated
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-    write_params(repo / "params.yaml", tiny_params())
-    git_init(repo)
-    return repo
+# stages that open an MLflow run per item (the other stages only draw reports from metrics/)
+TRACKED = {
+    "prepare",
+    "pretrain",
+    "pretrain_report",
+    "classify",
+    "dialog",
+    "finetune_report",
+    "sgmcmc",
+    "sgmcmc_sgd",
+    "sgmcmc_consistency",
+    "sgmcmc_vae_head",
+    "rl",
+}
 
 
 def _runs(repo: Path) -> list:
@@ -58,44 +46,74 @@ def _runs(repo: Path) -> list:
     return client.search_runs([exp.experiment_id], max_results=5000)
 
 
-@pytest.mark.timeout(1800)
-def test_repro_exp_run_and_queue_land_in_one_store(git_repo: Path) -> None:
-    out = dvc(git_repo, "repro")
-    assert "Running stage 'prepare'" in out
-    assert (git_repo / "dvc.lock").exists() and (git_repo / "metrics" / "prepare.json").exists()
-    base_runs = _runs(git_repo)
-    assert any(r.info.run_name == "prepare" for r in base_runs)
-    assert all(r.info.status == "FINISHED" for r in base_runs)
+def _items(repo: Path) -> list[str]:
+    """Every stage item of the pipeline (``pretrain@cyclical``, ``sgmcmc@single-1``, ...)."""
+    return list(yaml.safe_load((repo / "dvc.lock").read_text())["stages"])
 
-    again = dvc(git_repo, "repro")
+
+def test_every_stage_item_ran_once_and_is_up_to_date(pipeline: PipelineRun) -> None:
+    repo = pipeline.repo
+    items = _items(repo)
+    declared = set(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"])
+    assert {item.split("@")[0] for item in items} == declared  # every stage has run
+    ran = Counter(
+        line.split("'")[1] for line in pipeline.output.splitlines() if line.startswith("Running")
+    )
+    assert ran == Counter(items), "each stage item runs exactly once"
+    assert "Data and pipelines are up to date." in dvc(repo, "status")
+    for item, lock in yaml.safe_load((repo / "dvc.lock").read_text())["stages"].items():
+        for out in lock.get("outs", []):
+            assert (repo / out["path"]).exists(), f"{item}: {out['path']} missing"
+
+    parents = [r for r in _runs(repo) if "mlflow.parentRunId" not in r.data.tags]
+    assert all(r.info.status == "FINISHED" for r in parents)
+    per_stage = Counter(r.data.tags["stage"] for r in parents)
+    expected = Counter(item.split("@")[0] for item in items)
+    for stage in TRACKED:
+        assert per_stage[stage] == expected[stage], stage
+    for run in parents:
+        assert run.data.tags["git_commit"] and run.data.tags["params_hash"]
+        assert "dvc_exp_name" not in run.data.tags
+    # the store is at the repo's root, never inside a stage's working area
+    assert not list((repo / ".dvc").rglob("mlflow.db"))
+
+
+def test_second_repro_is_a_no_op(pipeline: PipelineRun) -> None:
+    again = dvc(pipeline.repo, "repro")
     assert "Running stage" not in again and "up to date" in again
 
-    subprocess.run(["git", "add", "-A"], cwd=git_repo, check=True)
+
+def test_exp_run_and_queue_land_in_one_store(pipeline: PipelineRun, tmp_path: Path) -> None:
+    repo = copy_pipeline(pipeline, tmp_path / "repo")
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     subprocess.run(
         ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "repro"],
-        cwd=git_repo,
+        cwd=repo,
         check=True,
     )
 
-    dvc(git_repo, "exp", "run", "-S", "data.synthetic.train=90", "prepare")
-    dvc(git_repo, "exp", "run", "--queue", "-S", "data.synthetic.train=70", "prepare")
-    dvc(git_repo, "queue", "start")
+    out = dvc(repo, "exp", "run", "-S", "data.synthetic.train=90", "prepare")
+    assert "Running stage 'prepare'" in out
+    dvc(repo, "exp", "run", "--queue", "-S", "data.synthetic.train=70", "prepare")
+    dvc(repo, "queue", "start")
     deadline = time.time() + 300
     while time.time() < deadline:
-        status = dvc(git_repo, "queue", "status")
+        status = dvc(repo, "queue", "status")
         if "Queued" not in status and "Running" not in status:
             break
         time.sleep(2)
     assert "Success" in status, status
 
-    prepare_runs = [r for r in _runs(git_repo) if r.info.run_name == "prepare"]
+    prepare_runs = [r for r in _runs(repo) if r.info.run_name == "prepare"]
     by_size = {r.data.params["data.synthetic.train"]: r for r in prepare_runs}
-    assert set(by_size) >= {"120", "90", "70"}, sorted(by_size)
+    assert set(by_size) == {"120", "90", "70"}, sorted(by_size)
     assert "dvc_exp_name" not in by_size["120"].data.tags
     for size in ("90", "70"):
         tags = by_size[size].data.tags
         assert tags["dvc_exp_name"] and tags["dvc_exp_baseline"] and tags["git_commit"]
         assert tags["stage"] == "prepare" and tags["params_hash"]
         assert by_size[size].info.status == "FINISHED"
+    shown = dvc(repo, "exp", "show", "--no-pager", "--csv")
+    assert shown.count("\n") >= 3  # the workspace, the baseline and the two experiments
     # nothing leaked into a temporary workspace store
-    assert not list((git_repo / ".dvc" / "tmp").rglob("mlflow.db"))
+    assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))

@@ -27,7 +27,7 @@ from betamcmc.rl.params import UPDATES
 from betamcmc.sgmcmc.launch import run_local
 from betamcmc.sgmcmc.samples import read_samples
 
-from conftest import REPO, copy_repo, tiny_params, wait_gone, write_params
+from conftest import REPO, PipelineRun, copy_repo, tiny_params, wait_gone, write_params
 
 ALL_METHODS = [f"{u}-{p}" for p in ("downpour", "elastic") for u in UPDATES]
 
@@ -286,3 +286,25 @@ def test_stage_keys_match_dvc_yaml() -> None:
 
     stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["rl"]
     assert stage["params"] == STAGE_KEYS
+
+
+@pytest.mark.slow
+def test_pipeline_rl_items_and_report(pipeline: PipelineRun) -> None:
+    """The `rl` items and `rl_report` as the shared `dvc repro` run (conftest) left them."""
+    repo = pipeline.repo
+    rl = load_params(repo / "params.yaml").rl
+    items = [f"{m}-w{w}" for m in rl.methods for w in rl.workers]
+    for item in items:
+        summary = json.loads((repo / "metrics" / "rl" / f"{item}.json").read_text())
+        finals = [s["final_return"] for s in summary["per_seed"].values()]
+        assert sorted(summary["per_seed"]) == [str(s) for s in rl.seeds]
+        assert summary["final_return_mean"] == pytest.approx(np.mean(finals))
+        assert summary["dead_workers"] == 0 and summary["env_steps_mean"] > 0
+        rows = (repo / "metrics" / "rl" / f"{item}_curve.csv").read_text().splitlines()
+        assert len(rows) >= 3 and float(rows[1].split(",")[2]) == 0
+        for seed in rl.seeds:
+            assert (repo / "models" / "rl" / item / f"seed{seed}" / "policy.pt").is_file()
+    table = (repo / "reports" / "rl" / "table.md").read_text()
+    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")]
+    assert [r for r in rows if r in items] == items
+    assert (repo / "reports" / "rl" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,5 +1,6 @@
-"""The sgmcmc stages end to end on a tiny config: an item through the real stage script (with its
-MLflow run), then the SGD baseline, the report and the consistency study in-process."""
+"""The sgmcmc stages end to end on a tiny config: every item of the protocol x workers matrix,
+the SGD baseline, the report and the consistency study, as the shared pipeline run
+(``dvc repro``, conftest ``pipeline``) left them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from betamcmc.params import load_params
 from betamcmc.sgmcmc.samples import read_samples
 
-from conftest import run_stage
+from conftest import PipelineRun
 
 pytestmark = pytest.mark.slow
 
@@ -30,43 +31,42 @@ def check_item(repo: Path, protocol: str, workers: int) -> None:
     assert not (repo / "models" / "sgmcmc" / f"{item}.partial").exists()
 
 
-def test_sgmcmc_stages_write_every_output(tiny_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    run_stage(tiny_repo, "sgmcmc", "elastic", "2")
-    check_item(tiny_repo, "elastic", 2)
+def test_sgmcmc_stages_write_every_output(pipeline: PipelineRun) -> None:
+    repo = pipeline.repo
+    params = load_params(repo / "params.yaml")
+    items = [(p, w) for p in params.sgmcmc.protocols for w in params.sgmcmc.workers]
+    assert len(items) == 8  # single, sync, downpour, elastic x W = 1, 2
+    for protocol, workers in items:
+        check_item(repo, protocol, workers)
     import mlflow
 
-    client = mlflow.MlflowClient(f"sqlite:///{tiny_repo / 'mlflow.db'}")
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    assert [r.info.run_name for r in runs] == ["sgmcmc@elastic-w2"]
-    assert runs[0].data.metrics["accuracy"] >= 0.0 and runs[0].data.params["sgmcmc.period"] == "2"
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], "tags.stage = 'sgmcmc'"
+    )
+    assert sorted(r.info.run_name for r in runs) == sorted(f"sgmcmc@{p}-w{w}" for p, w in items)
+    for run in runs:
+        item = run.info.run_name.split("@")[1]
+        m = json.loads((repo / "metrics" / "sgmcmc" / f"{item}.json").read_text())
+        assert run.data.metrics["accuracy"] == m["accuracy"]
+        assert run.data.params["sgmcmc.period"] == "2"
 
-    from betamcmc.sgmcmc.baseline import run_sgd
-    from betamcmc.sgmcmc.consistency import run_study
-    from betamcmc.sgmcmc.experiment import run_item
-    from betamcmc.sgmcmc.report import write_report
-
-    monkeypatch.chdir(tiny_repo)
-    params = load_params("params.yaml")
-    run_item(params, "single", 1, track=False)
-    check_item(tiny_repo, "single", 1)
-    sgd = run_sgd(params, track=False)
+    sgd = json.loads((repo / "metrics" / "sgmcmc_sgd.json").read_text())
     assert sgd["steps"] == 40 and 0.0 <= sgd["accuracy"] <= 1.0
-    assert json.loads((tiny_repo / "metrics" / "sgmcmc_sgd.json").read_text()) == sgd
-    write_report(Path("metrics/sgmcmc"), Path("metrics/sgmcmc_sgd.json"), Path("reports/sgmcmc"))
-    table = (tiny_repo / "reports" / "sgmcmc" / "table.md").read_text()
-    assert "| single-w1 |" in table and "| elastic-w2 |" in table and "SGD (40 steps)" in table
+    table = (repo / "reports" / "sgmcmc" / "table.md").read_text()
+    for protocol, workers in items:
+        assert f"| {protocol}-w{workers} |" in table
+    assert "SGD (40 steps)" in table
     for fig in (
         "accuracy_vs_time.png",
         "loglik_vs_time.png",
         "speedup_vs_workers.png",
         "bytes.png",
     ):
-        assert (tiny_repo / "reports" / "sgmcmc" / fig).stat().st_size > 1000
-    c = run_study(
-        params, Path("reports/sgmcmc_consistency"), Path("metrics/sgmcmc_consistency.json")
-    )
+        assert (repo / "reports" / "sgmcmc" / fig).stat().st_size > 1000
+    c = json.loads((repo / "metrics" / "sgmcmc_consistency.json").read_text())
     assert set(c["runs"]) == {"single-tau1", "downpour-tau1", "downpour-tau4"}
     assert all(r["mean_error"] >= 0 and r["samples"] == 20 for r in c["runs"].values())
     assert 0.2 < c["reference"]["acceptance"] <= 1.0
-    assert (tiny_repo / "reports" / "sgmcmc_consistency" / "consistency.png").exists()
-    assert sorted(os.listdir(tiny_repo / "models" / "sgmcmc")) == ["elastic-w2", "single-w1"]
+    assert (repo / "reports" / "sgmcmc_consistency" / "consistency.png").exists()
+    assert sorted(os.listdir(repo / "models" / "sgmcmc")) == sorted(f"{p}-w{w}" for p, w in items)

@@ -16,17 +16,16 @@ import torch
 
 from betamcmc.vae.model import load_vae
 
-from conftest import copy_repo, run_stage, tiny_params, write_params
+from conftest import PipelineRun, run_stage, tiny_params, write_params
 
 SCHEDULES = ("constant", "monotonic", "cyclical")
 
 
 @pytest.fixture(scope="module")
-def prepared_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = copy_repo(tmp_path_factory.mktemp("vae") / "repo")
-    write_params(repo / "params.yaml", tiny_params())
-    run_stage(repo, "prepare")
-    return repo
+def prepared_repo(pipeline: PipelineRun) -> Path:
+    """The shared pipeline's project: `prepare`, every `pretrain@<schedule>` and
+    `pretrain_report` ran there under `dvc repro`. Read only (copy it to write)."""
+    return pipeline.repo
 
 
 def _runs(repo: Path, stage: str) -> list:
@@ -37,12 +36,11 @@ def _runs(repo: Path, stage: str) -> list:
 
 
 @pytest.mark.slow
-def test_pretrain_every_schedule_and_report(prepared_repo: Path):
-    repo = prepared_repo
+def test_pretrain_every_schedule_and_report(pipeline: PipelineRun):
+    repo = pipeline.repo
     for name in SCHEDULES:
-        proc = run_stage(repo, "pretrain", name)
-        assert f"pretrain[{name}]: 2 seed(s), test (mean +- std) kl" in proc.stdout
-        assert f"pretrain[{name} seed 1] 40/40" in proc.stdout  # progress lines per seed
+        assert f"pretrain[{name}]: 2 seed(s), test (mean +- std) kl" in pipeline.output
+        assert f"pretrain[{name} seed 1] 40/40" in pipeline.output  # progress lines per seed
         model_dir = repo / "models" / "pretrain" / name
         assert (model_dir / "vocab.txt").read_text() == (
             repo / "data/prepared/vocab.txt"
@@ -95,7 +93,6 @@ def test_pretrain_every_schedule_and_report(prepared_repo: Path):
         assert len(client.get_metric_history(run.info.run_id, "valid_curve_mi")) == 2
         assert "test_nll" in run.data.metrics
 
-    run_stage(repo, "pretrain_report")
     report = repo / "reports" / "pretrain"
     names = {"comparison.md", "schedules.png", "curves.png", "toy.png"} | {
         f"latent_{n}.png" for n in SCHEDULES
