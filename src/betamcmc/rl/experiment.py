@@ -36,7 +36,7 @@ from betamcmc.params import Params
 from betamcmc.rl.agent import ActorCritic, LossConfig
 from betamcmc.rl.envs import EnvInfo, check_env, run_episodes
 from betamcmc.rl.evaluate import SeedCurve, aggregate_curves, read_curve, steps_to_threshold
-from betamcmc.rl.params import Method, RlParams, split_method
+from betamcmc.rl.params import Method, RlParams, item_name, split_method
 from betamcmc.rl.task import RlTask
 from betamcmc.sgmcmc.config import EngineConfig, RunSpec, SamplerConfig
 from betamcmc.sgmcmc.flat import FlatModel
@@ -78,10 +78,6 @@ STAGE_KEYS = [
     )
 ]
 EVAL_SEED, FINAL_SEED = 10_000, 20_000  # evaluation episodes' environment seeds (+ 100 x seed)
-
-
-def item_name(method: str, workers: int) -> str:
-    return f"{method}-w{workers}"
 
 
 def check_item(rl: RlParams, method: str, workers: int) -> EnvInfo:

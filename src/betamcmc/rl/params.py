@@ -43,6 +43,11 @@ def split_method(method: str) -> tuple[str, str]:
     return update, protocol
 
 
+def item_name(method: str, workers: int) -> str:
+    """The name of one ``rl`` item: its metrics, models and MLflow run (``sgld-downpour-w2``)."""
+    return f"{method}-w{workers}"
+
+
 class RlParams(Section):
     env: str = Field(min_length=1, description="gymnasium id (discrete actions)")
     methods: list[Method] = Field(min_length=1)

@@ -15,7 +15,7 @@ from betamcmc.errors import InputError
 from betamcmc.io import atomic_path, read_json
 from betamcmc.params import Params
 from betamcmc.rl.evaluate import read_curve
-from betamcmc.rl.experiment import item_name
+from betamcmc.rl.params import item_name
 
 
 def load_items(

@@ -93,10 +93,6 @@ def chain_diagnostics(
     log_probs: np.ndarray, targets: np.ndarray, chains: np.ndarray, points: int
 ) -> dict[str, Any]:
     """arviz bulk ESS and split-R-hat of ``log p(y_i|x_i, theta)`` for the first test points."""
-    import arviz as az  # arviz (xarray, scipy) costs seconds: only the evaluation pays it
-
-    logging.getLogger("arviz").setLevel(logging.ERROR)
-
     ids = sorted(set(chains.tolist()))
     per_chain = [np.flatnonzero(chains == c) for c in ids]
     if len(per_chain) == 1:  # one chain: its two halves (arviz needs >= 2 chains for R-hat)
@@ -110,6 +106,9 @@ def chain_diagnostics(
             "ess_bulk_min": None,
             "rhat_max": None,
         }
+    import arviz as az  # arviz (xarray, scipy) costs seconds: only a real chain's diagnostics pay it
+
+    logging.getLogger("arviz").setLevel(logging.ERROR)
     points = min(points, len(targets))
     ess, rhat = [], []
     for i in range(points):
