@@ -30,6 +30,7 @@ from betamcmc.sgmcmc.flat import FlatModel
 from betamcmc.sgmcmc.launch import run_local
 from betamcmc.sgmcmc.samples import read_samples
 from betamcmc.sgmcmc.tasks import LogregTask
+from betamcmc.stopping import Stopped, signals_deferred, stop_on_signals
 
 
 def logreg_task(params: Params) -> LogregTask:
@@ -92,7 +93,20 @@ def _logreg_factory(n: int, dim: int, batch: int, frac: float) -> LogregTask:
 
 
 def run_study(params: Params, out_dir: Path, metrics_path: Path | None = None) -> dict[str, Any]:
-    """Run every (protocol, tau), write figure + table + JSON under ``out_dir``; return the JSON."""
+    """Run every (protocol, tau), write figure + table + JSON under ``out_dir``; return the JSON.
+    SIGTERM / SIGINT end it with one line; the previous outputs stay as they were."""
+    try:
+        with stop_on_signals():
+            return _run_study(params, out_dir, metrics_path)
+    except Stopped as stop:
+        if stop.outputs_complete:
+            raise
+        raise stop.saying(
+            "sgmcmc_consistency: nothing was written, the previous outputs are as they were"
+        ) from None
+
+
+def _run_study(params: Params, out_dir: Path, metrics_path: Path | None) -> dict[str, Any]:
     import matplotlib  # a plotting import costs a second of start-up: only the study pays it
 
     matplotlib.use("Agg")
@@ -188,5 +202,6 @@ def run_study(params: Params, out_dir: Path, metrics_path: Path | None = None) -
         "runs": {f"{r['protocol']}-tau{r['tau']}": r for r in runs},
     }
     if metrics_path is not None:
-        write_json(metrics_path, summary)
+        with signals_deferred():
+            write_json(metrics_path, summary)
     return summary
