@@ -280,3 +280,19 @@ def test_rl_play_refuses_a_pickle_without_running_it(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["rl", "play", str(evil), "-n", "1", "--no-strip"])
     assert result.exit_code == 2, result.output
     assert "not a saved rl policy" in result.output and not marker.exists()
+
+
+def test_a_worker_that_cannot_start_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers that die before they join: the master says so within the start-up timeout (not
+    after gloo's 10-minute operation timeout)."""
+    from betamcmc.sgmcmc import launch
+    from betamcmc.sgmcmc.master import WorkerLost
+
+    monkeypatch.setattr(launch, "startup_timeout", lambda worker_timeout: 3.0)
+    s = spec("downpour", 2)
+    started = time.monotonic()
+    with pytest.raises(WorkerLost, match="did not join within 3 s"):
+        run_local(s, tmp_path, on_spawn=lambda procs: [p.kill() for p in procs])
+    assert time.monotonic() - started < 30

@@ -15,8 +15,10 @@ Backends: gloo carries every master-worker message (also on CUDA, staged through
 nccl has no receive-from-any-source, which the master needs); ``sync`` all-reduces among the
 workers with nccl only when each worker has a GPU of its own (``RunSpec.nccl_workers``).
 
-Timeouts: one gloo operation (the rendezvous, a ``sync`` all-reduce, a reply) may take up to
-``OPERATION_TIMEOUT_S``; whether a worker is still there is decided by heartbeats (``master.py``).
+Timeouts: one gloo operation of a worker (a ``sync`` all-reduce, a reply) may take up to
+``OPERATION_TIMEOUT_S``; the master waits at most :func:`startup_timeout` for the workers to
+start (a worker that dies before it joins would otherwise hold it that long); once sampling
+runs, whether a worker is still there is decided by heartbeats (``master.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.distributed import distributed_c10d
 
 from betamcmc.errors import BetamcmcError, ParamsError
 from betamcmc.io import write_json
@@ -44,7 +47,14 @@ from betamcmc.sgmcmc.worker import run_worker
 OPERATION_TIMEOUT_S = 600.0
 
 
-def _init(rank: int, world: int, init_method: str, loopback: bool) -> None:
+def startup_timeout(worker_timeout: float) -> float:
+    """Seconds the master gives the workers to join and build their models."""
+    return max(60.0, 4.0 * worker_timeout)
+
+
+def _init(
+    rank: int, world: int, init_method: str, loopback: bool, timeout: float = OPERATION_TIMEOUT_S
+) -> None:
     if loopback:
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     dist.init_process_group(
@@ -52,7 +62,7 @@ def _init(rank: int, world: int, init_method: str, loopback: bool) -> None:
         init_method=init_method,
         rank=rank,
         world_size=world,
-        timeout=datetime.timedelta(seconds=OPERATION_TIMEOUT_S),
+        timeout=datetime.timedelta(seconds=timeout),
     )
 
 
@@ -94,6 +104,11 @@ def _leave_group() -> None:
             dist.destroy_process_group()
         except Exception:  # noqa: BLE001 - a peer may be gone already
             pass
+    else:
+        # A failed init_process_group leaves torch's group counter advanced, so this process's
+        # next default group would look for its peers under another name and never find them
+        # (destroy_process_group resets it, but only after a successful init).
+        distributed_c10d._world.group_count = 0  # private: no public reset exists
 
 
 def run_local(
@@ -130,7 +145,13 @@ def run_local(
         if on_spawn is not None:
             on_spawn(procs)
         torch.set_num_threads(spec.config.threads)
-        _init(0, world, init_method, loopback=True)
+        wait = startup_timeout(spec.config.worker_timeout)
+        try:
+            _init(0, world, init_method, True, wait)
+        except RuntimeError:
+            raise WorkerLost(
+                f"the workers did not join within {wait:g} s (see their errors above)"
+            ) from None
         result = _master(spec, samples_dir, info or {}, lambda w: procs[w - 1].is_alive(), started)
         _leave_group()
         for p in procs:
@@ -172,7 +193,8 @@ def run_torchrun(spec: RunSpec, samples_dir: Path, info: dict[str, Any]) -> RunR
         )
     torch.set_num_threads(spec.config.threads)
     started = time.perf_counter()
-    _init(rank, world, "env://", loopback=False)
+    timeout = startup_timeout(spec.config.worker_timeout) if rank == 0 else OPERATION_TIMEOUT_S
+    _init(rank, world, "env://", False, timeout)
     try:
         if rank == 0:
             return _master(spec, samples_dir, info, None, started)

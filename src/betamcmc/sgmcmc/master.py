@@ -61,6 +61,7 @@ class WorkerRecord:
     grads: int = 0
     comm_s: float = 0.0
     compute_s: float = 0.0
+    wait_s: float = 0.0
     collective_bytes: float = 0.0
     last_seen: float = 0.0
     status: str = "running"  # running | done | dead
@@ -221,7 +222,7 @@ def master_loop(master: Master, protocol: Any) -> None:
         rec.messages += 1
         rec.bytes_received += inbox.nbytes
         rec.steps, rec.grads = int(h[wire.STEP]), int(h[wire.GRADS])
-        rec.comm_s, rec.compute_s = h[wire.COMM_S], h[wire.COMPUTE_S]
+        rec.comm_s, rec.compute_s, rec.wait_s = h[wire.COMM_S], h[wire.COMPUTE_S], h[wire.WAIT_S]
         rec.collective_bytes = h[wire.COLLECTIVE_BYTES]
         if kind == wire.ERROR:
             raise DivergenceError(
@@ -267,7 +268,13 @@ def run_master(
     )
     master = Master(spec.config, spec.workers, flat.dim, writer, flat.theta.clone(), alive=alive)
     try:
-        dist.barrier()  # every worker has built its model: sampling starts now
+        try:
+            dist.barrier()  # every worker has built its model: sampling starts now
+        except RuntimeError as err:
+            raise WorkerLost(
+                f"the workers did not all start ({str(err).splitlines()[0][:120]}); "
+                "see their errors above"
+            ) from None
         master.t0 = time.perf_counter()
         for rec in master.records.values():
             rec.last_seen = time.monotonic()

@@ -74,6 +74,7 @@ def run_result(master: Master, protocol: str, wall_s: float, setup_s: float) -> 
             "heartbeats": r.heartbeats,
             "compute_s": round(r.compute_s, 4),
             "comm_s": round(r.comm_s, 4),
+            "wait_s": round(r.wait_s, 4),
             "steps_per_s": round(r.steps / r.compute_s, 2) if r.compute_s > 0 else None,
         }
         for w, r in recs.items()

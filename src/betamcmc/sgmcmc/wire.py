@@ -1,7 +1,7 @@
 """The one message format between the master and its workers.
 
 Every message, in both directions, is one contiguous float32 tensor
-``[10-float header | D floats | 1-float stamp]`` (D = number of model parameters) sent with
+``[12-float header | D floats | 1-float stamp]`` (D = number of model parameters) sent with
 ``torch.distributed`` point-to-point (gloo): no pickling, buffers allocated once per process and
 reused for every message. The header is written and read through a NumPy view of the same memory
 (a few hundred nanoseconds per field, against microseconds for tensor indexing).
@@ -13,8 +13,9 @@ that a reply has fully arrived by reading one float, and only then call ``wait()
 at once. That lets a worker keep sampling while its exchange travels without a helper thread.
 
 Header of a worker's message: ``kind, chain step, master version last pulled, gradients so far,
-comm seconds, compute seconds, collective bytes, last minibatch loss, step scale`` (the factor
-a staleness-aware step size applied to the steps pushed; 1 otherwise). Header of a master's reply:
+comm seconds, compute seconds, collective bytes, last minibatch loss, step scale, steps`` (the
+factor a staleness-aware step size applied to the steps pushed, 1 otherwise; the local steps
+this push or exchange carries; seconds the sampler waited for late replies). Header of a master's reply:
 ``kind, master version, staleness of the push just applied`` (the rest zero). Heartbeats are
 header-only in meaning (the payload is not read) and keep a silent worker visibly alive.
 """
@@ -26,7 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-HEADER = 10
+HEADER = 12
 TRAILER = 1  # the stamp
 BYTES_PER_FLOAT = 4
 
@@ -35,8 +36,20 @@ SAMPLE, DONE, PUSH, EXCHANGE, ERROR, ABORT, HEARTBEAT = 1, 2, 3, 4, 5, 6, 7
 # master -> worker
 PARAMS, STOP = 10, 11
 
-# header slots of a worker's message (slot 9 is spare)
-KIND, STEP, VERSION, GRADS, COMM_S, COMPUTE_S, COLLECTIVE_BYTES, LOSS, STEP_SCALE = range(9)
+# header slots of a worker's message (slot 11 is spare)
+(
+    KIND,
+    STEP,
+    VERSION,
+    GRADS,
+    COMM_S,
+    COMPUTE_S,
+    COLLECTIVE_BYTES,
+    LOSS,
+    STEP_SCALE,
+    PUSH_STEPS,
+    WAIT_S,
+) = range(11)
 # header slots of a master's reply (KIND as above)
 REPLY_VERSION, REPLY_STALENESS = 1, 2
 
@@ -46,7 +59,7 @@ ABORT_PEER_LOST, ABORT_SIGTERM, ABORT_SIGINT = 1.0, 15.0, 2.0
 
 class Message:
     """A preallocated message buffer: ``tensor`` is what goes over the wire, ``header`` a NumPy
-    view of its first 10 floats, ``payload`` a tensor view of the D parameters."""
+    view of its first 12 floats, ``payload`` a tensor view of the D parameters."""
 
     def __init__(self, dim: int):
         self.tensor = torch.zeros(HEADER + dim + TRAILER, dtype=torch.float32)

@@ -90,6 +90,7 @@ class WorkerContext:
         self.version = 0
         self.staleness_mean: float | None = None
         self.step_scale = 1.0  # staleness-aware step size: eta = base step size x step_scale
+        self.push_steps = 0  # local steps the next push carries (set by the exchange loop)
         self.out = wire.Message(self.flat.dim)
         self.inbox = wire.Message(self.flat.dim)
         self._send_lock = threading.Lock()
@@ -178,6 +179,8 @@ class WorkerContext:
             self.collective_bytes,
             self.loss,
             self.step_scale,
+            self.push_steps,
+            self.wait_s,
         )
         return self.out.write(kind, fields, payload)
 

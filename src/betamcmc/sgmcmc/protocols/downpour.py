@@ -53,7 +53,8 @@ def on_message(
     master.staleness.append(staleness)
     master.theta.add_(payload)
     master.version += 1
-    master.chain_steps += master.cfg.period * header[wire.STEP_SCALE]  # 1 unless staleness-aware
+    # the steps the push carries (tau, more when a reply was late), scaled if staleness-aware
+    master.chain_steps += header[wire.PUSH_STEPS] * header[wire.STEP_SCALE]
     step = round(master.chain_steps)
     if not master.stopping and master.due(0, step):
         master.record_sample(0, step, master.theta)

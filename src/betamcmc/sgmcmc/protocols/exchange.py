@@ -2,7 +2,8 @@
 
 ::
 
-    repeat: take tau local sampler steps
+    repeat: take local sampler steps until tau were taken since the last send
+                 and the previous exchange is complete
             theta_sent <- theta;  send payload()          (downpour: theta - base; elastic: theta)
             wait for the master's reply (overlap: false)  or  keep stepping until it arrives
             apply(reply, theta_sent)                      (the protocol's update rule)
@@ -11,8 +12,11 @@
 With ``overlap: true`` the exchange travels (``isend`` + ``irecv``) while the sampler keeps
 stepping; the reply is applied at the first step boundary after it arrived, and the rule
 receives ``theta_sent`` so that it can rebase the steps taken meanwhile (downpour) or compute the
-elastic pull against what was sent (elastic). With ``overlap: false`` the reply is applied right
-after the send, where ``theta == theta_sent``, so both rules reduce to their textbook form.
+elastic pull against what was sent (elastic). A late reply (a busy master, a loaded machine) does
+not stop the sampler: it keeps stepping and sends as soon as the reply is in, so a round then
+carries more than tau steps (the message says how many); only after ``LATE_ROUNDS`` x tau steps
+without a reply does it wait. With ``overlap: false`` the reply is applied right after the send,
+where ``theta == theta_sent``, so both rules reduce to their textbook form.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from betamcmc.sgmcmc import wire
 from betamcmc.sgmcmc.worker import WorkerContext
 
 Apply = Callable[[torch.Tensor, torch.Tensor], None]
+LATE_ROUNDS = 3  # a reply later than this many rounds of tau steps is waited for
 
 
 def exchange_loop(
@@ -41,19 +46,19 @@ def exchange_loop(
         apply(ctx.to_device(reply), sent)
         return True
 
+    since = 0  # steps since the last send
     while True:
-        for _ in range(ctx.cfg.period):
-            ctx.step()
-            if pending and ctx.exchange_done():
-                pending = False
-                if not take_reply():
-                    return
-        if pending:  # the reply is late: wait for it rather than run ahead of the master
-            pending = False
+        ctx.step()
+        since += 1
+        if pending and (ctx.exchange_done() or since >= LATE_ROUNDS * ctx.cfg.period):
+            pending = False  # arrived, or so late that running further ahead would hurt
             if not take_reply():
                 return
+        if pending or since < ctx.cfg.period:
+            continue
         ctx.check_finite()
         sent.copy_(ctx.theta)
+        ctx.push_steps, since = since, 0
         ctx.start_exchange(kind, payload())
         pending = True
         if not ctx.cfg.overlap:
