@@ -92,7 +92,7 @@ def test_prepare_synthetic_splits_and_vocab() -> None:
     corpus, stats = prepare(data(synthetic={"train": 100, "valid": 20, "test": 20}), seed=0)
     assert [len(corpus.sentences[s]) for s in ("train", "valid", "test")] == [100, 20, 20]
     assert corpus.vocab.tokens[:4] == ["<pad>", "<unk>", "<bos>", "<eos>"]
-    assert set(corpus.label_names) == {"topic", "sentiment", "length"}
+    assert list(corpus.label_names) == ["register", "topic", "sentiment", "length"]
     assert corpus.dialogs["train"] and all(d.act is not None for d in corpus.dialogs["train"])
     assert stats["train"]["sentences"] == 100 and stats["vocab_size"] == len(corpus.vocab)
 

@@ -78,7 +78,7 @@ def test_every_declared_output_and_mlflow_run(repo: Path) -> None:
         assert path.exists(), path
     for name in SCHEDULES:
         m = json.loads((repo / f"metrics/classify/{name}.json").read_text())
-        assert m["label"] == "topic" and m["schedule"] == name
+        assert m["label"] == "register" and m["schedule"] == name
         for row in m["fractions"].values():
             for method in ("vae", "random_encoder", "bow"):
                 assert 0.0 <= row[method]["mean"] <= 1.0 and row[method]["std"] >= 0.0

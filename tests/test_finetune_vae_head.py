@@ -43,7 +43,7 @@ def test_stage_writes_metrics_samples_and_mlflow_run(repo: Path) -> None:
     from betamcmc.sgmcmc.samples import read_samples
 
     m = json.loads((repo / f"metrics/sgmcmc_vae_head/{SCHEDULE}.json").read_text())
-    assert m["schedule"] == SCHEDULE and m["label"] == "sentiment" and m["classes"] == 2
+    assert m["schedule"] == SCHEDULE and m["label"] == "register" and m["classes"] == 2
     assert m["train_sentences"] == 120 and m["test_sentences"] == 30 and m["code_dim"] == 4
     assert m["head"] == "softmax regression" and m["samples"] == 12
     _check_predictive(m["sgmcmc"])
@@ -64,7 +64,7 @@ def test_stage_writes_metrics_samples_and_mlflow_run(repo: Path) -> None:
     ]
     (run,) = [r for r in runs if r.info.run_name == f"sgmcmc_vae_head@{SCHEDULE}"]
     assert run.info.status == "FINISHED" and run.data.tags["schedule"] == SCHEDULE
-    assert run.data.params["finetune.vae_head.label"] == "sentiment"
+    assert run.data.params["finetune.vae_head.label"] == "register"
     assert run.data.metrics["sgmcmc_accuracy"] == pytest.approx(m["sgmcmc"]["accuracy"])
     assert run.data.metrics["map_ece"] == pytest.approx(m["point_estimate"]["ece"])
 

@@ -203,6 +203,7 @@ def load_synthetic(data: DataParams, seed: int) -> RawCorpus:
         sentences=sentences,
         dialogs=dialogs,
         label_names={
+            "register": list(synthetic.REGISTERS),
             "topic": list(synthetic.TOPICS),
             "sentiment": list(synthetic.SENTIMENTS),
             "length": list(synthetic.LENGTHS),

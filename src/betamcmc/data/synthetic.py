@@ -22,10 +22,14 @@ latent code pays for its KL cost, and whether it is found is what the beta sched
 ``sharpness`` (``data.synthetic.sharpness``) sets how strongly ``u`` shapes the words; at 0 the
 words are independent of it and the best VAE ignores its code.
 
-Labels (kept for the downstream tasks): ``topic`` = the domain whose angle is nearest to
-``u[0:2]`` (5 classes; sentences near a boundary mix the vocabularies of two domains, so the
-label is not a bag-of-words lookup), ``sentiment`` = sign of the polarity (2), ``length`` = number
-of clauses (3). The generator is a pure function of the seed (NumPy ``Generator``).
+Labels (for the downstream tasks; the first is the default one): ``register`` = sign of the
+register (formal / casual), ``topic`` = the domain whose angle is nearest to ``u[0:2]``
+(5 classes; sentences near a boundary mix the vocabularies of two domains, so the label is not a
+bag-of-words lookup), ``sentiment`` = sign of the polarity (2), ``length`` = number of clauses
+(3). Which of them a VAE's code carries is
+measured, not assumed: a decoder recovers the topic from the first noun and the polarity from the
+first evaluative word, while the register is spread thinly over an optional opener,
+intensifiers, connectives and the final ``!`` or ``.``, the factor a code pays for most. The generator is a pure function of the seed (NumPy ``Generator``).
 
 Dialogs are two-party conversations on one topic plane with per-turn polarity. Dialog acts
 follow a Markov chain (greeting -> question -> answer/opinion -> ... -> thanks/bye) and each turn
@@ -43,6 +47,7 @@ import numpy as np
 TOPICS = ("food", "movies", "sports", "travel", "tech")
 SENTIMENTS = ("negative", "positive")
 LENGTHS = ("short", "medium", "long")
+REGISTERS = ("formal", "casual")
 ACTS = ("greeting", "question", "answer", "opinion", "statement", "agreement", "thanks", "bye")
 LATENT_DIM = 6
 TOPIC_ANGLES = tuple(2 * math.pi * k / len(TOPICS) for k in range(len(TOPICS)))
@@ -243,7 +248,8 @@ def generate_sentences(n: int, seed: int, sharpness: float = 4.0) -> list[Labele
         u = rng.standard_normal(LATENT_DIM)
         length = int(rng.integers(len(LENGTHS)))
         tokens = Grammar(rng, u, sharpness).sentence(clauses=length + 1)
-        labels = {"topic": nearest_topic(u), "sentiment": int(u[2] > 0), "length": length}
+        labels = {"register": int(u[3] > 0), "topic": nearest_topic(u),
+                  "sentiment": int(u[2] > 0), "length": length}  # fmt: skip
         out.append(LabeledSentence(tokens, labels))
     return out
 

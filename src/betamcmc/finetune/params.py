@@ -71,8 +71,8 @@ class VaeHeadParams(Section):
     """Bayesian classifier head on the frozen VAE codes (stage ``sgmcmc_vae_head@<schedule>``,
     ``betamcmc.finetune.vae_head``).
 
-    Inputs are the posterior means mu of the labeled sentences, standardized with the train
-    split's mean and std. The sampler kind, friction and temperature come from
+    Inputs are the codes of the labeled sentences (posterior means, or one sample z ~ q(z|x)
+    each: ``features``), standardized with the train split's mean and std. The sampler kind, friction and temperature come from
     ``sgmcmc.sampler``; protocol, step size, prior and sample budget are the head's own. The
     point estimate it is compared with is the MAP of the same model and prior (full-batch Adam).
     """
@@ -81,6 +81,10 @@ class VaeHeadParams(Section):
     workers: int = Field(ge=1)
     label: str = Field(
         min_length=1, description="label factor (checked against the corpus at run time)"
+    )
+    features: Literal["mean", "sample"] = Field(
+        description="mean: posterior means mu; sample: one z ~ q(z|x) per sentence (the code "
+        "the decoder receives; a collapsed code is then noise)"
     )
     hidden: int = Field(ge=0, description="0: softmax regression; > 0: MLP with this width")
     step_size: float = Field(gt=0.0)

@@ -89,12 +89,13 @@ class HeadData:
 
 
 def encode_codes(vae: Any, corpus: PreparedCorpus, p: VaeHeadParams) -> HeadData:
-    """Posterior means of the labeled sentences, standardized with the train mean and std."""
+    """Codes of the labeled sentences (``p.features``: posterior means or one sample each),
+    standardized with the train mean and std."""
     check_label(corpus, p.label)
     train = labeled_split(corpus.sentences["train"], p.label, p.max_train, "train")
     test = labeled_split(corpus.sentences["test"], p.label, p.max_test, "test")
-    x_tr = encode_sentences(vae, train.ids, "mean", 0)
-    x_te = encode_sentences(vae, test.ids, "mean", 0)
+    x_tr = encode_sentences(vae, train.ids, p.features, 0)
+    x_te = encode_sentences(vae, test.ids, p.features, 1)
     mean, std = x_tr.mean(axis=0), x_tr.std(axis=0) + 1e-8
     return HeadData(
         ((x_tr - mean) / std).astype(np.float32),
