@@ -111,8 +111,10 @@ def test_render_grid_and_list_studies(tmp_path):
         "| g-4-40 | `pretrain.schedules.cyclical.cycles=4`, `pretrain.train.iterations=40` | cyclical | 0.40 ± 0.10 |"
         in text
     )
-    listed = {**grid, "name": "l", "spec": {"experiments": {}}}
+    assert "`betamcmc study queue studies/g.yaml`" in text  # no file recorded: the name's
+    listed = {**grid, "name": "l", "spec": {"experiments": {}}, "file": "studies/my_l.yaml"}
     assert study.render(listed, tmp_path) == {"l_experiments": 4.0}
+    assert "`betamcmc study collect studies/my_l.yaml`" in (tmp_path / "study_l.md").read_text()
     assert (tmp_path / "study_g.png").stat().st_size > 10_000 and (
         tmp_path / "study_l.png"
     ).exists()

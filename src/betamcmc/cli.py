@@ -76,6 +76,7 @@ def study_collect(
     from betamcmc.vae.study import STUDIES, collect, load_spec
 
     study = collect(load_spec(spec))
+    study["file"] = spec.as_posix()  # the study file, for the report's "reproduce" line
     target = out or STUDIES / f"{study['name']}.json"
     write_json(target, study)
     n = len(study["experiments"])

@@ -235,8 +235,9 @@ def _write(study: dict[str, Any], out_dir: Path, intro: list[str]) -> None:
             *_table(study), ""]  # fmt: skip
     if missing:
         text += [f"Not (yet) collected: {', '.join(missing)}.", ""]
-    text += [f"Figure: study_{name}.png. Reproduce: `betamcmc study queue studies/{name}.yaml`, "
-             f"`dvc queue start`, `betamcmc study collect studies/{name}.yaml` (docs/pretrain.md).", ""]  # fmt: skip
+    file = study.get("file", f"studies/{name}.yaml")
+    text += [f"Figure: study_{name}.png. Reproduce: `betamcmc study queue {file}`, "
+             f"`dvc queue start`, `betamcmc study collect {file}` (docs/pretrain.md).", ""]  # fmt: skip
     (out_dir / f"study_{name}.md").write_text("\n".join(text), encoding="utf-8")
 
 
