@@ -12,6 +12,12 @@ heartbeat thread covers burn-in, slow gradients and stragglers), so
 * a worker silent for ``worker_timeout`` seconds, or whose process exited, is lost: the master
   says so on stderr at once, records it, and goes on with the others (``sync`` cannot: an
   all-reduce needs everyone, its protocol ends the run);
+* locally the master also looks at the process handles while no message comes (every
+  ``IDLE_CHECK_S``): gloo never fails a receive from any source when a peer dies, and a timed-out
+  one cannot be retried, so a master blocked in it would learn that its last running workers
+  died only after ``worker_timeout``. The blocking receive therefore runs on a helper thread
+  (:class:`ReceiveThread`) and the master waits for its answer with a short timeout; under
+  ``torchrun`` (no handles) the master waits in the receive itself;
 * a receive that fails because a worker died mid-message is retried (gloo keeps serving the other
   workers); the death shows in the liveness check;
 * a receive that times out (every worker silent for ``worker_timeout``) ends the loop: all are
@@ -22,7 +28,9 @@ heartbeat thread covers burn-in, slow gradients and stragglers), so
 from __future__ import annotations
 
 import datetime
+import queue
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +52,7 @@ ABORT_REASONS = {
     wire.ABORT_SIGINT: "stopped by SIGINT",
 }
 FAILED_RECEIVES = 50  # consecutive failed receives that no lost worker explains: give up
+IDLE_CHECK_S = 0.1  # local runs: how often a master with no message looks at the process handles
 
 
 class WorkerLost(BetamcmcError):
@@ -171,39 +180,102 @@ class Master:
                 self.mark_dead(w, f"no message or heartbeat for {self.cfg.worker_timeout:g} s")
 
 
-def receive(master: Master, inbox: wire.Message) -> int | None:
-    """Receive the next message from any worker into ``inbox``; its sender, or None when every
-    live worker stayed silent for ``worker_timeout`` (all of them are then marked lost)."""
+def _receive_once(inbox: wire.Message, timeout: float) -> int | RuntimeError:
+    """Receive one message from any worker into ``inbox``: its sender, or gloo's error."""
+    try:
+        work = dist.irecv(inbox.tensor, src=None)
+        work.wait(timeout=datetime.timedelta(seconds=timeout))
+        return int(work._source_rank())
+    except RuntimeError as err:
+        return err
+
+
+class ReceiveThread:
+    """Local runs: the blocking receive from any worker, on a helper thread, so that the master
+    can look at its workers' process handles while it waits (see the module docstring).
+
+    One receive is posted at a time and only when the master asks for the next message; a
+    receive the master stopped waiting for (its last workers are gone) stays posted until it
+    times out, and the thread then ends (:meth:`close`).
+    """
+
+    def __init__(self, inbox: wire.Message, timeout: float) -> None:
+        self._inbox, self._timeout = inbox, timeout
+        self._asks: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self._answers: queue.SimpleQueue[int | RuntimeError] = queue.SimpleQueue()
+        self._posted = False
+        threading.Thread(target=self._serve, name="sgmcmc-receive", daemon=True).start()
+
+    def _serve(self) -> None:
+        while self._asks.get():
+            self._answers.put(_receive_once(self._inbox, self._timeout))
+
+    def next(self, wait_s: float) -> int | RuntimeError | None:
+        """The sender of the next message (or the receive's error); None when nothing came
+        within ``wait_s`` (the receive stays posted: ask again)."""
+        if not self._posted:
+            self._asks.put(True)
+            self._posted = True
+        try:
+            answer = self._answers.get(timeout=wait_s)
+        except queue.Empty:
+            return None
+        self._posted = False
+        return answer
+
+    def close(self) -> None:
+        self._asks.put(False)
+
+
+def receive(master: Master, inbox: wire.Message, thread: ReceiveThread | None) -> int | None:
+    """Receive the next message from any worker into ``inbox``; its sender, or None when no
+    live worker is left: their processes exited (``thread``: local runs), or every one stayed
+    silent for ``worker_timeout`` (all of them are then marked lost)."""
     failures = 0
     while master.live():
-        try:
-            work = dist.irecv(inbox.tensor, src=None)
-            work.wait(timeout=datetime.timedelta(seconds=master.cfg.worker_timeout))
-            return int(work._source_rank())
-        except RuntimeError as err:
-            text = str(err)
-            if "Timed out" in text:
-                for w in master.live():
-                    master.mark_dead(w, f"silent for {master.cfg.worker_timeout:g} s")
-                return None
-            # A worker killed mid-message fails this receive before its process is reaped: the
-            # liveness check sees the death within a moment; gloo keeps serving the others.
-            failures += 1
-            if failures > FAILED_RECEIVES:
-                raise WorkerLost(
-                    f"receiving from the workers keeps failing ({text.splitlines()[0][:120]})"
-                ) from None
-            time.sleep(0.05)
-            master.check_liveness()
+        if thread is None:
+            got = _receive_once(inbox, master.cfg.worker_timeout)
+        else:
+            got = thread.next(IDLE_CHECK_S)
+            if got is None:  # nothing yet: a worker whose process exited is lost now
+                master.check_liveness()
+                continue
+        if not isinstance(got, RuntimeError):
+            return got
+        text = str(got)
+        if "Timed out" in text:
+            for w in master.live():
+                master.mark_dead(w, f"silent for {master.cfg.worker_timeout:g} s")
+            return None
+        # A worker killed mid-message fails this receive before its process is reaped: the
+        # liveness check sees the death within a moment; gloo keeps serving the others.
+        failures += 1
+        if failures > FAILED_RECEIVES:
+            raise WorkerLost(
+                f"receiving from the workers keeps failing ({text.splitlines()[0][:120]})"
+            ) from None
+        time.sleep(0.05)
+        master.check_liveness()
     return None
 
 
 def master_loop(master: Master, protocol: Any) -> None:
     """Serve whichever worker is ready until the protocol is finished or every worker is lost."""
     inbox = wire.Message(master.dim)
+    thread = None if master.alive is None else ReceiveThread(inbox, master.cfg.worker_timeout)
+    try:
+        _serve(master, protocol, inbox, thread)
+    finally:
+        if thread is not None:
+            thread.close()
+
+
+def _serve(
+    master: Master, protocol: Any, inbox: wire.Message, thread: ReceiveThread | None
+) -> None:
     last_check = time.monotonic()
     while master.live():
-        src = receive(master, inbox)
+        src = receive(master, inbox, thread)
         if src is None:
             break
         handled = time.perf_counter()
