@@ -93,11 +93,13 @@ def spec_for(model: dict[str, Any], protocol: str, workers: int, seed: int, **ov
     sg["sampler"].update(kind="sghmc", step_size=model["step_size"], friction=0.1,
                          temperature=1.0, decay=0.0)  # fmt: skip
     sg.update(prior_std=1.0, batch_size=64, burn_in=model["burn_in"], thinning=model["thinning"],
-              samples=model["samples"], period=over.pop("period", 10), threads=THREADS,
+              samples=model["samples"], period=over.pop("period", 10),
               overlap=True, staleness="none", straggler_delay=0.0)  # fmt: skip
     sg["task"].update(kind="digits", hidden=model["hidden"])
-    sg = validate_params(shipped).sgmcmc
-    config = EngineConfig.from_params(sg, **over)
+    shipped["runtime"]["threads"] = THREADS
+    params = validate_params(shipped)
+    sg = params.sgmcmc
+    config = EngineConfig.from_params(sg, params.runtime, **over)
     factory = functools.partial(build_task, sg.task, sg.batch_size)
     return RunSpec(config, protocol, workers, seed, factory)
 

@@ -1,24 +1,20 @@
-"""DVC stage `pretrain` (foreach over pretrain.schedules): one text VAE per beta schedule.
+"""DVC stage `pretrain@<schedule>` (matrix over pretrain.schedules): one text VAE per beta schedule.
 
 ``python stages/pretrain.py <schedule>`` reads ``data/prepared/`` and the params listed in
 dvc.yaml, trains one VAE per seed of ``pretrain.seeds`` under that schedule (resuming from
 ``models/.resume/pretrain/<schedule>/seed<k>/`` if a previous run was interrupted), evaluates
-them on valid and test, and writes ``models/pretrain/<schedule>/``,
-``metrics/pretrain/<schedule>.json`` and the curves ``metrics/pretrain/<schedule>_{train,valid}.csv``
-plus MLflow runs. See ``betamcmc.vae.pretrain``.
+them on valid and test, and writes the outputs dvc.yaml declares (``models/pretrain/<schedule>/``,
+``metrics/pretrain/<schedule>.json`` and the curves ``..._{train,valid}.csv``) plus MLflow runs.
+The work: ``betamcmc.vae.pretrain.run_pretrain``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 
-# Set before torch loads OpenMP: spinning worker threads on a shared, busy machine slow training
-# down several-fold; passive waiting costs little when the machine is idle.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from betamcmc.params import load_params  # noqa: E402
-from betamcmc.runner import run_stage  # noqa: E402
+from betamcmc import pipeline
+from betamcmc.params import load_params
+from betamcmc.runner import run_stage
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,9 +24,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     params = load_params(args.params)
 
-    from betamcmc.vae.pretrain import run_pretrain
+    from betamcmc.vae.pretrain import check_schedule, run_pretrain
 
-    metrics = run_pretrain(params, args.schedule, source=args.params)
+    schedule = check_schedule(params, args.schedule, args.params)
+    metrics = run_pretrain(params, pipeline.stage_item("pretrain", schedule=schedule))
     t = metrics["test"]
     print(
         f"pretrain[{metrics['schedule']}]: {len(metrics['seeds'])} seed(s), test (mean +- std) "

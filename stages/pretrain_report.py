@@ -1,19 +1,18 @@
 """DVC stage `pretrain_report`: compare every pretrain schedule (table, figures) in reports/pretrain/.
 
-Reads ``metrics/pretrain/<schedule>.json`` and ``_train.csv``, ``models/pretrain/<schedule>/`` and
-``data/prepared/``; writes ``reports/pretrain/`` (comparison.md, schedules.png, curves.png,
-latent_<schedule>.png, toy.png) and one MLflow run. See ``betamcmc.vae.report``.
+Reads every ``pretrain@<schedule>`` item's outputs and ``data/prepared/``; writes
+``reports/pretrain/`` (comparison.md, schedules.png, curves.png, codes.png,
+latent_<schedule>.png, toy.png, the studies) and one MLflow run. The work:
+``betamcmc.vae.report.run_report``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP (shared machine)
-
-from betamcmc.params import load_params  # noqa: E402
-from betamcmc.runner import run_stage  # noqa: E402
+from betamcmc import pipeline
+from betamcmc.params import load_params
+from betamcmc.runner import run_stage
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,14 +21,15 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     params = load_params(args.params)
 
-    from betamcmc.vae.report import REPORTS, run_report
+    from betamcmc.vae.report import run_report
 
-    if params.pretrain.train.threads:
+    if params.runtime.threads:
         import torch
 
-        torch.set_num_threads(params.pretrain.train.threads)
-    run_report(params)
-    print(f"pretrain_report: wrote {REPORTS}/comparison.md and figures")
+        torch.set_num_threads(params.runtime.threads)
+    stage = pipeline.stage_item("pretrain_report")
+    run_report(params, stage)
+    print(f"pretrain_report: wrote {stage.out}/comparison.md and figures")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 
 METHOD is ``<update>-<protocol>`` (``sgd``/``sgdm``/``sgld``/``sghmc`` x ``downpour``/``elastic``).
 For every seed in ``rl.seeds`` it spawns W worker processes (the SG-MCMC engine) that learn on
-``rl.env``; see ``betamcmc/rl/experiment.py`` for the outputs (``models/rl/<item>/``,
+``rl.env``; see ``betamcmc/rl/experiment.py`` for the outputs dvc.yaml declares (``models/rl/<item>/``,
 ``metrics/rl/<item>.json``, ``metrics/rl/<item>_curve.csv``).
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 
+from betamcmc import pipeline
 from betamcmc.params import load_params
 from betamcmc.runner import run_stage
 
@@ -24,14 +25,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-track", action="store_true", help="skip MLflow (quick local runs)")
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    from betamcmc.rl.experiment import check_item, item_name, run_item
+    from betamcmc.rl.experiment import check_item, run_item
 
     check_item(params.rl, args.method, args.workers)  # before anything is written
-    s = run_item(params, args.method, args.workers, track=not args.no_track)
+    stage = pipeline.stage_item("rl", method=args.method, workers=args.workers)
+    s = run_item(params, stage, track=not args.no_track)
     std = s["final_return_std"]
     print(
-        f"rl {item_name(args.method, args.workers)} on {s['env']}: final return "
-        f"{s['final_return_mean']:.1f}"
+        f"{stage.name} on {s['env']}: final return {s['final_return_mean']:.1f}"
         + (f" +- {std:.1f}" if std is not None else "")
         + f" over {s['seeds']} seeds, {s['solved_runs']} reached {s['reward_threshold']}, "
         f"{s['env_steps_mean']:.0f} env steps in {s['wall_s_mean']:.1f} s"

@@ -1,13 +1,15 @@
 """Stage ``rl_report``: the rl items' table and learning-curve figure in ``reports/rl/``.
 
 python stages/rl_report.py [--params params.yaml]
+
+The work: ``betamcmc.rl.report.run_report`` (one MLflow run).
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from betamcmc import pipeline
 from betamcmc.params import load_params
 from betamcmc.runner import run_stage
 
@@ -17,9 +19,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    from betamcmc.rl.report import write_report
+    from betamcmc.rl.report import run_report
 
-    out = write_report(params, Path("metrics/rl"), Path("reports/rl"))
+    out = run_report(params, pipeline.stage_item("rl_report"))
     print(f"rl_report: {out}/table.md, {out}/curves.png")
 
 

@@ -4,21 +4,17 @@
 
 Spawns W worker processes locally; under ``torchrun`` (world size W + 1) the same command runs
 one rank of a multi-machine run (see ``betamcmc/sgmcmc/launch.py``): rank 0 is the master, opens
-the MLflow run and writes every output. Outputs: ``models/sgmcmc/<protocol>-w<W>/`` and
-``metrics/sgmcmc/<protocol>-w<W>.json`` (+ plot CSVs).
+the MLflow run and writes every output. Outputs (dvc.yaml): ``models/sgmcmc/<protocol>-<W>/``,
+its metrics file and the running-BMA plot files. The work: ``betamcmc.sgmcmc.experiment.run_item``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 
-# Before torch loads OpenMP (also in the forkserver that starts the workers): spinning OpenMP
-# threads steal the cores that the other processes of the run need.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from betamcmc.params import load_params  # noqa: E402
-from betamcmc.runner import resolve_device, run_stage  # noqa: E402
+from betamcmc import pipeline
+from betamcmc.params import load_params
+from betamcmc.runner import resolve_device, run_stage
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,16 +29,11 @@ def main(argv: list[str] | None = None) -> None:
     from betamcmc.sgmcmc.experiment import check_item, run_item
 
     check_item(args.protocol, args.workers)
-    summary = run_item(
-        params,
-        args.protocol,
-        args.workers,
-        device=resolve_device(params.device),
-        track=not args.no_track,
-    )
+    stage = pipeline.stage_item("sgmcmc", protocol=args.protocol, workers=args.workers)
+    summary = run_item(params, stage, resolve_device(params.device), track=not args.no_track)
     if summary is not None:
         print(
-            f"sgmcmc {args.protocol}-w{args.workers}: accuracy {summary['accuracy']:.4f}, "
+            f"{stage.name}: accuracy {summary['accuracy']:.4f}, "
             f"log-lik {summary['log_likelihood']:.4f}, ECE {summary['ece']:.4f}, "
             f"{summary['wall_s']:.1f} s, {summary['bytes_total'] / 1e6:.1f} MB"
         )

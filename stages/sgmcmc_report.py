@@ -1,13 +1,15 @@
 """Stage ``sgmcmc_report``: figures and a table across the sgmcmc matrix into ``reports/sgmcmc/``.
 
 python stages/sgmcmc_report.py [--params params.yaml]
+
+The work: ``betamcmc.sgmcmc.report.run_report`` (one MLflow run).
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from betamcmc import pipeline
 from betamcmc.params import load_params
 from betamcmc.runner import run_stage
 
@@ -16,11 +18,12 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
-    load_params(args.params)
-    from betamcmc.sgmcmc.report import write_report
+    params = load_params(args.params)
+    from betamcmc.sgmcmc.report import run_report
 
-    write_report(Path("metrics/sgmcmc"), Path("metrics/sgmcmc_sgd.json"), Path("reports/sgmcmc"))
-    print((Path("reports/sgmcmc") / "table.md").read_text())
+    stage = pipeline.stage_item("sgmcmc_report")
+    run_report(params, stage)
+    print((stage.out / "table.md").read_text())
 
 
 if __name__ == "__main__":

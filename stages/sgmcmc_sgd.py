@@ -4,19 +4,16 @@
 
 The configured sampler at temperature 0 (SGLD -> SGD, SGHMC -> SGD with momentum) on the MAP
 loss, ``sgmcmc.sgd.steps`` steps, on the GPU when ``device`` resolves to CUDA. Outputs
-``models/sgmcmc_sgd/`` and ``metrics/sgmcmc_sgd.json``.
+(dvc.yaml) ``models/sgmcmc_sgd/`` and ``metrics/sgmcmc_sgd.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 
-# Before torch loads OpenMP: spinning OpenMP threads steal cores from the run's other processes.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from betamcmc.params import load_params  # noqa: E402
-from betamcmc.runner import resolve_device, run_stage  # noqa: E402
+from betamcmc import pipeline
+from betamcmc.params import load_params
+from betamcmc.runner import resolve_device, run_stage
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,7 +25,8 @@ def main(argv: list[str] | None = None) -> None:
     # torch loads only after the params check (a bad value fails in a fraction of a second)
     from betamcmc.sgmcmc.baseline import run_sgd
 
-    s = run_sgd(params, device=resolve_device(params.device), track=not args.no_track)
+    stage = pipeline.stage_item("sgmcmc_sgd")
+    s = run_sgd(params, stage, resolve_device(params.device), track=not args.no_track)
     print(
         f"sgmcmc_sgd: accuracy {s['accuracy']:.4f}, log-lik {s['log_likelihood']:.4f}, ECE {s['ece']:.4f}"
     )

@@ -26,6 +26,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 # Tiny sizes per section; each stage family adds its own section here.
 TINY: dict[str, Any] = {
     "device": "cpu",
+    "runtime": {"threads": 1, "worker_timeout": 30.0, "checkpoint_every": 10, "log_every": 5},
     "data": {
         "max_len": 20,
         "synthetic": {
@@ -42,9 +43,6 @@ TINY: dict[str, Any] = {
             "iterations": 40,
             "batch_size": 16,
             "eval_every": 20,
-            "checkpoint_every": 10,
-            "log_every": 5,
-            "threads": 1,
         },
         "eval": {"importance_samples": 10, "batch_size": 32},
         "report": {"toy_iterations": 60},
@@ -56,7 +54,6 @@ TINY: dict[str, Any] = {
         "samples": 12,
         "period": 2,
         "batch_size": 16,
-        "worker_timeout": 30.0,
         "sgd": {"steps": 40},
         "consistency": {
             "protocols": ["single", "downpour"],
@@ -94,7 +91,6 @@ TINY: dict[str, Any] = {
         "eval_every": 128,
         "eval_episodes": 2,
         "final_episodes": 2,
-        "worker_timeout": 30.0,
     },
 }
 

@@ -139,15 +139,15 @@ CASES: list[Case] = [
         "params-empty",
         "empty file",
         "{d}/params.yaml: params file is empty (expected "
-        "the sections seed, device, data, tracking, pretrain, finetune, sgmcmc, rl)",
+        "the sections seed, device, data, tracking, runtime, pretrain, finetune, sgmcmc, rl)",
         text="",
     ),  # fmt: skip
     params_case(
         "params-comments",
         "only comments",
         "{d}/params.yaml: params file is empty "
-        "(expected the sections seed, device, data, tracking, pretrain, finetune, sgmcmc, "
-        "rl)",
+        "(expected the sections seed, device, data, tracking, runtime, pretrain, finetune, "
+        "sgmcmc, rl)",
         text="# nothing here\n# at all\n",
     ),  # fmt: skip
     params_case(
@@ -499,8 +499,8 @@ def corpus_case(id: str, corpus: str, what: str, files: dict[str, bytes | str | 
                 target.write_text(content, encoding="utf-8")
         tree = tiny_params({"data": {"corpus": corpus, "path": str(d / path), **data}})
         (d / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
-        return ["prepare", "--params", str(d / "params.yaml"), "--out", str(d / "out/prepared"),
-                "--metrics", str(d / "out/prepare.json")]  # fmt: skip
+        _project(d)
+        return ["prepare", "--params", str(d / "params.yaml")]
 
     return Case(id, "corpus", f"`{corpus}`: {what}", make, expect)
 
@@ -816,10 +816,15 @@ def model_case(id: str, command: str, what: str, make_path: Callable[[Path], Pat
             return ["sample", "-m", path, "-n", "1"]
         if command == "respond":
             return ["respond", "hello", "-m", path]
-        return ["classify", "constant", "--params", str(_classify_params(d)), "--prepared",
-                str(d / "none"), "--models", path, "--out", str(d / "out")]  # fmt: skip
+        _project(d)  # the stage reads its paths from dvc.yaml: data/prepared is missing here
+        return ["classify", "constant", "--params", str(_classify_params(d))]
 
     return Case(id, "model", f"`{command}`: {what}", make, expect)
+
+
+def _project(d: Path) -> None:
+    """``d`` becomes a project: the stages read their input and output paths from dvc.yaml."""
+    (d / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text())
 
 
 def _classify_params(d: Path) -> Path:
@@ -971,11 +976,11 @@ CASES += [
         "{d}/dialog/vocab.txt: vocabulary has 5 entries but the model expects 7",
     ),  # fmt: skip
     model_case(
-        "classify-dialog-models",
+        "classify-no-prepared",
         "classify",
-        "--models folder of dialog models",
+        "no prepared corpus (data/prepared)",
         lambda d: _dialog_dir(d).parent,
-        "{d}/none: prepared corpus not found (run `dvc repro prepare` first)",
+        "data/prepared: prepared corpus not found (run `dvc repro prepare` first)",
     ),  # fmt: skip
 ]
 

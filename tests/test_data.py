@@ -245,7 +245,11 @@ def test_prepare_stage_writes_outputs_and_run(pipeline: PipelineRun) -> None:
     runs = client.search_runs([exp.experiment_id], filter_string="tags.stage = 'prepare'")
     assert [r.info.run_name for r in runs] == ["prepare"]
     assert runs[0].data.params["data.synthetic.train"] == "120"
-    assert runs[0].data.metrics["vocab_size"] == len(corpus.vocab)
+    assert runs[0].data.tags["stage"] == "prepare"
+    # the statistics describe the data: params, not metrics
+    assert runs[0].data.params["vocab_size"] == str(len(corpus.vocab))
+    assert runs[0].data.params["train.sentences"] == "120" and not runs[0].data.metrics
+    assert runs[0].data.tags["corpus"] == runs[0].data.params["corpus"] == "synthetic"
 
 
 def test_prepare_stage_bad_input_writes_nothing(tiny_repo: Path) -> None:

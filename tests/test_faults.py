@@ -72,7 +72,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: str) -> Path
     """An empty project folder with the tiny params."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
-    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text())  # the outputs' paths
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
     return tmp_path
 
@@ -111,7 +111,9 @@ def test_prepare_signal_while_loading_keeps_previous_outputs(project, monkeypatc
     params = tiny_params({"data": {"synthetic": {"train": 150}}})
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     module = _stage("prepare")
-    monkeypatch.setattr(module, "prepare", _signal_then(module.prepare, signum))
+    import betamcmc.data.prepare as work  # the stage's work (run_prepare) calls these
+
+    monkeypatch.setattr(work, "prepare", _signal_then(work.prepare, signum))
     capsys.readouterr()
     try:
         run_stage(lambda: module.main([]))
@@ -130,7 +132,9 @@ def test_prepare_sigterm_while_writing_completes_the_pair(project, monkeypatch, 
     params = tiny_params({"data": {"synthetic": {"train": 150}}})
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     module = _stage("prepare")
-    monkeypatch.setattr(module, "write_prepared", _signal_then(module.write_prepared))
+    import betamcmc.data.prepare as work  # the stage's work (run_prepare) calls these
+
+    monkeypatch.setattr(work, "write_prepared", _signal_then(work.write_prepared))
     capsys.readouterr()
     try:
         run_stage(lambda: module.main([]))
@@ -191,7 +195,7 @@ def test_dialog_sigterm_during_training_and_during_writing(project, monkeypatch,
     real_train = dialog.train_cvae
     monkeypatch.setattr(dialog, "train_cvae", _signal_then(real_train))
     capsys.readouterr()
-    assert _run("dialog", ["constant", "--bow", "true"]) == 143
+    assert _run("dialog", ["constant", "--bow", "bow"]) == 143
     assert "outputs are replaced whole or not at all" in _errors(capsys)
     assert not (project / "models/dialog").exists() and not (project / "metrics/dialog").exists()
     _no_temp(project)
@@ -199,10 +203,10 @@ def test_dialog_sigterm_during_training_and_during_writing(project, monkeypatch,
     # during the writes: the model folder and its metrics both land (a pair); exit 143 says so
     monkeypatch.setattr(dialog, "train_cvae", real_train)
     monkeypatch.setattr(cvae, "save_cvae", _signal_then(cvae.save_cvae))
-    assert _run("dialog", ["constant", "--bow", "true"]) == 143
+    assert _run("dialog", ["constant", "--bow", "bow"]) == 143
     assert _errors(capsys).endswith("they are complete\n")
-    assert (project / "models/dialog/constant-bowtrue/model.pt").is_file()
-    metrics = json.loads((project / "metrics/dialog/constant-bowtrue.json").read_text())
+    assert (project / "models/dialog/constant-bow/model.pt").is_file()
+    metrics = json.loads((project / "metrics/dialog/constant-bow.json").read_text())
     assert metrics["schedule"] == "constant" and metrics["bow"] is True
     _no_temp(project)
 
@@ -286,8 +290,12 @@ def small_disk(tmp_path: Path) -> Path:
 
 
 def test_full_disk_is_one_line_and_keeps_previous_outputs(project, small_disk, capsys):
-    out, metrics = small_disk / "prepared", small_disk / "prepare.json"
-    args = ["--out", str(out), "--metrics", str(metrics)]
+    # data/ and metrics/ (where dvc.yaml puts prepare's outputs) live on the small disk
+    for name in ("data", "metrics"):
+        (small_disk / name).mkdir()
+        (project / name).symlink_to(small_disk / name)
+    out, metrics = Path("data/prepared"), Path("metrics/prepare.json")
+    args: list[str] = []
     assert _run("prepare", args) == 0
     previous = {**_tree(out), "m": metrics.read_bytes()}
     params = tiny_params({"data": {"synthetic": {"train": 3000}}})  # does not fit in 96 KiB
@@ -300,4 +308,7 @@ def test_full_disk_is_one_line_and_keeps_previous_outputs(project, small_disk, c
         "so the previous ones are kept (free space or fix the permissions, then rerun)"
     )
     assert {**_tree(out), "m": metrics.read_bytes()} == previous
-    assert sorted(p.name for p in small_disk.iterdir()) == ["prepare.json", "prepared"]
+    assert sorted(p.name for d in ("data", "metrics") for p in (small_disk / d).iterdir()) == [
+        "prepare.json",
+        "prepared",
+    ]

@@ -39,7 +39,8 @@ def test_duplicates_and_bad_kinds_rejected() -> None:
     for override, needle in (
         ({"seeds": [1, 1]}, "seeds must be distinct"),
         ({"classifier": "svm"}, "finetune.classifier: must be one of"),
-        ({"dialog": {"bow": [True, True]}}, "bow settings must be distinct"),
+        ({"dialog": {"bow": ["bow", "bow"]}}, "bow settings must be distinct"),
+        ({"dialog": {"bow": [True]}}, "finetune.dialog.bow.0: must be one of"),
         ({"dialog": {"init_encoder": "bert"}}, "finetune.dialog.init_encoder"),
         ({"dialog": {"samples": 0}}, "finetune.dialog.samples: must be >= 1"),
     ):

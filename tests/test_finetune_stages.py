@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import pytest
 import torch
-import yaml
 
 from betamcmc.errors import BetamcmcError, InputError, ParamsError
 
-from conftest import PipelineRun, copy_pipeline, run_stage, tiny_params, write_params
+from conftest import PipelineRun, copy_pipeline, copy_repo, run_stage, tiny_params, write_params
 
 SCHEDULES = ("constant", "monotonic", "cyclical")  # the tiny params' schedules
-BOWS = (False, True)
+BOWS = ("nobow", "bow")
 
 
 def _params(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -47,21 +45,13 @@ def repo(pipeline: PipelineRun, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 def _declared(repo: Path) -> list[Path]:
     """Every out/metric/plot path dvc.yaml declares for classify, dialog and finetune_report."""
-    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
-    paths = []
+    from betamcmc.pipeline import stage_item
 
-    def collect(spec: dict[str, Any], subst: dict[str, str]) -> None:
-        for field in ("outs", "metrics", "plots"):
-            for entry in spec.get(field, []):
-                template = entry if isinstance(entry, str) else next(iter(entry))
-                paths.append(repo / re.sub(r"\$\{([^}]+)\}", lambda m: subst[m.group(1)], template))
-
-    for name in SCHEDULES:
-        collect(stages["classify"]["do"], {"key": name})
-        for bow in BOWS:
-            collect(stages["dialog"], {"item.schedule": name, "item.bow": str(bow).lower()})
-    collect(stages["finetune_report"], {})
-    return paths
+    dvc_yaml = repo / "dvc.yaml"
+    items = [stage_item("classify", dvc_yaml, schedule=s) for s in SCHEDULES]
+    items += [stage_item("dialog", dvc_yaml, schedule=s, bow=b) for s in SCHEDULES for b in BOWS]
+    items.append(stage_item("finetune_report", dvc_yaml))
+    return [repo / p for item in items for p in item.outputs]
 
 
 def _runs(repo: Path, stage: str) -> list:
@@ -83,13 +73,13 @@ def test_every_declared_output_and_mlflow_run(repo: Path) -> None:
             for method in ("vae", "random_encoder", "bow"):
                 assert 0.0 <= row[method]["mean"] <= 1.0 and row[method]["std"] >= 0.0
         for bow in BOWS:
-            item = f"{name}-bow{str(bow).lower()}"
+            item = f"{name}-{bow}"
             d = json.loads((repo / f"metrics/dialog/{item}.json").read_text())
-            assert d["bow"] is bow and d["test_kl"] >= 0
+            assert d["bow"] is (bow == "bow") and d["test_kl"] >= 0
             assert d["test_elbo"] == pytest.approx(-(d["test_rec"] + d["test_kl"]))
             assert 0 <= d["bleu4_precision"] <= 1 and 0 <= d["distinct2"] <= 1
             assert d["act_agreement"] is not None  # the synthetic dialogs have acts
-            assert (d["test_bow"] > 0) is bow
+            assert (d["test_bow"] > 0) is (bow == "bow")
             csv = (repo / f"metrics/dialog/{item}_train.csv").read_text().splitlines()
             assert csv[0] == "step,beta,loss,rec,kl,bow" and len(csv) == 1 + d["iterations"]
             assert (repo / f"models/dialog/{item}/model.pt").exists()
@@ -100,11 +90,27 @@ def test_every_declared_output_and_mlflow_run(repo: Path) -> None:
     classify_runs = _runs(repo, "classify")
     assert sorted(r.data.tags["schedule"] for r in classify_runs) == sorted(SCHEDULES)
     dialog_runs = _runs(repo, "dialog")
-    assert sorted(r.data.tags["item"] for r in dialog_runs) == sorted(
-        f"{s}-bow{str(b).lower()}" for s in SCHEDULES for b in BOWS
+    assert sorted(r.info.run_name for r in dialog_runs) == sorted(
+        f"dialog@{s}-{b}" for s in SCHEDULES for b in BOWS
     )
     assert all(r.info.status == "FINISHED" for r in classify_runs + dialog_runs)
+    # the same metric and param names in every item of a stage (columns line up in the UI)
+    for runs in (classify_runs, dialog_runs):
+        assert len({tuple(sorted(r.data.metrics)) for r in runs}) == 1
+        # (params too, but for the knobs of the schedule's kind: constant has no cycles)
+        same = {
+            tuple(sorted(k for k in r.data.params if not k.startswith("schedule."))) for r in runs
+        }
+        assert len(same) == 1
     assert "bleu4_precision" in dialog_runs[0].data.metrics
+    assert "fractions.100pct.vae.mean" in classify_runs[0].data.metrics
+    assert dialog_runs[0].data.params["schedule.kind"] == dialog_runs[0].data.params["schedule"]
+    assert {"iterations", "schedule", "bow"} <= set(dialog_runs[0].data.params)
+    # the live training curve (batched while training) has every iteration
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    d = json.loads((repo / "metrics/dialog/cyclical-bow.json").read_text())
+    run = next(r for r in dialog_runs if r.info.run_name == "dialog@cyclical-bow")
+    assert len(client.get_metric_history(run.info.run_id, "train.kl")) == d["iterations"]
     assert len(_runs(repo, "finetune_report")) == 1
 
 
@@ -112,13 +118,13 @@ def test_every_declared_output_and_mlflow_run(repo: Path) -> None:
 def test_same_params_same_metrics(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(repo)
     before = torch.get_num_threads()
-    _main(repo, "classify")(["cyclical", "--out", "again/classify"])
-    _main(repo, "dialog")(
-        ["cyclical", "--bow", "true", "--out", "again/dialog", "--models", "again/m"]
-    )
+    rels = ("classify/cyclical.json", "dialog/cyclical-bow.json")
+    first = {rel: (repo / "metrics" / rel).read_text() for rel in rels}
+    _main(repo, "classify")(["cyclical"])
+    _main(repo, "dialog")(["cyclical", "--bow", "bow"])
     torch.set_num_threads(before)
-    for rel in ("classify/cyclical.json", "dialog/cyclical-bowtrue.json"):
-        assert (repo / "again" / rel).read_text() == (repo / "metrics" / rel).read_text()
+    for rel in rels:
+        assert (repo / "metrics" / rel).read_text() == first[rel]
 
 
 @pytest.mark.slow
@@ -128,7 +134,7 @@ def test_respond_cli_prints_samples(repo: Path) -> None:
     from betamcmc.cli import app
 
     result = CliRunner().invoke(
-        app, ["respond", "hi there", "-m", str(repo / "models/dialog/cyclical-bowtrue"), "-n", "3"]
+        app, ["respond", "hi there", "-m", str(repo / "models/dialog/cyclical-bow"), "-n", "3"]
     )
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
@@ -155,50 +161,37 @@ def test_bad_input_one_line_exit_2_nothing_written(
     bad.unlink()
     # an unknown schedule
     with pytest.raises(ParamsError, match="no schedule 'nope'"):
-        _main(repo, "dialog")(["nope", "--bow", "true"])
-    # vocabulary mismatch with the pretrained encoder
-    wrong = repo / "wrong_vae"
-    wrong.mkdir()
-    (wrong / "cyclical").mkdir()
-    src = repo / "models/pretrain/cyclical"
-    (wrong / "cyclical" / "model.pt").write_bytes((src / "seed0" / "model.pt").read_bytes())
-    tokens = (src / "vocab.txt").read_text().splitlines()
-    (wrong / "cyclical" / "vocab.txt").write_text("\n".join(tokens[:-1] + ["zzz"]) + "\n")
-    files |= {p for p in wrong.rglob("*") if p.is_file()}
-    with pytest.raises(InputError, match="vocabulary mismatch") as err:
-        _main(repo, "dialog")(["cyclical", "--bow", "true", "--pretrained", str(wrong)])
+        _main(repo, "dialog")(["nope", "--bow", "bow"])
+    # a pretrained encoder whose vocabulary differs from the prepared one
+    vocab = repo / "models/pretrain/cyclical/vocab.txt"
+    original = vocab.read_text()
+    vocab.write_text("\n".join(original.splitlines()[:-1] + ["zzz"]) + "\n")
+    try:
+        with pytest.raises(InputError, match="vocabulary mismatch") as err:
+            _main(repo, "dialog")(["cyclical", "--bow", "bow"])
+    finally:
+        vocab.write_text(original)
     assert err.value.exit_code == 2 and "\n" not in str(err.value)
-    # a corpus without labels / without dialogs: a prepared PTB-style text corpus
-    text = repo / "plain.txt"
-    text.write_text("".join(f"the cat sat on mat number {i % 7}\n" for i in range(60)))
-    files.add(text)
-    plain = write_params(
-        repo / "plain.yaml", _params({"data": {"corpus": "text", "path": str(text)}})
-    )
-    files.add(plain)
-    _main(repo, "prepare")(
-        ["--params", str(plain), "--out", "plain_prepared", "--metrics", "plain.json"]
-    )
-    files |= {p for p in repo.rglob("*") if p.is_file() and "mlflow" not in p.name}
-    with pytest.raises(InputError, match="has no sentence labels") as err:
-        _main(repo, "classify")(["cyclical", "--prepared", "plain_prepared", "--out", "x"])
-    assert err.value.exit_code == 2
-    with pytest.raises(InputError, match="has no dialog responses") as err:
-        _main(repo, "dialog")(
-            ["cyclical", "--bow", "false", "--prepared", "plain_prepared", "--out", "x"]
-        )
-    assert isinstance(err.value, BetamcmcError) and err.value.exit_code == 2
     _nothing_new(repo, files)
 
 
-def test_stage_params_match_dvc_yaml() -> None:
-    """The params each stage logs to MLflow (and hashes) are the ones dvc.yaml tracks."""
-    from conftest import REPO
-
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    classify_keys = _main(REPO, "classify").__globals__["KEYS"]
-    assert stages["classify"]["do"]["params"] == classify_keys
-    dialog_keys = _main(REPO, "dialog").__globals__["KEYS"]
-    declared = stages["dialog"]["params"]
-    assert sorted(declared) == sorted([*dialog_keys, "pretrain.schedules.${item.schedule}"])
-    assert stages["finetune_report"]["params"] == _main(REPO, "finetune_report").__globals__["KEYS"]
+@pytest.mark.slow
+def test_wrong_vocabulary_or_corpus_one_line_exit_2(tmp_path: Path) -> None:
+    """A corpus without labels and dialogs, in a project of its own (the stages read dvc.yaml's
+    paths)."""
+    repo = copy_repo(tmp_path / "repo")
+    text = repo / "plain.txt"
+    text.write_text("".join(f"the cat sat on mat number {i % 7}\n" for i in range(60)))
+    write_params(repo / "params.yaml", _params({"data": {"corpus": "text", "path": str(text)}}))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(repo)
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        _main(repo, "prepare")([])  # a corpus without labels and without dialogs
+        files = {p for p in repo.rglob("*") if p.is_file() and "mlflow" not in p.name}
+        with pytest.raises(InputError, match="has no sentence labels") as err:
+            _main(repo, "classify")(["cyclical"])
+        assert err.value.exit_code == 2
+        with pytest.raises(InputError, match="has no dialog responses") as err:
+            _main(repo, "dialog")(["cyclical", "--bow", "nobow"])
+        assert isinstance(err.value, BetamcmcError) and err.value.exit_code == 2
+        _nothing_new(repo, files)

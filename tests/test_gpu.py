@@ -41,7 +41,9 @@ def test_train_vae_runs_on_the_gpu():
 
     params = Params.model_validate(tiny_params())
     sents = [[4, 5, 6, 7], [8, 9], [10, 4, 4, 5, 6]] * 20
-    result = train_vae(sents, sents[:6], 12, params.pretrain, "cyclical", 0, device="cuda")
+    result = train_vae(
+        sents, sents[:6], 12, params.pretrain, params.runtime, "cyclical", 0, device="cuda"
+    )
     assert next(result.model.parameters()).device.type == "cuda"
     assert result.best_valid_neg_elbo == min(result.valid_history["neg_elbo"])
 

@@ -76,7 +76,7 @@ def test_missing_key_is_named_at_its_section(tmp_path: Path) -> None:
 
 def test_empty_file_is_an_error_not_silent_defaults(tmp_path: Path) -> None:
     assert _error_for(tmp_path, "").endswith("params.yaml: params file is empty (expected the "
-                                             "sections seed, device, data, tracking, pretrain, "
+                                             "sections seed, device, data, tracking, runtime, pretrain, "
                                              "finetune, sgmcmc, rl)")  # fmt: skip
 
 

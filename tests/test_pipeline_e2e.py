@@ -11,6 +11,7 @@ tracked stage left one finished MLflow run per item in the store at the repo's r
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections import Counter
@@ -23,21 +24,6 @@ import yaml
 from conftest import PipelineRun, copy_pipeline, dvc
 
 pytestmark = pytest.mark.slow
-
-# stages that open an MLflow run per item (the other stages only draw reports from metrics/)
-TRACKED = {
-    "prepare",
-    "pretrain",
-    "pretrain_report",
-    "classify",
-    "dialog",
-    "finetune_report",
-    "sgmcmc",
-    "sgmcmc_sgd",
-    "sgmcmc_consistency",
-    "sgmcmc_vae_head",
-    "rl",
-}
 
 
 def _runs(repo: Path) -> list:
@@ -67,15 +53,44 @@ def test_every_stage_item_ran_once_and_is_up_to_date(pipeline: PipelineRun) -> N
 
     parents = [r for r in _runs(repo) if "mlflow.parentRunId" not in r.data.tags]
     assert all(r.info.status == "FINISHED" for r in parents)
-    per_stage = Counter(r.data.tags["stage"] for r in parents)
-    expected = Counter(item.split("@")[0] for item in items)
-    for stage in TRACKED:
-        assert per_stage[stage] == expected[stage], stage
+    # one MLflow run per stage item (report stages too), named as DVC names the item
+    assert sorted(r.info.run_name for r in parents) == sorted(items)
     for run in parents:
         assert run.data.tags["git_commit"] and run.data.tags["params_hash"]
         assert "dvc_exp_name" not in run.data.tags
+    # ... and all the runs of this one `dvc repro` share a pipeline_run tag
+    assert len({r.data.tags["pipeline_run"] for r in _runs(repo)}) == 1
+    assert parents[0].data.tags["pipeline_run"].startswith("repro-")
     # the store is at the repo's root, never inside a stage's working area
     assert not list((repo / ".dvc").rglob("mlflow.db"))
+
+
+def test_results_page_headline_numbers_and_overlays(pipeline: PipelineRun) -> None:
+    """The final `report` stage: one page of results, the only DVC metrics file, the overlays."""
+    repo = pipeline.repo
+    page = (repo / "reports" / "index.md").read_text()
+    assert all(f"| {s} | {s} |" in page for s in ("constant", "monotonic", "cyclical"))
+    for link in (
+        "pretrain/comparison.md",
+        "finetune/classify.md",
+        "sgmcmc/table.md",
+        "rl/table.md",
+    ):
+        assert f"]({link})" in page and (repo / "reports" / link).exists()
+    text = dvc(repo, "metrics", "show", "--json")
+    shown = json.loads(text[text.index("{") : text.rindex("}") + 1])
+    files = [f for rev in shown.values() for f in rev.get("data", {})]
+    assert files == ["metrics/summary.json"], files
+    summary = json.loads((repo / "metrics" / "summary.json").read_text())
+    cyclical = json.loads((repo / "metrics" / "pretrain" / "cyclical.json").read_text())
+    assert summary["pretrain.cyclical.kl"] == cyclical["test"]["kl"]
+    assert all(isinstance(v, float) for v in summary.values()) and len(summary) < 120
+    # the overlays: one series per schedule in one plot, rendered by `dvc plots show`
+    overlay = (repo / "metrics" / "plots" / "pretrain_train.csv").read_text().splitlines()
+    assert {row.split(",")[1] for row in overlay[1:]} == {"constant", "monotonic", "cyclical"}
+    plots = dvc(repo, "plots", "show", "--json")
+    for name in ("kl_by_schedule", "bma_accuracy_by_protocol", "return_by_rl_method"):
+        assert f'"{name}"' in plots
 
 
 def test_second_repro_is_a_no_op(pipeline: PipelineRun) -> None:
@@ -112,6 +127,7 @@ def test_exp_run_and_queue_land_in_one_store(pipeline: PipelineRun, tmp_path: Pa
         tags = by_size[size].data.tags
         assert tags["dvc_exp_name"] and tags["dvc_exp_baseline"] and tags["git_commit"]
         assert tags["stage"] == "prepare" and tags["params_hash"]
+        assert tags["pipeline_run"] == tags["dvc_exp_name"]
         assert by_size[size].info.status == "FINISHED"
     shown = dvc(repo, "exp", "show", "--no-pager", "--csv")
     assert shown.count("\n") >= 3  # the workspace, the baseline and the two experiments

@@ -28,6 +28,8 @@ from betamcmc.sgmcmc.worker import WorkerContext
 
 from conftest import tiny_params
 
+RUNTIME = validate_params(tiny_params()).runtime
+
 torch.set_num_threads(1)
 
 
@@ -143,7 +145,7 @@ def test_schedule_maps_the_budget_onto_chain_steps() -> None:
 def test_worker_update_at_temperature_zero_is_plain_sgd(method: str) -> None:
     """The engine's worker step for the baseline == torch.optim.SGD on the A2C loss + L2 prior."""
     rl = validate_params(tiny_params()).rl
-    spec = engine_spec(rl, method, 1, seed=4)
+    spec = engine_spec(rl, RUNTIME, method, 1, seed=4)
     ctx = WorkerContext(spec, rank=1)
     reference = copy.deepcopy(ctx.flat.model)  # plain module with the same initial parameters
     ref_task = spec.make_task()
@@ -165,10 +167,13 @@ def test_worker_update_at_temperature_zero_is_plain_sgd(method: str) -> None:
 
 def test_worker_update_with_temperature_injects_noise() -> None:
     rl = validate_params(tiny_params()).rl
-    base = WorkerContext(engine_spec(rl, "sgd-downpour", 1, seed=4), rank=1)
-    noisy = WorkerContext(engine_spec(rl, "sgld-downpour", 1, seed=4), rank=1)
+    base = WorkerContext(engine_spec(rl, RUNTIME, "sgd-downpour", 1, seed=4), rank=1)
+    noisy = WorkerContext(engine_spec(rl, RUNTIME, "sgld-downpour", 1, seed=4), rank=1)
     zero = WorkerContext(
-        engine_spec(rl.model_copy(update={"temperature": 0.0}), "sgld-downpour", 1, seed=4), rank=1
+        engine_spec(
+            rl.model_copy(update={"temperature": 0.0}), RUNTIME, "sgld-downpour", 1, seed=4
+        ),
+        rank=1,
     )
     for ctx in (base, noisy, zero):
         ctx.step()

@@ -8,7 +8,6 @@ the stage script once as a subprocess for the exit code and the one-line error.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -18,16 +17,18 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
 from betamcmc.errors import ParamsError
 from betamcmc.params import load_params, validate_params
+from betamcmc.pipeline import stage_item
 from betamcmc.rl.experiment import engine_spec, run_item
 from betamcmc.rl.params import UPDATES
 from betamcmc.sgmcmc.launch import run_local
 from betamcmc.sgmcmc.samples import read_samples
 
 from conftest import REPO, PipelineRun, copy_repo, tiny_params, wait_gone, write_params
+
+RUNTIME = validate_params(tiny_params()).runtime
 
 ALL_METHODS = [f"{u}-{p}" for p in ("downpour", "elastic") for u in UPDATES]
 
@@ -115,30 +116,28 @@ def rl_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_params(
         repo / "params.yaml", tiny_params({"rl": {"methods": ALL_METHODS, "workers": [2]}})
     )
-    old = os.getcwd()
-    os.chdir(repo)
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # this project's store, whatever ran before
+        mp.chdir(repo)
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         params = load_params("params.yaml")
         for method in ALL_METHODS:
             if method == "sgld-downpour":
                 three = params.model_copy(
                     update={"rl": params.rl.model_copy(update={"seeds": [0, 1, 2]})}
                 )
-                run_item(three, method, 2, track=True)
+                run_item(three, stage_item("rl", method=method, workers=2), track=True)
             else:
-                run_item(params, method, 2, track=False)
+                run_item(params, stage_item("rl", method=method, workers=2), track=False)
         from betamcmc.rl.report import write_report
 
-        write_report(params, Path("metrics/rl"), Path("reports/rl"))
-    finally:
-        os.chdir(old)
+        write_report(params, Path("reports/rl"))
     return repo
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ALL_METHODS)
 def test_each_method_writes_all_outputs(rl_repo: Path, method: str) -> None:
-    item = f"{method}-w2"
+    item = f"{method}-2"
     summary = json.loads((rl_repo / "metrics" / "rl" / f"{item}.json").read_text())
     assert summary["method"] == method and summary["workers"] == 2
     assert summary["env"] == "CartPole-v1" and summary["reward_threshold"] == 475.0
@@ -162,7 +161,7 @@ def test_each_method_writes_all_outputs(rl_repo: Path, method: str) -> None:
 
 @pytest.mark.slow
 def test_three_seeds_mean_std_and_mlflow_run(rl_repo: Path) -> None:
-    summary = json.loads((rl_repo / "metrics" / "rl" / "sgld-downpour-w2.json").read_text())
+    summary = json.loads((rl_repo / "metrics" / "rl" / "sgld-downpour-2.json").read_text())
     assert summary["seeds"] == 3 and summary["final_return_std"] is not None
     finals = [s["final_return"] for s in summary["per_seed"].values()]
     assert summary["final_return_mean"] == pytest.approx(np.mean(finals))
@@ -172,14 +171,17 @@ def test_three_seeds_mean_std_and_mlflow_run(rl_repo: Path) -> None:
     client = mlflow.MlflowClient(f"sqlite:///{rl_repo / 'mlflow.db'}")
     exp = client.get_experiment_by_name("betamcmc")
     runs = client.search_runs([exp.experiment_id], "tags.stage = 'rl'")
-    assert [r.data.tags["item"] for r in runs] == ["sgld-downpour-w2"]
+    assert [r.data.tags["item"] for r in runs] == ["sgld-downpour-2"]
     run = runs[0]
     assert run.info.status == "FINISHED" and run.data.params["rl.temperature"] == "0.001"
     assert run.data.metrics["final_return_mean"] == pytest.approx(summary["final_return_mean"])
-    history = client.get_metric_history(run.info.run_id, "return_mean")
+    assert run.data.params["workers"] == "2" and "workers" not in run.data.metrics
+    assert run.data.tags["method"] == run.data.params["method"] == "sgld-downpour"
+    assert run.data.tags["protocol"] == run.data.params["protocol"] == "downpour"
+    history = client.get_metric_history(run.info.run_id, "curve.return_mean")
     assert (
         len(history)
-        == len((rl_repo / "metrics" / "rl" / "sgld-downpour-w2_curve.csv").read_text().splitlines())
+        == len((rl_repo / "metrics" / "rl" / "sgld-downpour-2_curve.csv").read_text().splitlines())
         - 1
     )
 
@@ -187,8 +189,8 @@ def test_three_seeds_mean_std_and_mlflow_run(rl_repo: Path) -> None:
 @pytest.mark.slow
 def test_report_table_and_figure(rl_repo: Path) -> None:
     table = (rl_repo / "reports" / "rl" / "table.md").read_text()
-    rows = [line for line in table.splitlines() if line.startswith("| ") and "-w2" in line]
-    assert [r.split("|")[1].strip() for r in rows] == [f"{m}-w2" for m in ALL_METHODS]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "-2" in line]
+    assert [r.split("|")[1].strip() for r in rows] == [f"{m}-2" for m in ALL_METHODS]
     assert (rl_repo / "reports" / "rl" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -199,7 +201,7 @@ def test_play_prints_returns_and_writes_a_strip(rl_repo: Path, tmp_path: Path) -
     from betamcmc.cli import app
 
     strip = tmp_path / "strip.png"
-    item_dir = rl_repo / "models" / "rl" / "sgd-elastic-w2"
+    item_dir = rl_repo / "models" / "rl" / "sgd-elastic-2"
     result = CliRunner().invoke(
         app, ["rl", "play", str(item_dir), "-n", "3", "--strip", str(strip)]
     )
@@ -229,7 +231,9 @@ def test_temperature_zero_reproduces_the_baseline_exactly(tmp_path: Path) -> Non
         ("sgld0", "sgld-downpour", 0.0),
         ("sgld", "sgld-downpour", 0.001),
     ):
-        spec = engine_spec(rl.model_copy(update={"temperature": temperature}), method, 1, 7)
+        spec = engine_spec(
+            rl.model_copy(update={"temperature": temperature}), RUNTIME, method, 1, 7
+        )
         result = run_local(spec, tmp_path / name)
         thetas[name] = read_samples(tmp_path / name).theta
         assert result.final_theta is not None  # the engine extension: the master's parameters
@@ -242,14 +246,17 @@ def test_temperature_zero_reproduces_the_baseline_exactly(tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_killed_worker_is_survived(tmp_path: Path) -> None:
-    rl = validate_params(
+    params = validate_params(
         # period 8: a message every 8 gradients, so the kill almost always lands while worker 2
         # computes (a kill mid-message can make the master's receive-from-any fail: see report)
         tiny_params(
-            {"rl": {"total_steps": 8000, "eval_every": 512, "period": 8, "worker_timeout": 20.0}}
+            {
+                "rl": {"total_steps": 8000, "eval_every": 512, "period": 8},
+                "runtime": {"worker_timeout": 20.0},
+            }
         )
-    ).rl
-    spec = engine_spec(rl, "sgld-downpour", 2, 0)
+    )
+    spec = engine_spec(params.rl, params.runtime, "sgld-downpour", 2, 0)
     killed: list[int] = []
 
     def killer(procs: list[Any]) -> None:
@@ -277,15 +284,8 @@ def test_divergence_is_a_clear_error(tmp_path: Path) -> None:
     rl = validate_params(tiny_params({"rl": {"step_size": 1e9}})).rl
     (tmp_path / "seed0").mkdir()
     with pytest.raises(DivergenceError, match="diverged.*lower rl.step_size") as err:
-        run_seed(rl, "sgd-downpour", 1, 0, tmp_path / "seed0", {})
+        run_seed(rl, RUNTIME, "sgd-downpour", 1, 0, tmp_path / "seed0", {})
     assert "\n" not in str(err.value)
-
-
-def test_stage_keys_match_dvc_yaml() -> None:
-    from betamcmc.rl.experiment import STAGE_KEYS
-
-    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["rl"]
-    assert stage["params"] == STAGE_KEYS
 
 
 @pytest.mark.slow
@@ -293,7 +293,7 @@ def test_pipeline_rl_items_and_report(pipeline: PipelineRun) -> None:
     """The `rl` items and `rl_report` as the shared `dvc repro` run (conftest) left them."""
     repo = pipeline.repo
     rl = load_params(repo / "params.yaml").rl
-    items = [f"{m}-w{w}" for m in rl.methods for w in rl.workers]
+    items = [f"{m}-{w}" for m in rl.methods for w in rl.workers]
     for item in items:
         summary = json.loads((repo / "metrics" / "rl" / f"{item}.json").read_text())
         finals = [s["final_return"] for s in summary["per_seed"].values()]

@@ -178,6 +178,7 @@ def test_sigterm_leaves_samples_readable(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     (repo / "stages").mkdir(parents=True)
     (repo / "stages" / "sgmcmc.py").write_text((REPO / "stages" / "sgmcmc.py").read_text())
+    (repo / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text())  # where the outputs go
     write_params(
         repo / "params.yaml", tiny_params({"sgmcmc": {"samples": 100000, "straggler_delay": 0.001}})
     )
@@ -190,7 +191,7 @@ def test_sigterm_leaves_samples_readable(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    partial = repo / "models" / "sgmcmc" / "elastic-w2.partial"
+    partial = repo / "models" / "sgmcmc" / "elastic-2.partial"
     try:
         deadline = time.time() + 90
         while time.time() < deadline and proc.poll() is None:
@@ -210,4 +211,4 @@ def test_sigterm_leaves_samples_readable(tmp_path: Path) -> None:
     assert len(s) >= 5 and np.isfinite(s.theta).all()
     workers = json.loads((partial / "processes.json").read_text())["workers"]
     assert wait_gone(workers)
-    assert not (repo / "models" / "sgmcmc" / "elastic-w2").exists()
+    assert not (repo / "models" / "sgmcmc" / "elastic-2").exists()

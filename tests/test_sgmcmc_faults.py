@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from betamcmc.params import validate_params
+from betamcmc.pipeline import StageItem
 from betamcmc.sgmcmc.experiment import make_spec
 from betamcmc.sgmcmc.launch import run_local
 from betamcmc.sgmcmc.result import IncompleteRun, RunResult, require_complete
@@ -31,8 +32,11 @@ from conftest import REPO, tiny_params, wait_gone, write_params
 pytestmark = pytest.mark.slow
 
 
-def spec(protocol: str, workers: int = 2, **sgmcmc: Any):
-    return make_spec(validate_params(tiny_params({"sgmcmc": sgmcmc})), protocol, workers)
+def spec(protocol: str, workers: int = 2, worker_timeout: float | None = None, **sgmcmc: Any):
+    over: dict[str, Any] = {"sgmcmc": sgmcmc}
+    if worker_timeout is not None:
+        over["runtime"] = {"worker_timeout": worker_timeout}
+    return make_spec(validate_params(tiny_params(over)), protocol, workers)
 
 
 def when_samples(directory: Path, count: int, action: Any, timeout: float = 60) -> threading.Thread:
@@ -162,6 +166,7 @@ def _stage_repo(tmp_path: Path, overrides: dict[str, Any]) -> Path:
     (repo / "stages").mkdir(parents=True)
     for script in ("sgmcmc.py", "rl.py"):
         (repo / "stages" / script).write_text((REPO / "stages" / script).read_text())
+    (repo / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text())  # where the outputs go
     write_params(repo / "params.yaml", tiny_params(overrides))
     return repo
 
@@ -180,20 +185,20 @@ def test_all_workers_lost_fails_the_stage_unless_partial_allowed(
 ) -> None:
     sg = {"samples": 400, "thinning": 2, "straggler_delay": 0.002, "allow_partial": allow}
     repo = _stage_repo(tmp_path, {"sgmcmc": sg})
-    partial = repo / "models" / "sgmcmc" / "downpour-w2.partial"
+    partial = repo / "models" / "sgmcmc" / "downpour-2.partial"
     proc = _stage(repo, "stages/sgmcmc.py", "downpour", "2")
     _kill_all_workers_after(partial, 5)
     _, err = proc.communicate(timeout=120)
     lost = [x for x in err.splitlines() if x.startswith("sgmcmc: worker")]
     assert len(lost) == 2, err  # both losses said as they happened
-    metrics = repo / "metrics" / "sgmcmc" / "downpour-w2.json"
+    metrics = repo / "metrics" / "sgmcmc" / "downpour-2.json"
     if not allow:
         assert proc.returncode == 1, err
         last = err.strip().splitlines()[-1]
         assert last.startswith("error: only ") and "of 400 samples collected" in last
-        assert "kept in models/sgmcmc/downpour-w2.partial" in last
+        assert "kept in models/sgmcmc/downpour-2.partial" in last
         assert last.endswith("set sgmcmc.allow_partial: true to accept partial results")
-        assert not metrics.exists() and not (repo / "models/sgmcmc/downpour-w2").exists()
+        assert not metrics.exists() and not (repo / "models/sgmcmc/downpour-2").exists()
         assert 5 <= len(read_samples(partial)) < 400
     else:
         assert proc.returncode == 0, err
@@ -209,22 +214,22 @@ def test_signal_to_the_whole_job_one_line_and_samples_kept(
     """A terminal's Ctrl-C (SIGINT to the process group: master, forkserver and workers) or a
     SIGTERM: one line saying how many samples are kept, exit 130 / 143, no traceback."""
     repo = _stage_repo(tmp_path, {"sgmcmc": {"samples": 100000, "straggler_delay": 0.001}})
-    partial = repo / "models" / "sgmcmc" / f"{protocol}-w2.partial"
+    partial = repo / "models" / "sgmcmc" / f"{protocol}-2.partial"
     proc = _stage(repo, "stages/sgmcmc.py", protocol, "2")
     when_samples(partial, 5, lambda: os.killpg(proc.pid, getattr(signal, sig))).join(90)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + getattr(signal, sig), err
     assert err.count("\n") == 1 and err.startswith(f"error: stopped by {sig}; "), err
     kept = len(read_samples(partial))
-    assert f"{kept} of 100000 samples kept in models/sgmcmc/{protocol}-w2.partial" in err
-    assert kept >= 5 and not (repo / "models" / "sgmcmc" / f"{protocol}-w2").exists()
+    assert f"{kept} of 100000 samples kept in models/sgmcmc/{protocol}-2.partial" in err
+    assert kept >= 5 and not (repo / "models" / "sgmcmc" / f"{protocol}-2").exists()
     assert wait_gone(json.loads((partial / "processes.json").read_text())["workers"])
 
 
 def test_rl_sigterm_keeps_the_previous_outputs(tmp_path: Path) -> None:
     rl = {"total_steps": 200000, "eval_every": 1024, "workers": [1]}
     repo = _stage_repo(tmp_path, {"rl": rl})
-    item = "sgd-downpour-w1"
+    item = "sgd-downpour-1"
     old_model = repo / "models" / "rl" / item
     old_model.mkdir(parents=True)
     (old_model / "previous.txt").write_text("the previous run")
@@ -237,7 +242,7 @@ def test_rl_sigterm_keeps_the_previous_outputs(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert err.strip() == (
-        f"error: stopped by SIGTERM; rl {item}: 0 of 1 seeds were done; nothing was written, "
+        f"error: stopped by SIGTERM; rl@{item}: 0 of 1 seeds were done; nothing was written, "
         "the previous outputs are as they were"
     )
     assert sorted(p.name for p in old_model.iterdir()) == ["previous.txt"]
@@ -259,9 +264,15 @@ def test_rl_never_writes_metrics_without_the_model_folder(
     monkeypatch.setattr(experiment, "finalize_dir", failing)
     params = validate_params(tiny_params())
     with pytest.raises(OSError, match="simulated"):
-        experiment.run_item(
-            params, "sgd-downpour", 1, tmp_path / "models", tmp_path / "metrics", track=False
+        stage = StageItem(
+            "rl",
+            {"method": "sgd-downpour", "workers": 1},
+            outs=[str(tmp_path / "models" / "sgd-downpour-1")],
+            metrics=[str(tmp_path / "metrics" / "sgd-downpour-1.json")],
+            plots=[str(tmp_path / "metrics" / "sgd-downpour-1_curve.csv")],
         )
+        (tmp_path / "models").mkdir()
+        experiment.run_item(params, stage, track=False)
     assert not (tmp_path / "metrics").exists() or not list((tmp_path / "metrics").iterdir())
     assert not list((tmp_path / "models").iterdir())  # the staging folder is gone too
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from betamcmc.params import validate_params
+from betamcmc.pipeline import StageItem
 from betamcmc.sgmcmc.experiment import make_spec
 
 from conftest import tiny_params
@@ -59,5 +60,8 @@ def test_sgd_baseline_runs_on_the_gpu(tmp_path: Path) -> None:
     params = validate_params(tiny_params({"device": "auto"}))
     device = resolve_device(params.device)
     assert device == "cuda"
-    s = run_sgd(params, tmp_path / "m", tmp_path / "sgd.json", device=device, track=False)
+    stage = StageItem(
+        "sgmcmc_sgd", outs=[str(tmp_path / "m")], metrics=[str(tmp_path / "sgd.json")]
+    )
+    s = run_sgd(params, stage, device=device, track=False)
     assert 0.0 <= s["accuracy"] <= 1.0

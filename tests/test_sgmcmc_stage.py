@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 
 def check_item(repo: Path, protocol: str, workers: int) -> None:
-    item = f"{protocol}-w{workers}"
+    item = f"{protocol}-{workers}"
     m = json.loads((repo / "metrics" / "sgmcmc" / f"{item}.json").read_text())
     assert m["protocol"] == protocol and m["workers"] == workers and m["samples"] == 12
     assert 0.0 <= m["accuracy"] <= 1.0 and m["log_likelihood"] <= 0.0 and 0.0 <= m["ece"] <= 1.0
@@ -44,18 +44,21 @@ def test_sgmcmc_stages_write_every_output(pipeline: PipelineRun) -> None:
     runs = client.search_runs(
         [e.experiment_id for e in client.search_experiments()], "tags.stage = 'sgmcmc'"
     )
-    assert sorted(r.info.run_name for r in runs) == sorted(f"sgmcmc@{p}-w{w}" for p, w in items)
+    assert sorted(r.info.run_name for r in runs) == sorted(f"sgmcmc@{p}-{w}" for p, w in items)
     for run in runs:
         item = run.info.run_name.split("@")[1]
         m = json.loads((repo / "metrics" / "sgmcmc" / f"{item}.json").read_text())
         assert run.data.metrics["accuracy"] == m["accuracy"]
         assert run.data.params["sgmcmc.period"] == "2"
+        assert run.data.tags["protocol"] == run.data.params["protocol"] == m["protocol"]
+        assert run.data.params["workers"] == str(m["workers"]) and "workers" not in run.data.metrics
+        assert run.data.tags["pipeline_run"] == runs[0].data.tags["pipeline_run"]
 
     sgd = json.loads((repo / "metrics" / "sgmcmc_sgd.json").read_text())
     assert sgd["steps"] == 40 and 0.0 <= sgd["accuracy"] <= 1.0
     table = (repo / "reports" / "sgmcmc" / "table.md").read_text()
     for protocol, workers in items:
-        assert f"| {protocol}-w{workers} |" in table
+        assert f"| {protocol}-{workers} |" in table
     assert "SGD (40 steps)" in table
     for fig in (
         "accuracy_vs_time.png",
@@ -69,4 +72,4 @@ def test_sgmcmc_stages_write_every_output(pipeline: PipelineRun) -> None:
     assert all(r["mean_error"] >= 0 and r["samples"] == 20 for r in c["runs"].values())
     assert 0.2 < c["reference"]["acceptance"] <= 1.0
     assert (repo / "reports" / "sgmcmc_consistency" / "consistency.png").exists()
-    assert sorted(os.listdir(repo / "models" / "sgmcmc")) == sorted(f"{p}-w{w}" for p, w in items)
+    assert sorted(os.listdir(repo / "models" / "sgmcmc")) == sorted(f"{p}-{w}" for p, w in items)

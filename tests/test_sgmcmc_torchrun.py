@@ -64,14 +64,14 @@ def test_two_torchrun_nodes_on_localhost(tmp_path: Path) -> None:
     for p, (out, err) in zip(nodes, outputs, strict=True):
         assert p.returncode == 0, f"{out}\n{err}"
     # rank 0 (on whichever launch the rendezvous put it) printed the summary and wrote outputs
-    assert sum("sgmcmc downpour-w2: accuracy" in out for out, _ in outputs) == 1
-    metrics = json.loads((repo / "metrics" / "sgmcmc" / "downpour-w2.json").read_text())
+    assert sum("sgmcmc@downpour-2: accuracy" in out for out, _ in outputs) == 1
+    metrics = json.loads((repo / "metrics" / "sgmcmc" / "downpour-2.json").read_text())
     assert metrics["workers"] == 2 and metrics["samples"] == 12 and metrics["dead_workers"] == 0
-    run = json.loads((repo / "models" / "sgmcmc" / "downpour-w2" / "run.json").read_text())
+    run = json.loads((repo / "models" / "sgmcmc" / "downpour-2" / "run.json").read_text())
     assert all(w["status"] == "done" and w["steps"] > 0 for w in run["per_worker"].values())
-    assert len(read_samples(repo / "models" / "sgmcmc" / "downpour-w2")) == 12
+    assert len(read_samples(repo / "models" / "sgmcmc" / "downpour-2")) == 12
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    assert [r.info.run_name for r in runs] == ["sgmcmc@downpour-w2"]  # not one per rank
+    assert [r.info.run_name for r in runs] == ["sgmcmc@downpour-2"]  # not one per rank

@@ -9,6 +9,7 @@ import pytest
 
 from betamcmc import tracking
 from betamcmc.params import load_params
+from betamcmc.pipeline import StageItem
 
 from conftest import tiny_params, write_params
 
@@ -47,15 +48,21 @@ def test_stage_run_tags_params_and_metrics(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("DVC_EXP_NAME", "lucky-exp")
     monkeypatch.setenv("DVC_EXP_BASELINE_REV", "abc123")
     params = load_params(write_params(tmp_path / "params.yaml", tiny_params()))
-    with tracking.stage_run(params, stage="demo", item="x", keys=["seed", "data"]) as run:
+    stage = StageItem("demo", {"schedule": "cyclical", "bow": True}, params=["seed", "data"])
+    with tracking.stage_run(params, stage, identity={"protocol": "elastic"}) as run:
         tracking.log_metrics({"loss": 1.5, "bad": float("nan")}, step=3)
         tracking.log_series({"beta": [0.0, 0.5, 1.0]}, steps=[0, 1, 2])
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     got = client.get_run(run.info.run_id)
-    assert got.info.run_name == "demo@x"
-    assert got.data.tags["dvc_exp_name"] == "lucky-exp"
-    assert got.data.tags["dvc_exp_baseline"] == "abc123"
-    assert got.data.tags["params_hash"] == params.digest(["seed", "data"])
+    assert got.info.run_name == "demo@cyclical-true"  # DVC's item name
+    tags = got.data.tags
+    assert tags["dvc_exp_name"] == "lucky-exp" == tags["pipeline_run"]
+    assert tags["dvc_exp_baseline"] == "abc123"
+    assert tags["params_hash"] == params.digest(["seed", "data"])
+    assert (tags["stage"], tags["item"]) == ("demo", "cyclical-true")
+    # the identity: tags and params under the same names
+    for name, value in (("schedule", "cyclical"), ("bow", "true"), ("protocol", "elastic")):
+        assert tags[name] == got.data.params[name] == value
     assert got.data.params["data.max_len"] == "20" and "tracking.experiment" not in got.data.params
     assert got.data.metrics == {"loss": 1.5, "beta": 1.0}
     assert [m.value for m in client.get_metric_history(run.info.run_id, "beta")] == [0.0, 0.5, 1.0]
@@ -69,7 +76,7 @@ def test_failed_body_marks_run_failed(tmp_path: Path, monkeypatch: pytest.Monkey
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     monkeypatch.chdir(tmp_path)
     params = load_params(write_params(tmp_path / "params.yaml", tiny_params()))
-    with pytest.raises(RuntimeError), tracking.stage_run(params, stage="boom") as run:
+    with pytest.raises(RuntimeError), tracking.stage_run(params, StageItem("boom")) as run:
         raise RuntimeError("x")
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert client.get_run(run.info.run_id).info.status == "FAILED"
@@ -87,7 +94,8 @@ def test_parallel_first_runs_do_not_race(tmp_path: Path) -> None:
         "from betamcmc import tracking\n"
         "from betamcmc.params import load_params\n"
         "p = load_params('params.yaml')\n"
-        "with tracking.stage_run(p, stage='par', item=sys.argv[1], keys=['seed']):\n"
+        "from betamcmc.pipeline import StageItem\n"
+        "with tracking.stage_run(p, StageItem('par', {'n': sys.argv[1]}, params=['seed'])):\n"
         "    tracking.log_metrics({'x': float(sys.argv[1])}, step=0)\n"
     )
     procs = [
@@ -120,8 +128,69 @@ def test_second_project_in_one_process_gets_its_own_store(
         (repo / "dvc.yaml").write_text("stages: {}\n")
         monkeypatch.chdir(repo)
         params = load_params(write_params(repo / "params.yaml", tiny_params()))
-        with tracking.stage_run(params, stage="s", item=name):
+        with tracking.stage_run(params, StageItem("s", {"n": name})):
             pass
         client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
         exp = client.get_experiment_by_name("betamcmc")
         assert [r.info.run_name for r in client.search_runs([exp.experiment_id])] == [f"s@{name}"]
+
+
+def test_item_params_line_up_across_items(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pretrain.schedules.<schedule>`` is logged as ``schedule.<key>`` for every schedule."""
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(tmp_path)
+    params = load_params(write_params(tmp_path / "params.yaml", tiny_params()))
+    got = {}
+    for name in ("constant", "cyclical"):
+        key = f"pretrain.schedules.{name}"
+        stage = StageItem("pretrain", {"schedule": name}, params=["seed", key],
+                          item_params={key: "schedule"})  # fmt: skip
+        got[name] = tracking.run_params(params, stage)
+    assert got["cyclical"]["schedule.cycles"] == params.pretrain.schedules["cyclical"].cycles
+    assert (
+        got["constant"]["schedule.kind"] == "constant" and got["constant"]["schedule"] == "constant"
+    )
+    assert not any(k.startswith("pretrain.") for names in got.values() for k in names)
+
+
+def test_log_result_dotted_names_counts_as_params(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(tmp_path)
+    params = load_params(write_params(tmp_path / "params.yaml", tiny_params()))
+    result = {"schedule": "x", "workers": 2, "test": {"kl": 1.5, "au": 3}, "per_seed": {"0": {"kl": 9.0}},
+              "fractions": {"10pct": {"labeled": 30, "vae": {"mean": 0.5}}}, "flag": True}  # fmt: skip
+    with tracking.stage_run(params, StageItem("r")) as run:
+        tracking.log_result(result, as_params=["workers", "labeled"], skip=["per_seed"])
+    got = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(run.info.run_id)
+    assert got.data.metrics == {"test.kl": 1.5, "test.au": 3.0, "fractions.10pct.vae.mean": 0.5}
+    assert got.data.params["workers"] == "2" and got.data.params["fractions.10pct.labeled"] == "30"
+
+
+def test_pipeline_run_groups_one_dvc_invocation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DVC_EXP_NAME", "tidy-yawl")
+    assert tracking.pipeline_run() == "tidy-yawl"
+    monkeypatch.delenv("DVC_EXP_NAME")
+    assert tracking.pipeline_run().startswith("manual-")  # pytest runs under no dvc process
+
+
+def test_pipeline_run_is_the_dvc_process_of_every_stage(tmp_path: Path) -> None:
+    """Two stage processes started by one (stand-in) ``dvc repro`` share one pipeline_run."""
+    import os
+    import subprocess
+    import sys
+
+    child = "from betamcmc import tracking; print(tracking.pipeline_run())"
+    fake = tmp_path / "dvc"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import subprocess, sys\n"
+        f"for _ in range(2):\n"
+        f"    subprocess.run([sys.executable, '-c', {child!r}], check=True)\n"
+    )
+    fake.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "DVC_EXP_NAME"}
+    out = subprocess.run([str(fake), "repro"], capture_output=True, text=True, env=env, check=True)
+    ids = out.stdout.split()
+    assert len(ids) == 2 and ids[0] == ids[1] and ids[0].startswith("repro-"), ids

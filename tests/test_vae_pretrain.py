@@ -74,24 +74,29 @@ def test_pretrain_every_schedule_and_report(pipeline: PipelineRun):
         assert valid_csv[0] == "iteration,neg_elbo,kl,mi,au" and len(valid_csv) == 1 + 40 // 20
         assert not list((repo / "models" / ".resume" / "pretrain" / name).rglob("resume.pt"))
 
-    runs = _runs(repo, "pretrain")
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    parents, children = _runs(repo, "pretrain"), _runs(repo, "pretrain_seed")
+    assert all("mlflow.parentRunId" in r.data.tags for r in children)
     assert sorted(r.data.tags["schedule"] for r in parents) == sorted(SCHEDULES)
     assert len(children) == 2 * len(SCHEDULES)
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     for run in parents:
         assert run.info.status == "FINISHED"
-        assert {"test_nll", "test_kl", "test_mi", "test_au", "valid_elbo"} <= set(run.data.metrics)
+        assert {"test.nll", "test.kl", "test.mi", "test.au", "valid.elbo"} <= set(run.data.metrics)
         assert run.data.params["pretrain.train.iterations"] == "40"
-        assert len(client.get_metric_history(run.info.run_id, "kl")) == 8  # per-step series
+        # the schedule's params under one name in every item: columns line up across schedules
+        assert run.data.params["schedule"] == run.data.tags["schedule"]
+        assert run.data.params["schedule.kind"] == run.data.params["schedule"]  # shipped names
+        assert not any(k.startswith("pretrain.schedules") for k in run.data.params)
+        assert len(client.get_metric_history(run.info.run_id, "train.kl")) == 8  # per-step series
         arts = [a.path for a in client.list_artifacts(run.info.run_id, "model")]
         assert arts == ["model/model.pt"]
     for run in children:  # live per-seed curves, then the seed's final metrics
         assert run.info.status == "FINISHED" and run.data.params["seed"] in ("0", "1")
-        assert len(client.get_metric_history(run.info.run_id, "kl")) == 8
-        assert len(client.get_metric_history(run.info.run_id, "valid_curve_mi")) == 2
-        assert "test_nll" in run.data.metrics
+        assert len(client.get_metric_history(run.info.run_id, "train.kl")) == 8
+        assert len(client.get_metric_history(run.info.run_id, "valid_curve.mi")) == 2
+        assert "test.nll" in run.data.metrics
+        parent = next(p for p in parents if p.info.run_id == run.data.tags["mlflow.parentRunId"])
+        assert run.data.tags["pipeline_run"] == parent.data.tags["pipeline_run"]
 
     report = repo / "reports" / "pretrain"
     names = {"comparison.md", "schedules.png", "curves.png", "toy.png"} | {
@@ -103,7 +108,7 @@ def test_pretrain_every_schedule_and_report(pipeline: PipelineRun):
         nll = json.loads((repo / "metrics/pretrain" / f"{name}.json").read_text())["test"]["nll"]
         assert f"| {name} | {name} |" in table and f"{nll:.2f}" in table
     (report_run,) = _runs(repo, "pretrain_report")
-    assert "cyclical_test_nll" in report_run.data.metrics
+    assert "cyclical.test.nll" in report_run.data.metrics
 
 
 @pytest.mark.slow
@@ -112,7 +117,10 @@ def test_sigterm_then_resume_reaches_same_metrics(prepared_repo: Path, tmp_path:
     for d in ("models", "metrics/pretrain", "mlflow.db", "mlartifacts"):
         p = repo / d
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-    over = {"pretrain": {"train": {"iterations": 150, "checkpoint_every": 10, "eval_every": 50}}}
+    over = {
+        "pretrain": {"train": {"iterations": 150, "eval_every": 50}},
+        "runtime": {"checkpoint_every": 10},
+    }
     write_params(repo / "params.yaml", tiny_params(over))
     run_stage(repo, "pretrain", "cyclical")
     reference = json.loads((repo / "metrics/pretrain/cyclical.json").read_text())
@@ -172,17 +180,3 @@ def test_missing_prepared_data_is_one_line(tiny_repo: Path):
     assert proc.stderr.strip().splitlines() == [
         "error: data/prepared: prepared corpus not found (run `dvc repro prepare` first)"
     ]
-
-
-def test_stage_keys_match_dvc_yaml():
-    import yaml
-
-    from betamcmc.vae.pretrain import stage_keys
-
-    stage = yaml.safe_load((Path(__file__).parents[1] / "dvc.yaml").read_text())["stages"][
-        "pretrain"
-    ]
-    assert stage["foreach"] == "${pretrain.schedules}"
-    declared = [p.replace("${key}", "cyclical") for p in stage["do"]["params"]]
-    assert declared == stage_keys("cyclical")
-    assert stage["do"]["outs"] == ["models/pretrain/${key}"]

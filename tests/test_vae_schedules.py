@@ -202,7 +202,7 @@ def test_training_follows_the_lr_schedule():
     try:
         sents = [[4, 5, 6], [7, 8], [9, 4, 4, 5]] * 10
         torch.set_num_threads(1)
-        train_mod.train_vae(sents, sents[:4], 12, pp, "cyclical", 0)
+        train_mod.train_vae(sents, sents[:4], 12, pp, params.runtime, "cyclical", 0)
     finally:
         train_mod.train_step = real_step
     cycles = pp.schedules["cyclical"].cycles

@@ -54,17 +54,20 @@ def test_collect_keeps_each_experiments_targeted_schedules(monkeypatch):
     spec = {"name": "s", "targets": ["pretrain@cyclical"],
             "grid": {"pretrain.schedules.cyclical.cycles": [1, 4]}}  # fmt: skip
     shown = [{"rev": "abc", "experiments": [
-        {"revs": [{"rev": "r1", "name": "s-cycl1", "data": {"metrics": {
-            "metrics/pretrain/cyclical.json": {"data": _metrics(0.5)},
-            "metrics/pretrain/constant.json": {"data": _metrics(9.9)}}}}]},
+        {"revs": [{"rev": "r1", "name": "s-cycl1", "data": {"metrics": {}}}]},
     ]}]  # fmt: skip
+    committed = {"metrics/pretrain/cyclical.json": _metrics(0.5),  # the files of revision r1
+                 "metrics/pretrain/constant.json": _metrics(9.9)}  # fmt: skip
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(
         a, 0, json.dumps(shown), ""))  # fmt: skip
     import dvc.api
 
-    monkeypatch.setattr(
-        dvc.api, "read", lambda path, repo, rev: "iteration,kl,mi,au\n20,0.5,0.4,2\n"
-    )
+    def read(path: str, repo: str, rev: str) -> str:
+        if path.endswith(".json"):
+            return json.dumps(committed[path])
+        return "iteration,kl,mi,au\n20,0.5,0.4,2\n"
+
+    monkeypatch.setattr(dvc.api, "read", read)
     out = study.collect(spec)
     assert out["missing"] == ["s-cycl4"]
     # metrics written under other settings (the baseline's, carried by an experiment that did
@@ -73,17 +76,13 @@ def test_collect_keeps_each_experiments_targeted_schedules(monkeypatch):
 
     raw = load_params(REPO / "params.yaml").model_dump()
     shown[0]["experiments"][0]["revs"][0]["data"]["params"] = {"params.yaml": {"data": raw}}
-    stale = _metrics(0.5) | {"params_hash": "000000000000"}
-    shown[0]["experiments"][0]["revs"][0]["data"]["metrics"]["metrics/pretrain/cyclical.json"] = {
-        "data": stale
-    }
+    committed["metrics/pretrain/cyclical.json"] = _metrics(0.5) | {"params_hash": "000000000000"}
     assert study.collect(spec)["missing"] == ["s-cycl1:cyclical", "s-cycl4"]
-    from betamcmc.vae.pretrain import stage_keys
+    from betamcmc.pipeline import stage_item
 
-    own = load_params(REPO / "params.yaml").digest(stage_keys("cyclical"))
-    shown[0]["experiments"][0]["revs"][0]["data"]["metrics"]["metrics/pretrain/cyclical.json"] = {
-        "data": _metrics(0.5) | {"params_hash": own}
-    }
+    keys = stage_item("pretrain", REPO / "dvc.yaml", schedule="cyclical").params
+    own = load_params(REPO / "params.yaml").digest(keys)
+    committed["metrics/pretrain/cyclical.json"] = _metrics(0.5) | {"params_hash": own}
     assert study.collect(spec)["missing"] == ["s-cycl4"]  # its own settings: collected
     (row,) = out["experiments"]
     assert (

@@ -40,8 +40,24 @@ def test_epoch_batches_cover_all_once_and_are_bucketed():
 
 def test_train_is_deterministic_and_keeps_best(tiny):
     params, corpus, split = tiny
-    a = train_vae(split["train"], split["valid"], len(corpus.vocab), params.pretrain, "cyclical", 0)
-    b = train_vae(split["train"], split["valid"], len(corpus.vocab), params.pretrain, "cyclical", 0)
+    a = train_vae(
+        split["train"],
+        split["valid"],
+        len(corpus.vocab),
+        params.pretrain,
+        params.runtime,
+        "cyclical",
+        0,
+    )
+    b = train_vae(
+        split["train"],
+        split["valid"],
+        len(corpus.vocab),
+        params.pretrain,
+        params.runtime,
+        "cyclical",
+        0,
+    )
     assert a.history == b.history
     for k, v in a.model.state_dict().items():
         assert torch.equal(v, b.model.state_dict()[k]), k
@@ -55,7 +71,8 @@ def test_train_is_deterministic_and_keeps_best(tiny):
 
 def test_resume_after_interruption_matches_uninterrupted(tiny, tmp_path):
     params, corpus, split = tiny
-    args = (split["train"], split["valid"], len(corpus.vocab), params.pretrain, "monotonic", 3)
+    args = (split["train"], split["valid"], len(corpus.vocab), params.pretrain, params.runtime,
+            "monotonic", 3)  # fmt: skip
     full = train_vae(*args)
     stop = threading.Event()
 
@@ -89,7 +106,7 @@ def test_nan_stops_with_iteration(tiny):
                 model.output.bias[5] = float("nan")
 
     with pytest.raises(DivergenceError, match=r"pretrain\[constant\]: loss is nan at iteration 7"):
-        train_vae(split["train"], split["valid"], len(corpus.vocab), params.pretrain, "constant", 0,
+        train_vae(split["train"], split["valid"], len(corpus.vocab), params.pretrain, params.runtime, "constant", 0,
                   on_iteration=poison)  # fmt: skip
     assert DivergenceError.exit_code == 3
 
@@ -97,7 +114,13 @@ def test_nan_stops_with_iteration(tiny):
 def test_is_nll_never_above_neg_elbo(tiny):
     params, corpus, split = tiny
     result = train_vae(
-        split["train"], split["valid"], len(corpus.vocab), params.pretrain, "cyclical", 0
+        split["train"],
+        split["valid"],
+        len(corpus.vocab),
+        params.pretrain,
+        params.runtime,
+        "cyclical",
+        0,
     )
     model = result.model
     gen = torch.Generator().manual_seed(0)

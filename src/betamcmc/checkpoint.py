@@ -6,7 +6,7 @@ plain values only, so a file that holds pickled code is refused, never run. A fi
 the checkpoint asked for (another model's file, a vocabulary, a truncated download, a plain
 pickle) raises :class:`~betamcmc.errors.InputError` naming the file and what it looks like, e.g.::
 
-    models/dialog/cyclical-bowtrue/model.pt: not a text VAE checkpoint: it is a dialog CVAE
+    models/dialog/cyclical-bow/model.pt: not a text VAE checkpoint: it is a dialog CVAE
     (use `betamcmc respond -m models/dialog/<item>`)
 """
 

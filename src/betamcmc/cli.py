@@ -176,8 +176,11 @@ def schedule_plot(
 @friendly
 def sample(
     model: Annotated[
-        Path, typer.Option("--model", "-m", help="a trained VAE: models/pretrain/<schedule>")
-    ] = Path("models/pretrain/cyclical"),
+        Path | None,
+        typer.Option(
+            "--model", "-m", help="a trained VAE: models/pretrain/<schedule> (default: cyclical)"
+        ),
+    ] = None,
     n: Annotated[int, typer.Option("-n", min=0, help="sentences to sample from the prior")] = 5,
     reconstruct: Annotated[
         list[str] | None,
@@ -197,6 +200,7 @@ def sample(
     seed: Annotated[int, typer.Option(help="seed of z and word sampling")] = 0,
 ) -> None:
     """Print prior samples, reconstructions of given sentences and a latent interpolation."""
+    from betamcmc import pipeline
     from betamcmc.vae.sample import (
         interpolation,
         load_model_and_vocab,
@@ -204,6 +208,7 @@ def sample(
         reconstructions,
     )
 
+    model = model or pipeline.stage_item("pretrain", schedule="cyclical").out
     vae, vocab = load_model_and_vocab(model)
     if n:
         typer.echo(f"# {n} samples from the prior (z ~ N(0, I))")
@@ -277,16 +282,21 @@ def respond(
         list[str], typer.Argument(help="context utterances, oldest first (quote each one)")
     ],
     model: Annotated[
-        Path, typer.Option("--model", "-m", help="a trained dialog model directory")
-    ] = Path("models/dialog/cyclical-bowtrue"),
+        Path | None,
+        typer.Option(
+            "--model", "-m", help="a trained dialog model directory (default: cyclical-bow)"
+        ),
+    ] = None,
     n: Annotated[int, typer.Option("-n", min=1, help="responses to sample")] = 5,
     max_len: Annotated[int, typer.Option(min=1, help="max tokens per response")] = 30,
     seed: Annotated[int, typer.Option(help="seed of the z samples")] = 0,
 ) -> None:
     """Print N responses sampled from a dialog CVAE (z ~ p(z|c), greedy decoding) for a context."""
+    from betamcmc import pipeline
     from betamcmc.finetune.cvae import load_cvae
     from betamcmc.finetune.dialog import respond as sample_responses
 
+    model = model or pipeline.stage_item("dialog", schedule="cyclical", bow="bow").out
     cvae, vocab = load_cvae(model)
     for i, reply in enumerate(sample_responses(cvae, vocab, context, n, max_len, seed), 1):
         typer.echo(f"{i}. {reply}")

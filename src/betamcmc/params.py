@@ -44,12 +44,35 @@ class TrackingParams(Section):
     experiment: str = Field(min_length=1)
 
 
+# --------------------------------------------------------------------------- runtime
+class RuntimeParams(Section):
+    """How the stages use the machine. No result depends on these (up to float noise from thread
+    counts), so no stage lists them in dvc.yaml: changing one reruns nothing."""
+
+    threads: int = Field(
+        ge=0, description="torch (and BLAS) CPU threads per process (0: the library's default)"
+    )
+    processes: int = Field(ge=0, description="pretrain: seeds trained at once (0: all of them)")
+    worker_timeout: float = Field(
+        gt=0.0,
+        description="sgmcmc / rl: seconds without any message or heartbeat (sent every second "
+        "even while a worker computes) before the master counts a worker as lost",
+    )
+    checkpoint_every: int = Field(
+        ge=1, description="pretrain: write a resumable checkpoint every N iterations"
+    )
+    log_every: int = Field(
+        ge=1, description="pretrain: one training-curve point (window mean) every N iterations"
+    )
+
+
 # --------------------------------------------------------------------------- root
 class Params(Section):
     seed: Seed
     device: Literal["auto", "cpu", "cuda"]
     data: DataParams
     tracking: TrackingParams
+    runtime: RuntimeParams
     pretrain: PretrainParams
     finetune: FinetuneParams
     sgmcmc: SgmcmcParams

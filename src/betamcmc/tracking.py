@@ -1,10 +1,10 @@
 """One MLflow store for the whole project, also under ``dvc exp run --queue``.
 
-Every stage opens its run with :func:`stage_run`::
+Every stage item opens its run with :func:`stage_run` (names, tags, params: docs/tracking.md)::
 
-    with tracking.stage_run(params, stage="pretrain", item="cyclical",
-                            keys=["seed", "data", "pretrain"]) as run:
-        tracking.log_metrics({"loss": 1.2}, step=10)
+    stage = pipeline.stage_item("pretrain", schedule="cyclical")   # from dvc.yaml
+    with tracking.stage_run(params, stage) as run:                 # run "pretrain@cyclical"
+        tracking.log_result(metrics)                               # "test.kl", "test.mi", ...
 
 Where the store lives (first that applies):
 
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from betamcmc.params import Params
+from betamcmc.pipeline import StageItem, dvc_str
 
 # MLflow is imported lazily: it costs ~1-2 s of import time that `params check` should not pay.
 
@@ -108,15 +109,67 @@ def setup(params: Params | None = None) -> str:
     return experiment_id
 
 
-def run_tags(params: Params, stage: str, item: str | None, keys: Sequence[str]) -> dict[str, str]:
-    """Tags every stage run carries: git commit, DVC experiment, stage, item, params hash."""
+def _proc_stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time in clock ticks after boot) of a process, from /proc (Linux)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # the command name may hold spaces
+    return int(fields[1]), int(fields[19])
+
+
+def _dvc_ancestor() -> tuple[int, float] | None:
+    """(pid, start time) of the ``dvc`` process this stage runs under, if any (Linux /proc)."""
+    pid = os.getpid()
+    for _ in range(12):
+        stat = _proc_stat(pid)
+        if stat is None or stat[0] <= 1:
+            return None
+        pid = stat[0]
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            return None
+        if any(Path(a).name == "dvc" for a in argv[:2]) or argv[1:3] == ["-m", "dvc"]:
+            ticks = _proc_stat(pid)
+            boot = next(
+                float(line.split()[1])
+                for line in Path("/proc/stat").read_text().splitlines()
+                if line.startswith("btime")
+            )
+            started = boot + (ticks[1] if ticks else 0) / os.sysconf("SC_CLK_TCK")
+            return pid, started
+    return None
+
+
+def pipeline_run() -> str:
+    """One id shared by every stage run of one ``dvc exp run`` (its experiment name) or one
+    ``dvc repro`` (``repro-<start time>-<pid>`` of the dvc process); a stage script run by hand
+    gets ``manual-<time>-<pid>``. Filter on it in the MLflow UI: ``tags.pipeline_run = '...'``."""
+    import time
+
+    if os.environ.get("DVC_EXP_NAME"):
+        return os.environ["DVC_EXP_NAME"]
+    found = _dvc_ancestor()
+    if found is not None:
+        pid, started = found
+        return f"repro-{time.strftime('%Y%m%d-%H%M%S', time.localtime(started))}-{pid}"
+    return f"manual-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+
+
+def run_tags(params: Params, stage: StageItem) -> dict[str, str]:
+    """Tags every stage run carries: stage, item and its identity (``schedule``, ``protocol``,
+    ``workers``, ``method``, ``bow``), pipeline run, git commit, DVC experiment, params hash."""
     tags = {
-        "stage": stage,
-        "params_hash": params.digest(list(keys)),
+        "stage": stage.stage,
+        "pipeline_run": pipeline_run(),
+        "params_hash": params.digest(stage.params),
         "project_root": str(project_root()),
+        **{dim: dvc_str(value) for dim, value in stage.identity.items()},
     }
-    if item is not None:
-        tags["item"] = item
+    if stage.key is not None:
+        tags["item"] = stage.key
     commit = _git("rev-parse", "HEAD")
     if commit:
         tags["git_commit"] = commit
@@ -129,29 +182,36 @@ def run_tags(params: Params, stage: str, item: str | None, keys: Sequence[str]) 
     return tags
 
 
+def run_params(params: Params, stage: StageItem) -> dict[str, Any]:
+    """The params a stage depends on, flattened ``section.key``; an entry that names the item
+    (``pretrain.schedules.<schedule>``) is logged under its dimension (``schedule.cycles``), so
+    columns line up across items; the identity itself too (``schedule``, ``workers``)."""
+    out: dict[str, Any] = {dim: dvc_str(value) for dim, value in stage.identity.items()}
+    for key in stage.params:
+        flat = params.flat([key])
+        if key in stage.item_params:
+            dim = stage.item_params[key]
+            flat = {dim + name[len(key) :]: value for name, value in flat.items()}
+        out.update(flat)
+    return out
+
+
 @contextlib.contextmanager
 def stage_run(
-    params: Params,
-    stage: str,
-    item: str | None = None,
-    keys: Sequence[str] = (),
-    tags: Mapping[str, str] | None = None,
+    params: Params, stage: StageItem, identity: Mapping[str, Any] | None = None
 ) -> Iterator[Any]:
-    """Open the MLflow run of one stage (item), log its params flattened, yield the run.
+    """Open the MLflow run of one stage item (named as DVC names it), tag it, log its params
+    (:func:`run_params`), yield the run. The run is marked FAILED if the body raises.
 
-    ``keys`` are the params key paths the stage depends on (the same list as its ``params:``
-    in dvc.yaml); they are logged as ``section.key`` params and hashed into ``params_hash``.
-    The run is marked FAILED if the body raises.
-    """
+    ``identity``: what else identifies the run beyond its dvc.yaml item (e.g. the protocol of the
+    Bayesian head, the corpus of ``prepare``): logged as tags and params under the same names."""
     import mlflow
 
     setup(params)
-    all_tags = run_tags(params, stage, item, keys)
-    all_tags.update(tags or {})
-    name = f"{stage}@{item}" if item is not None else stage
-    with mlflow.start_run(run_name=name, tags=all_tags) as run:
-        flat = params.flat(list(keys) or None)
-        items = list(flat.items())
+    extra = {k: dvc_str(v) for k, v in (identity or {}).items()}
+    all_tags = {**run_tags(params, stage), **extra}
+    with mlflow.start_run(run_name=stage.name, tags=all_tags) as run:
+        items = list({**extra, **run_params(params, stage)}.items())
         for i in range(0, len(items), 100):  # MLflow caps a batch at 100 params
             mlflow.log_params({k: _param_value(v) for k, v in items[i : i + 100]})
         yield run
@@ -175,6 +235,71 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     }
     if clean:
         mlflow.log_metrics(clean, step=step)
+
+
+def log_artifact(path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+    """Attach a file to the active run."""
+    import mlflow
+
+    mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+
+def log_artifacts(directory: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+    """Attach every file of a directory to the active run."""
+    import mlflow
+
+    mlflow.log_artifacts(str(directory), artifact_path=artifact_path)
+
+
+def flatten_numbers(tree: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """The numbers of a nested metrics mapping under dotted names (``test.kl``,
+    ``fractions.10pct.vae.mean``): strings, booleans, lists and nulls are left out."""
+    out: dict[str, float] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten_numbers(value, name + "."))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[name] = float(value)
+    return out
+
+
+def log_result(
+    result: Mapping[str, Any], as_params: Sequence[str] = (), skip: Sequence[str] = ()
+) -> None:
+    """Log a stage's metrics file to its run under the file's own key paths (one naming rule for
+    DVC and MLflow: dots between levels; strings, lists and nulls left out).
+
+    ``as_params``: entries that describe the run rather than measure it (counts and settings
+    such as ``workers``, ``samples``) go in as params; ``skip``: entries left out. Each name is
+    a dotted key (``per_seed``, ``runs.single-tau1.tau``, its subtree included) or a last key
+    part (``tau`` matches ``runs.<any>.tau``)."""
+    import mlflow
+
+    def matches(name: str, keys: Sequence[str]) -> bool:
+        last = name.rsplit(".", 1)[-1]
+        return any(name == k or name.startswith(k + ".") or last == k for k in keys)
+
+    numbers = flatten_numbers(result)
+    log_metrics({k: v for k, v in numbers.items() if not matches(k, (*as_params, *skip))})
+    described = {
+        k: v
+        for k, v in _flatten_all(result).items()
+        if matches(k, as_params) and not matches(k, skip)
+    }
+    items = list(described.items())
+    for i in range(0, len(items), 100):  # MLflow caps a batch at 100 params
+        mlflow.log_params({k: _param_value(v) for k, v in items[i : i + 100]})
+
+
+def _flatten_all(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(_flatten_all(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def log_series(name_to_values: Mapping[str, Sequence[float]], steps: Sequence[int]) -> None:

@@ -16,8 +16,20 @@ import numpy as np
 
 from betamcmc.data.corpora import RawCorpus, load_corpus
 from betamcmc.data.params import DataParams
-from betamcmc.data.prepared import SPECIALS, SPLITS, Dialog, PreparedCorpus, Sentence, Vocab
+from betamcmc.data.prepared import (
+    SPECIALS,
+    SPLITS,
+    Dialog,
+    PreparedCorpus,
+    Sentence,
+    Vocab,
+    write_prepared,
+)
 from betamcmc.errors import InputError
+from betamcmc.io import write_json
+from betamcmc.params import Params
+from betamcmc.pipeline import StageItem
+from betamcmc.stopping import signals_deferred
 
 
 def build_vocab(corpus: RawCorpus, data: DataParams) -> Vocab:
@@ -151,4 +163,22 @@ def statistics(
                 corpus.label_names[factor][k]: v for k, v in sorted(counts.items())
             }
         stats[split] = entry
+    return stats
+
+
+def run_prepare(params: Params, stage: StageItem) -> dict[str, Any]:
+    """The ``prepare`` stage's work: prepare the corpus, write ``data/prepared/`` and the
+    statistics file (both atomically, after everything loaded and validated), log the MLflow run
+    (the statistics describe the data: logged as params). Returns the statistics."""
+    import mlflow  # MLflow's import costs seconds: only here, after the corpus is validated
+
+    from betamcmc import tracking
+
+    corpus, stats = prepare(params.data, params.seed)
+    with tracking.stage_run(params, stage, identity={"corpus": params.data.corpus}):
+        with signals_deferred():  # the corpus and its statistics are written as a pair
+            write_prepared(stage.out, corpus)
+            write_json(stage.path(".json"), stats)
+        tracking.log_result(stats, as_params=list(stats))
+        mlflow.log_artifact(str(stage.path(".json")))
     return stats

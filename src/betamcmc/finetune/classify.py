@@ -21,6 +21,7 @@ seed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +29,16 @@ import numpy as np
 import torch
 from scipy import sparse
 
+from betamcmc import pipeline, tracking
 from betamcmc.data.prepared import PreparedCorpus, Sentence
 from betamcmc.errors import DivergenceError, InputError
 from betamcmc.finetune.params import FinetuneParams
+from betamcmc.io import write_json, write_text
+from betamcmc.params import Params
+from betamcmc.pipeline import StageItem
+from betamcmc.progress import Progress
+from betamcmc.runner import seed_everything
+from betamcmc.stopping import signals_deferred
 
 
 # --------------------------------------------------------------------------- inputs
@@ -225,10 +233,15 @@ def _mean_std(values: list[float]) -> dict[str, float]:
 
 
 def run_classification(
-    vaes: Any, corpus: PreparedCorpus, p: FinetuneParams, label: str
+    vaes: Any,
+    corpus: PreparedCorpus,
+    p: FinetuneParams,
+    label: str,
+    report: Callable[[int, int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
     """The whole table for one schedule's pretrained VAEs (one per pretrain seed, or a single
-    model): accuracy per method x label fraction (mean, std)."""
+    model): accuracy per method x label fraction (mean, std). ``report(done, of, values)``:
+    progress after every (seed, label fraction), with that cell's accuracies."""
     from betamcmc.vae.model import TextVAE
 
     vaes = list(vaes) if isinstance(vaes, list | tuple) else [vaes]
@@ -283,6 +296,10 @@ def run_classification(
                     sub = LabeledSplit([train.ids[i] for i in idx], y_tr)
                     pred = finetune_predict(vae, sub, test, n_classes, p, seed)
                     acc["vae_finetuned"][key].append(float((pred == test.y).mean()))
+            if report is not None:
+                done = p.seeds.index(seed) * len(p.label_fractions) + p.label_fractions.index(f)
+                cell = {"fraction": f, **{m: acc[m][key][-1] for m in methods}}
+                report(done + 1, len(p.seeds) * len(p.label_fractions), cell)
     fractions = {}
     for f in p.label_fractions:
         key = fraction_key(f)
@@ -306,12 +323,52 @@ def run_classification(
 
 
 def accuracy_rows(metrics: dict[str, Any]) -> str:
-    """CSV plot data: one row per (method, label fraction) with the mean and std accuracy."""
-    lines = ["method,fraction,labeled,accuracy,std"]
+    """CSV plot data: one row per (label fraction, method), the method in the ``series`` column,
+    so ``dvc plots`` (template ``series``, ``.dvc/plots/series.json``) draws one line per method
+    against the fraction."""
+    lines = ["fraction,labeled,series,accuracy,std"]
     for row in metrics["fractions"].values():
         for method, value in row.items():
             if isinstance(value, dict):
                 lines.append(
-                    f"{method},{row['fraction']:g},{row['labeled']},{value['mean']:.6f},{value['std']:.6f}"
+                    f"{row['fraction']:g},{row['labeled']},{method},{value['mean']:.6f},"
+                    f"{value['std']:.6f}"
                 )
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- the stage
+def run_classify(params: Params, stage: StageItem) -> dict[str, Any]:
+    """Semi-supervised classification from the codes of every pretrained seed of the schedule."""
+    from betamcmc.data.prepared import load_prepared
+    from betamcmc.finetune import limit_threads
+    from betamcmc.vae.model import load_vae, seed_dirs
+
+    schedule = stage.identity["schedule"]
+    prepared = pipeline.stage_item("prepare").out
+    corpus = load_prepared(prepared)
+    label = pick_label(corpus, params.finetune.label, prepared)
+    vaes = [load_vae(d) for d in seed_dirs(pipeline.stage_item("pretrain", schedule=schedule).out)]
+    limit_threads(params.runtime.threads)
+    seed_everything(params.seed)
+
+    with tracking.stage_run(params, stage), Progress(stage.name) as progress:
+        table = run_classification(vaes, corpus, params.finetune, label, report=progress)
+        metrics = {"schedule": schedule, **table}
+        with signals_deferred():  # the plot data and the metrics are written as a pair
+            write_text(stage.path("_accuracy.csv"), accuracy_rows(metrics))
+            write_json(stage.path(".json"), metrics)
+        tracking.log_result(
+            metrics,
+            as_params=(
+                "fraction",
+                "labeled",
+                "classes",
+                "seeds",
+                "vae_models",
+                "test_sentences",
+                "train_sentences",
+            ),
+        )
+        tracking.log_artifact(stage.path(".json"))
+    return metrics

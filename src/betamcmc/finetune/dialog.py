@@ -8,6 +8,7 @@ beta_t comes from :func:`betamcmc.vae.schedules.beta_at` over the CVAE's own ite
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 
 import torch
 
+from betamcmc import pipeline, tracking
 from betamcmc.data.prepared import Dialog, PreparedCorpus, Vocab, load_vocab
 from betamcmc.errors import DivergenceError, InputError
 from betamcmc.finetune.cvae import CVAEConfig, DialogCVAE, collate
@@ -25,6 +27,12 @@ from betamcmc.finetune.dialog_metrics import (
     distinct_n,
 )
 from betamcmc.finetune.params import DialogParams
+from betamcmc.io import atomic_path, write_json, write_text
+from betamcmc.params import Params
+from betamcmc.pipeline import StageItem
+from betamcmc.progress import Progress
+from betamcmc.runner import resolve_device, seed_everything
+from betamcmc.stopping import signals_deferred
 from betamcmc.vae.schedules import beta_at
 from betamcmc.vae.train import autocast_for
 
@@ -134,9 +142,12 @@ def train_cvae(
     params: DialogParams,
     seed: int,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    report: Callable[[int, int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Adam on rec + beta_t KL (+ bow), beta_t from ``schedule``; keeps the best-valid-ELBO weights
-    in ``model`` on return. Raises :class:`DivergenceError` on a non-finite loss."""
+    in ``model`` on return. Raises :class:`DivergenceError` on a non-finite loss.
+    ``report(iteration, of iterations, values)``: progress after every iteration (beta and the
+    minibatch's loss terms)."""
     train = corpus.dialogs["train"]
     per_epoch = math.ceil(len(train) / params.batch_size)
     total = per_epoch * params.epochs
@@ -168,6 +179,8 @@ def train_cvae(
             for k in keys[1:]:
                 result.series[k].append(float(out[k].item()))
             it += 1
+            if report is not None:
+                report(it, total, {k: result.series[k][-1] for k in keys})
         valid = evaluate_elbo(model, corpus.dialogs["valid"], params.batch_size, seed)
         result.epochs.append(valid)
         if on_epoch is not None:
@@ -295,3 +308,71 @@ def respond(
         0
     ]
     return [vocab.decode(s) for s in ids]
+
+
+# --------------------------------------------------------------------------- the stage
+def run_dialog(params: Params, stage: StageItem) -> dict[str, Any]:
+    """Train the dialog CVAE with the schedule's beta (and the bag-of-words loss or not)."""
+    from betamcmc.data.prepared import load_prepared
+    from betamcmc.finetune import limit_threads
+    from betamcmc.finetune.cvae import save_cvae  # looked up at call time (tests patch it)
+
+    schedule, bow = stage.identity["schedule"], stage.identity["bow"] == "bow"
+    dp = params.finetune.dialog
+    limit_threads(params.runtime.threads)
+    prepared = pipeline.stage_item("prepare").out
+    corpus = load_prepared(prepared)
+    check_dialog_corpus(corpus, prepared)
+    seed_everything(params.seed)
+    pretrained = (
+        pipeline.stage_item("pretrain", schedule=schedule).out
+        if dp.init_encoder == "pretrained"
+        else None
+    )
+    model = build_model(dp, bow, corpus.vocab, params.data.dialog_context, pretrained)
+    model.to(resolve_device(params.device))  # a GPU under device: auto (bf16 autocast there)
+    max_len = dp.max_decode_len or params.data.max_len
+
+    with (
+        tracking.stage_run(params, stage),
+        Progress(stage.name, mlflow=True, prefix="train.") as progress,  # live curves
+    ):
+        result = train_cvae(
+            model,
+            corpus,
+            params.pretrain.schedules[schedule],
+            dp,
+            params.seed,
+            on_epoch=lambda epoch, valid: tracking.log_metrics(
+                {f"valid_epoch.{k}": v for k, v in valid.items()}, step=epoch
+            ),
+            report=progress,
+        )
+        measured, samples = evaluate_dialog(model, corpus, dp, max_len, params.seed)
+        metrics = {
+            "schedule": schedule,
+            "bow": bow,
+            "init_encoder": dp.init_encoder,
+            "iterations": result.iterations,
+            "best_epoch": result.best_epoch,
+            "valid_elbo": result.best_valid_elbo,
+            **measured,
+        }
+        header = "step," + ",".join(result.series)
+        lines = [header] + [
+            f"{s}," + ",".join(f"{result.series[k][i]:.6g}" for k in result.series)
+            for i, s in enumerate(result.steps)
+        ]
+        with signals_deferred():  # the model and its metrics are written as a pair
+            with atomic_path(stage.out) as tmp:
+                save_cvae(tmp, model, corpus.vocab)
+                (tmp / "samples.json").write_text(json.dumps(samples, indent=2) + "\n", "utf-8")
+            write_text(stage.path("_train.csv"), "\n".join(lines) + "\n")
+            write_json(stage.path(".json"), metrics)
+        tracking.log_result(
+            metrics,
+            as_params=("iterations", "best_epoch", "contexts_scored", "samples_per_context"),
+        )
+        tracking.log_artifact(stage.path(".json"))
+        tracking.log_artifact(stage.out / "samples.json")
+    return metrics

@@ -10,7 +10,7 @@
       features: mean              # mean: posterior mean mu; sample: one z ~ q(z|x) per sentence
       finetune_encoder: false     # also train the VAE encoder end to end with the classifier
       dialog:
-        bow: [false, true]        # bag-of-words loss settings compared (one DVC item each)
+        bow: [nobow, bow]         # without / with the bag-of-words loss (one DVC item each)
         ...
 
 The dialog stage's beta follows ``pretrain.schedules.<schedule>`` (the same functions as the
@@ -39,9 +39,10 @@ LabelFraction = Annotated[float, AfterValidator(_label_fraction)]
 class DialogParams(Section):
     """The conditional VAE for dialog responses (Zhao et al. 2017) and its evaluation."""
 
-    bow: list[bool] = Field(
+    bow: list[Literal["nobow", "bow"]] = Field(
         min_length=1,
-        description="bag-of-words auxiliary loss settings to compare; each is one `dialog` item",
+        description="nobow: the CVAE's ELBO; bow: plus the bag-of-words loss (Zhao et al.); "
+        "each setting is one `dialog` item",
     )
     init_encoder: Literal["pretrained", "random"] = Field(
         description="pretrained: the utterance encoder starts from the schedule's pretrained VAE "
@@ -121,11 +122,6 @@ class FinetuneParams(Section):
     batch_size: int = Field(ge=1, description="minibatch size of end-to-end fine-tuning")
     max_train: int | None = Field(ge=1, description="cap on training sentences (null: all)")
     max_test: int | None = Field(ge=1, description="cap on test sentences (null: all)")
-    threads: int = Field(
-        ge=0,
-        description="CPU threads for torch and BLAS in classify/dialog (0: library default); "
-        "these models are small, so 1 thread avoids oversubscription on a shared machine",
-    )
     dialog: DialogParams
     vae_head: VaeHeadParams
 

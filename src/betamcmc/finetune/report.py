@@ -10,14 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from betamcmc import pipeline, tracking
 from betamcmc.errors import InputError
-from betamcmc.io import read_json
+from betamcmc.io import atomic_path, read_json
+from betamcmc.params import Params
+from betamcmc.pipeline import StageItem
 
 
-def load_metrics(metrics_dir: str | Path, names: list[str]) -> dict[str, dict[str, Any]]:
+def load_metrics(paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """The metrics file of every item (name -> path); a missing one is an input error."""
     out = {}
-    for name in names:
-        path = Path(metrics_dir) / f"{name}.json"
+    for name, path in paths.items():
         if not path.exists():
             raise InputError("metrics file missing (run the stage that writes it first)", path)
         out[name] = read_json(path)
@@ -171,3 +174,23 @@ def write_report(
     (out / "dialog.md").write_text(
         "# Dialog response generation (CVAE)\n\n" + dialog_table(dialog), encoding="utf-8"
     )
+
+
+# --------------------------------------------------------------------------- the stage
+def run_report(params: Params, stage: StageItem) -> None:
+    """Tables and the accuracy figure of every classify and dialog item in ``stage.out``."""
+    schedules = list(params.pretrain.schedules)
+    classify = load_metrics(
+        {s: pipeline.stage_item("classify", schedule=s).path(".json") for s in schedules}
+    )
+    dialog = load_metrics(
+        {
+            f"{s}-{b}": pipeline.stage_item("dialog", schedule=s, bow=b).path(".json")
+            for s in schedules
+            for b in params.finetune.dialog.bow
+        }
+    )
+    with tracking.stage_run(params, stage):
+        with atomic_path(stage.out) as tmp:
+            write_report(tmp, classify, dialog)
+        tracking.log_artifacts(stage.out, "reports")

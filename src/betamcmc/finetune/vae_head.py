@@ -16,8 +16,8 @@ one-hidden-layer MLP over them is
   accuracy of scikit-learn's logistic regression (the ``classify`` stage's classifier) on the same
   codes is reported beside it as a cross-check.
 
-Outputs of item ``<schedule>`` (:func:`run_head`): ``models/sgmcmc_vae_head/<schedule>/`` (the
-samples file, ``run.json``) and ``metrics/sgmcmc_vae_head/<schedule>.json`` (written last). Settings
+Outputs of item ``<schedule>`` (:func:`run_head`, paths from dvc.yaml): the model directory (the
+samples file, ``run.json``) and the metrics file (written last). Settings
 in ``finetune.vae_head``; the engine's (sampler kind, friction, temperature, tau, overlap,
 threads, worker timeout) come from ``sgmcmc``. With ``device: auto`` and CUDA present the
 workers' gradients and the MAP fit run on the GPU.
@@ -34,33 +34,23 @@ import numpy as np
 import torch
 from torch import nn
 
+from betamcmc import pipeline, tracking
 from betamcmc.data.prepared import PreparedCorpus
 from betamcmc.errors import DivergenceError, InputError
 from betamcmc.finetune.classify import encode_sentences, fit_predict_logreg, labeled_split
 from betamcmc.finetune.params import VaeHeadParams
 from betamcmc.io import write_json
 from betamcmc.params import Params
+from betamcmc.pipeline import StageItem
+from betamcmc.progress import Progress
+from betamcmc.runner import resolve_device, seed_everything
 from betamcmc.sgmcmc.config import EngineConfig, RunSpec
 from betamcmc.sgmcmc.evaluate import evaluate_samples, predictive_metrics
 from betamcmc.sgmcmc.samples import read_samples
-from betamcmc.sgmcmc.sampling import finalize_dir, fresh_partial, sample
+from betamcmc.sgmcmc.sampling import finalize_dir, fresh_partial, is_worker_rank, sample
 from betamcmc.sgmcmc.tasks import MLP, Task
 from betamcmc.stopping import signals_deferred
 
-# the params the stage depends on (dvc.yaml ``params:`` and the MLflow run's keys)
-STAGE_KEYS = [
-    "seed",
-    "device",
-    "sgmcmc.sampler",
-    "sgmcmc.period",
-    "sgmcmc.alpha",
-    "sgmcmc.overlap",
-    "sgmcmc.staleness",
-    "sgmcmc.threads",
-    "sgmcmc.worker_timeout",
-    "sgmcmc.eval_points",
-    "finetune.vae_head",
-]
 PREDICTIVE = ("accuracy", "log_likelihood", "log_likelihood_median", "log_likelihood_worst", "ece")
 
 
@@ -181,8 +171,8 @@ def run_head(
     params: Params,
     data: HeadData,
     schedule: str,
-    models_dir: Path = Path("models/sgmcmc_vae_head"),
-    metrics_dir: Path = Path("metrics/sgmcmc_vae_head"),
+    model_dir: Path,
+    metrics_path: Path,
     device: str = "cpu",
 ) -> dict[str, Any]:
     """Sample the head, fit the MAP head, evaluate both on the test codes, write the outputs
@@ -190,6 +180,7 @@ def run_head(
     p = params.finetune.vae_head
     config = EngineConfig.from_params(
         params.sgmcmc,
+        params.runtime,
         prior_std=p.prior_std,
         burn_in=p.burn_in,
         thinning=p.thinning,
@@ -201,9 +192,10 @@ def run_head(
     )
     factory = CodesTaskFactory(data, p.batch_size, p.hidden)
     spec = RunSpec(config, p.protocol, p.workers, params.seed, factory, device)
-    partial = fresh_partial(models_dir / schedule)
+    partial = fresh_partial(model_dir)
     info = {"item": schedule, "task": "vae_head", "label": p.label, "seed": params.seed}
-    result = sample(spec, partial, info, params.sgmcmc.allow_partial)
+    with Progress(f"Bayesian head ({schedule})", mlflow=True, prefix="sampling.") as progress:
+        result = sample(spec, partial, info, params.sgmcmc.allow_partial, report=progress)
     if result is None:  # a torchrun worker rank
         return {}
     task = factory()
@@ -241,18 +233,46 @@ def run_head(
     }
     write_json(partial / "run.json", {**result.as_dict(), "evaluation": bma, "summary": summary})
     with signals_deferred():
-        finalize_dir(partial, models_dir / schedule)
-        write_json(metrics_dir / f"{schedule}.json", summary)
+        finalize_dir(partial, model_dir)
+        write_json(metrics_path, summary)
     return summary
 
 
-def flat_metrics(summary: dict[str, Any]) -> dict[str, float]:
-    """Scalars for MLflow: ``sgmcmc_<metric>``, ``map_<metric>``, ``delta_<metric>``, ..."""
-    out: dict[str, float] = {}
-    for prefix, key in (("sgmcmc", "sgmcmc"), ("map", "point_estimate"), ("delta", "delta")):
-        for k, v in summary[key].items():
-            if isinstance(v, int | float) and not isinstance(v, bool):
-                out[f"{prefix}_{k}"] = float(v)
-    for k in ("majority_baseline", "sklearn_logreg_accuracy"):
-        out[k] = float(summary[k])
-    return out
+# --------------------------------------------------------------------------- the stage
+def run_vae_head(params: Params, stage: StageItem) -> dict[str, Any]:
+    """The Bayesian head on the codes of the schedule's first pretrained seed vs the MAP head.
+    Empty on a torchrun worker rank, which only computes gradients (no run, no outputs)."""
+    from betamcmc.data.prepared import load_prepared
+    from betamcmc.finetune import limit_threads
+    from betamcmc.vae.model import load_vae
+
+    schedule = stage.identity["schedule"]
+    prepared = pipeline.stage_item("prepare").out
+    corpus = load_prepared(prepared)
+    head = params.finetune.vae_head
+    check_label(corpus, head.label, prepared)
+    vae = load_vae(pipeline.stage_item("pretrain", schedule=schedule).out)
+    limit_threads(params.runtime.threads)
+    seed_everything(params.seed)
+    data = encode_codes(vae, corpus, head)
+
+    device = resolve_device(params.device)
+    models, metrics_path = stage.out, stage.path(".json")
+    if is_worker_rank():
+        return run_head(params, data, schedule, models, metrics_path, device)
+    identity = {"protocol": head.protocol, "workers": head.workers}
+    with tracking.stage_run(params, stage, identity=identity):
+        summary = run_head(params, data, schedule, models, metrics_path, device)
+        tracking.log_result(
+            summary,
+            as_params=(
+                "classes",
+                "train_sentences",
+                "test_sentences",
+                "workers",
+                "samples",
+                "code_dim",
+            ),
+        )
+        tracking.log_artifact(metrics_path)
+    return summary

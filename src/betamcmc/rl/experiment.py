@@ -7,7 +7,7 @@ steps to the samples file (downpour: its own chain; elastic: each worker's chain
 every snapshot is evaluated (``evaluate.py``), and the master's final parameters (downpour: its
 chain; elastic: the centre variable) are evaluated over ``rl.final_episodes`` episodes and saved.
 
-Outputs of item ``<method>-w<W>`` (all written at the end; a failed or stopped run writes none and
+Outputs of item ``<method>-<W>`` (paths: dvc.yaml; all written at the end; a failed or stopped run writes none and
 leaves the previous outputs as they were). The model folder appears first (one rename), then the
 curve, then the metrics file: metrics never exist without their model folder.
 
@@ -32,51 +32,22 @@ import torch
 
 from betamcmc.errors import DivergenceError, ParamsError
 from betamcmc.io import write_json, write_text
-from betamcmc.params import Params
+from betamcmc.params import Params, RuntimeParams
+from betamcmc.pipeline import StageItem
+from betamcmc.progress import Progress
 from betamcmc.rl.agent import ActorCritic, LossConfig
 from betamcmc.rl.envs import EnvInfo, check_env, run_episodes
 from betamcmc.rl.evaluate import SeedCurve, aggregate_curves, read_curve, steps_to_threshold
-from betamcmc.rl.params import Method, RlParams, item_name, split_method
+from betamcmc.rl.params import Method, RlParams, split_method
 from betamcmc.rl.task import RlTask
 from betamcmc.sgmcmc.config import EngineConfig, RunSpec, SamplerConfig
 from betamcmc.sgmcmc.flat import FlatModel
-from betamcmc.sgmcmc.launch import run_local
+from betamcmc.sgmcmc.launch import run_local, set_threads
 from betamcmc.sgmcmc.result import require_complete
 from betamcmc.sgmcmc.samples import read_samples
 from betamcmc.sgmcmc.sampling import finalize_dir
 from betamcmc.stopping import Stopped, signals_deferred, stop_on_signals
 
-# dvc.yaml ``params:`` of the rl stage and the MLflow run's keys: everything an item reads
-# (not ``rl.methods`` / ``rl.workers``: adding a method must not re-run the others)
-STAGE_KEYS = [
-    f"rl.{k}"
-    for k in (
-        "env",
-        "seeds",
-        "step_size",
-        "temperature",
-        "friction",
-        "prior_std",
-        "period",
-        "alpha",
-        "overlap",
-        "hidden",
-        "envs_per_worker",
-        "rollout_length",
-        "gamma",
-        "gae_lambda",
-        "entropy_coef",
-        "value_coef",
-        "normalize_advantages",
-        "total_steps",
-        "eval_every",
-        "eval_episodes",
-        "final_episodes",
-        "eval_mode",
-        "threads",
-        "worker_timeout",
-    )
-]
 EVAL_SEED, FINAL_SEED = 10_000, 20_000  # evaluation episodes' environment seeds (+ 100 x seed)
 
 
@@ -110,7 +81,9 @@ def schedule(rl: RlParams, protocol: str, workers: int) -> Schedule:
     return Schedule(batch, thin, snapshots)
 
 
-def engine_spec(rl: RlParams, method: str, workers: int, seed: int) -> RunSpec:
+def engine_spec(
+    rl: RlParams, runtime: RuntimeParams, method: str, workers: int, seed: int
+) -> RunSpec:
     """The engine's run for a method: SGLD/SGHMC, at temperature 0 for sgd/sgdm."""
     update, protocol = split_method(method)
     sched = schedule(rl, protocol, workers)
@@ -129,8 +102,8 @@ def engine_spec(rl: RlParams, method: str, workers: int, seed: int) -> RunSpec:
         burn_in=sched.thinning,
         thinning=sched.thinning,
         samples=sched.snapshots,
-        threads=rl.threads,
-        worker_timeout=rl.worker_timeout,
+        threads=runtime.threads,
+        worker_timeout=runtime.worker_timeout,
         step_size_key="rl.step_size",
     )
     task = RlTask(
@@ -168,18 +141,26 @@ def save_policy(path: Path, model: ActorCritic, meta: dict[str, Any]) -> None:
 
 
 def run_seed(
-    rl: RlParams, method: str, workers: int, seed: int, seed_dir: Path, info: dict[str, Any]
+    rl: RlParams,
+    runtime: RuntimeParams,
+    method: str,
+    workers: int,
+    seed: int,
+    seed_dir: Path,
+    info: dict[str, Any],
 ) -> tuple[SeedCurve, dict[str, Any]]:
     """Train one seed through the engine, evaluate its snapshots and final policy, save it."""
-    spec = engine_spec(rl, method, workers, seed)
+    spec = engine_spec(rl, runtime, method, workers, seed)
     sched = schedule(rl, spec.protocol, workers)
     greedy = rl.eval_mode == "greedy"
     started = time.perf_counter()
     try:
-        result = run_local(spec, seed_dir / "samples", {**info, "seed": seed})
+        where = f"rl {method} W={workers} seed {seed}"
+        with Progress(where, mlflow=True, prefix=f"seed{seed}.sampling.") as progress:
+            result = run_local(spec, seed_dir / "samples", {**info, "seed": seed}, report=progress)
     except DivergenceError as err:
         raise DivergenceError(
-            f"rl {item_name(method, workers)} seed {seed}: the policy diverged "
+            f"rl {method} with {workers} workers, seed {seed}: the policy diverged "
             f"({str(err).split(':')[0]}); lower rl.step_size (now {rl.step_size:g})"
             + (
                 f" or rl.temperature (now {rl.temperature:g})"
@@ -198,9 +179,11 @@ def run_seed(
     stats, _ = run_episodes(model, rl.env, rl.eval_episodes, eval_seed, greedy)
     levels[0] = [(0.0, 0.0, stats.mean, stats.entropy)]
     snapshots = []
+    evaluating = Progress(f"rl {method} W={workers} seed {seed}: evaluating snapshots")
     for i in range(len(samples)):
         flat.load(torch.tensor(samples.theta[i]))
         stats, _ = run_episodes(model, rl.env, rl.eval_episodes, eval_seed, greedy)
+        evaluating(i + 1, len(samples), {"return_mean": stats.mean})
         env_steps = float(samples.grad_evals[i]) * sched.steps_per_gradient
         level = int(samples.step[i]) // sched.thinning
         levels.setdefault(level, []).append(
@@ -216,11 +199,12 @@ def run_seed(
                 "entropy": round(stats.entropy, 6),
             }
         )
+    evaluating.close()
     curve = SeedCurve.from_levels(seed, levels)
     assert result.final_theta is not None
     if not bool(torch.isfinite(result.final_theta).all()):
         raise DivergenceError(
-            f"rl {item_name(method, workers)} seed {seed}: the master's parameters are "
+            f"rl {method} with {workers} workers, seed {seed}: the master's parameters are "
             f"non-finite; lower rl.step_size (now {rl.step_size:g})"
         )
     flat.load(result.final_theta)
@@ -301,90 +285,77 @@ def summarize(
     }
 
 
-def run_item(
-    params: Params,
-    method: str,
-    workers: int,
-    models_dir: Path = Path("models/rl"),
-    metrics_dir: Path = Path("metrics/rl"),
-    track: bool = True,
-) -> dict[str, Any]:
-    """Train and evaluate every seed of one item and write all its outputs; returns the metrics.
-    SIGTERM / SIGINT end it with one line saying how far it got; nothing is written then."""
+def run_item(params: Params, stage: StageItem, track: bool = True) -> dict[str, Any]:
+    """Train and evaluate every seed of one item and write all its outputs (paths: dvc.yaml);
+    returns the metrics. SIGTERM / SIGINT end it with one line saying how far it got; nothing
+    is written then."""
     rl = params.rl
+    method, workers = stage.identity["method"], stage.identity["workers"]
     env = check_item(rl, method, workers)
-    item = item_name(method, workers)
-    torch.set_num_threads(rl.threads)
+    set_threads(params.runtime.threads)
     progress: list[int] = []  # seeds finished
     try:
         with stop_on_signals():
             if not track:
-                return _run_and_write(
-                    rl, env, method, workers, item, models_dir, metrics_dir, progress
-                )
+                return _run_and_write(rl, params.runtime, env, stage, progress)
             from betamcmc import tracking  # MLflow loads only for tracked runs
 
-            with tracking.stage_run(params, stage="rl", item=item, keys=STAGE_KEYS):
-                summary = _run_and_write(
-                    rl, env, method, workers, item, models_dir, metrics_dir, progress
-                )
-                _log(summary, metrics_dir, item)
+            update, protocol = split_method(method)
+            with tracking.stage_run(
+                params, stage, identity={"update": update, "protocol": protocol}
+            ):
+                summary = _run_and_write(rl, params.runtime, env, stage, progress)
+                _log(summary, stage)
             return summary
     except Stopped as stop:
         if stop.outputs_complete:
             raise
         raise stop.saying(
-            f"rl {item}: {len(progress)} of {len(rl.seeds)} seeds were done; nothing was "
+            f"{stage.name}: {len(progress)} of {len(rl.seeds)} seeds were done; nothing was "
             "written, the previous outputs are as they were"
         ) from None
 
 
 def _run_and_write(
-    rl: RlParams,
-    env: EnvInfo,
-    method: str,
-    workers: int,
-    item: str,
-    models_dir: Path,
-    metrics_dir: Path,
-    progress: list[int],
+    rl: RlParams, runtime: RuntimeParams, env: EnvInfo, stage: StageItem, progress: list[int]
 ) -> dict[str, Any]:
-    info = {"item": item, "task": "rl", "env": rl.env, "method": method}
+    method, workers = stage.identity["method"], stage.identity["workers"]
+    info = {"item": stage.key, "task": "rl", "env": rl.env, "method": method}
     curves: list[SeedCurve] = []
     records: list[dict[str, Any]] = []
-    final = models_dir / item
-    staging = models_dir / f".{item}.partial"  # not an output; removed on every way out
+    final = stage.out
+    staging = final.with_name(f".{final.name}.partial")  # not an output; removed on every way out
     shutil.rmtree(staging, ignore_errors=True)
     try:
         for seed in rl.seeds:
             seed_dir = staging / f"seed{seed}"
             seed_dir.mkdir(parents=True)
-            curve, record = run_seed(rl, method, workers, seed, seed_dir, info)
+            curve, record = run_seed(rl, runtime, method, workers, seed, seed_dir, info)
             curves.append(curve)
             records.append(record)
             progress.append(seed)
-        write_json(staging / "run.json", {"item": item, "runs": records})
+        write_json(staging / "run.json", {"item": stage.key, "runs": records})
         summary = summarize(rl, env, method, workers, curves, records)
         table = aggregate_curves(curves)
         with signals_deferred():  # model folder first, metrics file last
             finalize_dir(staging, final)
-            write_text(metrics_dir / f"{item}_curve.csv", table.to_csv())
-            write_json(metrics_dir / f"{item}.json", summary)
+            write_text(stage.path("_curve.csv"), table.to_csv())
+            write_json(stage.path(".json"), summary)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return summary
 
 
-def _log(summary: dict[str, Any], metrics_dir: Path, item: str) -> None:
-    import mlflow  # MLflow's import costs seconds: only tracked runs pay it
-
+def _log(summary: dict[str, Any], stage: StageItem) -> None:
     from betamcmc import tracking
 
-    tracking.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float)})
-    curve = read_curve(metrics_dir / f"{item}_curve.csv")
+    settings = ["workers", "seeds", "reward_threshold", "temperature", "step_size"]
+    tracking.log_result(summary, as_params=settings, skip=["per_seed"])
+    curve = read_curve(stage.path("_curve.csv"))
     steps = [int(round(s)) for s in curve["env_steps"]]
     tracking.log_series(
-        {"return_mean": curve["return_mean"], "entropy_mean": curve["entropy_mean"]}, steps
+        {"curve.return_mean": curve["return_mean"], "curve.entropy_mean": curve["entropy_mean"]},
+        steps,
     )
-    mlflow.log_artifact(str(metrics_dir / f"{item}_curve.csv"))
-    mlflow.log_artifact(str(metrics_dir / f"{item}.json"))
+    tracking.log_artifact(stage.path("_curve.csv"))
+    tracking.log_artifact(stage.path(".json"))

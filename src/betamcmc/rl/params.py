@@ -43,11 +43,6 @@ def split_method(method: str) -> tuple[str, str]:
     return update, protocol
 
 
-def item_name(method: str, workers: int) -> str:
-    """The name of one ``rl`` item: its metrics, models and MLflow run (``sgld-downpour-w2``)."""
-    return f"{method}-w{workers}"
-
-
 class RlParams(Section):
     env: str = Field(min_length=1, description="gymnasium id (discrete actions)")
     methods: list[Method] = Field(min_length=1)
@@ -82,10 +77,6 @@ class RlParams(Section):
     eval_episodes: int = Field(ge=1, description="episodes per snapshot")
     final_episodes: int = Field(ge=1, description="episodes of the final master policy")
     eval_mode: Literal["greedy", "sample"]
-    threads: int = Field(ge=1, description="torch threads per process")
-    worker_timeout: float = Field(
-        gt=0.0, description="seconds without a message or heartbeat = lost worker"
-    )
     allow_partial: bool = Field(
         description="accept a seed whose run lost workers and collected fewer snapshots than "
         "its budget (default: the stage fails)"

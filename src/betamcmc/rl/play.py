@@ -1,6 +1,6 @@
 """``betamcmc rl play <run>``: replay a saved policy, print its returns, draw a CartPole frame strip.
 
-``<run>`` is an item directory (``models/rl/sgld-downpour-w2``), an item name (looked up under
+``<run>`` is an item directory (``models/rl/sgld-downpour-2``), an item name (its folder as dvc.yaml declares it, under
 ``models/rl/``) or a ``policy.pt`` file. gymnasium's ``render_mode="rgb_array"`` needs pygame,
 which this project does not install; the CartPole frame strip is drawn from the environment's
 state (cart position, pole angle) with matplotlib instead, which costs a fraction of a second.
@@ -14,15 +14,28 @@ from typing import Any
 import numpy as np
 import torch
 
+from betamcmc import pipeline
 from betamcmc.errors import InputError
 from betamcmc.rl.agent import ActorCritic
 from betamcmc.rl.envs import check_env, run_episodes
 
 
-def resolve_policy(run: str, seed: int | None = None, models_dir: Path = Path("models/rl")) -> Path:
+def _item_dir(name: str) -> Path | None:
+    """The model folder of item ``<method>-<W>`` as dvc.yaml declares it (None if not one)."""
+    method, _, workers = name.rpartition("-")
+    if not workers.isdigit():
+        return None
+    try:
+        return pipeline.stage_item("rl", method=method, workers=int(workers)).out
+    except InputError:  # no dvc.yaml here
+        return None
+
+
+def resolve_policy(run: str, seed: int | None = None) -> Path:
     path = Path(run)
-    if not path.exists() and (models_dir / run).exists():
-        path = models_dir / run
+    item = _item_dir(run) if not path.exists() else None
+    if item is not None and item.exists():
+        path = item
     if path.is_file():
         return path
     if not path.is_dir():

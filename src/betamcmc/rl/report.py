@@ -1,7 +1,7 @@
 """The ``rl_report`` stage's outputs: a markdown table and learning-curve figures of every item.
 
-Reads ``metrics/rl/<item>.json`` and ``metrics/rl/<item>_curve.csv`` for every method x workers in
-params and writes ``reports/rl/`` (one directory, atomically): ``table.md`` (final return,
+Reads the metrics file and curve of every ``rl@<method>-<W>`` item of ``rl.methods`` x
+``rl.workers`` (paths: dvc.yaml) and writes ``reports/rl/`` (one directory, atomically): ``table.md`` (final return,
 steps to the solve threshold, wall-clock, throughput), ``curves.png`` (return mean +- std over
 seeds against environment steps and against wall-clock seconds, policy entropy against steps).
 """
@@ -11,28 +11,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from betamcmc import pipeline
 from betamcmc.errors import InputError
 from betamcmc.io import atomic_path, read_json
 from betamcmc.params import Params
+from betamcmc.pipeline import StageItem
 from betamcmc.rl.evaluate import read_curve
-from betamcmc.rl.params import item_name
 
 
-def load_items(
-    params: Params, metrics_dir: Path
-) -> list[tuple[str, dict[str, Any], dict[str, list[float]]]]:
+def load_items(params: Params) -> list[tuple[str, dict[str, Any], dict[str, list[float]]]]:
     out = []
     for workers in params.rl.workers:
         for method in params.rl.methods:
-            item = item_name(method, workers)
-            path = metrics_dir / f"{item}.json"
+            stage = pipeline.stage_item("rl", method=method, workers=workers)
+            item, path = stage.key, stage.path(".json")
             try:
                 summary = read_json(path)
             except FileNotFoundError:
                 raise InputError("metrics not found (run the rl stage first)", path) from None
             except ValueError as err:
                 raise InputError(f"metrics are not JSON ({err})", path) from None
-            out.append((item, summary, read_curve(metrics_dir / f"{item}_curve.csv")))
+            out.append((item, summary, read_curve(stage.path("_curve.csv"))))
     return out
 
 
@@ -105,11 +104,21 @@ def curves_figure(
     plt.close(fig)
 
 
-def write_report(params: Params, metrics_dir: Path, out_dir: Path) -> Path:
-    items = load_items(params, metrics_dir)
+def write_report(params: Params, out_dir: Path) -> Path:
+    items = load_items(params)
     threshold = items[0][1]["reward_threshold"]
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
         (tmp / "table.md").write_text(markdown_table(items), encoding="utf-8")
         curves_figure(tmp / "curves.png", items, threshold)
     return out_dir
+
+
+def run_report(params: Params, stage: StageItem) -> Path:
+    """The ``rl_report`` stage's work: the report into ``stage.out``, one MLflow run."""
+    from betamcmc import tracking  # MLflow's import costs seconds: only here
+
+    with tracking.stage_run(params, stage):
+        out = write_report(params, stage.out)
+        tracking.log_artifacts(out, "reports/rl")
+    return out

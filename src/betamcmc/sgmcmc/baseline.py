@@ -10,36 +10,25 @@ present the worker computes on the GPU.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 from betamcmc.io import write_json
 from betamcmc.params import Params
+from betamcmc.pipeline import StageItem
 from betamcmc.sgmcmc.evaluate import evaluate_samples
 from betamcmc.sgmcmc.experiment import make_spec
 from betamcmc.sgmcmc.samples import read_samples
 from betamcmc.sgmcmc.sampling import finalize_dir, fresh_partial, sample
 from betamcmc.stopping import signals_deferred
 
-SGD_KEYS = [
-    "seed",
-    "device",
-    "sgmcmc.sampler",
-    "sgmcmc.prior_std",
-    "sgmcmc.batch_size",
-    "sgmcmc.sgd",
-    "sgmcmc.task",
-]
 PREDICTIVE = ("accuracy", "log_likelihood", "log_likelihood_median", "log_likelihood_worst", "ece")
 
 
 def run_sgd(
-    params: Params,
-    models_dir: Path = Path("models/sgmcmc_sgd"),
-    metrics_path: Path = Path("metrics/sgmcmc_sgd.json"),
-    device: str = "cpu",
-    track: bool = True,
+    params: Params, stage: StageItem, device: str = "cpu", track: bool = True
 ) -> dict[str, Any]:
+    """Run the baseline and write its outputs (paths: dvc.yaml); returns its metrics."""
+    models_dir, metrics_path = stage.out, stage.path(".json")
     sg = params.sgmcmc
     spec = make_spec(
         params,
@@ -79,7 +68,7 @@ def run_sgd(
         return body()
     from betamcmc import tracking  # MLflow loads only for tracked runs
 
-    with tracking.stage_run(params, stage="sgmcmc_sgd", keys=SGD_KEYS):
+    with tracking.stage_run(params, stage):
         summary = body()
-        tracking.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float)})
+        tracking.log_result(summary, as_params=["steps"])
         return summary

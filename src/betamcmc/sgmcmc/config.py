@@ -20,6 +20,7 @@ from betamcmc.sgmcmc.sghmc import SGHMC
 from betamcmc.sgmcmc.sgld import SGLD
 
 if TYPE_CHECKING:  # typing only: the engine does not need pydantic's params at run time
+    from betamcmc.params import RuntimeParams
     from betamcmc.sgmcmc.params import SgmcmcParams
     from betamcmc.sgmcmc.tasks import Task
 
@@ -77,14 +78,17 @@ class EngineConfig:
     thinning: int = 20
     samples: int = 100
     straggler_delay: float = 0.0
-    threads: int = 1
+    threads: int = 1  # torch threads per process (0: torch's default)
     worker_timeout: float = 30.0
     staleness: StalenessRule = "none"
     step_size_key: str = "sgmcmc.sampler.step_size"  # named in a divergence's one-line error
 
     @classmethod
-    def from_params(cls, sg: SgmcmcParams, **overrides: Any) -> EngineConfig:
-        """The engine settings of the ``sgmcmc`` params section (``overrides`` replace fields)."""
+    def from_params(
+        cls, sg: SgmcmcParams, runtime: RuntimeParams, **overrides: Any
+    ) -> EngineConfig:
+        """The engine settings of the ``sgmcmc`` params section and of ``runtime`` (threads,
+        worker timeout; ``overrides`` replace fields)."""
         s = sg.sampler
         fields: dict[str, Any] = {
             "sampler": SamplerConfig(
@@ -98,8 +102,8 @@ class EngineConfig:
             "thinning": sg.thinning,
             "samples": sg.samples,
             "straggler_delay": sg.straggler_delay,
-            "threads": sg.threads,
-            "worker_timeout": sg.worker_timeout,
+            "threads": runtime.threads,
+            "worker_timeout": runtime.worker_timeout,
             "staleness": sg.staleness,
         }
         fields.update(overrides)

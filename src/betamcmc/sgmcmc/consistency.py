@@ -25,6 +25,7 @@ import torch
 
 from betamcmc.io import atomic_path, write_json
 from betamcmc.params import Params
+from betamcmc.pipeline import StageItem
 from betamcmc.sgmcmc.config import EngineConfig, RunSpec
 from betamcmc.sgmcmc.flat import FlatModel
 from betamcmc.sgmcmc.launch import run_local
@@ -123,6 +124,7 @@ def _run_study(params: Params, out_dir: Path, metrics_path: Path | None) -> dict
     assert dim == len(ref["mean"])
     base = EngineConfig.from_params(
         params.sgmcmc,
+        params.runtime,
         burn_in=c.burn_in,
         thinning=c.thinning,
         samples=c.samples,
@@ -204,4 +206,19 @@ def _run_study(params: Params, out_dir: Path, metrics_path: Path | None) -> dict
     if metrics_path is not None:
         with signals_deferred():
             write_json(metrics_path, summary)
+    return summary
+
+
+def run_consistency(params: Params, stage: StageItem, track: bool = True) -> dict[str, Any]:
+    """The ``sgmcmc_consistency`` stage's work: the study into the outputs dvc.yaml declares,
+    recorded in one MLflow run (final errors as metrics, per protocol and tau)."""
+    if not track:
+        return run_study(params, stage.out, stage.path(".json"))
+    from betamcmc import tracking  # MLflow's import costs seconds: only tracked runs pay it
+
+    with tracking.stage_run(params, stage):
+        summary = run_study(params, stage.out, stage.path(".json"))
+        tracking.log_result(summary, as_params=["tau", "workers", "samples", "draws"])
+        tracking.log_artifact(stage.out / "consistency.png")
+        tracking.log_artifact(stage.out / "table.md")
     return summary

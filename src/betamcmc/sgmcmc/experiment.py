@@ -1,6 +1,6 @@
 """One item of the ``sgmcmc`` stage: sample with a protocol and W workers, evaluate, write outputs.
 
-Outputs of item ``<protocol>-w<W>``:
+Outputs of item ``<protocol>-<W>`` (paths: dvc.yaml, :func:`betamcmc.pipeline.stage_item`):
 
 * ``models/sgmcmc/<item>/``: ``header.json`` + ``samples.bin`` (the samples file, see
   ``samples.py``), ``run.json`` (communication, staleness, per-worker counters, lost workers,
@@ -26,6 +26,8 @@ import numpy as np
 from betamcmc.errors import ParamsError
 from betamcmc.io import write_json, write_text
 from betamcmc.params import Params
+from betamcmc.pipeline import StageItem
+from betamcmc.progress import Progress
 from betamcmc.sgmcmc.config import EngineConfig, RunSpec
 from betamcmc.sgmcmc.evaluate import evaluate_samples, first_time_at
 from betamcmc.sgmcmc.params import PROTOCOLS
@@ -36,26 +38,6 @@ from betamcmc.sgmcmc.tasks import build_task
 from betamcmc.stopping import signals_deferred
 
 TARGETS = (0.95, 0.97)
-# the params the sgmcmc stage depends on (dvc.yaml ``params:`` and the MLflow run's keys)
-STAGE_KEYS = [
-    "seed",
-    "device",
-    "sgmcmc.sampler",
-    "sgmcmc.prior_std",
-    "sgmcmc.period",
-    "sgmcmc.alpha",
-    "sgmcmc.overlap",
-    "sgmcmc.staleness",
-    "sgmcmc.burn_in",
-    "sgmcmc.thinning",
-    "sgmcmc.samples",
-    "sgmcmc.batch_size",
-    "sgmcmc.straggler_delay",
-    "sgmcmc.threads",
-    "sgmcmc.worker_timeout",
-    "sgmcmc.eval_points",
-    "sgmcmc.task",
-]
 
 
 def check_item(protocol: str, workers: int) -> None:
@@ -71,7 +53,7 @@ def make_spec(
     """The engine run of an item: ``sgmcmc``'s settings (``config`` overrides fields) and task."""
     sg = params.sgmcmc
     return RunSpec(
-        EngineConfig.from_params(sg, **config),
+        EngineConfig.from_params(sg, params.runtime, **config),
         protocol,
         workers,
         params.seed,
@@ -117,7 +99,8 @@ def summarize(
     return out
 
 
-def write_series(metrics_dir: Path, item: str, series: dict[str, np.ndarray]) -> list[Path]:
+def write_series(stage: StageItem, series: dict[str, np.ndarray]) -> list[Path]:
+    """The running-BMA plot files dvc.yaml declares (``..._bma_accuracy.csv``, ...)."""
     paths = []
     for column in ("bma_accuracy", "bma_log_likelihood"):
         rows = ["sample,wall_s,grad_evals," + column]
@@ -125,7 +108,7 @@ def write_series(metrics_dir: Path, item: str, series: dict[str, np.ndarray]) ->
             zip(series["wall_s"], series["grad_evals"], series[column], strict=True)
         ):
             rows.append(f"{i + 1},{t:.4f},{int(g)},{v:.6f}")
-        path = metrics_dir / f"{item}_{column}.csv"
+        path = stage.path(f"_{column}.csv")
         write_text(path, "\n".join(rows) + "\n")
         paths.append(path)
     return paths
@@ -148,51 +131,40 @@ def running_figure(path: Path, item: str, series: dict[str, np.ndarray]) -> None
 
 
 def run_item(
-    params: Params,
-    protocol: str,
-    workers: int,
-    models_dir: Path = Path("models/sgmcmc"),
-    metrics_dir: Path = Path("metrics/sgmcmc"),
-    device: str = "cpu",
-    track: bool = True,
+    params: Params, stage: StageItem, device: str = "cpu", track: bool = True
 ) -> dict[str, Any] | None:
-    """Sample, evaluate and write every output of one item; its metrics (None on a torchrun
-    worker rank, which writes nothing and opens no MLflow run)."""
+    """Sample, evaluate and write every output of one item (paths: dvc.yaml); its metrics (None
+    on a torchrun worker rank, which writes nothing and opens no MLflow run)."""
+    protocol, workers = stage.identity["protocol"], stage.identity["workers"]
     check_item(protocol, workers)
-    item = f"{protocol}-w{workers}"
     spec = make_spec(params, protocol, workers, device)
-    info = {"item": item, "task": params.sgmcmc.task.kind, "seed": params.seed}
+    info = {"item": stage.key, "task": params.sgmcmc.task.kind, "seed": params.seed}
     if not track or is_worker_rank():
-        out = _run_and_write(params, spec, models_dir / item, metrics_dir, item, info)
+        out = _run_and_write(params, spec, stage, info)
         return out[0] if out is not None else None
-    import mlflow  # MLflow's import costs seconds: only tracked runs pay it
+    from betamcmc import tracking  # MLflow's import costs seconds: only tracked runs pay it
 
-    from betamcmc import tracking  # see above
-
-    with tracking.stage_run(params, stage="sgmcmc", item=item, keys=STAGE_KEYS):
-        out = _run_and_write(params, spec, models_dir / item, metrics_dir, item, info)
+    with tracking.stage_run(params, stage):
+        out = _run_and_write(params, spec, stage, info)
         assert out is not None
         summary, series = out
-        tracking.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float)})
+        tracking.log_result(summary, as_params=["workers", "samples"])
         steps = list(range(1, len(series["wall_s"]) + 1))
         tracking.log_series(
-            {k: series[k] for k in ("bma_accuracy", "bma_log_likelihood", "wall_s")}, steps
+            {f"running.{k}": series[k] for k in ("bma_accuracy", "bma_log_likelihood", "wall_s")},
+            steps,
         )
-        mlflow.log_artifact(str(models_dir / item / "running_bma.png"))
-        mlflow.log_artifact(str(models_dir / item / "run.json"))
+        tracking.log_artifact(stage.out / "running_bma.png")
+        tracking.log_artifact(stage.out / "run.json")
         return summary
 
 
 def _run_and_write(
-    params: Params,
-    spec: RunSpec,
-    final: Path,
-    metrics_dir: Path,
-    item: str,
-    info: dict[str, Any],
+    params: Params, spec: RunSpec, stage: StageItem, info: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
-    partial = fresh_partial(final)
-    result = sample(spec, partial, info, params.sgmcmc.allow_partial)
+    partial = fresh_partial(stage.out)
+    with Progress(stage.name, mlflow=True, prefix="sampling.") as progress:
+        result = sample(spec, partial, info, params.sgmcmc.allow_partial, report=progress)
     if result is None:  # a torchrun worker rank
         return None
     task = spec.make_task()
@@ -201,9 +173,9 @@ def _run_and_write(
     write_json(
         partial / "run.json", {**result.as_dict(), "evaluation": metrics, "summary": summary}
     )
-    running_figure(partial / "running_bma.png", item, series)
+    running_figure(partial / "running_bma.png", stage.name, series)
     with signals_deferred():  # the three outputs appear together; the metrics file last
-        finalize_dir(partial, final)
-        write_series(metrics_dir, item, series)
-        write_json(metrics_dir / f"{item}.json", summary)
+        finalize_dir(partial, stage.out)
+        write_series(stage, series)
+        write_json(stage.path(".json"), summary)
     return summary, series

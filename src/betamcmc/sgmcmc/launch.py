@@ -45,6 +45,13 @@ from betamcmc.sgmcmc.result import RunResult, run_result
 from betamcmc.sgmcmc.worker import run_worker
 
 OPERATION_TIMEOUT_S = 600.0
+Report = Callable[[int, int, dict[str, float]], None]  # progress: (samples, of samples, values)
+
+
+def set_threads(threads: int) -> None:
+    """torch's CPU threads of this process (``runtime.threads``; 0 keeps torch's default)."""
+    if threads > 0:
+        torch.set_num_threads(threads)
 
 
 def startup_timeout(worker_timeout: float) -> float:
@@ -80,16 +87,17 @@ def _master(
     info: dict[str, Any],
     alive: Callable[[int], bool] | None,
     started: float,
+    report: Report | None = None,
 ) -> RunResult:
     _worker_group(spec, spec.workers + 1)
-    master = run_master(spec, protocols.get(spec.protocol), samples_dir, info, alive)
+    master = run_master(spec, protocols.get(spec.protocol), samples_dir, info, alive, report)
     if master.samples == 0:
         raise WorkerLost("the run ended without a single sample (all workers lost)")
     return run_result(master, spec.protocol, master.now(), master.t0 - started)
 
 
 def _worker_entry(rank: int, world: int, init_method: str, spec: RunSpec) -> None:
-    torch.set_num_threads(spec.config.threads)
+    set_threads(spec.config.threads)
     _init(rank, world, init_method, loopback=True)
     group = _worker_group(spec, world)
     try:
@@ -116,8 +124,10 @@ def run_local(
     samples_dir: str | os.PathLike[str],
     info: dict[str, Any] | None = None,
     on_spawn: Callable[[list[Any]], None] | None = None,
+    report: Report | None = None,
 ) -> RunResult:
     """Spawn ``spec.workers`` worker processes on this machine, run the master here, clean up.
+    ``report(samples, of samples, values)``: called by the master after every sample.
 
     Workers are always terminated (and joined) on the way out, also on errors and signals.
     """
@@ -144,7 +154,7 @@ def run_local(
         )
         if on_spawn is not None:
             on_spawn(procs)
-        torch.set_num_threads(spec.config.threads)
+        set_threads(spec.config.threads)
         wait = startup_timeout(spec.config.worker_timeout)
         try:
             _init(0, world, init_method, True, wait)
@@ -152,7 +162,9 @@ def run_local(
             raise WorkerLost(
                 f"the workers did not join within {wait:g} s (see their errors above)"
             ) from None
-        result = _master(spec, samples_dir, info or {}, lambda w: procs[w - 1].is_alive(), started)
+        result = _master(
+            spec, samples_dir, info or {}, lambda w: procs[w - 1].is_alive(), started, report
+        )
         _leave_group()
         for p in procs:
             p.join(timeout=10)
@@ -177,7 +189,9 @@ def torchrun_rank() -> tuple[int, int] | None:
     return None
 
 
-def run_torchrun(spec: RunSpec, samples_dir: Path, info: dict[str, Any]) -> RunResult | None:
+def run_torchrun(
+    spec: RunSpec, samples_dir: Path, info: dict[str, Any], report: Report | None = None
+) -> RunResult | None:
     """Under ``torchrun``: rank 0 runs the master and returns the result, the other ranks work
     and return None. The world size must be ``spec.workers + 1``."""
     where = torchrun_rank()
@@ -191,13 +205,13 @@ def run_torchrun(spec: RunSpec, samples_dir: Path, info: dict[str, Any]) -> RunR
             f"torchrun started {world - 1} workers but the item asks for {spec.workers} "
             "(world size must be workers + 1)"
         )
-    torch.set_num_threads(spec.config.threads)
+    set_threads(spec.config.threads)
     started = time.perf_counter()
     timeout = startup_timeout(spec.config.worker_timeout) if rank == 0 else OPERATION_TIMEOUT_S
     _init(rank, world, "env://", False, timeout)
     try:
         if rank == 0:
-            return _master(spec, samples_dir, info, None, started)
+            return _master(spec, samples_dir, info, None, started, report)
         group = _worker_group(spec, world)
         run_worker(spec, rank, group, protocols.get(spec.protocol))
         return None

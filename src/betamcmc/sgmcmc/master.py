@@ -96,6 +96,8 @@ class Master:
     stopping: bool = False
     busy_s: float = 0.0  # time spent handling messages (not waiting for them)
     alive: Callable[[int], bool] | None = None  # process handles (local runs)
+    # progress callback report(samples, of samples, values) after every sample (the stage's bar)
+    report: Callable[[int, int, dict[str, float]], None] | None = None
     # one reply buffer per worker: a reply is sent without waiting (isend), so the buffer must
     # stay untouched until that worker has received it
     outboxes: dict[int, wire.Message] = field(init=False)
@@ -125,6 +127,9 @@ class Master:
         self.writer.append(chain, step, self.now(), self.grads_total(), theta.numpy())
         self.samples += 1
         self.last_sample_step[chain] = step
+        if self.report is not None:
+            values = {"grad_evals": float(self.grads_total()), "live_workers": len(self.live())}
+            self.report(self.samples, self.cfg.samples, values)
 
     def due(self, chain: int, step: int) -> bool:
         """Is a sample of ``chain`` at ``step`` due (past burn-in, ``thinning`` after the last)?"""
@@ -327,6 +332,7 @@ def run_master(
     samples_dir: Path,
     info: dict[str, Any],
     alive: Callable[[int], bool] | None,
+    report: Callable[[int, int, dict[str, float]], None] | None = None,
 ) -> Master:
     """The master's side of a run, inside an initialised process group (rank 0): returns the
     master's final state (see ``result.py``); the samples file is closed on every way out."""
@@ -338,7 +344,9 @@ def run_master(
         flat.param_layout(),
         {**info, "protocol": spec.protocol, "workers": spec.workers},
     )
-    master = Master(spec.config, spec.workers, flat.dim, writer, flat.theta.clone(), alive=alive)
+    master = Master(
+        spec.config, spec.workers, flat.dim, writer, flat.theta.clone(), alive=alive, report=report
+    )
     try:
         try:
             dist.barrier()  # every worker has built its model: sampling starts now

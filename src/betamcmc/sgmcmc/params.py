@@ -102,12 +102,6 @@ class SgmcmcParams(Section):
     straggler_delay: float = Field(
         ge=0.0, description="seconds added to each step of the last worker (W >= 2)"
     )
-    threads: int = Field(ge=1, description="torch threads per process")
-    worker_timeout: float = Field(
-        gt=0.0,
-        description="seconds without any message or heartbeat (sent every second even while a "
-        "worker computes) before the master counts a worker as lost",
-    )
     allow_partial: bool = Field(
         description="accept a run that lost workers and collected fewer samples than configured "
         "(default: such a run fails the stage)"

@@ -1,8 +1,9 @@
 """Figures and a table across the sgmcmc matrix (stage ``sgmcmc_report``).
 
-Reads ``metrics/sgmcmc/<protocol>-w<W>.json`` + the running-BMA CSVs and the SGD baseline, and
-writes to ``reports/sgmcmc/``: ``accuracy_vs_time.png``, ``loglik_vs_time.png``,
-``speedup_vs_workers.png`` (time for the BMA to reach 0.95 accuracy relative to ``single-w1``, and
+Reads the metrics file and running-BMA CSVs of every ``sgmcmc@<protocol>-<W>`` item of
+``sgmcmc.protocols`` x ``sgmcmc.workers`` and the SGD baseline (paths: dvc.yaml), and writes to
+``reports/sgmcmc/``: ``accuracy_vs_time.png``, ``loglik_vs_time.png``,
+``speedup_vs_workers.png`` (time for the BMA to reach 0.95 accuracy relative to ``single-1``, and
 gradient throughput relative to it), ``bytes.png`` (bytes communicated per collected sample) and
 ``table.md``.
 """
@@ -14,24 +15,30 @@ import json
 from pathlib import Path
 from typing import Any
 
+from betamcmc import pipeline
 from betamcmc.errors import InputError
 from betamcmc.io import atomic_path
+from betamcmc.params import Params
+from betamcmc.pipeline import StageItem
 
 ORDER = {"single": 0, "sync": 1, "downpour": 2, "elastic": 3}
 
 
-def load_items(metrics_dir: Path) -> list[dict[str, Any]]:
-    items = []
-    for path in sorted(metrics_dir.glob("*-w*.json")):
+def load_items(items: dict[str, StageItem]) -> list[dict[str, Any]]:
+    """Metrics and running-BMA curves of every item (a missing file is an input error)."""
+    out = []
+    for name, stage in items.items():
+        path = stage.path(".json")
+        if not path.exists():
+            raise InputError("metrics not found (run the sgmcmc stage first)", path)
         m = json.loads(path.read_text())
-        m["item"] = path.stem
+        m["item"] = name
         for col in ("bma_accuracy", "bma_log_likelihood"):
-            rows = list(csv.DictReader(open(metrics_dir / f"{path.stem}_{col}.csv")))
+            with open(stage.path(f"_{col}.csv"), encoding="utf-8") as fh:
+                rows = list(csv.DictReader(fh))
             m[f"_{col}"] = ([float(r["wall_s"]) for r in rows], [float(r[col]) for r in rows])
-        items.append(m)
-    if not items:
-        raise InputError("no sgmcmc item metrics found (run the sgmcmc stage first)", metrics_dir)
-    return sorted(items, key=lambda m: (ORDER.get(m["protocol"], 9), m["workers"]))
+        out.append(m)
+    return sorted(out, key=lambda m: (ORDER.get(m["protocol"], 9), m["workers"]))
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -46,15 +53,18 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return str(v)
 
 
-def write_report(metrics_dir: Path, sgd_path: Path | None, out_dir: Path) -> dict[str, Any]:
+def write_report(
+    items_by_name: dict[str, StageItem], sgd_path: Path | None, out_dir: Path
+) -> dict[str, Any]:
+    """Figures and ``table.md`` into ``out_dir`` (atomically); returns the speedups."""
     import matplotlib  # a plotting import costs a second of start-up: only the report pays it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    items = load_items(metrics_dir)
+    items = load_items(items_by_name)
     sgd = json.loads(sgd_path.read_text()) if sgd_path is not None and sgd_path.exists() else None
-    base = next((m for m in items if m["item"] == "single-w1"), None)
+    base = next((m for m in items if m["item"] == "single-1"), None)
     summary: dict[str, Any] = {}
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
@@ -94,8 +104,8 @@ def write_report(metrics_dir: Path, sgd_path: Path | None, out_dir: Path) -> dic
                 axes[1].plot(
                     ws, [v if v is not None else float("nan") for v in g], "o-", label=protocol
                 )
-        axes[0].set(xlabel="workers W", ylabel="speedup to BMA acc 0.95 vs single-w1")
-        axes[1].set(xlabel="workers W", ylabel="gradient throughput vs single-w1")
+        axes[0].set(xlabel="workers W", ylabel="speedup to BMA acc 0.95 vs single-1")
+        axes[1].set(xlabel="workers W", ylabel="gradient throughput vs single-1")
         for ax in axes:
             ax.axhline(1.0, color="k", lw=0.6)
             ax.legend(fontsize=7)
@@ -135,8 +145,26 @@ def write_report(metrics_dir: Path, sgd_path: Path | None, out_dir: Path) -> dic
         text = "# SG-MCMC: protocols x workers\n\n" + "\n".join(lines) + "\n\n"
         text += (
             "Times are wall-clock seconds of sampling (burn-in included, process start-up excluded), "
-            "measured on whatever else the machine was running; speedup = single-w1's time to a BMA "
+            "measured on whatever else the machine was running; speedup = single-1's time to a BMA "
             "accuracy of 0.95 over the item's.\n"
         )
         (tmp / "table.md").write_text(text)
+    return summary
+
+
+def run_report(params: Params, stage: StageItem) -> dict[str, Any]:
+    """The ``sgmcmc_report`` stage's work: the report of every configured item, one MLflow run."""
+    from betamcmc import tracking  # MLflow's import costs seconds: only here
+
+    sg = params.sgmcmc
+    items = {
+        f"{p}-{w}": pipeline.stage_item("sgmcmc", protocol=p, workers=w)
+        for p in sg.protocols
+        for w in sg.workers
+    }
+    sgd = pipeline.stage_item("sgmcmc_sgd").path(".json")
+    with tracking.stage_run(params, stage):
+        summary = write_report(items, sgd, stage.out)
+        tracking.log_result(summary)
+        tracking.log_artifacts(stage.out, "reports/sgmcmc")
     return summary

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from betamcmc.sgmcmc.config import RunSpec
-from betamcmc.sgmcmc.launch import run_local, run_torchrun, torchrun_rank
+from betamcmc.sgmcmc.launch import Report, run_local, run_torchrun, torchrun_rank
 from betamcmc.sgmcmc.result import RunResult, require_complete
 from betamcmc.sgmcmc.samples import count_samples
 from betamcmc.stopping import Stopped, stop_on_signals
@@ -36,14 +36,16 @@ def sample(
     info: dict[str, Any],
     allow_partial: bool = False,
     partial_flag: str = "sgmcmc.allow_partial",
+    report: Report | None = None,
 ) -> RunResult | None:
-    """Sample into ``samples_dir``; the result on the master, None on a torchrun worker rank."""
+    """Sample into ``samples_dir``; the result on the master, None on a torchrun worker rank.
+    ``report``: the master's progress callback (:func:`betamcmc.sgmcmc.launch.run_local`)."""
     try:
         with stop_on_signals():
             if torchrun_rank() is not None:
-                result = run_torchrun(spec, samples_dir, info)
+                result = run_torchrun(spec, samples_dir, info, report)
             else:
-                result = run_local(spec, samples_dir, info)
+                result = run_local(spec, samples_dir, info, report=report)
     except Stopped as stop:
         if is_worker_rank():
             raise stop.saying("this worker rank stopped; the master keeps the samples") from None

@@ -99,14 +99,6 @@ class VAETrainParams(Section):
     eval_every: int = Field(
         ge=1, description="validate (and keep the best model) every N iterations"
     )
-    checkpoint_every: int = Field(
-        ge=1, description="write a resumable checkpoint every N iterations"
-    )
-    log_every: int = Field(ge=1, description="record beta/recon/kl/elbo every N iterations")
-    threads: int = Field(ge=0, description="torch CPU threads (0: torch's default)")
-    processes: int = Field(
-        ge=0, description="seeds trained at once in separate processes (0: all of them)"
-    )
     lr_schedule: Literal["constant", "cosine"] = Field(
         description="constant, or cosine decay restarted every lr cycle (SGDR)"
     )

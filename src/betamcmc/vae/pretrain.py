@@ -2,7 +2,7 @@
 
 Every seed in ``pretrain.seeds`` trains the same model on the same data under the same
 schedule and budget; only the initialisation and the batch order differ. Seeds run in parallel
-processes (``pretrain.train.processes``; all at once by default, one at a time on a GPU).
+processes (``runtime.processes``; all at once by default, one at a time on a GPU).
 
 Outputs for schedule ``<name>`` (all written atomically, after every seed succeeded):
 
@@ -35,34 +35,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from betamcmc import pipeline
 from betamcmc.errors import ParamsError
 from betamcmc.io import atomic_path, write_json, write_text
 from betamcmc.params import Params
+from betamcmc.pipeline import StageItem
 
-PREPARED = Path("data/prepared")
-MODELS = Path("models/pretrain")
-METRICS = Path("metrics/pretrain")
 RESUME = Path("models/.resume/pretrain")
 METRIC_KEYS = ("recon", "kl", "elbo", "nll", "ppl", "mi", "au")
 TRAIN_COLUMNS = ("iteration", "beta", "recon", "kl", "elbo", "loss")
 VALID_COLUMNS = ("iteration", "neg_elbo", "kl", "mi", "au")
-LIVE_BATCH = 10  # training log points per live MLflow batch
 
 
-def stage_keys(name: str) -> list[str]:
-    """The params this stage depends on (same list as its ``params:`` in dvc.yaml)."""
-    return [
-        "seed",
-        "device",
-        "pretrain.seeds",
-        f"pretrain.schedules.{name}",
-        "pretrain.model",
-        "pretrain.train",
-        "pretrain.eval",
-    ]
-
-
-def data_digest(prepared: Path = PREPARED) -> str:
+def data_digest(prepared: Path) -> str:
     """Digest of the prepared corpus files training reads (guards resuming on changed data)."""
     h = hashlib.sha256()
     for name in ("vocab.txt", "sentences.train.jsonl", "sentences.valid.jsonl"):
@@ -132,45 +117,26 @@ class SeedJob:
 
 
 class _Live:
-    """Progress lines on stdout and live MLflow metrics (batched) of one seed's training."""
+    """Progress of one seed's training (:mod:`betamcmc.progress`): plain lines on the terminal
+    (the seeds train in parallel processes, so no bars) and the curves, as they come, in the
+    seed's MLflow run (batched, real timestamps)."""
 
     def __init__(self, job: SeedJob):
-        self.where = f"pretrain[{job.name} seed {job.seed}]"
-        self.total = job.params.pretrain.train.iterations
-        self.every = max(1, self.total // 10)
-        self.start = time.monotonic()
-        self.pending: list[Any] = []
-        self.client = None
-        if job.tracking_uri and job.run_id:
-            import mlflow
+        from betamcmc.progress import Progress
 
-            self.client, self.run_id = mlflow.MlflowClient(job.tracking_uri), job.run_id
+        self.where = f"pretrain@{job.name} seed {job.seed}"
+        self.total = job.params.pretrain.train.iterations
+        run_id = job.run_id if job.tracking_uri else None
+        self.progress = Progress(
+            self.where, mode="lines", run_id=run_id, tracking_uri=job.tracking_uri
+        )
 
     def __call__(self, kind: str, iteration: int, values: dict[str, float]) -> None:
-        now = time.time()
-        prefix = "" if kind == "train" else "valid_curve_"
-        if self.client is not None:
-            from mlflow.entities import Metric
-
-            self.pending += [
-                Metric(prefix + k, float(v), int(now * 1000), iteration)
-                for k, v in values.items()
-                if math.isfinite(float(v))
-            ]
-            if kind == "valid" or len(self.pending) >= LIVE_BATCH * len(values):
-                self.flush()
-        if kind == "valid" or iteration % self.every == 0:
-            elapsed = time.monotonic() - self.start
-            eta = elapsed / iteration * (self.total - iteration)
-            shown = " ".join(f"{prefix}{k} {v:.3g}" for k, v in values.items())
-            print(f"{self.where} {iteration}/{self.total} {shown} ({elapsed:.0f} s, "
-                  f"ETA {eta:.0f} s)", flush=True)  # fmt: skip
+        prefix = "train." if kind == "train" else "valid_curve."
+        self.progress(iteration, self.total, {prefix + k: v for k, v in values.items()})
 
     def flush(self) -> None:
-        if self.client is not None and self.pending:
-            for i in range(0, len(self.pending), 1000):
-                self.client.log_batch(self.run_id, metrics=self.pending[i : i + 1000])
-            self.pending = []
+        self.progress.close()
 
 
 def train_seed(job: SeedJob, stop: threading.Event) -> dict[str, Any]:
@@ -182,14 +148,14 @@ def train_seed(job: SeedJob, stop: threading.Event) -> dict[str, Any]:
     from betamcmc.vae.model import save_vae
     from betamcmc.vae.train import clear_checkpoint, train_vae
 
-    pp = job.params.pretrain
-    if pp.train.threads:
-        torch.set_num_threads(pp.train.threads)
+    pp, runtime = job.params.pretrain, job.params.runtime
+    if runtime.threads:
+        torch.set_num_threads(runtime.threads)
     seed_everything(job.seed)
     live = _Live(job)
     resume_dir = RESUME / job.name / f"seed{job.seed}"
     result = train_vae(
-        job.train, job.valid, job.vocab_size, pp, job.name, job.seed,
+        job.train, job.valid, job.vocab_size, pp, runtime, job.name, job.seed,
         resume_dir=resume_dir, fingerprint=job.fingerprint, stop=stop,
         device=job.device, on_log=live,
     )  # fmt: skip
@@ -230,12 +196,14 @@ def _stop_if_asked(stop: threading.Event, where: str) -> None:
         )
 
 
-def run_pretrain(params: Params, name: str, source: str = "params.yaml") -> dict[str, Any]:
-    """Train, evaluate and record the VAEs of schedule ``name``; returns the metrics written."""
+def run_pretrain(params: Params, stage: StageItem) -> dict[str, Any]:
+    """Train, evaluate and record the VAEs of the stage item's schedule (paths: dvc.yaml);
+    returns the metrics written."""
     from betamcmc.data.prepared import load_prepared
 
-    name = check_schedule(params, name, source)
-    corpus = load_prepared(PREPARED)  # fails fast (one line) before the heavy imports
+    name = stage.identity["schedule"]
+    prepared = pipeline.stage_item("prepare").out
+    corpus = load_prepared(prepared)  # fails fast (one line) before the heavy imports
 
     import mlflow
 
@@ -248,21 +216,19 @@ def run_pretrain(params: Params, name: str, source: str = "params.yaml") -> dict
     device = resolve_device(params.device)
     pp = params.pretrain
     schedule = pp.schedules[name]
-    keys = stage_keys(name)
+    keys = stage.params
     splits = {s: [x.ids for x in corpus.sentences[s]] for s in ("train", "valid", "test")}
-    base_fingerprint = f"{params.digest(keys)}-{data_digest()}"
+    # a checkpoint resumes only under the same settings (and curve spacing: runtime.log_every)
+    base_fingerprint = f"{params.digest([*keys, 'runtime.log_every'])}-{data_digest(prepared)}"
     meta = {"schedule": name, "kind": schedule.kind, "params_hash": params.digest(keys),
             "corpus": corpus.meta.get("corpus", "")}  # fmt: skip
     # all seeds at once by default: on 2 cores three 1-thread processes share the cores evenly,
     # which beats two at a time plus one alone; one at a time on a GPU
-    processes = 1 if device != "cpu" else (pp.train.processes or len(pp.seeds))
+    processes = 1 if device != "cpu" else (params.runtime.processes or len(pp.seeds))
 
     with (
         stop_on_signals() as stop,
-        tracking.stage_run(
-            params, stage="pretrain", item=name, keys=keys,
-            tags={"schedule": name, "schedule_kind": schedule.kind},
-        ) as parent,
+        tracking.stage_run(params, stage) as parent,
     ):  # fmt: skip
         client = mlflow.MlflowClient()
         seed_runs = {
@@ -271,9 +237,8 @@ def run_pretrain(params: Params, name: str, source: str = "params.yaml") -> dict
                 run_name=f"pretrain@{name}/seed{seed}",
                 tags={
                     "mlflow.parentRunId": parent.info.run_id,
-                    "stage": "pretrain",
-                    "item": name,
-                    "schedule": name,
+                    **{k: parent.data.tags[k] for k in ("item", "schedule", "pipeline_run")},
+                    "stage": "pretrain_seed",  # tags.stage = 'pretrain': the schedules only
                     "seed": str(seed),
                 },  # fmt: skip
             ).info.run_id
@@ -282,7 +247,7 @@ def run_pretrain(params: Params, name: str, source: str = "params.yaml") -> dict
         print(f"pretrain[{name}]: {len(pp.seeds)} seed(s) {pp.seeds}, {processes} process(es), "
               f"{pp.train.iterations} iterations each, device {device}", flush=True)  # fmt: skip
         # the model folder first (whole or not at all), then the metrics that describe it
-        with atomic_path(MODELS / name) as staged:
+        with atomic_path(stage.out) as staged:
             staged.mkdir(parents=True)
             jobs = [
                 SeedJob(
@@ -308,7 +273,7 @@ def run_pretrain(params: Params, name: str, source: str = "params.yaml") -> dict
                 for run_id in seed_runs.values():
                     client.set_terminated(run_id, "FAILED")
                 raise
-            shutil.copyfile(PREPARED / "vocab.txt", staged / VOCAB_FILE)
+            shutil.copyfile(prepared / "vocab.txt", staged / VOCAB_FILE)
             write_text(staged / "meta.json", _json({**meta, "seeds": list(pp.seeds)}))
 
         metrics = {
@@ -329,25 +294,25 @@ def run_pretrain(params: Params, name: str, source: str = "params.yaml") -> dict
         }
         train_curve = mean_curves([r["history"] for r in results], TRAIN_COLUMNS)
         valid_curve = mean_curves([r["valid_history"] for r in results], VALID_COLUMNS)
-        write_csv(METRICS / f"{name}_train.csv", TRAIN_COLUMNS, train_curve)
-        write_csv(METRICS / f"{name}_valid.csv", VALID_COLUMNS, valid_curve)
-        write_json(METRICS / f"{name}.json", metrics)
+        files = {s: stage.path(s) for s in ("_train.csv", "_valid.csv", ".json")}
+        write_csv(files["_train.csv"], TRAIN_COLUMNS, train_curve)
+        write_csv(files["_valid.csv"], VALID_COLUMNS, valid_curve)
+        write_json(files[".json"], metrics)
 
         for r in results:
             run_id = seed_runs[r["seed"]]
-            flat = {f"{split}_{k}": r[split][k] for split in ("valid", "test") for k in METRIC_KEYS}
+            flat = {f"{split}.{k}": r[split][k] for split in ("valid", "test") for k in METRIC_KEYS}
             client.log_batch(run_id, metrics=_metrics(flat), params=_params({"seed": r["seed"]}))
             client.set_terminated(run_id, "FINISHED")
-        flat = {f"{s}_{k}": metrics[s][k] for s in ("valid", "test") for k in metrics[s]}
-        tracking.log_metrics(flat)
-        tracking.log_series({k: train_curve[k] for k in TRAIN_COLUMNS[1:]},
+        tracking.log_result(metrics, as_params=["iterations"], skip=["per_seed"])
+        tracking.log_series({f"train.{k}": train_curve[k] for k in TRAIN_COLUMNS[1:]},
                             [int(i) for i in train_curve["iteration"]])  # fmt: skip
-        tracking.log_series({f"valid_curve_{k}": valid_curve[k] for k in VALID_COLUMNS[1:]},
+        tracking.log_series({f"valid_curve.{k}": valid_curve[k] for k in VALID_COLUMNS[1:]},
                             [int(i) for i in valid_curve["iteration"]])  # fmt: skip
-        for path in (METRICS / f"{name}.json", METRICS / f"{name}_train.csv",
-                     METRICS / f"{name}_valid.csv"):  # fmt: skip
+        for path in files.values():
             mlflow.log_artifact(str(path))
-        model_file = MODELS / name / f"seed{pp.seeds[0]}" / MODEL_FILE
+        # a checkpoint file, not an MLflow model: see docs/tracking.md ("The trained VAE")
+        model_file = stage.out / f"seed{pp.seeds[0]}" / MODEL_FILE
         mlflow.log_artifact(str(model_file), artifact_path="model")
     return metrics
 

@@ -20,13 +20,14 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from betamcmc import pipeline
 from betamcmc.errors import InputError
 from betamcmc.io import atomic_path, read_json
 from betamcmc.params import Params
+from betamcmc.pipeline import StageItem
 from betamcmc.vae.study import STUDIES, load_studies
 from betamcmc.vae.study import render as render_study
 
-REPORTS = Path("reports/pretrain")
 COLUMNS = (("recon", ".2f"), ("kl", ".2f"), ("elbo", ".2f"), ("nll", ".2f"), ("ppl", ".2f"),
            ("mi", ".2f"), ("au", "d"))  # fmt: skip
 
@@ -133,12 +134,11 @@ def verdict(metrics: dict[str, dict[str, Any]], latent_dim: int) -> list[str]:
     return out
 
 
-def run_report(params: Params, metrics_dir: Path = Path("metrics/pretrain"),
-               models_dir: Path = Path("models/pretrain"), prepared: Path = Path("data/prepared"),
-               out: Path = REPORTS, studies_dir: Path = STUDIES) -> dict[str, Any]:  # fmt: skip
+def run_report(params: Params, stage: StageItem, studies_dir: Path = STUDIES) -> dict[str, Any]:
+    """Read every schedule's outputs (where dvc.yaml puts them), write ``stage.out``, log the run."""
     from betamcmc.data.prepared import load_prepared
 
-    corpus = load_prepared(prepared)  # fails fast (one line) before the heavy imports
+    corpus = load_prepared(pipeline.stage_item("prepare").out)  # fails fast, before heavy imports
 
     import mlflow
     import torch
@@ -149,9 +149,10 @@ def run_report(params: Params, metrics_dir: Path = Path("metrics/pretrain"),
     from betamcmc.vae.model import load_vae, seed_dirs
 
     names = list(params.pretrain.schedules)
+    items = {n: pipeline.stage_item("pretrain", schedule=n) for n in names}
     metrics: dict[str, dict[str, Any]] = {}
     for name in names:
-        path = metrics_dir / f"{name}.json"
+        path = items[name].path(".json")
         if not path.exists():
             raise InputError(
                 f"metrics of schedule {name!r} not found (run `dvc repro pretrain`)", path
@@ -161,17 +162,18 @@ def run_report(params: Params, metrics_dir: Path = Path("metrics/pretrain"),
     total = params.pretrain.train.iterations
     torch.manual_seed(params.seed)
 
-    with tracking.stage_run(params, stage="pretrain_report", keys=["seed", "pretrain"]):
+    out = stage.out
+    with tracking.stage_run(params, stage):
         with atomic_path(out) as tmp:
             tmp.mkdir(parents=True)
             figures.plot_schedules(params.pretrain.schedules, total, tmp / "schedules.png")
-            curves = {n: read_curve_csv(metrics_dir / f"{n}_train.csv") for n in names}
+            curves = {n: read_curve_csv(items[n].path("_train.csv")) for n in names}
             figures.plot_curves(curves, tmp / "curves.png")
-            valid_curves = {n: read_curve_csv(metrics_dir / f"{n}_valid.csv") for n in names}
+            valid_curves = {n: read_curve_csv(items[n].path("_valid.csv")) for n in names}
             figures.plot_code_curves(valid_curves, tmp / "codes.png")
             labels = {f: [s.labels.get(f, 0) for s in test] for f in corpus.label_names}
             for name in names:
-                model = load_vae(models_dir / name)
+                model = load_vae(items[name].out)
                 mu, _ = posterior_params(model, [s.ids for s in test])
                 m = metrics[name]["test"]
                 first = (
@@ -209,7 +211,7 @@ def run_report(params: Params, metrics_dir: Path = Path("metrics/pretrain"),
                 "",
                 "## What the codes carry (test accuracy of each label from a sampled code)",
                 "",
-                *code_probe({n: seed_dirs(models_dir / n) for n in names}, corpus),
+                *code_probe({n: seed_dirs(items[n].out) for n in names}, corpus),
                 "",
                 "## Test",
                 "",
@@ -238,8 +240,8 @@ def run_report(params: Params, metrics_dir: Path = Path("metrics/pretrain"),
                 "",
             ]  # fmt: skip
             (tmp / "comparison.md").write_text("\n".join(text), encoding="utf-8")
-        flat = {f"{n}_test_{c}": metrics[n]["test"][c] for n in names for c, _ in COLUMNS}
-        flat.update({f"toy_{n}_{k}": v for n, r in toy.items() for k, v in r.items()})
+        flat = {f"{n}.test.{c}": metrics[n]["test"][c] for n in names for c, _ in COLUMNS}
+        flat.update({f"toy.{n}.{k}": v for n, r in toy.items() for k, v in r.items()})
         flat.update(study_metrics)
         tracking.log_metrics(flat)
         mlflow.log_artifacts(str(out), artifact_path="reports/pretrain")

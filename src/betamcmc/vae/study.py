@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from betamcmc import pipeline
 from betamcmc.errors import InputError
 
 STUDIES = Path("metrics/studies")
@@ -154,18 +155,19 @@ def collect(spec: dict[str, Any], repo: str | Path = ".") -> dict[str, Any]:
         if rev is None or not rev.get("data"):
             missing.append(exp["name"])
             continue
-        metrics = rev["data"].get("metrics", {})
         params = _params_of(rev)
         row: dict[str, Any] = {"name": exp["name"], "rev": rev["rev"], "set": exp["set"],
                                "schedules": {}}  # fmt: skip
         for schedule in _schedules_of(exp["targets"], params):
-            data = metrics.get(f"metrics/pretrain/{schedule}.json", {}).get("data")
-            if not data or not _measured_under(data, params, schedule):
+            item = pipeline.stage_item("pretrain", Path(repo) / "dvc.yaml", schedule=schedule)
+            # an item's metrics file is an output committed with the experiment, not a DVC
+            # metric (`dvc exp show` lists only metrics/summary.json): read it at the revision
+            text = _read_at(repo, rev["rev"], str(item.path(".json")))
+            data = json.loads(text) if text else None
+            if not data or not _measured_under(data, params, item.params):
                 missing.append(f"{exp['name']}:{schedule}")
                 continue
-            curve = dvc.api.read(
-                f"metrics/pretrain/{schedule}_valid.csv", repo=str(repo), rev=rev["rev"]
-            )
+            curve = dvc.api.read(str(item.path("_valid.csv")), repo=str(repo), rev=rev["rev"])
             row["schedules"][schedule] = {
                 "kind": data.get("kind"),
                 "iterations": data.get("iterations"),
@@ -176,6 +178,17 @@ def collect(spec: dict[str, Any], repo: str | Path = ".") -> dict[str, Any]:
         if row["schedules"]:
             rows.append(row)
     return {"name": spec["name"], "spec": spec, "experiments": rows, "missing": missing}
+
+
+def _read_at(repo: str | Path, rev: str, path: str) -> str | None:
+    """A file as committed at an experiment's revision (None when that revision lacks it)."""
+    import dvc.api
+    from dvc.exceptions import DvcException
+
+    try:
+        return dvc.api.read(path, repo=str(repo), rev=rev)
+    except (FileNotFoundError, DvcException):
+        return None
 
 
 def _params_of(rev: dict[str, Any]) -> Any:
@@ -189,14 +202,13 @@ def _params_of(rev: dict[str, Any]) -> Any:
         return None
 
 
-def _measured_under(data: dict[str, Any], params: Any, schedule: str) -> bool:
-    """Were these metrics written by a run with this experiment's settings? (An experiment that
-    did not rerun the stage carries its baseline's metrics, which must not be collected.)"""
-    from betamcmc.vae.pretrain import stage_keys
-
+def _measured_under(data: dict[str, Any], params: Any, keys: list[str]) -> bool:
+    """Were these metrics written by a run with this experiment's settings (``keys``: the
+    stage's params)? An experiment that did not rerun the stage carries its baseline's metrics,
+    which must not be collected."""
     if params is None or "params_hash" not in data:
         return True  # nothing to check against (metrics of an older version): trust them
-    return data["params_hash"] == params.digest(stage_keys(schedule))
+    return data["params_hash"] == params.digest(keys)
 
 
 # --------------------------------------------------------------------------- drawing

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 
 from betamcmc.errors import BetamcmcError, DivergenceError
+from betamcmc.params import RuntimeParams
 from betamcmc.vae.evaluate import validate
 from betamcmc.vae.model import TextVAE, VAEConfig, pad_batch
 from betamcmc.vae.params import PretrainParams
@@ -195,6 +196,7 @@ def train_vae(
     valid: Sequence[Sequence[int]],
     vocab_size: int,
     params: PretrainParams,
+    runtime: RuntimeParams,
     schedule_name: str,
     seed: int,
     resume_dir: str | Path | None = None,
@@ -205,6 +207,7 @@ def train_vae(
     on_log: Callable[[str, int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train one VAE under ``params.schedules[schedule_name]``; see the module docstring.
+    ``runtime``: checkpoint and curve-point intervals (``checkpoint_every``, ``log_every``).
 
     ``resume_dir``: where the resumable checkpoint lives; it is reused only when its
     ``fingerprint`` (params + data digest) matches. ``on_iteration``: test hook, called before
@@ -292,7 +295,7 @@ def train_vae(
             window[key] += value
         window_n += 1
         done = it + 1
-        if done % tp.log_every == 0 or done == total:
+        if done % runtime.log_every == 0 or done == total:
             history["iteration"].append(done)
             for key in SERIES:
                 history[key].append(window[key] / window_n)
@@ -318,7 +321,7 @@ def train_vae(
                 best_valid, best_iteration = neg_elbo, done
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         interrupted = stop is not None and stop.is_set()
-        if done < total and (done % tp.checkpoint_every == 0 or interrupted):
+        if done < total and (done % runtime.checkpoint_every == 0 or interrupted):
             checkpoint(done)
         if interrupted and done < total:
             raise TrainingInterrupted(

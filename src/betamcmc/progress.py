@@ -1,0 +1,149 @@
+"""Progress of a long loop: on the terminal while it runs, and in MLflow while it runs.
+
+A loop in the library takes an optional callback ``report(done, total, values)`` and calls it
+as it goes (``values``: the current loss, KL, beta, accuracy, ...); a stage passes a
+:class:`Progress`, which
+
+* on a terminal draws a tqdm bar with the rate, the ETA and the latest values;
+* elsewhere (a log file, CI, ``dvc repro`` piped) prints one plain line every ``lines`` -th
+  of the total (10 by default) and at the end: ``pretrain@cyclical 400/4000 (10%) kl 1.2 ...
+  12 s, ETA 108 s``;
+* with ``mlflow=True`` sends the values as step metrics of the active MLflow run (or of
+  ``run_id``) with their real timestamps, batched: one ``log_batch`` call every ``flush_s``
+  seconds (and at the end), never one SQLite write per step.
+
+``BETAMCMC_PROGRESS=bar|lines|off`` overrides the choice (``lines`` is forced where several
+processes share one terminal, e.g. pretrain's seeds). The loops never import this module; the
+stages' work functions (which open the MLflow run) create the :class:`Progress` they pass in.
+``prefix`` names the metrics (``train.`` + ``kl``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+MODES = ("bar", "lines", "off")
+
+
+def _mode(stream: TextIO, forced: str | None) -> str:
+    chosen = os.environ.get("BETAMCMC_PROGRESS") or forced
+    if chosen in MODES:
+        return chosen
+    interactive = hasattr(stream, "isatty") and stream.isatty() and not os.environ.get("CI")
+    return "bar" if interactive else "lines"
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+class Progress:
+    """``report(done, total, values)`` for a loop; see the module docstring."""
+
+    def __init__(
+        self,
+        desc: str,
+        *,
+        mlflow: bool = False,
+        prefix: str = "",
+        run_id: str | None = None,
+        tracking_uri: str | None = None,
+        mode: str | None = None,
+        lines: int = 10,
+        flush_s: float = 5.0,
+        stream: TextIO | None = None,
+    ) -> None:
+        self.desc = desc
+        self.prefix = prefix
+        self.stream = stream or sys.stdout  # stderr carries the one-line errors only
+        self.mode = _mode(self.stream, mode)
+        self.lines = max(1, lines)
+        self.flush_s = flush_s
+        self.started = time.monotonic()
+        self.total = 0
+        self.done = 0
+        self.values: dict[str, float] = {}
+        self._bar: Any = None
+        self._next_line = 0
+        self._pending: list[Any] = []
+        self._last_flush = time.monotonic()
+        self._client: Any = None
+        self._run_id = run_id
+        if mlflow and run_id is None and "mlflow" in sys.modules:  # no import, no run: untracked
+            active = sys.modules["mlflow"].active_run()
+            self._run_id = active.info.run_id if active is not None else None
+        if self._run_id is not None:
+            import mlflow as _mlflow
+
+            self._client = _mlflow.MlflowClient(tracking_uri)
+
+    # ----------------------------------------------------------------------- the callback
+    def __call__(self, done: int, total: int, values: Mapping[str, float] | None = None) -> None:
+        self.total, self.done = total, done
+        clean = {
+            self.prefix + k: float(v) for k, v in (values or {}).items() if math.isfinite(float(v))
+        }
+        self.values.update(clean)
+        if self._client is not None and clean:
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            self._pending += [Metric(k, v, now, done) for k, v in clean.items()]
+            if time.monotonic() - self._last_flush >= self.flush_s or len(self._pending) >= 1000:
+                self.flush()
+        if self.mode == "bar":
+            self._draw_bar()
+        elif self.mode == "lines":
+            step = max(1, math.ceil(total / self.lines))
+            if done >= (self._next_line or step) or done >= total:
+                self._print_line()
+                self._next_line = (done // step + 1) * step
+
+    def _draw_bar(self) -> None:
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.total, desc=self.desc, file=self.stream, leave=True,
+                             dynamic_ncols=True, mininterval=0.5)  # fmt: skip
+        self._bar.total = self.total
+        self._bar.n = self.done
+        self._bar.set_postfix({k: _fmt(v) for k, v in self.values.items()}, refresh=False)
+        self._bar.refresh()
+
+    def _print_line(self) -> None:
+        elapsed = time.monotonic() - self.started
+        share = self.done / self.total if self.total else 0.0
+        eta = elapsed / share - elapsed if share > 0 else math.nan
+        shown = " ".join(f"{k} {_fmt(v)}" for k, v in self.values.items())
+        print(
+            f"{self.desc} {self.done}/{self.total} ({share:.0%}) {shown} "
+            f"{elapsed:.0f} s, ETA {eta:.0f} s".replace("  ", " "),
+            file=self.stream,
+            flush=True,
+        )
+
+    # ----------------------------------------------------------------------- the end
+    def flush(self) -> None:
+        """Send the buffered step metrics to MLflow (one batch call per 1000)."""
+        if self._client is not None and self._pending:
+            for i in range(0, len(self._pending), 1000):
+                self._client.log_batch(self._run_id, metrics=self._pending[i : i + 1000])
+        self._pending = []
+        self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        self.flush()
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

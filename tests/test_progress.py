@@ -1,0 +1,81 @@
+"""Progress of long loops: lines off a terminal, a bar on one, live batched MLflow step metrics."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from betamcmc.progress import Progress
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_lines_when_not_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BETAMCMC_PROGRESS", raising=False)
+    out = io.StringIO()
+    with Progress("pretrain@cyclical", stream=out) as progress:
+        for i in range(1, 1001):
+            progress(i, 1000, {"kl": 2.0, "beta": i / 1000})
+    lines = out.getvalue().splitlines()
+    assert 10 <= len(lines) <= 11  # one per tenth of the total (and the end), not one per step
+    assert lines[-1].startswith("pretrain@cyclical 1000/1000 (100%) kl 2 beta 1 ")
+    assert "ETA" in lines[0] and lines[0].startswith("pretrain@cyclical 100/1000 (10%)")
+
+
+def test_a_bar_on_a_terminal_and_off_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BETAMCMC_PROGRESS", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    tty = Tty()
+    with Progress("dialog@cyclical-bow", stream=tty) as progress:
+        for i in range(1, 51):
+            progress(i, 50, {"loss": 3.25})
+    assert "dialog@cyclical-bow" in tty.getvalue() and "50/50" in tty.getvalue()
+    assert "loss=3.25" in tty.getvalue()
+    monkeypatch.setenv("CI", "true")  # CI: plain lines even on a terminal
+    assert Progress("x", stream=Tty()).mode == "lines"
+    monkeypatch.setenv("BETAMCMC_PROGRESS", "off")
+    quiet = io.StringIO()
+    with Progress("x", stream=quiet) as progress:
+        progress(1, 1, {"a": 1.0})
+    assert quiet.getvalue() == ""
+
+
+def test_mlflow_receives_step_metrics_while_running_in_few_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # undone after the test
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.MlflowClient(uri).create_experiment("progress")
+    calls: list[int] = []
+    with mlflow.start_run(experiment_id=experiment) as run:
+        progress = Progress("x", mlflow=True, prefix="train.", stream=io.StringIO(), flush_s=3600)
+        real = progress._client.log_batch
+        monkeypatch.setattr(progress._client, "log_batch",
+                            lambda run_id, metrics: (calls.append(len(metrics)), real(run_id, metrics=metrics)))  # fmt: skip
+        for i in range(1, 601):
+            progress(i, 600, {"kl": float(i), "beta": 0.5})
+        # 1200 points: one batch of 1000 went out during the loop, the rest at the end
+        assert calls == [1000]
+        progress.close()
+    assert calls == [1000, 200]
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "train.kl")
+    assert [m.step for m in history] == list(range(1, 601))
+    assert [m.value for m in history][-1] == 600.0
+    assert history[0].timestamp <= history[-1].timestamp
+
+
+def test_no_mlflow_import_for_untracked_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.delitem(sys.modules, "mlflow")
+    progress = Progress("x", mlflow=True, stream=io.StringIO())
+    progress(1, 2, {"a": 1.0})
+    progress.close()
+    assert "mlflow" not in sys.modules and progress._client is None
