@@ -28,6 +28,19 @@ def test_lines_when_not_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "ETA" in lines[0] and lines[0].startswith("pretrain@cyclical 100/1000 (10%)")
 
 
+def test_one_line_per_step_when_a_loop_reports_twice_at_it() -> None:
+    """pretrain reports the training values and, at an evaluation, the validation values at the
+    same iteration: the end is printed once, not twice."""
+    out = io.StringIO()
+    with Progress("p", stream=out, mode="lines") as progress:
+        for i in range(1, 41):
+            progress(i, 40, {"kl": 1.0})
+            if i % 20 == 0:
+                progress(i, 40, {"valid_kl": 2.0})
+    ends = [line for line in out.getvalue().splitlines() if line.startswith("p 40/40")]
+    assert len(ends) == 1, out.getvalue()
+
+
 def test_a_bar_on_a_terminal_and_off_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BETAMCMC_PROGRESS", raising=False)
     monkeypatch.delenv("CI", raising=False)

@@ -40,7 +40,7 @@ def test_pretrain_every_schedule_and_report(pipeline: PipelineRun):
     repo = pipeline.repo
     for name in SCHEDULES:
         assert f"pretrain[{name}]: 2 seed(s), test (mean +- std) kl" in pipeline.output
-        assert f"pretrain[{name} seed 1] 40/40" in pipeline.output  # progress lines per seed
+        assert f"pretrain@{name} seed 1 40/40 (100%)" in pipeline.output  # progress per seed
         model_dir = repo / "models" / "pretrain" / name
         assert (model_dir / "vocab.txt").read_text() == (
             repo / "data/prepared/vocab.txt"

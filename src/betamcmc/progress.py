@@ -70,6 +70,7 @@ class Progress:
         self.values: dict[str, float] = {}
         self._bar: Any = None
         self._next_line = 0
+        self._printed = -1
         self._pending: list[Any] = []
         self._last_flush = time.monotonic()
         self._client: Any = None
@@ -100,8 +101,10 @@ class Progress:
             self._draw_bar()
         elif self.mode == "lines":
             step = max(1, math.ceil(total / self.lines))
-            if done >= (self._next_line or step) or done >= total:
+            # at a tenth (and at the end) once: a loop may report several times at one step
+            if done > self._printed and (done >= (self._next_line or step) or done >= total):
                 self._print_line()
+                self._printed = done
                 self._next_line = (done // step + 1) * step
 
     def _draw_bar(self) -> None:

@@ -252,7 +252,7 @@ all runs of one `dvc repro` / `dvc exp run` share the tag `pipeline_run`. Start 
 
 - the schedules side by side: `tags.stage = 'pretrain' and tags.pipeline_run = '<id>'`
   (columns `test.kl`, `test.mi`, `test.au`, `test.nll`);
-- the protocols at W = 2: `tags.stage = 'sgmcmc' and tags.workers = '2'`;
+- the protocols at W = 2: `tags.stage = 'sgmcmc' and tags.workers = '2' and tags.pipeline_run = '<id>'`;
 - everything of one run of the pipeline: `tags.pipeline_run = '<id>'` (group by `stage`).
 
 `<id>` is the `pipeline_run` tag of any of its runs. More: [docs/tracking.md](../docs/tracking.md).
