@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import io
 import json
 import os
 import signal
@@ -71,56 +70,46 @@ def test_a_silent_slow_worker_is_not_lost(tmp_path: Path, protocol: str) -> None
     assert result.per_worker["2"]["heartbeats"] >= 2
 
 
-class _StderrTee(io.TextIOBase):
-    """``sys.stderr`` that also keeps what was written, for a thread to wait on a line."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner, self.text, self.changed = inner, "", threading.Condition()
-
-    def write(self, s: str) -> int:
-        with self.changed:
-            self.text += s
-            self.changed.notify_all()
-        return self.inner.write(s)
-
-    def flush(self) -> None:
-        self.inner.flush()
-
-    def wait_for(self, needle: str, timeout: float) -> bool:
-        with self.changed:
-            return self.changed.wait_for(lambda: needle in self.text, timeout)
+def _lost_lines(capfd: pytest.CaptureFixture[str]) -> list[str]:
+    return [x for x in capfd.readouterr().err.splitlines() if x.startswith("sgmcmc: worker")]
 
 
 def test_lost_worker_is_reported_on_the_console_as_it_happens(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """Worker 2 is SIGKILLed while worker 1 is stopped (SIGSTOP), so no message reaches the
-    master until worker 1 continues: the report must come from the master looking at the process
-    handles while it waits, before worker 1 goes on. (A master blocked in its receive learned of
-    the death only after ``worker_timeout``, 30 s, as "silent", once worker 1 had finished.)"""
-    s = spec("downpour", samples=40, thinning=4, straggler_delay=0.002)
-    tee = _StderrTee(sys.stderr)
-    monkeypatch.setattr(sys, "stderr", tee)
-    reported: list[bool] = []
+    """The fast worker 1 is SIGKILLed early; the straggler (10 ms a step) needs seconds alone for
+    the rest of the budget, so the loss is said while it goes on, whatever the machine's speed."""
+    s = spec("downpour", samples=100, thinning=4, straggler_delay=0.01)
 
     def on_spawn(procs: list[Any]) -> None:
-        def kill_while_the_other_is_stopped() -> None:
-            os.kill(procs[0].pid, signal.SIGSTOP)
-            try:
-                os.kill(procs[1].pid, signal.SIGKILL)
-                reported.append(tee.wait_for("sgmcmc: worker 2 lost", timeout=15))
-            finally:
-                os.kill(procs[0].pid, signal.SIGCONT)
-
-        when_samples(tmp_path, 3, kill_while_the_other_is_stopped)
+        when_samples(tmp_path, 3, lambda: os.kill(procs[0].pid, signal.SIGKILL))
 
     result = run_local(s, tmp_path, on_spawn=on_spawn)
-    assert reported == [True]  # said while worker 1 was stopped, not at the end of the run
-    assert [(d["worker"], d["reason"]) for d in result.dead] == [(2, "process exited")]
-    assert result.complete and result.samples == 40  # worker 1 finished the budget
-    lines = [x for x in capfd.readouterr().err.splitlines() if x.startswith("sgmcmc: worker")]
-    assert len(lines) == 1 and lines[0].startswith("sgmcmc: worker 2 lost after")
+    assert [(d["worker"], d["reason"]) for d in result.dead] == [(1, "process exited")]
+    assert result.complete and result.samples == 100  # worker 2 finished the budget
+    lines = _lost_lines(capfd)
+    assert len(lines) == 1 and lines[0].startswith("sgmcmc: worker 1 lost after")
     assert "(process exited); 1 of 2 workers go on" in lines[0]
+
+
+def test_a_worker_lost_while_the_others_finish_is_noticed_by_its_process(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The straggler (worker 2) is SIGKILLed at the first sample and worker 1 finishes the small
+    budget at once, mostly before the master has looked at the process handles: the master then
+    waits for worker 2 alone, no message will come and gloo does not fail that receive. It must
+    still say "process exited" and end. (CI: the master sat in that receive for
+    ``worker_timeout`` and reported worker 2 "silent for 30 s".)"""
+    s = spec("downpour", samples=20, thinning=1, straggler_delay=0.05)
+
+    def on_spawn(procs: list[Any]) -> None:
+        when_samples(tmp_path, 1, lambda: os.kill(procs[1].pid, signal.SIGKILL))
+
+    result = run_local(s, tmp_path, on_spawn=on_spawn)
+    assert [(d["worker"], d["reason"]) for d in result.dead] == [(2, "process exited")]
+    assert result.complete and result.samples == 20
+    lines = _lost_lines(capfd)
+    assert len(lines) == 1 and "(process exited)" in lines[0]
 
 
 def test_sigterm_to_a_worker_is_reported_and_the_others_go_on(tmp_path: Path) -> None:

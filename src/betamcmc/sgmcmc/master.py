@@ -17,7 +17,9 @@ heartbeat thread covers burn-in, slow gradients and stragglers), so
   one cannot be retried, so a master blocked in it would learn that its last running workers
   died only after ``worker_timeout``. The blocking receive therefore runs on a helper thread
   (:class:`ReceiveThread`) and the master waits for its answer with a short timeout; under
-  ``torchrun`` (no handles) the master waits in the receive itself;
+  ``torchrun`` (no handles) the master waits in the receive itself. A process seen gone counts
+  as lost ``EXIT_GRACE_S`` later, so that what it sent last (an ABORT naming the signal that
+  stopped it) is handled first;
 * a receive that fails because a worker died mid-message is retried (gloo keeps serving the other
   workers); the death shows in the liveness check;
 * a receive that times out (every worker silent for ``worker_timeout``) ends the loop: all are
@@ -53,6 +55,9 @@ ABORT_REASONS = {
 }
 FAILED_RECEIVES = 50  # consecutive failed receives that no lost worker explains: give up
 IDLE_CHECK_S = 0.1  # local runs: how often a master with no message looks at the process handles
+# A worker's last message (an ABORT saying it was stopped by SIGTERM) can still be on its way
+# when its process is already gone: it is handled first, and its reason recorded.
+EXIT_GRACE_S = 1.0
 
 
 class WorkerLost(BetamcmcError):
@@ -96,6 +101,7 @@ class Master:
     stopping: bool = False
     busy_s: float = 0.0  # time spent handling messages (not waiting for them)
     alive: Callable[[int], bool] | None = None  # process handles (local runs)
+    exited: dict[int, float] = field(default_factory=dict)  # worker -> when seen gone
     # progress callback report(samples, of samples, values) after every sample (the stage's bar)
     report: Callable[[int, int, dict[str, float]], None] | None = None
     # one reply buffer per worker: a reply is sent without waiting (isend), so the buffer must
@@ -175,24 +181,31 @@ class Master:
         )
 
     def check_liveness(self) -> None:
-        """A worker is lost when its process exited (local runs) or nothing, not even a
-        heartbeat, came from it for ``worker_timeout`` seconds."""
+        """A worker is lost when its process exited (local runs; ``EXIT_GRACE_S`` after the
+        master first saw it gone) or nothing, not even a heartbeat, came from it for
+        ``worker_timeout`` seconds."""
         now = time.monotonic()
         for w in self.live():
             if self.alive is not None and not self.alive(w):
-                self.mark_dead(w, "process exited")
+                if now - self.exited.setdefault(w, now) >= EXIT_GRACE_S:
+                    self.mark_dead(w, "process exited")
             elif now - self.records[w].last_seen > self.cfg.worker_timeout:
                 self.mark_dead(w, f"no message or heartbeat for {self.cfg.worker_timeout:g} s")
 
 
-def _receive_once(inbox: wire.Message, timeout: float) -> int | RuntimeError:
-    """Receive one message from any worker into ``inbox``: its sender, or gloo's error."""
+def _receive_once(inbox: wire.Message, timeout: float) -> int | str:
+    """Receive one message from any worker into ``inbox``: its sender, or gloo's error as text.
+
+    Only the text: the exception's traceback would keep the failed receive's buffer alive, and
+    gloo hands the next message to a receive from any source still registered (nobody reads it:
+    a worker's ABORT, then its heartbeats, vanished that way until it counted as silent).
+    """
     try:
         work = dist.irecv(inbox.tensor, src=None)
         work.wait(timeout=datetime.timedelta(seconds=timeout))
         return int(work._source_rank())
     except RuntimeError as err:
-        return err
+        return str(err)
 
 
 class ReceiveThread:
@@ -207,7 +220,7 @@ class ReceiveThread:
     def __init__(self, inbox: wire.Message, timeout: float) -> None:
         self._inbox, self._timeout = inbox, timeout
         self._asks: queue.SimpleQueue[bool] = queue.SimpleQueue()
-        self._answers: queue.SimpleQueue[int | RuntimeError] = queue.SimpleQueue()
+        self._answers: queue.SimpleQueue[int | str] = queue.SimpleQueue()
         self._posted = False
         threading.Thread(target=self._serve, name="sgmcmc-receive", daemon=True).start()
 
@@ -215,7 +228,7 @@ class ReceiveThread:
         while self._asks.get():
             self._answers.put(_receive_once(self._inbox, self._timeout))
 
-    def next(self, wait_s: float) -> int | RuntimeError | None:
+    def next(self, wait_s: float) -> int | str | None:
         """The sender of the next message (or the receive's error); None when nothing came
         within ``wait_s`` (the receive stays posted: ask again)."""
         if not self._posted:
@@ -245,9 +258,9 @@ def receive(master: Master, inbox: wire.Message, thread: ReceiveThread | None) -
             if got is None:  # nothing yet: a worker whose process exited is lost now
                 master.check_liveness()
                 continue
-        if not isinstance(got, RuntimeError):
+        if isinstance(got, int):
             return got
-        text = str(got)
+        text = got
         if "Timed out" in text:
             for w in master.live():
                 master.mark_dead(w, f"silent for {master.cfg.worker_timeout:g} s")
