@@ -215,6 +215,38 @@ def test_signal_to_the_whole_job_one_line_and_samples_kept(
     assert wait_gone(json.loads((partial / "processes.json").read_text())["workers"])
 
 
+def test_a_stop_signal_flagged_with_another_is_handled_quietly() -> None:
+    """The race behind a CI failure, made deterministic: SIGINT (Ctrl-C to the job) and the
+    master's SIGTERM reach a worker before Python runs either handler. The SIGINT handler
+    quiets both signals and raises; the flagged SIGTERM then ends the worker with 143 and no
+    word (before the fix: ``OSError: Signal 15 ignored due to race condition`` and a traceback).
+    """
+    script = """
+import signal, threading
+from betamcmc.sgmcmc import worker
+signal.signal(signal.SIGTERM, worker._on_stop_signal)
+signal.signal(signal.SIGINT, worker._on_stop_signal)
+both = {signal.SIGINT, signal.SIGTERM}
+signal.pthread_sigmask(signal.SIG_BLOCK, both)
+main = threading.get_ident()  # to this thread: torch's threads do not block them
+signal.pthread_kill(main, signal.SIGINT)
+signal.pthread_kill(main, signal.SIGTERM)
+try:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, both)  # both handlers flagged here
+    for _ in range(1000):
+        pass
+except worker.WorkerStopped:
+    for _ in range(100000):  # the report to the master would run here
+        pass
+    print("report finished")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    assert done.stderr == "" and "report finished" not in done.stdout
+
+
 def test_rl_sigterm_keeps_the_previous_outputs(tmp_path: Path) -> None:
     rl = {"total_steps": 200000, "eval_every": 1024, "workers": [1]}
     repo = _stage_repo(tmp_path, {"rl": rl})

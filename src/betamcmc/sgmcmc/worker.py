@@ -305,36 +305,53 @@ def run_worker(spec: RunSpec, rank: int, worker_group: Any, protocol: Any) -> No
     """Build this worker and run ``protocol.worker`` until the master says stop; report a
     divergence, a lost peer or a stop signal to the master before leaving."""
 
-    def on_signal(signum: int, frame: Any) -> None:
-        _quiet_signals()  # a second signal (the master terminating us) ends us without a word
-        raise WorkerStopped(signum)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, _on_stop_signal)
+    signal.signal(signal.SIGINT, _on_stop_signal)
     ctx: WorkerContext | None = None
     try:
-        ctx = WorkerContext(spec, rank, worker_group)
-        dist.barrier()  # every process has built its model: sampling starts now
-        ctx.start()
-        protocol.worker(ctx)
-        ctx.close()
-    except DivergenceError as err:
-        _report(ctx, wire.ERROR, float("nan"))
-        raise SystemExit(f"error: {err}") from None
-    except WorkerStopped as stop:
+        try:
+            ctx = WorkerContext(spec, rank, worker_group)
+            dist.barrier()  # every process has built its model: sampling starts now
+            ctx.start()
+            protocol.worker(ctx)
+            ctx.close()
+        except DivergenceError as err:
+            _report(ctx, wire.ERROR, float("nan"))
+            raise SystemExit(f"error: {err}") from None
+        except RuntimeError as err:  # a peer is gone (the master stopped, the sync all-reduce)
+            _report(ctx, wire.ABORT, wire.ABORT_PEER_LOST)
+            raise SystemExit(f"worker {rank}: {str(err).splitlines()[0][:200]}") from None
+    except WorkerStopped as stop:  # also while reporting one of the above: the signal wins
         reason = wire.ABORT_SIGTERM if stop.signum == signal.SIGTERM else wire.ABORT_SIGINT
         _report(ctx, wire.ABORT, reason)
         raise SystemExit(128 + stop.signum) from None
-    except RuntimeError as err:  # a peer is gone (e.g. the sync all-reduce)
-        _report(ctx, wire.ABORT, wire.ABORT_PEER_LOST)
-        raise SystemExit(f"worker {rank}: {str(err).splitlines()[0][:200]}") from None
     finally:  # done: being terminated now is the normal way out
         _quiet_signals()
 
 
+def _on_stop_signal(signum: int, frame: Any) -> None:
+    _quiet_signals()  # a second signal (the master terminating us) ends us without a word
+    raise WorkerStopped(signum)
+
+
 def _quiet_signals() -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """From now on SIGTERM ends this worker at once and SIGINT is ignored, without a word.
+
+    Python handlers, not SIG_DFL / SIG_IGN: a signal that arrived while ``on_signal`` was still
+    installed is only flagged, and Python runs the handler installed when it gets to the flag;
+    finding SIG_DFL there raises ``OSError: Signal 15 ignored due to race condition`` in the
+    middle of the report (seen when SIGINT reaches the whole job and the master's SIGTERM
+    follows at once)."""
+    signal.signal(signal.SIGTERM, _exit_now)
+    signal.signal(signal.SIGINT, _ignore)
+
+
+def _exit_now(signum: int, frame: Any) -> None:
+    os._exit(128 + signum)
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    return None
 
 
 def _report(ctx: WorkerContext | None, kind: int, loss: float) -> None:
