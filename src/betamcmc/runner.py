@@ -30,10 +30,13 @@ from betamcmc.errors import BetamcmcError
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def run_stage(main: Callable[[], object]) -> None:
+def run_stage(main: Callable[[], object], *, hard_exit: bool = False) -> None:
     """Run ``main()``; report a :class:`BetamcmcError` as one line and exit with its code; a full
     disk, a read-only or forbidden output folder likewise (exit 1). A SIGTERM / SIGINT (unless the
-    stage handles them itself) unwinds the stage, so no temporary output is left behind."""
+    stage handles them itself) unwinds the stage, so no temporary output is left behind.
+
+    ``hard_exit``: for the ``__main__`` of the stages that run the SG-MCMC engine, which leave
+    by ``os._exit`` after an error or a stop (see :func:`_exit`); never inside a test process."""
     from betamcmc.stopping import Stopped, stop_on_signals
 
     try:
@@ -44,13 +47,13 @@ def run_stage(main: Callable[[], object]) -> None:
             "; outputs are replaced whole or not at all, so the previous ones are kept"
         )  # fmt: skip
         print(f"error: {err}{detail}", file=sys.stderr)
-        sys.exit(err.exit_code)
+        _exit(err.exit_code, hard_exit)
     except BetamcmcError as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
+        _exit(err.exit_code, hard_exit)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _exit(130, hard_exit)
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
             raise
@@ -59,6 +62,21 @@ def run_stage(main: Callable[[], object]) -> None:
               "previous ones are kept (free space or fix the permissions, then rerun)",
               file=sys.stderr)  # fmt: skip
         sys.exit(1)
+
+
+def _exit(code: int, hard: bool) -> None:
+    """``sys.exit(code)``; with ``hard`` (a stage process that runs the SG-MCMC engine, i.e.
+    torch.distributed), ``os._exit(code)`` once the streams are flushed.
+
+    A stage stopped or failed while a gloo receive was in flight leaves gloo threads that C++
+    destructors find joinable at interpreter exit: the process then aborts (SIGABRT, ``terminate
+    called without an active exception``) after its one line, about one stop in three. By then
+    every ``finally`` has run: outputs, workers and the MLflow run are closed."""
+    if not hard:
+        sys.exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def seed_everything(seed: int) -> None:
