@@ -10,9 +10,11 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -285,14 +287,98 @@ class PipelineRun:
     output: str
 
 
-@pytest.fixture(scope="session")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
-    """Every stage of dvc.yaml, run for real once per test session by ``dvc repro`` (the way
-    ``make repro`` runs them) on the tiny params; the stage tests assert on its outputs."""
+PIPELINE_TIMEOUT_S = 1500
+
+
+class BackgroundRepro:
+    """The shared pipeline's ``dvc repro``, started when the session's first test starts and
+    waited for by the first test that needs it (:func:`pipeline`).
+
+    Stage commands run one after another and mostly on one core (start-up, imports); the tests
+    that do not need the pipeline run meanwhile on the other (``pytest_collection_modifyitems``
+    puts the pipeline's tests last). Its output goes to files, so no pipe fills up.
+    """
+
+    def __init__(self, repo: Path) -> None:
+        self.repo, self.started = repo, time.monotonic()
+        bin_dir = Path(sys.executable).parent
+        env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        self._out, self._err = (open(repo.parent / name, "w+") for name in ("out.log", "err.log"))  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [str(bin_dir / "dvc"), "repro"],
+            cwd=repo,
+            env=env,
+            stdout=self._out,
+            stderr=self._err,
+            text=True,
+            start_new_session=True,  # stop() ends its whole process group (stage workers too)
+        )
+        self.run: PipelineRun | None = None
+
+    def wait(self) -> PipelineRun:
+        if self.run is None:
+            left = PIPELINE_TIMEOUT_S - (time.monotonic() - self.started)
+            try:
+                code = self.proc.wait(timeout=max(left, 1))
+            except subprocess.TimeoutExpired:
+                self.stop()
+                raise AssertionError(f"dvc repro took over {PIPELINE_TIMEOUT_S} s") from None
+            self._out.seek(0)
+            self._err.seek(0)
+            output = self._out.read() + self._err.read()
+            if code != 0:
+                raise AssertionError(f"dvc repro failed ({code}):\n{output}")
+            self.run = PipelineRun(repo=self.repo, output=output)
+        return self.run
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+                try:
+                    os.killpg(self.proc.pid, sig)
+                    self.proc.wait(timeout=wait_s)
+                    break
+                except (ProcessLookupError, subprocess.TimeoutExpired):
+                    continue
+        self._out.close()
+        self._err.close()
+
+
+def _uses_pipeline(item: pytest.Item) -> bool:
+    return "pipeline" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests on the shared pipeline run last (otherwise in their order), so that the other
+    tests run while its ``dvc repro`` does (:class:`BackgroundRepro`)."""
+    items.sort(key=_uses_pipeline)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pipeline_repro(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BackgroundRepro | None]:
+    """Start the shared ``dvc repro`` with the session when a selected test needs it."""
+    if not any(_uses_pipeline(item) for item in request.session.items):
+        yield None
+        return
     repo = copy_repo(tmp_path_factory.mktemp("pipeline") / "repo")
     write_params(repo / "params.yaml", tiny_params())
     git_init(repo)
-    return PipelineRun(repo=repo, output=dvc(repo, "repro", timeout=1500))
+    repro = BackgroundRepro(repo)
+    try:
+        yield repro
+    finally:
+        repro.stop()
+
+
+@pytest.fixture(scope="session")
+def pipeline(_pipeline_repro: BackgroundRepro | None) -> PipelineRun:
+    """Every stage of dvc.yaml, run for real once per test session by ``dvc repro`` (the way
+    ``make repro`` runs them) on the tiny params; the stage tests assert on its outputs."""
+    assert _pipeline_repro is not None  # started for every session that has a test using it
+    return _pipeline_repro.wait()
 
 
 def copy_pipeline(run: PipelineRun, dest: Path) -> Path:
