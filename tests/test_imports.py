@@ -94,3 +94,13 @@ def test_section_modules_import_the_schema_leaf_not_the_root() -> None:
     for name in sections:
         assert "betamcmc.params" not in edges[name], name
         assert "betamcmc.schema" in edges[name], name
+
+
+def test_the_sampler_library_knows_nothing_of_vaes() -> None:
+    """``betamcmc.sgmcmc`` is a sampler library: the VAE side (models, data, downstream tasks)
+    uses it, never the other way round."""
+    vae_side = ("betamcmc.vae", "betamcmc.finetune", "betamcmc.data")
+    for name, imports in graph().items():
+        if name.startswith("betamcmc.sgmcmc"):
+            bad = {m for m in imports if m.startswith(vae_side)}
+            assert not bad, f"{name} imports {sorted(bad)}"
