@@ -97,6 +97,22 @@ def test_collect_keeps_each_experiments_targeted_schedules(monkeypatch):
     }
 
 
+def test_collect_names_an_experiment_whose_params_it_cannot_read(monkeypatch):
+    """An experiment of the whole ``pretrain`` group run by an older version (its params.yaml
+    fails today's schema) is listed as missing with the reason, not silently dropped."""
+    spec = {"name": "s", "targets": ["pretrain"], "experiments": {"old": {"seed": 1}}}
+    old = {"params.yaml": {"data": {"seed": 1, "no_such_section": {}}}}
+    shown = [{"rev": "abc", "experiments": [
+        {"revs": [{"rev": "r1", "name": "s-old", "data": {"metrics": {}, "params": old}}]},
+    ]}]  # fmt: skip
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(
+        a, 0, json.dumps(shown), ""))  # fmt: skip
+    out = study.collect(spec)
+    assert out["experiments"] == []
+    (line,) = out["missing"]
+    assert line.startswith("s-old (its params.yaml does not validate"), line
+
+
 def test_render_grid_and_list_studies(tmp_path):
     curve = {"iteration": [20.0, 40.0], "kl": [0.1, 0.5], "mi": [0.1, 0.4], "au": [0.0, 2.0]}
     grid = {"name": "g", "missing": [], "spec": {"grid": {"pretrain.schedules.cyclical.cycles": [1, 4],
