@@ -254,14 +254,21 @@ def run_stage(
     return proc
 
 
-def dvc(repo: Path, *args: str, timeout: float = 900, check: bool = True) -> str:
-    """Run ``dvc args...`` in ``repo`` with this venv first on PATH (stage commands call
-    ``python``); returns stdout + stderr, and fails the test with both when ``check``."""
+def dvc_command(*args: str) -> tuple[list[str], dict[str, str]]:
+    """``dvc args...`` of this venv and its environment: the venv first on PATH (stage commands
+    call ``python``) and no MLflow URI inherited (each project uses its own store)."""
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
+    return [str(bin_dir / "dvc"), *args], env
+
+
+def dvc(repo: Path, *args: str, timeout: float = 900, check: bool = True) -> str:
+    """Run ``dvc args...`` in ``repo`` with this venv first on PATH (stage commands call
+    ``python``); returns stdout + stderr, and fails the test with both when ``check``."""
+    command, env = dvc_command(*args)
     proc = subprocess.run(
-        [str(bin_dir / "dvc"), *args],
+        command,
         cwd=repo,
         capture_output=True,
         text=True,
@@ -301,12 +308,10 @@ class BackgroundRepro:
 
     def __init__(self, repo: Path) -> None:
         self.repo, self.started = repo, time.monotonic()
-        bin_dir = Path(sys.executable).parent
-        env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
-        env.pop("MLFLOW_TRACKING_URI", None)
+        command, env = dvc_command("repro")
         self._out, self._err = (open(repo.parent / name, "w+") for name in ("out.log", "err.log"))  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [str(bin_dir / "dvc"), "repro"],
+            command,
             cwd=repo,
             env=env,
             stdout=self._out,
