@@ -61,7 +61,7 @@ def run_stage(main: Callable[[], object], *, hard_exit: bool = False) -> None:
         print(f"error: {where}{err.strerror}; outputs are replaced whole or not at all, so the "
               "previous ones are kept (free space or fix the permissions, then rerun)",
               file=sys.stderr)  # fmt: skip
-        sys.exit(1)
+        _exit(1, hard_exit)
 
 
 def _exit(code: int, hard: bool) -> None:

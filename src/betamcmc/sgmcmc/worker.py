@@ -337,8 +337,8 @@ def _on_stop_signal(signum: int, frame: Any) -> None:
 def _quiet_signals() -> None:
     """From now on SIGTERM ends this worker at once and SIGINT is ignored, without a word.
 
-    Python handlers, not SIG_DFL / SIG_IGN: a signal that arrived while ``on_signal`` was still
-    installed is only flagged, and Python runs the handler installed when it gets to the flag;
+    Python handlers, not SIG_DFL / SIG_IGN: a signal that arrived while ``_on_stop_signal`` was
+    still installed is only flagged, and Python runs the handler installed when it gets to the flag;
     finding SIG_DFL there raises ``OSError: Signal 15 ignored due to race condition`` in the
     middle of the report (seen when SIGINT reaches the whole job and the master's SIGTERM
     follows at once)."""
