@@ -39,6 +39,7 @@ import yaml
 
 from betamcmc import pipeline
 from betamcmc.errors import InputError
+from betamcmc.params import Params
 
 STUDIES = Path("metrics/studies")
 TEST_KEYS = ("kl", "kl_std", "mi", "mi_std", "au", "au_std", "nll", "nll_std", "ppl")
@@ -136,7 +137,7 @@ def _read_curve(text: str) -> dict[str, list[float]]:
 
 def collect(spec: dict[str, Any], repo: str | Path = ".") -> dict[str, Any]:
     """What every finished experiment of the study measured (see the module docstring)."""
-    import dvc.api
+    import dvc.api  # lazy: dvc's API costs ~0.5 s: only collecting pays it, not `study queue`
 
     proc = subprocess.run(
         ["dvc", "exp", "show", "--json"], cwd=repo, capture_output=True, text=True
@@ -186,7 +187,7 @@ def collect(spec: dict[str, Any], repo: str | Path = ".") -> dict[str, Any]:
 
 def _read_at(repo: str | Path, rev: str, path: str) -> str | None:
     """A file as committed at an experiment's revision (None when that revision lacks it)."""
-    import dvc.api
+    import dvc.api  # lazy: see collect
     from dvc.exceptions import DvcException
 
     try:
@@ -197,8 +198,6 @@ def _read_at(repo: str | Path, rev: str, path: str) -> str | None:
 
 def _params_of(rev: dict[str, Any]) -> Any:
     """The experiment's validated params (None when they cannot be read)."""
-    from betamcmc.params import Params
-
     raw = rev["data"].get("params", {}).get("params.yaml", {}).get("data")
     try:
         return Params.model_validate(raw) if raw else None
@@ -258,7 +257,7 @@ def _write(study: dict[str, Any], out_dir: Path, intro: list[str]) -> None:
 
 
 def _render_grid(study: dict[str, Any], out_dir: Path) -> dict[str, float]:
-    import matplotlib
+    import matplotlib  # lazy: a plotting import costs a second: only drawing pays it, not the CLI
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -299,8 +298,12 @@ def _render_grid(study: dict[str, Any], out_dir: Path) -> dict[str, float]:
     return {f"{study['name']}_points": float(sum(len(p) for p in points.values()))}
 
 
+_LINESTYLES = ("-", "--", ":", "-.")  # one per schedule of a listed study, in sorted order
+_LINESTYLE_NAMES = {"-": "solid", "--": "dashed", ":": "dotted", "-.": "dash-dot"}
+
+
 def _render_list(study: dict[str, Any], out_dir: Path) -> dict[str, float]:
-    import matplotlib
+    import matplotlib  # lazy: see _render_grid (numpy with it)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -328,17 +331,23 @@ def _render_list(study: dict[str, Any], out_dir: Path) -> dict[str, float]:
     bars[2].set_ylim(bottom=min([v for r in rows for s in r["schedules"].values()
                                  for v in [s["test"]["nll"]]] or [0]) * 0.97)  # fmt: skip
     bars[0].legend(fontsize=8)
+    # curves: colour = experiment, line style = schedule (the same in all three panels)
+    style = {s: _LINESTYLES[k % len(_LINESTYLES)] for k, s in enumerate(schedules)}
+    styles = ", ".join(f"{_LINESTYLE_NAMES[style[s]]}: {s}" for s in schedules)
     for i, key in enumerate(("kl", "mi", "au")):  # validation curves of every experiment
         ax = fig.add_subplot(2, 3, 4 + i)
         for j, row in enumerate(rows):
-            for k, schedule in enumerate(schedules):
+            label = row["name"].split("-", 1)[1]  # on the experiment's first curve only
+            for schedule in schedules:
                 c = row["schedules"].get(schedule, {}).get("curve")
                 if c:
-                    ax.plot(c["iteration"], c[key], color=f"C{j % 10}",
-                            ls="-" if k == len(schedules) - 1 else ":", lw=1,
-                            label=row["name"].split("-", 1)[1] if k == len(schedules) - 1 else None)  # fmt: skip
-        ax.set_title(f"validation {key.upper()} during training (solid: {schedules[-1] if schedules else ''}, "
-                     f"dotted: {', '.join(schedules[:-1])})", fontsize=8)  # fmt: skip
+                    ax.plot(c["iteration"], c[key], color=f"C{j % 10}", ls=style[schedule], lw=1,
+                            label=label)  # fmt: skip
+                    label = None
+        if i == 0:  # the legend's key to the line styles
+            for schedule in schedules:
+                ax.plot([], [], color="0.3", ls=style[schedule], lw=1, label=schedule)
+        ax.set_title(f"validation {key.upper()} during training ({styles})", fontsize=8)
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
     fig.axes[-3].legend(fontsize=6, ncol=2)
