@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -312,3 +313,28 @@ def test_full_disk_is_one_line_and_keeps_previous_outputs(project, small_disk, c
         "prepare.json",
         "prepared",
     ]
+
+
+@pytest.mark.parametrize(
+    "raise_",
+    [
+        "OSError(errno.ENOSPC, 'No space left on device', 'out.json')",
+        "InputError('bad corpus', 'x.txt')",
+    ],
+)
+def test_hard_exit_leaves_by_os_exit_from_every_error_branch(raise_: str) -> None:
+    """``run_stage(main, hard_exit=True)`` (the engine stages) ends by ``os._exit`` after its one
+    line, a full disk included: an ``atexit`` hook, which ``sys.exit`` would run, never runs."""
+    child = f"""
+import atexit, errno, sys
+from betamcmc.errors import InputError
+from betamcmc.runner import run_stage
+atexit.register(lambda: print("atexit ran", file=sys.stderr))
+def main():
+    raise {raise_}
+run_stage(main, hard_exit=True)
+"""
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    assert done.returncode in (1, 2), done.stderr
+    assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr, done.stderr
+    assert "atexit ran" not in done.stderr
