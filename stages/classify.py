@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params)
     params.pretrain.require_schedule(args.schedule, args.params)
 
+    # lazy: torch loads only after the params check (a bad value fails in a fraction of a second)
     from betamcmc.finetune.classify import run_classify
 
     m = run_classify(params, pipeline.stage_item("classify", schedule=args.schedule))

@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params)
     params.pretrain.require_schedule(args.schedule, args.params)
 
+    # lazy: torch loads only after the params check (a bad value fails in a fraction of a second)
     from betamcmc.finetune.dialog import run_dialog
 
     m = run_dialog(params, pipeline.stage_item("dialog", schedule=args.schedule, bow=args.bow))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from betamcmc import pipeline
+from betamcmc.finetune.report import run_report
 from betamcmc.params import load_params
 from betamcmc.runner import run_stage
 
@@ -19,8 +20,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     params = load_params(args.params)
-
-    from betamcmc.finetune.report import run_report
 
     stage = pipeline.stage_item("finetune_report")
     run_report(params, stage)

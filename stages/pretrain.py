@@ -15,6 +15,7 @@ import argparse
 from betamcmc import pipeline
 from betamcmc.params import load_params
 from betamcmc.runner import run_stage
+from betamcmc.vae.pretrain import check_schedule, run_pretrain
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,8 +24,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     params = load_params(args.params)
-
-    from betamcmc.vae.pretrain import check_schedule, run_pretrain
 
     schedule = check_schedule(params, args.schedule, args.params)
     metrics = run_pretrain(params, pipeline.stage_item("pretrain", schedule=schedule))

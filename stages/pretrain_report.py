@@ -13,6 +13,7 @@ import argparse
 from betamcmc import pipeline
 from betamcmc.params import load_params
 from betamcmc.runner import run_stage
+from betamcmc.vae.report import run_report
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,10 +22,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     params = load_params(args.params)
 
-    from betamcmc.vae.report import run_report
-
     if params.runtime.threads:
-        import torch
+        import torch  # lazy: torch loads only after the params check
 
         torch.set_num_threads(params.runtime.threads)
     stage = pipeline.stage_item("pretrain_report")

@@ -13,6 +13,7 @@ import argparse
 
 from betamcmc import pipeline
 from betamcmc.params import load_params
+from betamcmc.results.run import run_report
 from betamcmc.runner import run_stage
 
 
@@ -21,7 +22,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    from betamcmc.results.run import run_report
 
     stage = pipeline.stage_item("report")
     summary = run_report(params, stage)

@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-track", action="store_true", help="skip MLflow (quick local runs)")
     args = ap.parse_args(argv)
     params = load_params(args.params)
+    # lazy: torch loads only after the params check (a bad value fails in a fraction of a second)
     from betamcmc.rl.experiment import check_item, run_item
 
     check_item(params.rl, args.method, args.workers)  # before anything is written

@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     params = load_params(args.params)
+    # lazy: numpy (~0.15 s) loads only after the params check
     from betamcmc.rl.report import run_report
 
     out = run_report(params, pipeline.stage_item("rl_report"))

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-track", action="store_true", help="skip MLflow (quick local runs)")
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    # torch loads only after the params check (a bad value fails in a fraction of a second)
+    # lazy: torch loads only after the params check (a bad value fails in a fraction of a second)
     from betamcmc.sgmcmc.experiment import check_item, run_item
 
     check_item(args.protocol, args.workers)

@@ -12,6 +12,7 @@ import argparse
 from betamcmc import pipeline
 from betamcmc.params import load_params
 from betamcmc.runner import run_stage
+from betamcmc.sgmcmc.report import run_report
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,7 +20,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    from betamcmc.sgmcmc.report import run_report
 
     stage = pipeline.stage_item("sgmcmc_report")
     run_report(params, stage)

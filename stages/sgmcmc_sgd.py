@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-track", action="store_true")
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    # torch loads only after the params check (a bad value fails in a fraction of a second)
+    # lazy: torch loads only after the params check (a bad value fails in a fraction of a second)
     from betamcmc.sgmcmc.baseline import run_sgd
 
     stage = pipeline.stage_item("sgmcmc_sgd")

@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params)
     params.pretrain.require_schedule(args.schedule, args.params)
 
+    # lazy: torch loads only after the params check (a bad value fails in a fraction of a second)
     from betamcmc.finetune.vae_head import run_vae_head
 
     s = run_vae_head(params, pipeline.stage_item("sgmcmc_vae_head", schedule=args.schedule))

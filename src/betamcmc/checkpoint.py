@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import torch
+
 from betamcmc.errors import InputError
 
 T = TypeVar("T")
@@ -34,8 +36,6 @@ KINDS = (
 
 def read_checkpoint(path: Path, what: str, keys: tuple[str, ...], device: Any = "cpu") -> dict:
     """Load ``path`` (weights only) and check it holds ``keys``; else one clear InputError."""
-    import torch
-
     if path.is_dir():
         raise InputError(f"expected a {what} checkpoint file, found a directory", path)
     try:

@@ -1,18 +1,22 @@
 """The ``betamcmc`` console script: what lives outside the DVC stage graph.
 
-Commands import their heavy dependencies (torch, mlflow) inside the function, so that
-``betamcmc params check`` answers in a fraction of a second.
+Commands import what they need beyond typer (pydantic, yaml, torch, matplotlib) inside the
+function, so that ``betamcmc --help`` loads only typer and ``betamcmc params check`` answers in a
+fraction of a second.
 """
 
 from __future__ import annotations
 
 import functools
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer (pinned) vendors click
+from typer.exceptions import Abort, Exit
 
 from betamcmc.errors import BetamcmcError
 
@@ -55,7 +59,7 @@ def study_queue(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="only print the commands")] = False,
 ) -> None:
     """Queue every experiment of a study (`dvc exp run --queue ...`); then `dvc queue start`."""
-    from betamcmc.vae.study import load_spec, queue
+    from betamcmc.vae.study import load_spec, queue  # lazy: yaml, pipeline only for `study`
 
     for line in queue(load_spec(spec), dry_run=dry_run):
         typer.echo(line)
@@ -72,6 +76,7 @@ def study_collect(
     out: Annotated[Path | None, typer.Option(help="default metrics/studies/<name>.json")] = None,
 ) -> None:
     """Gather what the study's finished experiments measured into metrics/studies/<name>.json."""
+    # lazy: yaml (study) and json/tempfile (io) stay out of --help
     from betamcmc.io import write_json
     from betamcmc.vae.study import STUDIES, collect, load_spec
 
@@ -105,7 +110,7 @@ def rl_play(
     no_strip: Annotated[bool, typer.Option("--no-strip", help="write no frame strip")] = False,
 ) -> None:
     """Run episodes of a saved rl policy and print their returns (CartPole: and a frame strip)."""
-    from betamcmc.rl.play import play
+    from betamcmc.rl.play import play  # lazy: torch, gymnasium only for `rl play`
 
     name = Path(run).name.removesuffix(".pt")
     out = None if no_strip else (strip or Path(f"rl-play-{name}.png"))
@@ -126,7 +131,7 @@ def params_check(
     file: Annotated[Path, typer.Argument(help="params file to validate")] = Path("params.yaml"),
 ) -> None:
     """Validate a params file exactly as the stages do; exit 2 with one line on the first error."""
-    from betamcmc.params import load_params
+    from betamcmc.params import load_params  # lazy: pydantic (~0.15 s) stays out of --help
 
     params = load_params(file)
     typer.echo(f"{file}: ok ({len(params.flat())} settings)")
@@ -138,7 +143,7 @@ def params_show(
     file: Annotated[Path, typer.Argument(help="params file")] = Path("params.yaml"),
 ) -> None:
     """Print the validated params, flattened (`section.key = value`)."""
-    from betamcmc.params import load_params
+    from betamcmc.params import load_params  # lazy: pydantic stays out of --help
 
     for key, value in load_params(file).flat().items():
         typer.echo(f"{key} = {value}")
@@ -160,12 +165,12 @@ def schedule_plot(
     ] = None,
 ) -> None:
     """Draw beta over the iterations for every schedule in pretrain.schedules to a PNG."""
-    from betamcmc.io import atomic_path
-    from betamcmc.params import load_params
+    from betamcmc.io import atomic_path  # lazy: json/tempfile stay out of --help
+    from betamcmc.params import load_params  # lazy: pydantic stays out of --help
 
     loaded = load_params(params)
     total = iterations or loaded.pretrain.train.iterations
-    from betamcmc.vae.figures import plot_schedules
+    from betamcmc.vae.figures import plot_schedules  # lazy: matplotlib after the params check
 
     with atomic_path(out) as tmp:
         plot_schedules(loaded.pretrain.schedules, total, tmp)
@@ -200,6 +205,7 @@ def sample(
     seed: Annotated[int, typer.Option(help="seed of z and word sampling")] = 0,
 ) -> None:
     """Print prior samples, reconstructions of given sentences and a latent interpolation."""
+    # lazy: yaml (pipeline) and torch load only for this command, not for --help
     from betamcmc import pipeline
     from betamcmc.vae.sample import (
         interpolation,
@@ -242,8 +248,7 @@ def ui(
 ) -> None:
     """Start the MLflow UI over the project's tracking store (on 127.0.0.1 unless --host says
     otherwise) and print its URL."""
-    import subprocess
-
+    # lazy: pydantic (params, tracking) stays out of --help; mlflow runs in its own process
     from betamcmc import tracking
     from betamcmc.params import load_params
 
@@ -292,6 +297,7 @@ def respond(
     seed: Annotated[int, typer.Option(help="seed of the z samples")] = 0,
 ) -> None:
     """Print N responses sampled from a dialog CVAE (z ~ p(z|c), greedy decoding) for a context."""
+    # lazy: yaml (pipeline) and torch load only for this command, not for --help
     from betamcmc import pipeline
     from betamcmc.finetune.cvae import load_cvae
     from betamcmc.finetune.dialog import respond as sample_responses
@@ -309,10 +315,6 @@ def main(argv: list[str] | None = None) -> int:
     would silently mean the current directory. Returns the exit code (raises ``SystemExit``
     from the console script).
     """
-    # typer (pinned) vendors click; these are its usage errors
-    from typer._click.exceptions import NoArgsIsHelpError, UsageError
-    from typer.exceptions import Abort, Exit
-
     args = sys.argv[1:] if argv is None else list(argv)
     for i, arg in enumerate(args):
         if not arg.strip():

@@ -27,14 +27,12 @@ from betamcmc.errors import BetamcmcError
 
 
 def _child(fn: Callable[[Any], Any], job: Any, conn: Any) -> None:
-    import betamcmc.errors as errors
-
     flag = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: flag.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it forwards SIGTERM
     try:
         conn.send(("ok", fn(job, flag)))
-    except errors.BetamcmcError as err:
+    except BetamcmcError as err:
         conn.send(("error", type(err).__name__, str(err), err.exit_code))
     except BaseException:  # noqa: BLE001 - a crash must reach the parent, not vanish
         conn.send(("crash", traceback.format_exc()))

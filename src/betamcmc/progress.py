@@ -79,7 +79,7 @@ class Progress:
             active = sys.modules["mlflow"].active_run()
             self._run_id = active.info.run_id if active is not None else None
         if self._run_id is not None:
-            import mlflow as _mlflow
+            import mlflow as _mlflow  # lazy: MLflow costs seconds; an untracked run never loads it
 
             self._client = _mlflow.MlflowClient(tracking_uri)
 
@@ -91,7 +91,7 @@ class Progress:
         }
         self.values.update(clean)
         if self._client is not None and clean:
-            from mlflow.entities import Metric
+            from mlflow.entities import Metric  # lazy: see __init__ (only with a run to log to)
 
             now = int(time.time() * 1000)
             self._pending += [Metric(k, v, now, done) for k, v in clean.items()]
@@ -109,7 +109,7 @@ class Progress:
 
     def _draw_bar(self) -> None:
         if self._bar is None:
-            from tqdm import tqdm
+            from tqdm import tqdm  # lazy: only a terminal bar needs it, the plain lines do not
 
             self._bar = tqdm(total=self.total, desc=self.desc, file=self.stream, leave=True,
                              dynamic_ncols=True, mininterval=0.5)  # fmt: skip

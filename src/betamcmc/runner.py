@@ -22,7 +22,8 @@ import random
 import sys
 from collections.abc import Callable
 
-from betamcmc.errors import BetamcmcError
+from betamcmc.errors import BetamcmcError, ParamsError
+from betamcmc.stopping import Stopped, stop_on_signals
 
 # Every stage imports this module before it loads torch: OpenMP worker threads that spin while
 # waiting steal the cores of a shared machine (2 threads ran ~6x slower than 1); passive waiting
@@ -37,8 +38,6 @@ def run_stage(main: Callable[[], object], *, hard_exit: bool = False) -> None:
 
     ``hard_exit``: for the ``__main__`` of the stages that run the SG-MCMC engine, which leave
     by ``os._exit`` after an error or a stop (see :func:`_exit`); never inside a test process."""
-    from betamcmc.stopping import Stopped, stop_on_signals
-
     try:
         with stop_on_signals():  # SIGTERM / SIGINT unwind (temp outputs removed), exit 143 / 130
             main()
@@ -81,6 +80,8 @@ def _exit(code: int, hard: bool) -> None:
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch, and ask torch for deterministic CPU kernels."""
+    # lazy: every stage imports this module first, before torch (OMP_WAIT_POLICY above, and a
+    # bad params file fails before torch's second of start-up)
     import numpy as np
     import torch
 
@@ -92,12 +93,10 @@ def seed_everything(seed: int) -> None:
 
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is an error."""
-    import torch
+    import torch  # lazy: see seed_everything
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        from betamcmc.errors import ParamsError
-
         raise ParamsError("device: 'cuda' requested but torch sees no CUDA device (got 'cuda')")
     return device

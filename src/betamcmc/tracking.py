@@ -19,13 +19,18 @@ would be deleted with the workspace, so :func:`project_root` climbs out of it.
 Artifacts go to ``<project root>/mlartifacts/`` (set when the experiment is created). The SQLite
 schema is created under a file lock, so stages started in parallel (``dvc queue start -j 2``)
 do not race in MLflow's schema migration.
+
+MLflow's import costs seconds: the functions import it themselves (lazy), so importing this
+module is cheap and a stage checks its params, and an untracked run finishes, without it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import subprocess
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -84,7 +89,7 @@ def setup(params: Params | None = None) -> str:
 
     Store creation and experiment creation happen under a file lock beside the store.
     """
-    import mlflow
+    import mlflow  # lazy: see the module docstring (filelock only serves it)
     from filelock import FileLock
 
     global _exported_uri
@@ -147,8 +152,6 @@ def pipeline_run() -> str:
     """One id shared by every stage run of one ``dvc exp run`` (its experiment name) or one
     ``dvc repro`` (``repro-<start time>-<pid>`` of the dvc process); a stage script run by hand
     gets ``manual-<time>-<pid>``. Filter on it in the MLflow UI: ``tags.pipeline_run = '...'``."""
-    import time
-
     if os.environ.get("DVC_EXP_NAME"):
         return os.environ["DVC_EXP_NAME"]
     found = _dvc_ancestor()
@@ -205,7 +208,7 @@ def stage_run(
 
     ``identity``: what else identifies the run beyond its dvc.yaml item (e.g. the protocol of the
     Bayesian head, the corpus of ``prepare``): logged as tags and params under the same names."""
-    import mlflow
+    import mlflow  # lazy: see the module docstring
 
     setup(params)
     extra = {k: dvc_str(v) for k, v in (identity or {}).items()}
@@ -224,9 +227,7 @@ def _param_value(value: Any) -> str:
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     """Log finite numeric metrics in one batch (non-finite values are skipped, not logged)."""
-    import math
-
-    import mlflow
+    import mlflow  # lazy: see the module docstring
 
     clean = {
         k: float(v)
@@ -239,14 +240,14 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
 
 def log_artifact(path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
     """Attach a file to the active run."""
-    import mlflow
+    import mlflow  # lazy: see the module docstring
 
     mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
 
 def log_artifacts(directory: str | os.PathLike[str], artifact_path: str | None = None) -> None:
     """Attach every file of a directory to the active run."""
-    import mlflow
+    import mlflow  # lazy: see the module docstring
 
     mlflow.log_artifacts(str(directory), artifact_path=artifact_path)
 
@@ -274,7 +275,7 @@ def log_result(
     such as ``workers``, ``samples``) go in as params; ``skip``: entries left out. Each name is
     a dotted key (``per_seed``, ``runs.single-tau1.tau``, its subtree included) or a last key
     part (``tau`` matches ``runs.<any>.tau``)."""
-    import mlflow
+    import mlflow  # lazy: see the module docstring
 
     def matches(name: str, keys: Sequence[str]) -> bool:
         last = name.rsplit(".", 1)[-1]
@@ -304,10 +305,7 @@ def _flatten_all(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def log_series(name_to_values: Mapping[str, Sequence[float]], steps: Sequence[int]) -> None:
     """Log whole per-step series at once (one batched call per 1000 points, not one per point)."""
-    import math
-    import time
-
-    import mlflow
+    import mlflow  # lazy: see the module docstring
     from mlflow.entities import Metric
 
     run = mlflow.active_run()

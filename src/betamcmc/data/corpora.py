@@ -33,6 +33,7 @@ from betamcmc.data import synthetic
 from betamcmc.data.params import DataParams
 from betamcmc.data.prepared import SPLITS
 from betamcmc.errors import InputError
+from betamcmc.tracking import project_root
 
 
 @dataclass
@@ -158,8 +159,6 @@ def _require_path(data: DataParams) -> Path:
     """``data.path``; a relative one is relative to the project root, also when a queued DVC
     experiment runs in a temporary workspace under ``.dvc/tmp/exps/`` (where ``../shared``
     would otherwise point inside ``.dvc/tmp``)."""
-    from betamcmc.tracking import project_root
-
     path = Path(data.path or "")
     if not path.is_absolute() and not path.exists():
         path = project_root() / path

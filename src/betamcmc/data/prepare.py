@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from betamcmc import tracking
 from betamcmc.data.corpora import RawCorpus, load_corpus
 from betamcmc.data.params import DataParams
 from betamcmc.data.prepared import (
@@ -170,9 +171,7 @@ def run_prepare(params: Params, stage: StageItem) -> dict[str, Any]:
     """The ``prepare`` stage's work: prepare the corpus, write ``data/prepared/`` and the
     statistics file (both atomically, after everything loaded and validated), log the MLflow run
     (the statistics describe the data: logged as params). Returns the statistics."""
-    import mlflow  # MLflow's import costs seconds: only here, after the corpus is validated
-
-    from betamcmc import tracking
+    import mlflow  # lazy: MLflow's import costs seconds: only here, after the corpus is validated
 
     corpus, stats = prepare(params.data, params.seed)
     with tracking.stage_run(params, stage, identity={"corpus": params.data.corpus}):

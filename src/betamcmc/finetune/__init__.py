@@ -11,6 +11,7 @@ over sampled responses, distinct-n, dialog-act agreement) and :mod:`report` (tab
 def limit_threads(threads: int) -> None:
     """Cap torch's and the BLAS libraries' (sklearn/scipy) CPU threads; 0 keeps the defaults."""
     if threads > 0:
+        # lazy: this package's __init__ runs for every params check (betamcmc.finetune.params)
         import torch
         from threadpoolctl import threadpool_limits
 

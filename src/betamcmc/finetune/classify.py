@@ -20,6 +20,7 @@ seed.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,8 +31,9 @@ import torch
 from scipy import sparse
 
 from betamcmc import pipeline, tracking
-from betamcmc.data.prepared import PreparedCorpus, Sentence
+from betamcmc.data.prepared import PreparedCorpus, Sentence, load_prepared
 from betamcmc.errors import DivergenceError, InputError
+from betamcmc.finetune import limit_threads
 from betamcmc.finetune.params import FinetuneParams
 from betamcmc.io import write_json, write_text
 from betamcmc.params import Params
@@ -39,6 +41,7 @@ from betamcmc.pipeline import StageItem
 from betamcmc.progress import Progress
 from betamcmc.runner import seed_everything
 from betamcmc.stopping import signals_deferred
+from betamcmc.vae.model import TextVAE, load_vae, pad_batch, seed_dirs
 
 
 # --------------------------------------------------------------------------- inputs
@@ -110,8 +113,6 @@ def encode_sentences(
     vae: Any, ids: list[list[int]], features: str, seed: int, batch: int = 256
 ) -> np.ndarray:
     """Posterior means (``features='mean'``) or one posterior sample per sentence (``'sample'``)."""
-    from betamcmc.vae.model import pad_batch
-
     vae.eval()
     generator = torch.Generator().manual_seed(seed)
     out = []
@@ -132,6 +133,7 @@ def fit_predict_logreg(
     x_train: Any, y_train: np.ndarray, x_test: Any, c: float, scale: bool
 ) -> np.ndarray:
     """L2 logistic regression (lbfgs, deterministic); dense features standardized first."""
+    # lazy: sklearn adds ~1.5 s to this module's import (on top of torch): only a fit pays it
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -181,10 +183,6 @@ def finetune_predict(
 ) -> np.ndarray:
     """Encoder (embedding + LSTM + posterior mean layer) and a linear layer trained end to end
     with cross-entropy on the labeled sentences; the VAE passed in is not modified."""
-    import copy
-
-    from betamcmc.vae.model import pad_batch
-
     torch.manual_seed(seed)
     model = copy.deepcopy(vae)
     model.train()
@@ -242,8 +240,6 @@ def run_classification(
     """The whole table for one schedule's pretrained VAEs (one per pretrain seed, or a single
     model): accuracy per method x label fraction (mean, std). ``report(done, of, values)``:
     progress after every (seed, label fraction), with that cell's accuracies."""
-    from betamcmc.vae.model import TextVAE
-
     vaes = list(vaes) if isinstance(vaes, list | tuple) else [vaes]
 
     train = labeled_split(corpus.sentences["train"], label, p.max_train, "train")
@@ -340,10 +336,6 @@ def accuracy_rows(metrics: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- the stage
 def run_classify(params: Params, stage: StageItem) -> dict[str, Any]:
     """Semi-supervised classification from the codes of every pretrained seed of the schedule."""
-    from betamcmc.data.prepared import load_prepared
-    from betamcmc.finetune import limit_threads
-    from betamcmc.vae.model import load_vae, seed_dirs
-
     schedule = stage.identity["schedule"]
     prepared = pipeline.stage_item("prepare").out
     corpus = load_prepared(prepared)

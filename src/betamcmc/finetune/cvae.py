@@ -30,7 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from betamcmc.data.prepared import Dialog, Vocab
+from betamcmc.checkpoint import build, read_checkpoint
+from betamcmc.data.prepared import Dialog, Vocab, load_vocab
+from betamcmc.errors import InputError
 
 PAD_ID, BOS_ID, EOS_ID = Vocab.pad_id, Vocab.bos_id, Vocab.eos_id
 
@@ -264,10 +266,6 @@ def save_cvae(model_dir: str | Path, model: DialogCVAE, vocab: Vocab) -> None:
 
 def load_cvae(model_dir: str | Path, map_location: str = "cpu") -> tuple[DialogCVAE, Vocab]:
     """Load a model written by :func:`save_cvae` (weights only: no pickled code)."""
-    from betamcmc.checkpoint import build, read_checkpoint
-    from betamcmc.data.prepared import load_vocab
-    from betamcmc.errors import InputError
-
     model_dir = Path(model_dir)
     if model_dir.is_file():
         raise InputError("expected a dialog model directory (models/dialog/<item>), found a file",

@@ -18,8 +18,9 @@ from typing import Any
 import torch
 
 from betamcmc import pipeline, tracking
-from betamcmc.data.prepared import Dialog, PreparedCorpus, Vocab, load_vocab
+from betamcmc.data.prepared import Dialog, PreparedCorpus, Vocab, load_prepared, load_vocab
 from betamcmc.errors import DivergenceError, InputError
+from betamcmc.finetune import limit_threads
 from betamcmc.finetune.cvae import CVAEConfig, DialogCVAE, collate
 from betamcmc.finetune.dialog_metrics import (
     ActClassifier,
@@ -33,6 +34,7 @@ from betamcmc.pipeline import StageItem
 from betamcmc.progress import Progress
 from betamcmc.runner import resolve_device, seed_everything
 from betamcmc.stopping import signals_deferred
+from betamcmc.vae.model import load_vae
 from betamcmc.vae.schedules import beta_at
 from betamcmc.vae.train import autocast_for
 
@@ -81,8 +83,6 @@ def build_model(
     }
     vae = None
     if pretrained_dir is not None:
-        from betamcmc.vae.model import load_vae
-
         check_same_vocab(vocab, Path(pretrained_dir) / "vocab.txt")
         vae = load_vae(pretrained_dir, map_location="cpu")
         cfg = vae.config
@@ -313,9 +313,7 @@ def respond(
 # --------------------------------------------------------------------------- the stage
 def run_dialog(params: Params, stage: StageItem) -> dict[str, Any]:
     """Train the dialog CVAE with the schedule's beta (and the bag-of-words loss or not)."""
-    from betamcmc.data.prepared import load_prepared
-    from betamcmc.finetune import limit_threads
-    from betamcmc.finetune.cvae import save_cvae  # looked up at call time (tests patch it)
+    from betamcmc.finetune.cvae import save_cvae  # lazy: looked up at call time (tests patch it)
 
     schedule, bow = stage.identity["schedule"], stage.identity["bow"] == "bow"
     dp = params.finetune.dialog

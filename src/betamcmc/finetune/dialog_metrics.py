@@ -21,6 +21,8 @@ from typing import Any
 
 from sacrebleu.metrics import BLEU
 
+from betamcmc.finetune.classify import bag_of_words
+
 
 def sentence_bleu(hypothesis: str, reference: str, order: int = 4) -> float:
     """Smoothed sentence BLEU-``order`` of one tokenized hypothesis against one reference, in [0, 1]."""
@@ -103,17 +105,13 @@ class ActClassifier:
     def fit(
         cls, responses: Sequence[Sequence[int]], acts: Sequence[int], vocab_size: int
     ) -> ActClassifier:
-        from sklearn.linear_model import LogisticRegression
-
-        from betamcmc.finetune.classify import bag_of_words
+        from sklearn.linear_model import LogisticRegression  # lazy: ~1.5 s, see classify
 
         model = LogisticRegression(C=1.0, max_iter=2000)
         model.fit(bag_of_words(responses, vocab_size), list(acts))
         return cls(model, vocab_size)
 
     def predict(self, responses: Sequence[Sequence[int]]) -> list[int]:
-        from betamcmc.finetune.classify import bag_of_words
-
         return [int(a) for a in self.model.predict(bag_of_words(responses, self.vocab_size))]
 
     def accuracy(self, responses: Sequence[Sequence[int]], acts: Sequence[int]) -> float:

@@ -76,7 +76,7 @@ def classify_table(by_schedule: dict[str, dict[str, Any]]) -> str:
 
 def classify_figure(by_schedule: dict[str, dict[str, Any]], path: str | Path) -> None:
     """Accuracy against label fraction (log x), one line per schedule, baselines dashed."""
-    import matplotlib
+    import matplotlib  # lazy: a plotting import costs a second: only the figure pays it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -35,8 +35,9 @@ import torch
 from torch import nn
 
 from betamcmc import pipeline, tracking
-from betamcmc.data.prepared import PreparedCorpus
+from betamcmc.data.prepared import PreparedCorpus, load_prepared
 from betamcmc.errors import DivergenceError, InputError
+from betamcmc.finetune import limit_threads
 from betamcmc.finetune.classify import encode_sentences, fit_predict_logreg, labeled_split
 from betamcmc.finetune.params import VaeHeadParams
 from betamcmc.io import write_json
@@ -50,6 +51,7 @@ from betamcmc.sgmcmc.samples import read_samples
 from betamcmc.sgmcmc.sampling import finalize_dir, fresh_partial, is_worker_rank, sample
 from betamcmc.sgmcmc.tasks import MLP, Task
 from betamcmc.stopping import signals_deferred
+from betamcmc.vae.model import load_vae
 
 PREDICTIVE = ("accuracy", "log_likelihood", "log_likelihood_median", "log_likelihood_worst", "ece")
 
@@ -242,10 +244,6 @@ def run_head(
 def run_vae_head(params: Params, stage: StageItem) -> dict[str, Any]:
     """The Bayesian head on the codes of the schedule's first pretrained seed vs the MAP head.
     Empty on a torchrun worker rank, which only computes gradients (no run, no outputs)."""
-    from betamcmc.data.prepared import load_prepared
-    from betamcmc.finetune import limit_threads
-    from betamcmc.vae.model import load_vae
-
     schedule = stage.identity["schedule"]
     prepared = pipeline.stage_item("prepare").out
     corpus = load_prepared(prepared)

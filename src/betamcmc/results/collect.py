@@ -10,6 +10,7 @@ an input error naming it (run the stage first).
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -61,8 +62,6 @@ def items(params: Params) -> dict[str, dict[str, pipeline.StageItem]]:
     schedules = list(params.pretrain.schedules)
 
     def each(stage: str, **dims: list[Any]) -> dict[str, pipeline.StageItem]:
-        import itertools
-
         out = {}
         for values in itertools.product(*dims.values()):
             item = pipeline.stage_item(stage, **dict(zip(dims, values, strict=True)))

@@ -12,6 +12,7 @@ from typing import Any
 
 from betamcmc.params import Params
 from betamcmc.results.collect import number
+from betamcmc.vae.report import verdict  # the pretrain report's own reading of the numbers
 
 DASH = "–"
 
@@ -39,8 +40,6 @@ def _figure(alt: str, path: str, available: set[str]) -> list[str]:
 
 
 def pretrain_section(params: Params, res: dict[str, Any], figures: set[str]) -> list[str]:
-    from betamcmc.vae.report import verdict  # the pretrain report's own reading of the numbers
-
     metrics = res["pretrain"]
     seeds = params.pretrain.seeds
     rows = [

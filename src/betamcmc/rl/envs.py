@@ -41,14 +41,14 @@ class EnvInfo:
 
 
 def make_env(env_id: str, **kwargs: Any) -> Any:
-    import gymnasium as gym  # gymnasium costs a second: the master of a non-RL run never pays it
+    import gymnasium as gym  # lazy: it costs a second: the master of a non-RL run never pays it
 
     return gym.make(env_id, **kwargs)
 
 
 def check_env(env_id: str, where: str = "rl.env") -> EnvInfo:
     """Make ``env_id`` once and check that a discrete-action policy can drive it."""
-    import gymnasium as gym  # see make_env
+    import gymnasium as gym  # lazy: see make_env
 
     try:
         env = make_env(env_id)

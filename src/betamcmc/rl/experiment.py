@@ -30,6 +30,7 @@ from typing import Any, get_args
 import numpy as np
 import torch
 
+from betamcmc import tracking
 from betamcmc.errors import DivergenceError, ParamsError
 from betamcmc.io import write_json, write_text
 from betamcmc.params import Params, RuntimeParams
@@ -298,8 +299,6 @@ def run_item(params: Params, stage: StageItem, track: bool = True) -> dict[str, 
         with stop_on_signals():
             if not track:
                 return _run_and_write(rl, params.runtime, env, stage, progress)
-            from betamcmc import tracking  # MLflow loads only for tracked runs
-
             update, protocol = split_method(method)
             with tracking.stage_run(
                 params, stage, identity={"update": update, "protocol": protocol}
@@ -347,8 +346,6 @@ def _run_and_write(
 
 
 def _log(summary: dict[str, Any], stage: StageItem) -> None:
-    from betamcmc import tracking
-
     settings = ["workers", "seeds", "reward_threshold", "temperature", "step_size"]
     tracking.log_result(summary, as_params=settings, skip=["per_seed"])
     curve = read_curve(stage.path("_curve.csv"))

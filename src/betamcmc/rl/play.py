@@ -72,7 +72,7 @@ def load_policy(path: Path) -> tuple[ActorCritic, dict[str, Any]]:
 
 def cartpole_strip(states: list[np.ndarray], path: Path, frames: int = 8) -> Path:
     """Draw ``frames`` evenly spaced CartPole states (x, x_dot, theta, theta_dot) side by side."""
-    import matplotlib  # a plotting import costs a second of start-up: only a frame strip pays it
+    import matplotlib  # lazy: a plotting import costs a second: only a frame strip pays it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -11,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from betamcmc import pipeline
+import numpy as np
+
+from betamcmc import pipeline, tracking
 from betamcmc.errors import InputError
 from betamcmc.io import atomic_path, read_json
 from betamcmc.params import Params
@@ -74,11 +76,10 @@ def curves_figure(
     items: list[tuple[str, dict[str, Any], dict[str, list[float]]]],
     threshold: float | None,
 ) -> None:
-    import matplotlib  # a plotting import costs a second of start-up: only the report pays it
+    import matplotlib  # lazy: a plotting import costs a second: only the report's figure pays it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     for item, _, c in items:
@@ -116,8 +117,6 @@ def write_report(params: Params, out_dir: Path) -> Path:
 
 def run_report(params: Params, stage: StageItem) -> Path:
     """The ``rl_report`` stage's work: the report into ``stage.out``, one MLflow run."""
-    from betamcmc import tracking  # MLflow's import costs seconds: only here
-
     with tracking.stage_run(params, stage):
         out = write_report(params, stage.out)
         tracking.log_artifacts(out, "reports/rl")

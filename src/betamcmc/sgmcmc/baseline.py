@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from betamcmc import tracking
 from betamcmc.io import write_json
 from betamcmc.params import Params
 from betamcmc.pipeline import StageItem
@@ -66,8 +67,6 @@ def run_sgd(
 
     if not track:
         return body()
-    from betamcmc import tracking  # MLflow loads only for tracked runs
-
     with tracking.stage_run(params, stage):
         summary = body()
         tracking.log_result(summary, as_params=["steps"])

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from betamcmc import tracking
 from betamcmc.io import atomic_path, write_json
 from betamcmc.params import Params
 from betamcmc.pipeline import StageItem
@@ -108,7 +109,7 @@ def run_study(params: Params, out_dir: Path, metrics_path: Path | None = None) -
 
 
 def _run_study(params: Params, out_dir: Path, metrics_path: Path | None) -> dict[str, Any]:
-    import matplotlib  # a plotting import costs a second of start-up: only the study pays it
+    import matplotlib  # lazy: a plotting import costs a second: only the study's figure pays it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -214,8 +215,6 @@ def run_consistency(params: Params, stage: StageItem, track: bool = True) -> dic
     recorded in one MLflow run (final errors as metrics, per protocol and tau)."""
     if not track:
         return run_study(params, stage.out, stage.path(".json"))
-    from betamcmc import tracking  # MLflow's import costs seconds: only tracked runs pay it
-
     with tracking.stage_run(params, stage):
         summary = run_study(params, stage.out, stage.path(".json"))
         tracking.log_result(summary, as_params=["tau", "workers", "samples", "draws"])

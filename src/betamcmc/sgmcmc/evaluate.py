@@ -106,7 +106,7 @@ def chain_diagnostics(
             "ess_bulk_min": None,
             "rhat_max": None,
         }
-    import arviz as az  # arviz (xarray, scipy) costs seconds: only a real chain's diagnostics pay it
+    import arviz as az  # lazy: arviz (xarray, scipy) costs seconds: only a real chain pays it
 
     logging.getLogger("arviz").setLevel(logging.ERROR)
     points = min(points, len(targets))

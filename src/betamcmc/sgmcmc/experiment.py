@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from betamcmc import tracking
 from betamcmc.errors import ParamsError
 from betamcmc.io import write_json, write_text
 from betamcmc.params import Params
@@ -115,7 +116,7 @@ def write_series(stage: StageItem, series: dict[str, np.ndarray]) -> list[Path]:
 
 
 def running_figure(path: Path, item: str, series: dict[str, np.ndarray]) -> None:
-    import matplotlib  # a plotting import costs a second of start-up: only where a figure is drawn
+    import matplotlib  # lazy: a plotting import costs a second: only where a figure is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -142,8 +143,6 @@ def run_item(
     if not track or is_worker_rank():
         out = _run_and_write(params, spec, stage, info)
         return out[0] if out is not None else None
-    from betamcmc import tracking  # MLflow's import costs seconds: only tracked runs pay it
-
     with tracking.stage_run(params, stage):
         out = _run_and_write(params, spec, stage, info)
         assert out is not None

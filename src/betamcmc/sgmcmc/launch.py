@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+import torch.multiprocessing as mp
 from torch.distributed import distributed_c10d
 
 from betamcmc.errors import BetamcmcError, ParamsError
@@ -131,8 +132,6 @@ def run_local(
 
     Workers are always terminated (and joined) on the way out, also on errors and signals.
     """
-    import torch.multiprocessing as mp  # only local runs start processes
-
     world = spec.workers + 1
     started = time.perf_counter()
     store_dir = tempfile.mkdtemp(prefix="sgmcmc-store-")

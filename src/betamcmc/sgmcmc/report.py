@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from betamcmc import pipeline
+from betamcmc import pipeline, tracking
 from betamcmc.errors import InputError
 from betamcmc.io import atomic_path
 from betamcmc.params import Params
@@ -57,7 +57,7 @@ def write_report(
     items_by_name: dict[str, StageItem], sgd_path: Path | None, out_dir: Path
 ) -> dict[str, Any]:
     """Figures and ``table.md`` into ``out_dir`` (atomically); returns the speedups."""
-    import matplotlib  # a plotting import costs a second of start-up: only the report pays it
+    import matplotlib  # lazy: a plotting import costs a second: only the figures pay it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -154,8 +154,6 @@ def write_report(
 
 def run_report(params: Params, stage: StageItem) -> dict[str, Any]:
     """The ``sgmcmc_report`` stage's work: the report of every configured item, one MLflow run."""
-    from betamcmc import tracking  # MLflow's import costs seconds: only here
-
     sg = params.sgmcmc
     items = {
         f"{p}-{w}": pipeline.stage_item("sgmcmc", protocol=p, workers=w)

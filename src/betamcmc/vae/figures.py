@@ -16,7 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from betamcmc.vae.schedules import beta_curve  # noqa: E402
+from betamcmc.vae.params import ConstantSchedule, CyclicalSchedule, MonotonicSchedule  # noqa: E402
+from betamcmc.vae.schedules import beta_at, beta_curve  # noqa: E402
 
 
 def _save(fig: Any, path: str | Path) -> None:
@@ -127,12 +128,11 @@ def toy_experiment(
     constant beta the codes collapse onto the prior and cannot tell the sequences apart.
     Returns the final KL, reconstruction and mutual information per schedule.
     """
+    # lazy: torch (a second) only for this figure, not for `betamcmc schedule plot`
     import torch
 
     from betamcmc.vae.evaluate import mutual_information
     from betamcmc.vae.model import TextVAE, VAEConfig, gaussian_kl, pad_batch
-    from betamcmc.vae.params import ConstantSchedule, CyclicalSchedule, MonotonicSchedule
-    from betamcmc.vae.schedules import beta_at
 
     gen = torch.Generator().manual_seed(seed)
     sentences = torch.randint(4, 100, (10, 10), generator=gen).tolist()

@@ -23,6 +23,7 @@ the raw sentence ids of the prepared corpus (no ``<bos>``/``<eos>``) right-padde
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from betamcmc.checkpoint import build, read_checkpoint
+from betamcmc.errors import InputError
 from betamcmc.vae.linear_ce import linear_nll
 
 MODEL_FILE = "model.pt"
@@ -230,13 +233,9 @@ def save_vae(model: TextVAE, path: str | Path, meta: dict[str, Any] | None = Non
 def seed_dirs(schedule_dir: str | Path) -> list[Path]:
     """The per-seed model folders of ``models/pretrain/<schedule>/``, in ``pretrain.seeds`` order
     (a folder holding ``model.pt`` itself counts as its only seed)."""
-    import json
-
     path = Path(schedule_dir)
     if (path / MODEL_FILE).exists() or not (path / "meta.json").exists():
         return [path]
-    from betamcmc.errors import InputError
-
     try:
         seeds = json.loads((path / "meta.json").read_text(encoding="utf-8"))["seeds"]
         dirs = [path / f"seed{int(s)}" for s in seeds]
@@ -251,15 +250,11 @@ def seed_dirs(schedule_dir: str | Path) -> list[Path]:
 def load_vae(model_dir_or_file: str | Path, map_location: str | torch.device = "cpu") -> TextVAE:
     """Load a trained VAE in eval mode: ``models/pretrain/<schedule>/`` (its first seed),
     ``models/pretrain/<schedule>/seed<k>/`` or a ``model.pt``."""
-    from betamcmc.errors import InputError
-
     path = Path(model_dir_or_file)
     if path.is_dir():
         path = seed_dirs(path)[0] / MODEL_FILE
     if not path.exists():
         raise InputError("VAE checkpoint not found (run `dvc repro pretrain` first)", path)
-    from betamcmc.checkpoint import build, read_checkpoint
-
     ckpt = read_checkpoint(path, "text VAE", ("config", "model"), map_location)
 
     def make() -> TextVAE:

@@ -22,6 +22,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from betamcmc.errors import ParamsError
 from betamcmc.schema import Section, Seed
 
 Shape = Literal["linear", "sigmoid", "cosine"]
@@ -157,8 +158,6 @@ class PretrainParams(Section):
     def require_schedule(self, name: str, source: str = "params.yaml") -> None:
         """Raise :class:`ParamsError` unless ``name`` is a key of ``schedules`` (stage arguments)."""
         if name not in self.schedules:
-            from betamcmc.errors import ParamsError
-
             raise ParamsError(
                 f"{source}: pretrain.schedules has no schedule '{name}' "
                 f"(it has: {', '.join(self.schedules)})"

@@ -26,6 +26,7 @@ which DVC deletes before rerunning a stage) and are removed after a successful r
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import shutil
 import statistics
@@ -35,11 +36,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from betamcmc import pipeline
+from betamcmc import pipeline, tracking
+from betamcmc.data.prepared import load_prepared
 from betamcmc.errors import ParamsError
 from betamcmc.io import atomic_path, write_json, write_text
+from betamcmc.parallel import run_jobs
 from betamcmc.params import Params
 from betamcmc.pipeline import StageItem
+from betamcmc.progress import Progress
+from betamcmc.runner import resolve_device, seed_everything
 
 RESUME = Path("models/.resume/pretrain")
 METRIC_KEYS = ("recon", "kl", "elbo", "nll", "ppl", "mi", "au")
@@ -122,8 +127,6 @@ class _Live:
     seed's MLflow run (batched, real timestamps)."""
 
     def __init__(self, job: SeedJob):
-        from betamcmc.progress import Progress
-
         self.where = f"pretrain@{job.name} seed {job.seed}"
         self.total = job.params.pretrain.train.iterations
         run_id = job.run_id if job.tracking_uri else None
@@ -141,9 +144,10 @@ class _Live:
 
 def train_seed(job: SeedJob, stop: threading.Event) -> dict[str, Any]:
     """Train, select and evaluate the VAE of one seed; save it to ``job.model_path``."""
+    # lazy: torch (a second) loads only in a seed's process, so the stage checks its schedule
+    # and corpus first; evaluate_split is looked up at call time (tests patch it)
     import torch
 
-    from betamcmc.runner import seed_everything
     from betamcmc.vae.evaluate import evaluate_split
     from betamcmc.vae.model import save_vae
     from betamcmc.vae.train import clear_checkpoint, train_vae
@@ -188,7 +192,7 @@ def _stop_if_asked(stop: threading.Event, where: str) -> None:
     """Honour a SIGTERM / SIGINT that arrived during the final evaluation: save nothing, keep
     the resumable checkpoint (the last periodic one; a rerun resumes from it)."""
     if stop.is_set():
-        from betamcmc.vae.train import TrainingInterrupted
+        from betamcmc.vae.train import TrainingInterrupted  # lazy: torch, see train_seed
 
         raise TrainingInterrupted(
             f"{where}: interrupted during the final evaluation; no model or metrics written, "
@@ -199,17 +203,13 @@ def _stop_if_asked(stop: threading.Event, where: str) -> None:
 def run_pretrain(params: Params, stage: StageItem) -> dict[str, Any]:
     """Train, evaluate and record the VAEs of the stage item's schedule (paths: dvc.yaml);
     returns the metrics written."""
-    from betamcmc.data.prepared import load_prepared
-
     name = stage.identity["schedule"]
     prepared = pipeline.stage_item("prepare").out
     corpus = load_prepared(prepared)  # fails fast (one line) before the heavy imports
 
+    # lazy: mlflow and torch (seconds) load only after the corpus check
     import mlflow
 
-    from betamcmc import tracking
-    from betamcmc.parallel import run_jobs
-    from betamcmc.runner import resolve_device
     from betamcmc.vae.model import MODEL_FILE, VOCAB_FILE
     from betamcmc.vae.train import stop_on_signals
 
@@ -318,19 +318,17 @@ def run_pretrain(params: Params, stage: StageItem) -> dict[str, Any]:
 
 
 def _json(obj: Any) -> str:
-    import json
-
     return json.dumps(obj, indent=2) + "\n"
 
 
 def _metrics(values: dict[str, float]) -> list:
-    from mlflow.entities import Metric
+    from mlflow.entities import Metric  # lazy: mlflow, see run_pretrain
 
     now = int(time.time() * 1000)
     return [Metric(k, float(v), now, 0) for k, v in values.items() if math.isfinite(float(v))]
 
 
 def _params(values: dict[str, Any]) -> list:
-    from mlflow.entities import Param
+    from mlflow.entities import Param  # lazy: mlflow, see run_pretrain
 
     return [Param(k, str(v)) for k, v in values.items()]

@@ -20,7 +20,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from betamcmc import pipeline
+from betamcmc import pipeline, tracking
+from betamcmc.data.prepared import load_prepared
 from betamcmc.errors import InputError
 from betamcmc.io import atomic_path, read_json
 from betamcmc.params import Params
@@ -79,6 +80,8 @@ def code_probe(schedule_dirs: dict[str, list[Path]], corpus: Any, cap: int = 500
     label factor from one sampled code z ~ q(z|x) per sentence (the code the decoder receives;
     a collapsed code is noise and scores the majority rate), trained on up to ``cap`` training
     sentences, scored on the test split; mean ± std over the schedule's seeds."""
+    # lazy: numpy, torch and sklearn stay out of this module's import (the results page reads
+    # verdict from it; the stage checks its inputs first)
     import numpy as np
 
     from betamcmc.finetune.classify import encode_sentences, fit_predict_logreg
@@ -136,14 +139,12 @@ def verdict(metrics: dict[str, dict[str, Any]], latent_dim: int) -> list[str]:
 
 def run_report(params: Params, stage: StageItem, studies_dir: Path = STUDIES) -> dict[str, Any]:
     """Read every schedule's outputs (where dvc.yaml puts them), write ``stage.out``, log the run."""
-    from betamcmc.data.prepared import load_prepared
-
     corpus = load_prepared(pipeline.stage_item("prepare").out)  # fails fast, before heavy imports
 
+    # lazy: mlflow, torch and matplotlib (seconds) load only after the corpus check
     import mlflow
     import torch
 
-    from betamcmc import tracking
     from betamcmc.vae import figures
     from betamcmc.vae.evaluate import posterior_params
     from betamcmc.vae.model import load_vae, seed_dirs
