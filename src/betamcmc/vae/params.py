@@ -24,8 +24,8 @@ from pydantic import Field, field_validator, model_validator
 
 from betamcmc.errors import ParamsError
 from betamcmc.schema import Section, Seed
+from betamcmc.vae.schedules import Shape  # the ramp shapes: one list, where ramp() is
 
-Shape = Literal["linear", "sigmoid", "cosine"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
