@@ -1,0 +1,55 @@
+"""The benchmark scripts run end to end on a few steps and write their JSON (no timing asserted:
+speed targets live in the scripts' figures, docs/development.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, shared_data
+
+pytestmark = pytest.mark.slow
+
+
+def _run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(REPO / "bench" / script), *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def test_pretrain_throughput_writes_its_figures(tmp_path: Path) -> None:
+    data = shared_data("ptb", "valid.txt")
+    out = tmp_path / "throughput.json"
+    proc = _run("pretrain_throughput.py", "--data", str(data), "--threads", "1",
+                "--iterations", "2", "--warmup", "1", "--repeats", "1", "--emb", "16",
+                "--hidden", "16", "--latent", "4", "--out", str(out))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())
+    run = res["fp32"]["threads_1"]
+    assert run["tokens_per_s"]["median"] > 0 and run["gemm_gflops"]["median"] > 0
+    assert 0 < run["utilization"]["median"] < 1.5
+    assert res["machine"]["cpu_count"] >= 1 and "load_at_start" in res
+
+
+def test_pretrain_profile_names_the_operators(tmp_path: Path) -> None:
+    data = shared_data("ptb", "valid.txt")
+    out = tmp_path / "profile.json"
+    proc = _run("pretrain_profile.py", "--data", str(data), "--iterations", "2",
+                "--warmup", "1", "--repeats", "1", "--out", str(out))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())
+    ops = {row["op"]: row for row in res["operators"]}
+    assert "aten::mm" in ops and ops["aten::mm"]["ms_1t"] > 0
+    assert abs(sum(row["share_1t"] for row in res["operators"]) - 1.0) < 1e-6
+    assert set(res["threads"]) == {"1", "2"}
+    assert res["summary"]["wall_speedup_2_over_1"] > 0
+
+
+def test_bench_refuses_a_missing_corpus(tmp_path: Path) -> None:
+    proc = _run("pretrain_profile.py", "--data", str(tmp_path / "nope.txt"),
+                "--out", str(tmp_path / "p.json"))  # fmt: skip
+    assert proc.returncode == 2 and "not found" in proc.stderr
+    assert not (tmp_path / "p.json").exists()
