@@ -8,9 +8,10 @@ Everything in one run, 1 torch thread per process, ``OMP_WAIT_POLICY=PASSIVE``:
 
 1. **digits** (MLP 64-100-10, SGHMC eta 2e-5, friction 0.1, batch 64, N(0, 1) prior, burn-in
    1,000, thinning 20, 100 samples, tau 10, overlap on): ``single`` W = 1 against downpour, elastic
-   and sync with W = 1, 2, 4, downpour W = 2 with tau 5, elastic W = 2 with alpha 0.1 (weaker
-   coupling: the centre pulls less on each chain's burn-in), and downpour W = 4 with the
-   staleness-aware step sizes (``staleness: inverse``, ``inverse_square``); seeds outermost so that load drifts spread over the items. Per item:
+   and sync with W = 1, 2, 4, downpour W = 2 with tau 5 and with ``staleness: inverse``, elastic
+   W = 2 with alpha 0.1 (weaker coupling: the centre pulls less on each chain's burn-in), and
+   downpour W = 4 with the staleness-aware step sizes (``staleness: inverse``,
+   ``inverse_square``); seeds outermost so that load drifts spread over the items. Per item:
    seconds of sampling (burn-in included, process start-up excluded) until the running BMA first
    reaches 0.95 / 0.97 (median [min, max] over seeds, a miss counts as infinite), the ratio of
    medians to ``single``, BMA accuracy, test log-likelihood (mean; median point; worst point),
@@ -70,6 +71,7 @@ DIGITS_ITEMS: list[tuple[str, str, int, dict[str, Any]]] = [
     ("downpour-w1", "downpour", 1, {}),
     ("downpour-w2", "downpour", 2, {}),
     ("downpour-w2-tau5", "downpour", 2, {"period": 5}),
+    ("downpour-w2-inverse", "downpour", 2, {"staleness": "inverse"}),
     ("elastic-w2", "elastic", 2, {}),
     ("elastic-w2-alpha0.1", "elastic", 2, {"alpha": 0.1}),
     ("sync-w2", "sync", 2, {}),
