@@ -77,7 +77,8 @@ def profile_steps(args: argparse.Namespace, sentences: list[list[int]], threads:
         torch.set_num_threads(threads)
         torch.manual_seed(0)
         cfg = VAEConfig(vocab_size=10002, emb_dim=256, hidden_dim=256, latent_dim=32,
-                        dropout=0.5, z_to_decoder="both")  # fmt: skip
+                        bidirectional=False, z_to_decoder="both", dropout=0.5,
+                        word_dropout=0.0)  # fmt: skip
         model = TextVAE(cfg).train()
         opt = make_optimizer(model, 1e-3)
         stream = BatchStream(sentences, 32, 0)

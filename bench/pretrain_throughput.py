@@ -121,7 +121,8 @@ def measure(args: argparse.Namespace, sentences: list[list[int]], threads: int, 
     torch.set_num_threads(threads)
     torch.manual_seed(args.seed)
     cfg = VAEConfig(vocab_size=args.vocab, emb_dim=args.emb, hidden_dim=args.hidden,
-                    latent_dim=args.latent, dropout=0.5, z_to_decoder="both")  # fmt: skip
+                    latent_dim=args.latent, bidirectional=False, z_to_decoder="both",
+                    dropout=0.5, word_dropout=0.0)  # fmt: skip
     model = TextVAE(cfg).to(device).train()
     opt = make_optimizer(model, 1e-3)
     stream = BatchStream(sentences, args.batch_size, args.seed)

@@ -127,6 +127,27 @@ def shipped_section(dotted: str, **overrides: Any) -> Any:
     return validate_params(deep_merge(shipped, node)).section(dotted)
 
 
+def vae_config(vocab_size: int, **fields: Any) -> Any:
+    """A ``VAEConfig`` with the tiny params' ``pretrain.model`` values (``fields`` replace some):
+    the model config has no defaults, its numbers live in params.yaml."""
+    from betamcmc.vae.model import VAEConfig
+
+    return VAEConfig(vocab_size=vocab_size, **{**tiny_params()["pretrain"]["model"], **fields})
+
+
+def cvae_config(vocab_size: int, **fields: Any) -> Any:
+    """A ``CVAEConfig`` with the tiny params' ``finetune.dialog`` sizes (``fields`` replace some),
+    ``bow`` off and ``data.dialog_context`` context turns."""
+    from betamcmc.finetune.cvae import CVAEConfig
+
+    p = tiny_params()
+    d = p["finetune"]["dialog"]
+    keys = "emb_dim utt_hidden bidirectional ctx_hidden latent_dim dec_hidden prior_hidden dropout"
+    values = {k: d[k] for k in keys.split()}
+    values.update(bow=False, max_context=p["data"]["dialog_context"])
+    return CVAEConfig(vocab_size=vocab_size, **{**values, **fields})
+
+
 def write_params(path: Path, params: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path

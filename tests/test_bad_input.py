@@ -30,11 +30,11 @@ import yaml
 
 from betamcmc import cli
 from betamcmc.data.prepared import Vocab
-from betamcmc.finetune.cvae import CVAEConfig, DialogCVAE, save_cvae
+from betamcmc.finetune.cvae import DialogCVAE, save_cvae
 from betamcmc.runner import run_stage
-from betamcmc.vae.model import TextVAE, VAEConfig, save_vae
+from betamcmc.vae.model import TextVAE, save_vae
 
-from conftest import REPO, tiny_params
+from conftest import REPO, cvae_config, tiny_params, vae_config
 
 DOC = REPO / "docs" / "bad-input.md"
 TOKENS = ["<pad>", "<unk>", "<bos>", "<eos>", "the", "cat", "sat"]
@@ -772,7 +772,7 @@ CASES += [
 # --------------------------------------------------------------------------- model files
 def _vae_dir(d: Path) -> Path:
     torch.manual_seed(0)
-    model = TextVAE(VAEConfig(vocab_size=len(TOKENS), emb_dim=4, hidden_dim=4, latent_dim=2))
+    model = TextVAE(vae_config(len(TOKENS), emb_dim=4, hidden_dim=4, latent_dim=2))
     out = d / "vae"
     out.mkdir()
     save_vae(model, out / "model.pt")
@@ -781,8 +781,8 @@ def _vae_dir(d: Path) -> Path:
 
 
 def _dialog_dir(d: Path) -> Path:
-    cfg = CVAEConfig(vocab_size=len(TOKENS), emb_dim=4, utt_hidden=4, ctx_hidden=4, latent_dim=2,
-                     dec_hidden=4, prior_hidden=4, max_context=2, bow=False)  # fmt: skip
+    cfg = cvae_config(len(TOKENS), emb_dim=4, utt_hidden=4, ctx_hidden=4, latent_dim=2,
+                      dec_hidden=4, prior_hidden=4, max_context=2)  # fmt: skip
     out = d / "dialog"
     save_cvae(out, DialogCVAE(cfg), Vocab(TOKENS))
     return out

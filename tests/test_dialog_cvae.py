@@ -10,7 +10,6 @@ import torch
 from betamcmc.data.prepared import Dialog, PreparedCorpus, Vocab
 from betamcmc.errors import DivergenceError, InputError
 from betamcmc.finetune.cvae import (
-    CVAEConfig,
     DialogCVAE,
     collate,
     gaussian_kl,
@@ -20,7 +19,7 @@ from betamcmc.finetune.cvae import (
 from betamcmc.finetune.dialog import build_model, check_dialog_corpus, respond, train_cvae
 from betamcmc.vae.params import CyclicalSchedule
 
-from conftest import shipped_section
+from conftest import cvae_config, shipped_section
 
 TOKENS = ["<pad>", "<unk>", "<bos>", "<eos>", "hi", "there", "how", "are", "you", "fine", "?"]
 
@@ -86,8 +85,8 @@ def test_gaussian_kl_zero_for_equal_and_known_value() -> None:
 def test_forward_and_sampling(bow: bool) -> None:
     torch.manual_seed(0)
     model = DialogCVAE(
-        CVAEConfig(
-            vocab_size=len(TOKENS),
+        cvae_config(
+            len(TOKENS),
             emb_dim=8,
             utt_hidden=8,
             ctx_hidden=8,

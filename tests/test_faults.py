@@ -27,7 +27,7 @@ import yaml
 from betamcmc import io
 from betamcmc.runner import run_stage
 
-from conftest import REPO, tiny_params
+from conftest import REPO, tiny_params, vae_config
 
 
 def _stage(name: str) -> Any:
@@ -158,13 +158,13 @@ def _pretrained(project: Path) -> None:
     import torch
 
     from betamcmc.data.prepared import load_vocab
-    from betamcmc.vae.model import TextVAE, VAEConfig, save_vae
+    from betamcmc.vae.model import TextVAE, save_vae
 
     vocab = load_vocab(project / "data/prepared/vocab.txt")
     torch.manual_seed(0)
     out = project / "models/pretrain/constant"
     out.mkdir(parents=True)
-    save_vae(TextVAE(VAEConfig(vocab_size=len(vocab), emb_dim=8, hidden_dim=8, latent_dim=2)),
+    save_vae(TextVAE(vae_config(len(vocab), emb_dim=8, hidden_dim=8, latent_dim=2)),
              out / "model.pt")  # fmt: skip
     (out / "vocab.txt").write_bytes((project / "data/prepared/vocab.txt").read_bytes())
 

@@ -18,7 +18,7 @@ from betamcmc.finetune.classify import (
     run_classification,
 )
 
-from conftest import shipped_section
+from conftest import shipped_section, vae_config
 
 
 @pytest.fixture(autouse=True)
@@ -106,10 +106,10 @@ def test_pick_label_errors() -> None:
 
 
 def test_run_classification_table_on_a_toy_corpus() -> None:
-    from betamcmc.vae.model import TextVAE, VAEConfig
+    from betamcmc.vae.model import TextVAE
 
     torch.manual_seed(0)
-    vae = TextVAE(VAEConfig(vocab_size=8, emb_dim=8, hidden_dim=8, latent_dim=4))
+    vae = TextVAE(vae_config(8, emb_dim=8, hidden_dim=8, latent_dim=4))
     corpus = _corpus({"sentiment": ["neg", "pos"]})
     p = shipped_section(
         "finetune",
@@ -129,12 +129,12 @@ def test_run_classification_table_on_a_toy_corpus() -> None:
 def test_run_classification_pools_every_vae_seed() -> None:
     """One schedule's VAEs (one per pretrain seed) x finetune seeds: the spread of the `vae` row
     includes the VAEs' own variation; the baselines do not depend on the VAEs."""
-    from betamcmc.vae.model import TextVAE, VAEConfig
+    from betamcmc.vae.model import TextVAE
 
     vaes = []
     for seed in (0, 1):
         torch.manual_seed(seed)
-        vaes.append(TextVAE(VAEConfig(vocab_size=8, emb_dim=8, hidden_dim=8, latent_dim=4)))
+        vaes.append(TextVAE(vae_config(8, emb_dim=8, hidden_dim=8, latent_dim=4)))
     corpus = _corpus({"sentiment": ["neg", "pos"]})
     p = shipped_section("finetune", label_fractions=[0.5], seeds=[0, 1])
     both = run_classification(vaes, corpus, p, "sentiment")

@@ -170,6 +170,26 @@ def test_one_place_for_numbers_no_schema_defaults() -> None:
     assert len(_sections(Params)) > 15  # the walk reached the nested sections
 
 
+def test_one_place_for_numbers_no_library_config_defaults() -> None:
+    """The configs the stages fill from params (model sizes, engine and loss settings) have no
+    defaults that could repeat or contradict params.yaml; only the vocabulary's special ids."""
+    import dataclasses
+
+    from betamcmc.finetune.cvae import CVAEConfig
+    from betamcmc.rl.agent import LossConfig
+    from betamcmc.sgmcmc.config import EngineConfig, SamplerConfig
+    from betamcmc.vae.model import VAEConfig
+
+    with_default = [
+        f"{cls.__name__}.{f.name}"
+        for cls in (VAEConfig, CVAEConfig, EngineConfig, SamplerConfig, LossConfig)
+        for f in dataclasses.fields(cls)
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    ]
+    special_ids = [f"VAEConfig.{k}_id" for k in ("pad", "unk", "bos", "eos")]
+    assert with_default == special_ids
+
+
 def test_schedule_defaults_are_the_shipped_entries_where_both_exist() -> None:
     """A schedule's optional knobs default to the values the shipped entries use, so an entry
     written with fewer keys means the same schedule."""

@@ -7,6 +7,7 @@ All in-process (no worker processes): the update test drives the engine's real `
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import pytest
@@ -74,11 +75,13 @@ def test_loss_terms_and_gradient() -> None:
         dones=torch.zeros(5, 3),
         last_obs=torch.randn(3, 4),
     )
-    parts = actor_critic_loss(model, roll, LossConfig(entropy_coef=0.0, value_coef=0.0))
+    loss = LossConfig(gamma=0.99, gae_lambda=0.95, entropy_coef=0.0, value_coef=0.0,
+                      normalize_advantages=True)  # fmt: skip
+    parts = actor_critic_loss(model, roll, loss)
     # normalised advantages have mean 0; with a near-uniform initial policy the policy loss ~ 0
     assert abs(parts.policy_loss) < 0.05
     assert parts.entropy == pytest.approx(math.log(2), abs=1e-3)  # near-uniform initial policy
-    only_entropy = actor_critic_loss(model, roll, LossConfig(entropy_coef=1.0, value_coef=0.0))
+    only_entropy = actor_critic_loss(model, roll, dataclasses.replace(loss, entropy_coef=1.0))
     assert only_entropy.loss.item() == pytest.approx(parts.loss.item() - parts.entropy, abs=1e-6)
     parts.loss.backward()
     grads = [p.grad for p in model.policy.parameters()]

@@ -8,16 +8,16 @@ import torch
 from typer.testing import CliRunner
 
 from betamcmc.cli import app
-from betamcmc.vae.model import TextVAE, VAEConfig, save_vae
+from betamcmc.vae.model import TextVAE, save_vae
 
-from conftest import tiny_params, write_params
+from conftest import tiny_params, vae_config, write_params
 
 TOKENS = ["<pad>", "<unk>", "<bos>", "<eos>", "the", "cat", "sat", "dog", "ran", "."]
 
 
 def _model_dir(tmp_path: Path) -> Path:
     torch.manual_seed(0)
-    model = TextVAE(VAEConfig(vocab_size=len(TOKENS), emb_dim=8, hidden_dim=8, latent_dim=2))
+    model = TextVAE(vae_config(len(TOKENS), emb_dim=8, hidden_dim=8, latent_dim=2))
     d = tmp_path / "m"
     d.mkdir()
     save_vae(model.eval(), d / "model.pt")

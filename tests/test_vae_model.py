@@ -8,14 +8,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from betamcmc.vae.model import TextVAE, VAEConfig, gaussian_kl, load_vae, pad_batch, save_vae
+from betamcmc.vae.model import TextVAE, gaussian_kl, load_vae, pad_batch, save_vae
+
+from conftest import vae_config
 
 SENTENCES = [[5, 6, 7, 8], [9, 5], [7, 7, 7, 7, 7, 6], [4]]
 
 
 def tiny(**kw) -> TextVAE:
     torch.manual_seed(0)
-    return TextVAE(VAEConfig(vocab_size=12, emb_dim=8, hidden_dim=10, latent_dim=3, **kw))
+    return TextVAE(vae_config(12, emb_dim=8, hidden_dim=10, latent_dim=3, **kw))
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])

@@ -39,17 +39,20 @@ PAD_ID, BOS_ID, EOS_ID = Vocab.pad_id, Vocab.bos_id, Vocab.eos_id
 
 @dataclass
 class CVAEConfig:
+    """The model's sizes: no defaults, the values come from ``finetune.dialog`` (and the
+    pretrained VAE's encoder) in params.yaml."""
+
     vocab_size: int
-    emb_dim: int = 64
-    utt_hidden: int = 64
-    bidirectional: bool = True
-    ctx_hidden: int = 64
-    latent_dim: int = 16
-    dec_hidden: int = 128
-    prior_hidden: int = 64
-    dropout: float = 0.1
-    bow: bool = False
-    max_context: int = 3
+    emb_dim: int
+    utt_hidden: int
+    bidirectional: bool
+    ctx_hidden: int
+    latent_dim: int
+    dec_hidden: int
+    prior_hidden: int
+    dropout: float
+    bow: bool
+    max_context: int
 
     @property
     def utt_dim(self) -> int:

@@ -188,10 +188,8 @@ def run_head(
         thinning=p.thinning,
         samples=p.samples,
         straggler_delay=0.0,
-    )
-    config = config.with_sampler(step_size=p.step_size).replace(
-        step_size_key="finetune.vae_head.step_size"
-    )
+        step_size_key="finetune.vae_head.step_size",
+    ).with_sampler(step_size=p.step_size)
     factory = CodesTaskFactory(data, p.batch_size, p.hidden)
     spec = RunSpec(config, p.protocol, p.workers, params.seed, factory, device)
     partial = fresh_partial(model_dir)

@@ -120,11 +120,13 @@ def nstep_returns(
 
 @dataclass(frozen=True)
 class LossConfig:
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    entropy_coef: float = 0.01
-    value_coef: float = 0.5
-    normalize_advantages: bool = True
+    """The loss settings of the ``rl`` params section (no defaults: the values live there)."""
+
+    gamma: float
+    gae_lambda: float
+    entropy_coef: float
+    value_coef: float
+    normalize_advantages: bool
 
 
 @dataclass

@@ -95,6 +95,8 @@ def engine_spec(
             step_size=rl.step_size * rl.friction if momentum else rl.step_size,
             friction=rl.friction,
             temperature=rl.temperature if update in ("sgld", "sghmc") else 0.0,
+            decay=0.0,  # a constant step size (rl has no decay setting)
+            decay_steps=1,  # unused at decay 0
         ),
         prior_std=rl.prior_std,
         period=rl.period,
@@ -103,8 +105,10 @@ def engine_spec(
         burn_in=sched.thinning,
         thinning=sched.thinning,
         samples=sched.snapshots,
+        straggler_delay=0.0,  # no simulated straggler in RL
         threads=runtime.threads,
         worker_timeout=runtime.worker_timeout,
+        staleness="none",  # every worker steps with the sampler's step size
         step_size_key="rl.step_size",
     )
     task = RlTask(

@@ -2,9 +2,11 @@
 itself (:class:`RunSpec`: protocol, worker count, seed, device, task).
 
 The engine reads nothing else. Stages build an :class:`EngineConfig` from their own params section
-(:meth:`EngineConfig.from_params` for ``sgmcmc``; the RL stage and the consistency study fill in
-the fields they set themselves), so the engine never sees a whole ``params.yaml``. Both classes are
-plain frozen dataclasses: they are pickled once per worker process at start-up.
+(:meth:`EngineConfig.from_params` for ``sgmcmc``, with the fields the consistency study and the
+VAE head set themselves replaced; the RL stage fills in every field from ``rl``), so the engine
+never sees a whole ``params.yaml``. No field has a default: the numbers live in ``params.yaml``
+only. Both classes are plain frozen dataclasses: they are pickled once per worker process at
+start-up.
 """
 
 from __future__ import annotations
@@ -31,12 +33,12 @@ StalenessRule = Literal["none", "inverse", "inverse_square"]
 class SamplerConfig:
     """SGLD or SGHMC on the flat parameters (equations in ``sgld.py`` / ``sghmc.py``)."""
 
-    kind: Literal["sgld", "sghmc"] = "sghmc"
-    step_size: float = 2e-5
-    friction: float = 0.1
-    temperature: float = 1.0
-    decay: float = 0.0
-    decay_steps: int = 1000
+    kind: Literal["sgld", "sghmc"]
+    step_size: float
+    friction: float
+    temperature: float
+    decay: float
+    decay_steps: int
 
     def build(self, generator: torch.Generator) -> SGLD | SGHMC:
         if self.kind == "sgld":
@@ -69,19 +71,19 @@ class EngineConfig:
     ``step_size_key``: the params key a divergence message tells the user to lower.
     """
 
-    sampler: SamplerConfig = SamplerConfig()
-    prior_std: float = 1.0
-    period: int = 10
-    alpha: float = 0.5
-    overlap: bool = True
-    burn_in: int = 1500
-    thinning: int = 20
-    samples: int = 100
-    straggler_delay: float = 0.0
-    threads: int = 1  # torch threads per process (0: torch's default)
-    worker_timeout: float = 30.0
-    staleness: StalenessRule = "none"
-    step_size_key: str = "sgmcmc.sampler.step_size"  # named in a divergence's one-line error
+    sampler: SamplerConfig
+    prior_std: float
+    period: int
+    alpha: float
+    overlap: bool
+    burn_in: int
+    thinning: int
+    samples: int
+    straggler_delay: float
+    threads: int  # torch threads per process (0: torch's default)
+    worker_timeout: float
+    staleness: StalenessRule
+    step_size_key: str  # named in a divergence's one-line error
 
     @classmethod
     def from_params(
@@ -105,6 +107,7 @@ class EngineConfig:
             "threads": runtime.threads,
             "worker_timeout": runtime.worker_timeout,
             "staleness": sg.staleness,
+            "step_size_key": "sgmcmc.sampler.step_size",
         }
         fields.update(overrides)
         return cls(**fields)

@@ -147,7 +147,16 @@ def toy_experiment(
     for row, (name, schedule) in enumerate(schedules.items()):
         torch.manual_seed(seed)
         model = TextVAE(
-            VAEConfig(vocab_size=100, emb_dim=32, hidden_dim=64, latent_dim=2, dropout=0.0)
+            VAEConfig(
+                vocab_size=100,
+                emb_dim=32,
+                hidden_dim=64,
+                latent_dim=2,
+                bidirectional=False,
+                z_to_decoder="both",
+                dropout=0.0,
+                word_dropout=0.0,
+            )
         )
         opt = torch.optim.Adam(model.parameters(), lr=3e-3)
         betas, kls, recons = [], [], []

@@ -44,14 +44,17 @@ VOCAB_FILE = "vocab.txt"
 
 @dataclass
 class VAEConfig:
+    """The model's sizes and dropouts: no defaults, the values come from ``pretrain.model`` in
+    params.yaml (the special ids are the prepared vocabulary's)."""
+
     vocab_size: int
-    emb_dim: int = 256
-    hidden_dim: int = 256
-    latent_dim: int = 32
-    bidirectional: bool = False
-    z_to_decoder: str = "both"  # "init" | "concat" | "both"
-    dropout: float = 0.5
-    word_dropout: float = 0.0
+    emb_dim: int
+    hidden_dim: int
+    latent_dim: int
+    bidirectional: bool
+    z_to_decoder: str  # "init" | "concat" | "both"
+    dropout: float
+    word_dropout: float
     pad_id: int = 0
     unk_id: int = 1
     bos_id: int = 2
