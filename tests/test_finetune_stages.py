@@ -190,7 +190,7 @@ def test_wrong_vocabulary_or_corpus_one_line_exit_2(tmp_path: Path) -> None:
         files = {p for p in repo.rglob("*") if p.is_file() and "mlflow" not in p.name}
         with pytest.raises(InputError, match="has no sentence labels") as err:
             _main(repo, "classify")(["cyclical"])
-        assert err.value.exit_code == 2
+        assert err.value.exit_code == 2 and str(err.value).startswith("data/prepared: ")
         with pytest.raises(InputError, match="has no dialog responses") as err:
             _main(repo, "dialog")(["cyclical", "--bow", "nobow"])
         assert isinstance(err.value, BetamcmcError) and err.value.exit_code == 2

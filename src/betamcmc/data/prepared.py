@@ -1,6 +1,7 @@
 """The prepared-corpus format: what ``prepare`` writes and every later stage reads.
 
-Layout of ``data/prepared/`` (all UTF-8 text, token ids already assigned)::
+Layout of the folder (the ``prepare`` stage's out in dvc.yaml; all UTF-8 text, token ids already
+assigned)::
 
     meta.json               corpus name, source, label and dialog-act names, settings, counts
     vocab.txt               one token per line; line i (0-based) is id i;
@@ -82,6 +83,7 @@ class PreparedCorpus:
     vocab: Vocab
     sentences: dict[str, list[Sentence]]
     dialogs: dict[str, list[Dialog]]
+    path: Path | None = None  # the folder it was loaded from (errors name it); None: in memory
 
     @property
     def label_names(self) -> dict[str, list[str]]:
@@ -124,7 +126,7 @@ def load_vocab(path: str | Path) -> Vocab:
     return Vocab(tokens)
 
 
-def load_prepared(path: str | Path = "data/prepared") -> PreparedCorpus:
+def load_prepared(path: str | Path) -> PreparedCorpus:
     """Load a prepared corpus directory written by :func:`write_prepared`."""
     path = Path(path)
     meta_file = path / "meta.json"
@@ -136,7 +138,7 @@ def load_prepared(path: str | Path = "data/prepared") -> PreparedCorpus:
         s: [Sentence(**row) for row in _jsonl(path / f"sentences.{s}.jsonl")] for s in SPLITS
     }
     dialogs = {s: [Dialog(**row) for row in _jsonl(path / f"dialogs.{s}.jsonl")] for s in SPLITS}
-    return PreparedCorpus(meta=meta, vocab=vocab, sentences=sentences, dialogs=dialogs)
+    return PreparedCorpus(meta=meta, vocab=vocab, sentences=sentences, dialogs=dialogs, path=path)
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:

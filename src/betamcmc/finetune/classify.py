@@ -31,7 +31,7 @@ import torch
 from scipy import sparse
 
 from betamcmc import pipeline, tracking
-from betamcmc.data.prepared import PreparedCorpus, Sentence, load_prepared
+from betamcmc.data.prepared import PreparedCorpus, load_prepared
 from betamcmc.errors import DivergenceError, InputError
 from betamcmc.finetune import limit_threads
 from betamcmc.finetune.params import FinetuneParams
@@ -45,14 +45,15 @@ from betamcmc.vae.model import TextVAE, load_vae, pad_batch, seed_dirs
 
 
 # --------------------------------------------------------------------------- inputs
-def pick_label(corpus: PreparedCorpus, label: str | None, where: object = "data/prepared") -> str:
-    """The label factor to predict; an :class:`InputError` when the corpus has none / not this one."""
+def pick_label(corpus: PreparedCorpus, label: str | None) -> str:
+    """The label factor to predict; an :class:`InputError` (naming the corpus folder) when the
+    corpus has none / not this one."""
     names = corpus.label_names
     if not names:
         raise InputError(
             f"corpus '{corpus.meta.get('corpus', '?')}' has no sentence labels; the classify stage "
             "needs a labeled corpus (data.corpus: synthetic, yelp or swda)",
-            where,
+            corpus.path,
         )
     if label is None:
         return next(iter(names))
@@ -60,7 +61,7 @@ def pick_label(corpus: PreparedCorpus, label: str | None, where: object = "data/
         raise InputError(
             f"finetune.label '{label}' is not a label of corpus '{corpus.meta.get('corpus', '?')}' "
             f"(it has: {', '.join(names)})",
-            where,
+            corpus.path,
         )
     return label
 
@@ -71,14 +72,12 @@ class LabeledSplit:
     y: np.ndarray
 
 
-def labeled_split(
-    sentences: list[Sentence], label: str, cap: int | None, split: str
-) -> LabeledSplit:
-    rows = [s for s in sentences if label in s.labels]
+def labeled_split(corpus: PreparedCorpus, label: str, cap: int | None, split: str) -> LabeledSplit:
+    rows = [s for s in corpus.sentences[split] if label in s.labels]
     if cap is not None:
         rows = rows[:cap]
     if not rows:
-        raise InputError(f"no sentences with label '{label}' in the {split} split", "data/prepared")
+        raise InputError(f"no sentences with label '{label}' in the {split} split", corpus.path)
     return LabeledSplit(
         [s.ids for s in rows], np.array([s.labels[label] for s in rows], dtype=np.int64)
     )
@@ -242,8 +241,8 @@ def run_classification(
     progress after every (seed, label fraction), with that cell's accuracies."""
     vaes = list(vaes) if isinstance(vaes, list | tuple) else [vaes]
 
-    train = labeled_split(corpus.sentences["train"], label, p.max_train, "train")
-    test = labeled_split(corpus.sentences["test"], label, p.max_test, "test")
+    train = labeled_split(corpus, label, p.max_train, "train")
+    test = labeled_split(corpus, label, p.max_test, "test")
     n_classes = len(corpus.label_names[label])
     vocab_size = len(corpus.vocab)
     bow_train, bow_test = bag_of_words(train.ids, vocab_size), bag_of_words(test.ids, vocab_size)
@@ -337,9 +336,8 @@ def accuracy_rows(metrics: dict[str, Any]) -> str:
 def run_classify(params: Params, stage: StageItem) -> dict[str, Any]:
     """Semi-supervised classification from the codes of every pretrained seed of the schedule."""
     schedule = stage.identity["schedule"]
-    prepared = pipeline.stage_item("prepare").out
-    corpus = load_prepared(prepared)
-    label = pick_label(corpus, params.finetune.label, prepared)
+    corpus = load_prepared(pipeline.stage_item("prepare").out)
+    label = pick_label(corpus, params.finetune.label)
     vaes = [load_vae(d) for d in seed_dirs(pipeline.stage_item("pretrain", schedule=schedule).out)]
     limit_threads(params.runtime.threads)
     seed_everything(params.seed)

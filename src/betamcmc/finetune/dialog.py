@@ -39,7 +39,7 @@ from betamcmc.vae.schedules import beta_at
 from betamcmc.vae.train import autocast_for
 
 
-def check_dialog_corpus(corpus: PreparedCorpus, where: str | Path = "data/prepared") -> None:
+def check_dialog_corpus(corpus: PreparedCorpus) -> None:
     """A dialog corpus needs (context, response) examples in train, valid and test."""
     for split in ("train", "valid", "test"):
         examples = corpus.dialogs.get(split, [])
@@ -47,7 +47,7 @@ def check_dialog_corpus(corpus: PreparedCorpus, where: str | Path = "data/prepar
             raise InputError(
                 f"corpus '{corpus.meta.get('corpus', '?')}' has no dialog responses in its {split} "
                 "split; the dialog stage needs a dialog corpus (data.corpus: synthetic or swda)",
-                where,
+                corpus.path,
             )
 
 
@@ -318,9 +318,8 @@ def run_dialog(params: Params, stage: StageItem) -> dict[str, Any]:
     schedule, bow = stage.identity["schedule"], stage.identity["bow"] == "bow"
     dp = params.finetune.dialog
     limit_threads(params.runtime.threads)
-    prepared = pipeline.stage_item("prepare").out
-    corpus = load_prepared(prepared)
-    check_dialog_corpus(corpus, prepared)
+    corpus = load_prepared(pipeline.stage_item("prepare").out)
+    check_dialog_corpus(corpus)
     seed_everything(params.seed)
     pretrained = (
         pipeline.stage_item("pretrain", schedule=schedule).out

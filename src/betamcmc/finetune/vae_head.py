@@ -57,15 +57,16 @@ PREDICTIVE = ("accuracy", "log_likelihood", "log_likelihood_median", "log_likeli
 
 
 # --------------------------------------------------------------------------- data
-def check_label(corpus: PreparedCorpus, label: str, where: object = "data/prepared") -> None:
-    """An :class:`InputError` (exit 2) when the corpus has no label factor ``label``."""
+def check_label(corpus: PreparedCorpus, label: str) -> None:
+    """An :class:`InputError` (exit 2, naming the corpus folder) when the corpus has no label
+    factor ``label``."""
     names = corpus.label_names
     if label not in names:
         have = ", ".join(names) if names else "none"
         raise InputError(
             f"finetune.vae_head.label '{label}' is not a label of corpus "
             f"'{corpus.meta.get('corpus', '?')}' (it has: {have})",
-            where,
+            corpus.path,
         )
 
 
@@ -84,8 +85,8 @@ def encode_codes(vae: Any, corpus: PreparedCorpus, p: VaeHeadParams) -> HeadData
     """Codes of the labeled sentences (``p.features``: posterior means or one sample each),
     standardized with the train mean and std."""
     check_label(corpus, p.label)
-    train = labeled_split(corpus.sentences["train"], p.label, p.max_train, "train")
-    test = labeled_split(corpus.sentences["test"], p.label, p.max_test, "test")
+    train = labeled_split(corpus, p.label, p.max_train, "train")
+    test = labeled_split(corpus, p.label, p.max_test, "test")
     x_tr = encode_sentences(vae, train.ids, p.features, 0)
     x_te = encode_sentences(vae, test.ids, p.features, 1)
     mean, std = x_tr.mean(axis=0), x_tr.std(axis=0) + 1e-8
@@ -243,10 +244,9 @@ def run_vae_head(params: Params, stage: StageItem) -> dict[str, Any]:
     """The Bayesian head on the codes of the schedule's first pretrained seed vs the MAP head.
     Empty on a torchrun worker rank, which only computes gradients (no run, no outputs)."""
     schedule = stage.identity["schedule"]
-    prepared = pipeline.stage_item("prepare").out
-    corpus = load_prepared(prepared)
+    corpus = load_prepared(pipeline.stage_item("prepare").out)
     head = params.finetune.vae_head
-    check_label(corpus, head.label, prepared)
+    check_label(corpus, head.label)
     vae = load_vae(pipeline.stage_item("pretrain", schedule=schedule).out)
     limit_threads(params.runtime.threads)
     seed_everything(params.seed)

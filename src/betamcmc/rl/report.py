@@ -119,5 +119,5 @@ def run_report(params: Params, stage: StageItem) -> Path:
     """The ``rl_report`` stage's work: the report into ``stage.out``, one MLflow run."""
     with tracking.stage_run(params, stage):
         out = write_report(params, stage.out)
-        tracking.log_artifacts(out, "reports/rl")
+        tracking.log_artifacts(out, stage.out.as_posix())
     return out

@@ -164,5 +164,5 @@ def run_report(params: Params, stage: StageItem) -> dict[str, Any]:
     with tracking.stage_run(params, stage):
         summary = write_report(items, sgd, stage.out)
         tracking.log_result(summary)
-        tracking.log_artifacts(stage.out, "reports/sgmcmc")
+        tracking.log_artifacts(stage.out, stage.out.as_posix())
     return summary

@@ -245,5 +245,5 @@ def run_report(params: Params, stage: StageItem, studies_dir: Path = STUDIES) ->
         flat.update({f"toy.{n}.{k}": v for n, r in toy.items() for k, v in r.items()})
         flat.update(study_metrics)
         tracking.log_metrics(flat)
-        mlflow.log_artifacts(str(out), artifact_path="reports/pretrain")
+        mlflow.log_artifacts(str(out), artifact_path=out.as_posix())
     return {"metrics": metrics, "toy": toy}
