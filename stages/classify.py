@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from betamcmc import pipeline
-from betamcmc.params import load_params
+from betamcmc.params import load_params, require_item
 from betamcmc.runner import run_stage
 
 
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    params.pretrain.require_schedule(args.schedule, args.params)
+    require_item(args.params, "pretrain.schedules", args.schedule, params.pretrain.schedules)
 
     # lazy: torch loads only after the params check (a bad value fails in a fraction of a second)
     from betamcmc.finetune.classify import run_classify

@@ -14,18 +14,20 @@ from __future__ import annotations
 import argparse
 
 from betamcmc import pipeline
-from betamcmc.params import load_params
+from betamcmc.finetune.params import BOW
+from betamcmc.params import load_params, require_item
 from betamcmc.runner import run_stage
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("schedule", help="a key of pretrain.schedules")
-    ap.add_argument("--bow", choices=["nobow", "bow"], required=True, help="bag-of-words loss")
+    ap.add_argument("--bow", required=True, help="the bag-of-words setting (finetune.dialog.bow)")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    params.pretrain.require_schedule(args.schedule, args.params)
+    require_item(args.params, "pretrain.schedules", args.schedule, params.pretrain.schedules)
+    require_item(args.params, "finetune.dialog.bow", args.bow, BOW)
 
     # lazy: torch loads only after the params check (a bad value fails in a fraction of a second)
     from betamcmc.finetune.dialog import run_dialog

@@ -13,20 +13,19 @@ from __future__ import annotations
 import argparse
 
 from betamcmc import pipeline
-from betamcmc.params import load_params
+from betamcmc.params import load_params, require_item
 from betamcmc.runner import run_stage
-from betamcmc.vae.pretrain import check_schedule, run_pretrain
+from betamcmc.vae.pretrain import run_pretrain
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("schedule", nargs="?", help="a key of pretrain.schedules")
+    ap.add_argument("schedule", help="a key of pretrain.schedules")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     params = load_params(args.params)
-
-    schedule = check_schedule(params, args.schedule, args.params)
-    metrics = run_pretrain(params, pipeline.stage_item("pretrain", schedule=schedule))
+    require_item(args.params, "pretrain.schedules", args.schedule, params.pretrain.schedules)
+    metrics = run_pretrain(params, pipeline.stage_item("pretrain", schedule=args.schedule))
     t = metrics["test"]
     print(
         f"pretrain[{metrics['schedule']}]: {len(metrics['seeds'])} seed(s), test (mean +- std) "

@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 
 from betamcmc import pipeline
-from betamcmc.params import load_params
+from betamcmc.params import WORKER_COUNTS, load_params, require_item
+from betamcmc.rl.params import METHODS
 from betamcmc.runner import run_stage
 
 
@@ -25,10 +26,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-track", action="store_true", help="skip MLflow (quick local runs)")
     args = ap.parse_args(argv)
     params = load_params(args.params)
+    require_item(args.params, "rl.methods", args.method, METHODS)
+    require_item(args.params, "rl.workers", args.workers, WORKER_COUNTS)
     # lazy: torch loads only after the params check (a bad value fails in a fraction of a second)
-    from betamcmc.rl.experiment import check_item, run_item
+    from betamcmc.rl.envs import check_env
+    from betamcmc.rl.experiment import run_item
 
-    check_item(params.rl, args.method, args.workers)  # before anything is written
+    check_env(params.rl.env)  # before anything is written
     stage = pipeline.stage_item("rl", method=args.method, workers=args.workers)
     s = run_item(params, stage, track=not args.no_track)
     std = s["final_return_std"]

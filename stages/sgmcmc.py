@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 
 from betamcmc import pipeline
-from betamcmc.params import load_params
+from betamcmc.params import WORKER_COUNTS, load_params, require_item
 from betamcmc.runner import resolve_device, run_stage
+from betamcmc.sgmcmc.params import PROTOCOLS
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,10 +26,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-track", action="store_true", help="skip MLflow (quick local runs)")
     args = ap.parse_args(argv)
     params = load_params(args.params)
+    require_item(args.params, "sgmcmc.protocols", args.protocol, PROTOCOLS)
+    require_item(args.params, "sgmcmc.workers", args.workers, WORKER_COUNTS)
     # lazy: torch loads only after the params check (a bad value fails in a fraction of a second)
-    from betamcmc.sgmcmc.experiment import check_item, run_item
+    from betamcmc.sgmcmc.experiment import run_item
 
-    check_item(args.protocol, args.workers)
     stage = pipeline.stage_item("sgmcmc", protocol=args.protocol, workers=args.workers)
     summary = run_item(params, stage, resolve_device(params.device), track=not args.no_track)
     if summary is not None:

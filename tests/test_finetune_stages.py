@@ -160,7 +160,7 @@ def test_bad_input_one_line_exit_2_nothing_written(
     assert "finetune.label_fractions.1: must be in (0, 1] (got 1.5)" in proc.stderr
     bad.unlink()
     # an unknown schedule
-    with pytest.raises(ParamsError, match="no schedule 'nope'"):
+    with pytest.raises(ParamsError, match=r"pretrain.schedules: must be one of .* \(got 'nope'\)"):
         _main(repo, "dialog")(["nope", "--bow", "bow"])
     # a pretrained encoder whose vocabulary differs from the prepared one
     vocab = repo / "models/pretrain/cyclical/vocab.txt"

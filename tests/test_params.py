@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,8 @@ import pytest
 import yaml
 
 from betamcmc.errors import ParamsError
-from betamcmc.params import load_params
+from betamcmc.params import WORKER_COUNTS, load_params, require_item
+from betamcmc.runner import run_stage
 
 from conftest import REPO, tiny_params, write_params
 
@@ -199,3 +201,69 @@ def test_schedule_defaults_are_the_shipped_entries_where_both_exist() -> None:
         written = yaml.safe_load(SHIPPED)["pretrain"]["schedules"][name]
         for key in written:
             assert getattr(bare, key) == getattr(schedule, key), f"{name}.{key}"
+
+
+# --------------------------------------------------------------------------- stage arguments
+def test_require_item_one_line_naming_key_and_file() -> None:
+    require_item("p.yaml", "sgmcmc.workers", 3, WORKER_COUNTS)
+    require_item("p.yaml", "pretrain.schedules", "a", {"a": 1})
+    with pytest.raises(ParamsError) as err:
+        require_item("p.yaml", "pretrain.schedules", "c", {"a": 1, "b": 2})
+    assert str(err.value) == "p.yaml: pretrain.schedules: must be one of 'a' or 'b' (got 'c')"
+    assert err.value.exit_code == 2
+    with pytest.raises(ParamsError, match=r"^p.yaml: rl.workers: must be >= 1 \(got 0\)$"):
+        require_item("p.yaml", "rl.workers", 0, WORKER_COUNTS)
+
+
+SCHEDULE_ERROR = "pretrain.schedules: must be one of 'constant', 'monotonic' or 'cyclical'"
+
+
+@pytest.mark.parametrize(
+    ("stage", "args", "expected"),
+    [
+        ("pretrain", ["warmup"], f"{SCHEDULE_ERROR} (got 'warmup')"),
+        ("classify", ["warmup"], f"{SCHEDULE_ERROR} (got 'warmup')"),
+        ("sgmcmc_vae_head", ["warmup"], f"{SCHEDULE_ERROR} (got 'warmup')"),
+        ("dialog", ["warmup", "--bow", "bow"], f"{SCHEDULE_ERROR} (got 'warmup')"),
+        (
+            "dialog",
+            ["cyclical", "--bow", "yes"],
+            "finetune.dialog.bow: must be one of 'nobow' or 'bow' (got 'yes')",
+        ),
+        (
+            "sgmcmc",
+            ["gossip", "2"],
+            "sgmcmc.protocols: must be one of 'single', 'sync', 'downpour' or 'elastic' "
+            "(got 'gossip')",
+        ),
+        ("sgmcmc", ["downpour", "0"], "sgmcmc.workers: must be >= 1 (got 0)"),
+        (
+            "rl",
+            ["sgd-gossip", "2"],
+            "rl.methods: must be one of 'sgd-downpour', …(got 'sgd-gossip')",
+        ),
+        ("rl", ["sgld-elastic", "0"], "rl.workers: must be >= 1 (got 0)"),
+    ],
+)
+def test_stage_argument_naming_no_item_one_line_exit_2(
+    stage: str,
+    args: list[str],
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every stage checks its item arguments with the one ``require_item``: one line naming
+    the params key and file, exit 2, before anything is written."""
+    spec = importlib.util.spec_from_file_location(f"stage_{stage}", REPO / "stages" / f"{stage}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path / "params.yaml", tiny_params())
+    with pytest.raises(SystemExit) as done:
+        run_stage(lambda: module.main(args))
+    err = capsys.readouterr().err
+    head, _, tail = f"error: params.yaml: {expected}".partition("…")
+    assert done.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith(head) and err.rstrip().endswith(tail), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

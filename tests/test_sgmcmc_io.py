@@ -49,9 +49,9 @@ def test_stage_bad_params_exit_2_nothing_written(tmp_path: Path) -> None:
     assert not (tmp_path / "models").exists() and not (tmp_path / "metrics").exists()
     write_params(tmp_path / "params.yaml", tiny_params())
     proc = run_stage(tmp_path, "sgmcmc", "gossip", "2", check=False)
-    assert proc.returncode == 2 and "protocol must be one of" in proc.stderr
+    assert proc.returncode == 2 and "sgmcmc.protocols: must be one of" in proc.stderr
     proc = run_stage(tmp_path, "sgmcmc", "downpour", "0", check=False)
-    assert proc.returncode == 2 and "workers must be >= 1 (got 0)" in proc.stderr
+    assert proc.returncode == 2 and "sgmcmc.workers: must be >= 1 (got 0)" in proc.stderr
     assert not (tmp_path / "models").exists()
 
 

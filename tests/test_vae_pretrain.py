@@ -155,8 +155,8 @@ def test_unknown_schedule_is_one_line_exit_2(tiny_repo: Path):
     proc = run_stage(tiny_repo, "pretrain", "warmup", check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
-        "error: params.yaml: pretrain.schedules: no schedule named 'warmup' "
-        "(have ['constant', 'monotonic', 'cyclical'])"
+        "error: params.yaml: pretrain.schedules: must be one of 'constant', 'monotonic' or "
+        "'cyclical' (got 'warmup')"
     )
     assert not (tiny_repo / "models").exists() and not (tiny_repo / "metrics" / "pretrain").exists()
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
 
@@ -149,6 +151,30 @@ def load_params(path: str | Path = DEFAULT_PARAMS_FILE) -> Params:
             f"{path}:1: top level must be a mapping of sections (got {type(raw).__name__})"
         )
     return validate_params(raw, source=str(path), node=root)
+
+
+# --------------------------------------------------------------------------- stage arguments
+WORKER_COUNTS = range(1, sys.maxsize)  # what a stage's worker-count argument may be: >= 1
+
+
+def require_item(source: str | Path, key: str, value: Any, allowed: Collection[Any]) -> None:
+    """Refuse a stage argument that names no item (a schedule, bow setting, protocol, method or
+    worker count not in ``allowed``), before anything is written: one line naming the params key
+    and file, in the shape of a bad value inside the file, exit 2 (:class:`ParamsError`)::
+
+        params.yaml: pretrain.schedules: must be one of 'constant' or 'cyclical' (got 'warmup')
+        params.yaml: sgmcmc.workers: must be >= 1 (got 0)
+    """
+    if value in allowed:
+        return
+    if isinstance(allowed, range):
+        expected = f">= {allowed.start}"
+    else:
+        names = [repr(a) for a in allowed]
+        expected = "one of " + (
+            f"{', '.join(names[:-1])} or {names[-1]}" if names[1:] else names[0]
+        )
+    raise ParamsError(f"{source}: {key}: must be {expected} (got {value!r})")
 
 
 def validate_params(raw: dict[str, Any], source: str = "<params>", node: Any = None) -> Params:

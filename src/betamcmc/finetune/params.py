@@ -19,7 +19,7 @@ pretraining, :mod:`betamcmc.vae.schedules`), over the CVAE's own training iterat
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -34,12 +34,14 @@ def _label_fraction(value: float) -> float:
 
 
 LabelFraction = Annotated[float, AfterValidator(_label_fraction)]
+Bow = Literal["nobow", "bow"]  # without / with the bag-of-words loss
+BOW: tuple[str, ...] = get_args(Bow)
 
 
 class DialogParams(Section):
     """The conditional VAE for dialog responses (Zhao et al. 2017) and its evaluation."""
 
-    bow: list[Literal["nobow", "bow"]] = Field(
+    bow: list[Bow] = Field(
         min_length=1,
         description="nobow: the CVAE's ELBO; bow: plus the bag-of-words loss (Zhao et al.); "
         "each setting is one `dialog` item",

@@ -25,13 +25,13 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import numpy as np
 import torch
 
 from betamcmc import tracking
-from betamcmc.errors import DivergenceError, ParamsError
+from betamcmc.errors import DivergenceError
 from betamcmc.io import write_json, write_text
 from betamcmc.params import Params, RuntimeParams
 from betamcmc.pipeline import StageItem
@@ -39,7 +39,7 @@ from betamcmc.progress import Progress
 from betamcmc.rl.agent import ActorCritic, LossConfig
 from betamcmc.rl.envs import EnvInfo, check_env, run_episodes
 from betamcmc.rl.evaluate import SeedCurve, aggregate_curves, read_curve, steps_to_threshold
-from betamcmc.rl.params import Method, RlParams, split_method
+from betamcmc.rl.params import RlParams, split_method
 from betamcmc.rl.task import RlTask
 from betamcmc.sgmcmc.config import EngineConfig, RunSpec, SamplerConfig
 from betamcmc.sgmcmc.flat import FlatModel
@@ -50,15 +50,6 @@ from betamcmc.sgmcmc.sampling import finalize_dir
 from betamcmc.stopping import Stopped, signals_deferred, stop_on_signals
 
 EVAL_SEED, FINAL_SEED = 10_000, 20_000  # evaluation episodes' environment seeds (+ 100 x seed)
-
-
-def check_item(rl: RlParams, method: str, workers: int) -> EnvInfo:
-    """Everything that can be wrong with an item before anything is written."""
-    if method not in get_args(Method):
-        raise ParamsError(f"rl: method must be one of {list(get_args(Method))} (got {method!r})")
-    if workers < 1:
-        raise ParamsError(f"rl: workers must be >= 1 (got {workers})")
-    return check_env(rl.env)
 
 
 @dataclass(frozen=True)
@@ -295,8 +286,8 @@ def run_item(params: Params, stage: StageItem, track: bool = True) -> dict[str, 
     returns the metrics. SIGTERM / SIGINT end it with one line saying how far it got; nothing
     is written then."""
     rl = params.rl
-    method, workers = stage.identity["method"], stage.identity["workers"]
-    env = check_item(rl, method, workers)
+    method = stage.identity["method"]
+    env = check_env(rl.env)
     set_threads(params.runtime.threads)
     progress: list[int] = []  # seeds finished
     try:

@@ -17,7 +17,7 @@ every ``eval_every`` environment steps and each snapshot evaluated over ``eval_e
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -35,6 +35,7 @@ Method = Literal[
     "sgld-elastic",
     "sghmc-elastic",
 ]
+METHODS: tuple[str, ...] = get_args(Method)
 
 
 def split_method(method: str) -> tuple[str, str]:

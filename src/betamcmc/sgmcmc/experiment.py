@@ -24,14 +24,12 @@ from typing import Any
 import numpy as np
 
 from betamcmc import tracking
-from betamcmc.errors import ParamsError
 from betamcmc.io import write_json, write_text
 from betamcmc.params import Params
 from betamcmc.pipeline import StageItem
 from betamcmc.progress import Progress
 from betamcmc.sgmcmc.config import EngineConfig, RunSpec
 from betamcmc.sgmcmc.evaluate import evaluate_samples, first_time_at
-from betamcmc.sgmcmc.params import PROTOCOLS
 from betamcmc.sgmcmc.result import RunResult
 from betamcmc.sgmcmc.samples import read_samples
 from betamcmc.sgmcmc.sampling import finalize_dir, fresh_partial, is_worker_rank, sample
@@ -39,13 +37,6 @@ from betamcmc.sgmcmc.tasks import build_task
 from betamcmc.stopping import signals_deferred
 
 TARGETS = (0.95, 0.97)
-
-
-def check_item(protocol: str, workers: int) -> None:
-    if protocol not in PROTOCOLS:
-        raise ParamsError(f"sgmcmc: protocol must be one of {list(PROTOCOLS)} (got {protocol!r})")
-    if workers < 1:
-        raise ParamsError(f"sgmcmc: workers must be >= 1 (got {workers})")
 
 
 def make_spec(
@@ -137,7 +128,6 @@ def run_item(
     """Sample, evaluate and write every output of one item (paths: dvc.yaml); its metrics (None
     on a torchrun worker rank, which writes nothing and opens no MLflow run)."""
     protocol, workers = stage.identity["protocol"], stage.identity["workers"]
-    check_item(protocol, workers)
     spec = make_spec(params, protocol, workers, device)
     info = {"item": stage.key, "task": params.sgmcmc.task.kind, "seed": params.seed}
     if not track or is_worker_rank():

@@ -22,7 +22,6 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from betamcmc.errors import ParamsError
 from betamcmc.schema import Section, Seed
 from betamcmc.vae.schedules import Shape  # the ramp shapes: one list, where ramp() is
 
@@ -154,11 +153,3 @@ class PretrainParams(Section):
                     f"(they name output directories) (got {name!r})"
                 )
         return schedules
-
-    def require_schedule(self, name: str, source: str = "params.yaml") -> None:
-        """Raise :class:`ParamsError` unless ``name`` is a key of ``schedules`` (stage arguments)."""
-        if name not in self.schedules:
-            raise ParamsError(
-                f"{source}: pretrain.schedules has no schedule '{name}' "
-                f"(it has: {', '.join(self.schedules)})"
-            )

@@ -38,7 +38,6 @@ from typing import Any
 
 from betamcmc import pipeline, tracking
 from betamcmc.data.prepared import load_prepared
-from betamcmc.errors import ParamsError
 from betamcmc.io import atomic_path, write_json, write_text
 from betamcmc.parallel import run_jobs
 from betamcmc.params import Params
@@ -60,19 +59,6 @@ def data_digest(prepared: Path) -> str:
         if path.exists():
             h.update(path.read_bytes())
     return h.hexdigest()[:12]
-
-
-def check_schedule(params: Params, name: str | None, source: str) -> str:
-    names = list(params.pretrain.schedules)
-    if name is None:
-        if len(names) != 1:
-            raise ParamsError(f"{source}: pretrain: name the schedule to train (one of {names})")
-        return names[0]
-    if name not in params.pretrain.schedules:
-        raise ParamsError(
-            f"{source}: pretrain.schedules: no schedule named {name!r} (have {names})"
-        )
-    return name
 
 
 def write_csv(path: Path, columns: tuple[str, ...], rows: dict[str, list[float]]) -> None:
