@@ -26,8 +26,12 @@ def main(argv: list[str] | None = None) -> None:
     from betamcmc.sgmcmc.consistency import run_consistency
 
     stage = pipeline.stage_item("sgmcmc_consistency")
-    run_consistency(params, stage, track=not args.no_track)
-    print((stage.out / "table.md").read_text())
+    s = run_consistency(params, stage, track=not args.no_track)
+    print(
+        f"{stage.name}: relative error of the posterior mean / variance vs "
+        f"{s['reference']['draws']} MALA draws: "
+        + ", ".join(f"{k} {r['mean_error']:.3f}/{r['var_error']:.3f}" for k, r in s["runs"].items())
+    )
 
 
 if __name__ == "__main__":
