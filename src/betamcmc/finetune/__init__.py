@@ -4,7 +4,9 @@ Modules: :mod:`params` (the ``finetune`` params section), :mod:`classify` (semi-
 classification from frozen or fine-tuned VAE codes, with random-encoder and bag-of-words
 baselines), :mod:`cvae` (the dialog conditional VAE of Zhao et al. 2017, one file),
 :mod:`dialog` (its training loop and evaluation), :mod:`dialog_metrics` (BLEU precision/recall
-over sampled responses, distinct-n, dialog-act agreement) and :mod:`report` (tables and figure).
+over sampled responses, distinct-n, dialog-act agreement), :mod:`vae_head` (a Bayesian classifier
+head on the codes, sampled by the SG-MCMC engine, against its MAP point estimate) and
+:mod:`report` (tables and figure).
 """
 
 

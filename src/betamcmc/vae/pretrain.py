@@ -193,7 +193,8 @@ def run_pretrain(params: Params, stage: StageItem) -> dict[str, Any]:
     prepared = pipeline.stage_item("prepare").out
     corpus = load_prepared(prepared)  # fails fast (one line) before the heavy imports
 
-    # lazy: mlflow and torch (seconds) load only after the corpus check
+    # lazy: mlflow, vae.model and vae.train (these two import torch; seconds in all) load only
+    # after the corpus check
     import mlflow
 
     from betamcmc.vae.model import MODEL_FILE, VOCAB_FILE

@@ -298,8 +298,8 @@ def _render_grid(study: dict[str, Any], out_dir: Path) -> dict[str, float]:
     return {f"{study['name']}_points": float(sum(len(p) for p in points.values()))}
 
 
-_LINESTYLES = ("-", "--", ":", "-.")  # one per schedule of a listed study, in sorted order
-_LINESTYLE_NAMES = {"-": "solid", "--": "dashed", ":": "dotted", "-.": "dash-dot"}
+# one line style per schedule of a listed study, in sorted order: matplotlib's code -> its name
+_LINESTYLES = {"-": "solid", "--": "dashed", ":": "dotted", "-.": "dash-dot"}
 
 
 def _render_list(study: dict[str, Any], out_dir: Path) -> dict[str, float]:
@@ -332,8 +332,9 @@ def _render_list(study: dict[str, Any], out_dir: Path) -> dict[str, float]:
                                  for v in [s["test"]["nll"]]] or [0]) * 0.97)  # fmt: skip
     bars[0].legend(fontsize=8)
     # curves: colour = experiment, line style = schedule (the same in all three panels)
-    style = {s: _LINESTYLES[k % len(_LINESTYLES)] for k, s in enumerate(schedules)}
-    styles = ", ".join(f"{_LINESTYLE_NAMES[style[s]]}: {s}" for s in schedules)
+    codes = list(_LINESTYLES)
+    style = {s: codes[k % len(codes)] for k, s in enumerate(schedules)}
+    styles = ", ".join(f"{_LINESTYLES[style[s]]}: {s}" for s in schedules)
     for i, key in enumerate(("kl", "mi", "au")):  # validation curves of every experiment
         ax = fig.add_subplot(2, 3, 4 + i)
         for j, row in enumerate(rows):
