@@ -1198,16 +1198,16 @@ def test_utf8_bom_is_stripped_not_part_of_the_first_word(tmp_path: Path) -> None
 def test_read_lines_breaks_only_at_newlines(tmp_path: Path) -> None:
     """U+2028, U+0085 and form feed are not line breaks: line numbers match an editor's, and a
     JSONL string holding U+2028 / U+0085 is one valid line."""
-    from betamcmc.data.corpora import read_lines
+    from betamcmc.data.files import read_lines
 
     path = tmp_path / "a.txt"
     path.write_text("a\u2028b\nc\x85d\ne\x0cf\r\ng\rh\n", encoding="utf-8")
     assert read_lines(path) == [(1, "a\u2028b"), (2, "c\x85d"), (3, "e\x0cf"), (4, "g"), (5, "h")]
-    from betamcmc.data.corpora import _parse_swda
+    from betamcmc.data.swda import parse_swda
 
     jsonl = tmp_path / "d.jsonl"
     jsonl.write_text(SWDA.replace("hello there", "hello\u2028there\x85now"), encoding="utf-8")
-    dialogs = _parse_swda(jsonl, lowercase=True)
+    dialogs = parse_swda(jsonl, lowercase=True)
     assert len(dialogs) == 10 and dialogs[0].turns[0] == ["hello", "there", "now"]
 
 

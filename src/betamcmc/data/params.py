@@ -1,7 +1,8 @@
 """The ``data`` params section: which corpus, how it is split, cleaned and encoded.
 
-The ``prepare`` stage reads it (``betamcmc.data.corpora`` and ``betamcmc.data.prepare``);
-``data.max_len`` and ``data.dialog_context`` also shape the dialog stage.
+The ``prepare`` stage reads it (``betamcmc.data.corpora`` with the modules it uses, and
+``betamcmc.data.prepare``); ``data.max_len`` and ``data.dialog_context`` also shape the dialog
+stage.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from betamcmc import tracking
-from betamcmc.data.corpora import RawCorpus, load_corpus
+from betamcmc.data.corpora import load_corpus
 from betamcmc.data.params import DataParams
 from betamcmc.data.prepared import (
     SPECIALS,
@@ -26,6 +26,7 @@ from betamcmc.data.prepared import (
     Vocab,
     write_prepared,
 )
+from betamcmc.data.raw import RawCorpus
 from betamcmc.errors import InputError
 from betamcmc.io import write_json
 from betamcmc.params import Params
