@@ -25,7 +25,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -112,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     from pretrain_throughput import load_workload
 
     from betamcmc.errors import BetamcmcError
+    from betamcmc.io import write_json
 
     start_load = loadavg()
     try:
@@ -162,12 +162,8 @@ def main(argv: list[str] | None = None) -> int:
           f"2-thread utilization ceiling if every op scaled like the output GEMMs: {ceiling:.0%} "
           f"(1-thread utilization under the profiler {util1:.0%}); load {start_load[0]:.2f} -> "
           f"{s['load_at_end'][0]:.2f}")  # fmt: skip
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out)
-    print(f"wrote {out}")
+    write_json(args.out, results)  # atomic: a failed run leaves the old file whole
+    print(f"wrote {args.out}")
     return 0
 
 

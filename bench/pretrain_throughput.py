@@ -44,7 +44,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
@@ -187,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from betamcmc.errors import BetamcmcError
+    from betamcmc.io import write_json
 
     device = args.device
     if device == "auto":
@@ -258,12 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --strict: the machine was not quiet (" + "; ".join(sorted(set(suspicious)))
               + "); nothing written", file=sys.stderr)  # fmt: skip
         return 3
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out)
-    print(f"wrote {out}")
+    write_json(args.out, results)  # atomic: a failed run leaves the old file whole
+    print(f"wrote {args.out}")
     return 0
 
 
