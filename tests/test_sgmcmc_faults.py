@@ -123,6 +123,30 @@ def test_sigterm_to_a_worker_is_reported_and_the_others_go_on(tmp_path: Path) ->
     assert result.complete
 
 
+def test_a_late_abort_message_still_names_the_signal(tmp_path: Path, capfd: Any) -> None:
+    """On a loaded machine a SIGTERM'd worker's ABORT can arrive after ``EXIT_GRACE_S``: its
+    exit code (143 from its stop handler, -15 unhandled) still names the signal; SIGKILL (-9)
+    and other exits are "process exited". (CI under load said "process exited" for SIGTERM.)"""
+    from betamcmc.sgmcmc import master as m
+    from betamcmc.sgmcmc.flat import FlatModel
+    from betamcmc.sgmcmc.samples import SampleWriter
+
+    s = spec("downpour", workers=5)
+    flat = FlatModel(s.make_task().build_model())
+    codes = {1: 143, 2: -15, 3: 130, 4: -9, 5: None}
+    writer = SampleWriter(tmp_path, flat.param_layout(), {})
+    master = m.Master(s.config, 5, flat.dim, writer, flat.theta.clone(), exitcode=codes.get)
+    master.check_liveness()  # seen gone now: the grace period starts
+    assert master.dead == []
+    master.exited = {w: t - m.EXIT_GRACE_S for w, t in master.exited.items()}
+    master.check_liveness()
+    writer.close()
+    reasons = {d["worker"]: d["reason"] for d in master.dead}
+    assert reasons == {1: "stopped by SIGTERM", 2: "stopped by SIGTERM", 3: "stopped by SIGINT",
+                       4: "process exited"}  # fmt: skip
+    assert master.live() == [5] and "(stopped by SIGTERM); " in capfd.readouterr().err
+
+
 # --------------------------------------------------------------------------- partial runs
 def test_require_complete_names_the_samples_kept_and_the_flag() -> None:
     lost = [{"worker": 2, "reason": "process exited", "at_s": 0.5, "steps": 3}]

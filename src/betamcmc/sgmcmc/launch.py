@@ -86,12 +86,12 @@ def _master(
     spec: RunSpec,
     samples_dir: Path,
     info: dict[str, Any],
-    alive: Callable[[int], bool] | None,
+    exitcode: Callable[[int], int | None] | None,
     started: float,
     report: Report | None = None,
 ) -> RunResult:
     _worker_group(spec, spec.workers + 1)
-    master = run_master(spec, protocols.get(spec.protocol), samples_dir, info, alive, report)
+    master = run_master(spec, protocols.get(spec.protocol), samples_dir, info, exitcode, report)
     if master.samples == 0:
         raise WorkerLost("the run ended without a single sample (all workers lost)")
     return run_result(master, spec.protocol, master.now(), master.t0 - started)
@@ -162,7 +162,7 @@ def run_local(
                 f"the workers did not join within {wait:g} s (see their errors above)"
             ) from None
         result = _master(
-            spec, samples_dir, info or {}, lambda w: procs[w - 1].is_alive(), started, report
+            spec, samples_dir, info or {}, lambda w: procs[w - 1].exitcode, started, report
         )
         _leave_group()
         for p in procs:

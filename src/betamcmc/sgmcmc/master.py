@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import datetime
 import queue
+import signal
 import sys
 import threading
 import time
@@ -58,6 +59,16 @@ IDLE_CHECK_S = 0.1  # local runs: how often a master with no message looks at th
 # A worker's last message (an ABORT saying it was stopped by SIGTERM) can still be on its way
 # when its process is already gone: it is handled first, and its reason recorded.
 EXIT_GRACE_S = 1.0
+# ... and when that message is later still (a loaded machine), the exit code says the same: a
+# worker's stop handler exits with 128 + the signal, an unhandled signal shows as its negative
+EXIT_REASONS = {
+    code: reason
+    for signum, reason in (
+        (signal.SIGTERM, "stopped by SIGTERM"),
+        (signal.SIGINT, "stopped by SIGINT"),
+    )
+    for code in (128 + signum, -signum)
+}
 
 
 class WorkerLost(BetamcmcError):
@@ -100,7 +111,8 @@ class Master:
     dead: list[dict[str, Any]] = field(default_factory=list)
     stopping: bool = False
     busy_s: float = 0.0  # time spent handling messages (not waiting for them)
-    alive: Callable[[int], bool] | None = None  # process handles (local runs)
+    # a worker's process exit code, None while it runs (local runs: the process handles)
+    exitcode: Callable[[int], int | None] | None = None
     exited: dict[int, float] = field(default_factory=dict)  # worker -> when seen gone
     # progress callback report(samples, of samples, values) after every sample (the stage's bar)
     report: Callable[[int, int, dict[str, float]], None] | None = None
@@ -186,9 +198,10 @@ class Master:
         ``worker_timeout`` seconds."""
         now = time.monotonic()
         for w in self.live():
-            if self.alive is not None and not self.alive(w):
+            code = None if self.exitcode is None else self.exitcode(w)
+            if code is not None:
                 if now - self.exited.setdefault(w, now) >= EXIT_GRACE_S:
-                    self.mark_dead(w, "process exited")
+                    self.mark_dead(w, EXIT_REASONS.get(code, "process exited"))
             elif now - self.records[w].last_seen > self.cfg.worker_timeout:
                 self.mark_dead(w, f"no message or heartbeat for {self.cfg.worker_timeout:g} s")
 
@@ -280,7 +293,7 @@ def receive(master: Master, inbox: wire.Message, thread: ReceiveThread | None) -
 def master_loop(master: Master, protocol: Any) -> None:
     """Serve whichever worker is ready until the protocol is finished or every worker is lost."""
     inbox = wire.Message(master.dim)
-    thread = None if master.alive is None else ReceiveThread(inbox, master.cfg.worker_timeout)
+    thread = None if master.exitcode is None else ReceiveThread(inbox, master.cfg.worker_timeout)
     try:
         _serve(master, protocol, inbox, thread)
     finally:
@@ -344,7 +357,7 @@ def run_master(
     protocol: Any,
     samples_dir: Path,
     info: dict[str, Any],
-    alive: Callable[[int], bool] | None,
+    exitcode: Callable[[int], int | None] | None,
     report: Callable[[int, int, dict[str, float]], None] | None = None,
 ) -> Master:
     """The master's side of a run, inside an initialised process group (rank 0): returns the
@@ -358,7 +371,13 @@ def run_master(
         {**info, "protocol": spec.protocol, "workers": spec.workers},
     )
     master = Master(
-        spec.config, spec.workers, flat.dim, writer, flat.theta.clone(), alive=alive, report=report
+        spec.config,
+        spec.workers,
+        flat.dim,
+        writer,
+        flat.theta.clone(),
+        exitcode=exitcode,
+        report=report,
     )
     try:
         try:
