@@ -50,6 +50,8 @@ TINY: dict[str, Any] = {
         "report": {"toy_iterations": 60},
     },
     "sgmcmc": {
+        # sync runs in test_sgmcmc_engine / _faults; the pipeline matrix keeps the other three
+        "protocols": ["single", "downpour", "elastic"],
         "task": {"hidden": 8},
         "burn_in": 20,
         "thinning": 2,

@@ -4,16 +4,14 @@ The shared ``pipeline`` fixture (conftest) runs ``dvc repro`` of every stage onc
 area's tests assert on its stages' outputs (``test_data``, ``test_vae_pretrain``,
 ``test_finetune_stages``, ``test_finetune_vae_head``, ``test_sgmcmc_stage``, ``test_rl_stage``).
 Here, what holds for the pipeline as a whole: every stage item ran once and is up to date, each
-tracked stage left one finished MLflow run per item in the store at the repo's root, a second
-``dvc repro`` is a no-op, and ``dvc exp run -S`` and a queued experiment run by
-``dvc queue start`` land their runs in that same store.
+tracked stage left one finished MLflow run per item in the store at the repo's root, and a second
+``dvc repro`` is a no-op. DVC experiments (``dvc exp run -S``, the queue) are in
+``test_dvc_failures`` on a project where only ``prepare`` ran.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import mlflow
 import pytest
 import yaml
 
-from conftest import PipelineRun, copy_pipeline, dvc
+from conftest import PipelineRun, dvc
 
 pytestmark = pytest.mark.slow
 
@@ -96,40 +94,3 @@ def test_results_page_headline_numbers_and_overlays(pipeline: PipelineRun) -> No
 def test_second_repro_is_a_no_op(pipeline: PipelineRun) -> None:
     again = dvc(pipeline.repo, "repro")
     assert "Running stage" not in again and "up to date" in again
-
-
-def test_exp_run_and_queue_land_in_one_store(pipeline: PipelineRun, tmp_path: Path) -> None:
-    repo = copy_pipeline(pipeline, tmp_path / "repo")
-    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
-    subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "repro"],
-        cwd=repo,
-        check=True,
-    )
-
-    out = dvc(repo, "exp", "run", "-S", "data.synthetic.train=90", "prepare")
-    assert "Running stage 'prepare'" in out
-    dvc(repo, "exp", "run", "--queue", "-S", "data.synthetic.train=70", "prepare")
-    dvc(repo, "queue", "start")
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        status = dvc(repo, "queue", "status")
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(2)
-    assert "Success" in status, status
-
-    prepare_runs = [r for r in _runs(repo) if r.info.run_name == "prepare"]
-    by_size = {r.data.params["data.synthetic.train"]: r for r in prepare_runs}
-    assert set(by_size) == {"120", "90", "70"}, sorted(by_size)
-    assert "dvc_exp_name" not in by_size["120"].data.tags
-    for size in ("90", "70"):
-        tags = by_size[size].data.tags
-        assert tags["dvc_exp_name"] and tags["dvc_exp_baseline"] and tags["git_commit"]
-        assert tags["stage"] == "prepare" and tags["params_hash"]
-        assert tags["pipeline_run"] == tags["dvc_exp_name"]
-        assert by_size[size].info.status == "FINISHED"
-    shown = dvc(repo, "exp", "show", "--no-pager", "--csv")
-    assert shown.count("\n") >= 3  # the workspace, the baseline and the two experiments
-    # nothing leaked into a temporary workspace store
-    assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))

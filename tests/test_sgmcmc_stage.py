@@ -35,7 +35,7 @@ def test_sgmcmc_stages_write_every_output(pipeline: PipelineRun) -> None:
     repo = pipeline.repo
     params = load_params(repo / "params.yaml")
     items = [(p, w) for p in params.sgmcmc.protocols for w in params.sgmcmc.workers]
-    assert len(items) == 8  # single, sync, downpour, elastic x W = 1, 2
+    assert len(items) == 6  # single, downpour, elastic x W = 1, 2 (the tiny params)
     for protocol, workers in items:
         check_item(repo, protocol, workers)
     import mlflow

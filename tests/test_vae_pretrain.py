@@ -112,16 +112,16 @@ def test_pretrain_every_schedule_and_report(pipeline: PipelineRun):
 
 
 @pytest.mark.slow
-def test_sigterm_then_resume_reaches_same_metrics(prepared_repo: Path, tmp_path: Path):
-    repo = shutil.copytree(prepared_repo, tmp_path / "repo")
-    for d in ("models", "metrics/pretrain", "mlflow.db", "mlartifacts"):
-        p = repo / d
-        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+def test_sigterm_then_resume_reaches_same_metrics(tiny_repo: Path):
+    """On its own project (only ``prepare`` run first), so it runs while the shared pipeline's
+    ``dvc repro`` does."""
+    repo = tiny_repo
     over = {
         "pretrain": {"train": {"iterations": 150, "eval_every": 50}},
         "runtime": {"checkpoint_every": 10},
     }
     write_params(repo / "params.yaml", tiny_params(over))
+    run_stage(repo, "prepare")
     run_stage(repo, "pretrain", "cyclical")
     reference = json.loads((repo / "metrics/pretrain/cyclical.json").read_text())
     shutil.rmtree(repo / "models")
