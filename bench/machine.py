@@ -82,6 +82,22 @@ def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def mm_gflops(a: Any, b: Any, calls: int, sync: Any = None) -> list[float]:
+    """GFLOP/s of each of ``calls`` timed ``torch.mm(a, b)`` (warm up before calling this);
+    ``sync`` waits for the device (CUDA) after each call."""
+    import torch
+
+    flops = 2 * a.shape[0] * a.shape[1] * b.shape[1]
+    rates = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        if sync is not None:
+            sync()
+        rates.append(flops / (time.perf_counter() - t) / 1e9)
+    return rates
+
+
 def gemm_peak(threads: int, n: int = 2048, calls: int = 7, device: str = "cpu",
               dtype: str = "float32") -> dict[str, Any]:  # fmt: skip
     """Median GFLOP/s of ``calls`` timed ``torch.mm`` calls (n x n) at ``threads`` threads."""
@@ -94,13 +110,8 @@ def gemm_peak(threads: int, n: int = 2048, calls: int = 7, device: str = "cpu",
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     torch.mm(a, b)  # warm-up (page faults, thread pool start)
     sync()
-    rates = []
     busy0, own0, wall0 = busy_seconds(), time.process_time(), time.perf_counter()
-    for _ in range(calls):
-        t = time.perf_counter()
-        torch.mm(a, b)
-        sync()
-        rates.append(2 * n**3 / (time.perf_counter() - t) / 1e9)
+    rates = mm_gflops(a, b, calls, sync)
     busy1, own1, wall = busy_seconds(), time.process_time(), time.perf_counter() - wall0
     foreign = None
     if busy0 is not None and busy1 is not None and device == "cpu":

@@ -46,19 +46,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def shape_gemms(threads: int, tokens: int, h: int, v: int, calls: int = 7) -> dict[str, float]:
     """Median GFLOP/s of the output layer's three GEMM shapes at this thread count."""
     import torch
+    from machine import mm_gflops
 
     torch.set_num_threads(threads)
     x, w, g = torch.randn(tokens, h), torch.randn(h, v), torch.randn(tokens, v)
     shapes = {"logits": (x, w), "weight_grad": (x.t(), g), "input_grad": (g, w.t())}
     out = {}
     for name, (a, b) in shapes.items():
-        torch.mm(a, b)
-        rates = []
-        for _ in range(calls):
-            t = time.perf_counter()
-            torch.mm(a, b)
-            rates.append(2 * a.shape[0] * a.shape[1] * b.shape[1] / (time.perf_counter() - t) / 1e9)
-        out[name] = statistics.median(rates)
+        torch.mm(a, b)  # warm-up
+        out[name] = statistics.median(mm_gflops(a, b, calls))
     return out
 
 
