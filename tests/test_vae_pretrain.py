@@ -117,7 +117,7 @@ def test_sigterm_then_resume_reaches_same_metrics(tiny_repo: Path):
     ``dvc repro`` does."""
     repo = tiny_repo
     over = {
-        "pretrain": {"train": {"iterations": 150, "eval_every": 50}},
+        "pretrain": {"train": {"iterations": 200, "eval_every": 100}},
         "runtime": {"checkpoint_every": 10},
     }
     write_params(repo / "params.yaml", tiny_params(over))
@@ -131,7 +131,8 @@ def test_sigterm_then_resume_reaches_same_metrics(tiny_repo: Path):
     proc = subprocess.Popen([sys.executable, "stages/pretrain.py", "cyclical"], cwd=repo,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.time() + 300
-    while not all(p.exists() for p in resume) and proc.poll() is None and time.time() < deadline:
+    # the first checkpoint of either seed: under load the seeds' processes start seconds apart
+    while not any(p.exists() for p in resume) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)  # the stage forwards it to the seeds' processes
     _, err = proc.communicate(timeout=300)
@@ -139,11 +140,15 @@ def test_sigterm_then_resume_reaches_same_metrics(tiny_repo: Path):
     assert "checkpoint saved, rerun to resume" in err.strip().splitlines()[-1]
     assert not (repo / "metrics/pretrain/cyclical.json").exists()  # nothing half-written
     assert not (repo / "models/pretrain/cyclical").exists()
-    assert all(torch.load(p, weights_only=True)["iteration"] > 0 for p in resume)
+    kept = {s: torch.load(p, weights_only=True)["iteration"] for s, p in enumerate(resume)
+            if p.exists()}  # fmt: skip
+    assert kept and all(it > 0 for it in kept.values()), kept
 
     run_stage(repo, "pretrain", "cyclical")
     resumed = json.loads((repo / "metrics/pretrain/cyclical.json").read_text())
-    assert all(per.pop("resumed_from") > 0 for per in resumed["per_seed"].values())
+    starts = {int(s.removeprefix("seed")): per.pop("resumed_from")
+              for s, per in resumed["per_seed"].items()}  # fmt: skip
+    assert {s: it for s, it in starts.items() if it > 0} == kept  # each from its checkpoint
     for per in reference["per_seed"].values():
         per.pop("resumed_from")
     assert resumed == reference
