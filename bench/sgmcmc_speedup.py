@@ -37,6 +37,7 @@ import functools
 import json
 import math
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -269,17 +270,23 @@ def message_round_trip_ms(dim: int, rounds: int = 300) -> dict[str, float]:
     q = ctx.Queue()
     p = ctx.Process(target=_pingpong_worker, args=(init, dim, rounds, q))
     p.start()
-    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
-    dist.init_process_group("gloo", init_method=init, rank=0, world_size=2,
-                            timeout=datetime.timedelta(seconds=120))  # fmt: skip
-    inbox, reply = wire.Message(dim), wire.Message(dim)
-    for _ in range(rounds):
-        work = dist.irecv(inbox.tensor, src=None)
-        work.wait()
-        dist.isend(reply.write(wire.PARAMS, (0, 0), inbox.payload), dst=1).wait()
-    times = q.get(timeout=60)
-    p.join(timeout=30)
-    dist.destroy_process_group()
+    try:
+        os.environ["GLOO_SOCKET_IFNAME"] = "lo"
+        dist.init_process_group("gloo", init_method=init, rank=0, world_size=2,
+                                timeout=datetime.timedelta(seconds=120))  # fmt: skip
+        inbox, reply = wire.Message(dim), wire.Message(dim)
+        for _ in range(rounds):
+            work = dist.irecv(inbox.tensor, src=None)
+            work.wait()
+            dist.isend(reply.write(wire.PARAMS, (0, 0), inbox.payload), dst=1).wait()
+        times = q.get(timeout=60)
+        p.join(timeout=30)
+        dist.destroy_process_group()
+    finally:
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=5)
+        shutil.rmtree(store, ignore_errors=True)
     warm = sorted(times[rounds // 10 :])
     return {
         "dim": dim,

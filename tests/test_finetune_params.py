@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from betamcmc.errors import ParamsError
@@ -10,22 +12,17 @@ from betamcmc.params import load_params
 from conftest import tiny_params, write_params
 
 
-def test_shipped_params_have_the_finetune_section() -> None:
-    params = load_params(write_params_tmp(tiny_params()))
+def test_shipped_params_have_the_finetune_section(tmp_path: Path) -> None:
+    params = load_params(write_params(tmp_path / "p.yaml", tiny_params()))
     assert all(0 < f <= 1 for f in params.finetune.label_fractions)
     assert params.finetune.dialog.bow
 
 
-def write_params_tmp(raw: dict, name: str = "p.yaml"):
-    import tempfile
-    from pathlib import Path
-
-    return write_params(Path(tempfile.mkdtemp()) / name, raw)
-
-
 @pytest.mark.parametrize("bad", [0.0, 1.5, -0.1])
-def test_label_fraction_outside_unit_interval(bad: float) -> None:
-    path = write_params_tmp(tiny_params({"finetune": {"label_fractions": [0.1, bad]}}))
+def test_label_fraction_outside_unit_interval(bad: float, tmp_path: Path) -> None:
+    path = write_params(
+        tmp_path / "p.yaml", tiny_params({"finetune": {"label_fractions": [0.1, bad]}})
+    )
     with pytest.raises(ParamsError) as err:
         load_params(path)
     message = str(err.value)
@@ -35,7 +32,7 @@ def test_label_fraction_outside_unit_interval(bad: float) -> None:
     assert message.startswith(f"{path}:")
 
 
-def test_duplicates_and_bad_kinds_rejected() -> None:
+def test_duplicates_and_bad_kinds_rejected(tmp_path: Path) -> None:
     for override, needle in (
         ({"seeds": [1, 1]}, "seeds must be distinct"),
         ({"classifier": "svm"}, "finetune.classifier: must be one of"),
@@ -45,4 +42,4 @@ def test_duplicates_and_bad_kinds_rejected() -> None:
         ({"dialog": {"samples": 0}}, "finetune.dialog.samples: must be >= 1"),
     ):
         with pytest.raises(ParamsError, match=needle):
-            load_params(write_params_tmp(tiny_params({"finetune": override})))
+            load_params(write_params(tmp_path / "p.yaml", tiny_params({"finetune": override})))
