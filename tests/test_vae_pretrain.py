@@ -127,12 +127,16 @@ def test_sigterm_then_resume_reaches_same_metrics(tiny_repo: Path):
     shutil.rmtree(repo / "models")
     (repo / "metrics/pretrain/cyclical.json").unlink()
 
-    resume = [repo / f"models/.resume/pretrain/cyclical/seed{s}/resume.pt" for s in (0, 1)]
+    resume = {s: repo / f"models/.resume/pretrain/cyclical/seed{s}/resume.pt" for s in (0, 1)}
     proc = subprocess.Popen([sys.executable, "stages/pretrain.py", "cyclical"], cwd=repo,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.time() + 300
     # the first checkpoint of either seed: under load the seeds' processes start seconds apart
-    while not any(p.exists() for p in resume) and proc.poll() is None and time.time() < deadline:
+    while (
+        not any(p.exists() for p in resume.values())
+        and proc.poll() is None
+        and time.time() < deadline
+    ):
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)  # the stage forwards it to the seeds' processes
     _, err = proc.communicate(timeout=300)
@@ -140,14 +144,13 @@ def test_sigterm_then_resume_reaches_same_metrics(tiny_repo: Path):
     assert "checkpoint saved, rerun to resume" in err.strip().splitlines()[-1]
     assert not (repo / "metrics/pretrain/cyclical.json").exists()  # nothing half-written
     assert not (repo / "models/pretrain/cyclical").exists()
-    kept = {s: torch.load(p, weights_only=True)["iteration"] for s, p in enumerate(resume)
+    kept = {s: torch.load(p, weights_only=True)["iteration"] for s, p in resume.items()
             if p.exists()}  # fmt: skip
     assert kept and all(it > 0 for it in kept.values()), kept
 
     run_stage(repo, "pretrain", "cyclical")
     resumed = json.loads((repo / "metrics/pretrain/cyclical.json").read_text())
-    starts = {int(s.removeprefix("seed")): per.pop("resumed_from")
-              for s, per in resumed["per_seed"].items()}  # fmt: skip
+    starts = {int(s): per.pop("resumed_from") for s, per in resumed["per_seed"].items()}
     assert {s: it for s, it in starts.items() if it > 0} == kept  # each from its checkpoint
     for per in reference["per_seed"].values():
         per.pop("resumed_from")
