@@ -33,8 +33,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from machine import facts, loadavg
-from sgmcmc_speedup import DIGITS, THREADS, one_run, probe, spec_for, summarize, verdict
+from machine import loadavg
+from sgmcmc_speedup import (
+    DIGITS,
+    one_run,
+    probe,
+    spec_for,
+    start_report,
+    summarize,
+    verdict,
+)
 
 ETA = DIGITS["step_size"]
 FRICTIONS = (0.1, 0.4, 0.8)
@@ -72,15 +80,9 @@ def main() -> int:
     ap.add_argument("--out", default="bench/results/sgmcmc_friction.json")
     args = ap.parse_args()
     seeds = list(range(args.seeds))
-    start_load = loadavg()
-    probes = [probe()]
-    report: dict[str, Any] = {
-        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": {**facts(), "threads_per_process": THREADS},
-        "seeds": seeds,
-        "config": {**DIGITS, "frictions": FRICTIONS, "period": 10, "overlap": True},
-        "repeats": [],
-    }
+    config = {**DIGITS, "frictions": FRICTIONS, "period": 10, "overlap": True}
+    start_load, probes, report = start_report(seeds, config)
+    report["repeats"] = []
     for r in range(args.repeats):
         print(f"repeat {r + 1}/{args.repeats}: {[i[0] for i in ITEMS]} x seeds {seeds}", flush=True)
         report["repeats"].append(run_repeat(seeds))

@@ -302,6 +302,23 @@ def probe() -> dict[str, Any]:
     return {**gemm_peak(THREADS), "loadavg": loadavg(), "at": time.strftime("%H:%M:%S")}
 
 
+def start_report(
+    seeds: list[int], config: dict[str, Any]
+) -> tuple[list[float], list[dict[str, Any]], dict[str, Any]]:
+    """Start a benchmark run: THREADS torch threads here, the load average, the first GEMM probe
+    and the report's head (start time, machine facts, seeds, config)."""
+    torch.set_num_threads(THREADS)
+    start_load = loadavg()
+    probes = [probe()]
+    report = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": {**facts(), "threads_per_process": THREADS},
+        "seeds": seeds,
+        "config": config,
+    }
+    return start_load, probes, report
+
+
 def verdict(probes: list[dict[str, Any]], start_load: list[float]) -> dict[str, Any]:
     """Quiet machine? ``machine.foreign_load`` on the first and last probe (and on each pair of
     neighbours), the load average at the start."""
@@ -361,25 +378,10 @@ def main() -> int:
                     help="refuse to write results when the GEMM probes saw foreign load")  # fmt: skip
     ap.add_argument("--out", default="bench/results/sgmcmc_speedup.json")
     args = ap.parse_args()
-    torch.set_num_threads(THREADS)
     seeds = list(range(2 if args.quick else args.seeds))
-    start_load = loadavg()
-    probes = [probe()]
-    report: dict[str, Any] = {
-        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": {**facts(), "threads_per_process": THREADS},
-        "seeds": seeds,
-        "config": {
-            "digits": DIGITS,
-            "wide": WIDE,
-            "sampler": "sghmc",
-            "friction": 0.1,
-            "batch_size": 64,
-            "prior_std": 1.0,
-            "period": 10,
-            "overlap": True,
-        },  # fmt: skip
-    }
+    config = {"digits": DIGITS, "wide": WIDE, "sampler": "sghmc", "friction": 0.1,
+              "batch_size": 64, "prior_std": 1.0, "period": 10, "overlap": True}  # fmt: skip
+    start_load, probes, report = start_report(seeds, config)
     print(f"machine: {report['machine']['cpu_model']}, {report['machine']['cpu_count']} CPUs; "
           f"GEMM {probes[0]['gflops']:.1f} GFLOP/s, foreign load {probes[0]['foreign_cores']} "
           f"cores, load {start_load}", flush=True)  # fmt: skip
