@@ -33,7 +33,9 @@ Element-wise work (gates, softmax, Adam) and the padding positions the LSTMs als
 counted, so utilization is a lower bound on how well the GEMM-shaped part runs.
 
 ``--device cuda`` (or ``auto`` with a GPU) times the same step on the GPU under bf16 autocast and
-reports the GPU's GEMM peak in the same dtype; ``--bf16`` adds a CPU bf16-autocast figure.
+reports the GPU's GEMM peak in the same dtype; ``--bf16`` adds a CPU bf16-autocast figure;
+``--native-lstm`` adds a figure with PyTorch's native LSTM kernels instead of oneDNN's (the
+pipeline uses oneDNN's: this is the comparison behind that choice).
 
 Usage::
 
@@ -67,6 +69,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--latent", type=int, default=32)
     ap.add_argument(
         "--bf16", action="store_true", help="also measure bf16 autocast (separate figure)"
+    )
+    ap.add_argument(
+        "--native-lstm",
+        action="store_true",
+        help="also measure PyTorch's native LSTM kernels instead of oneDNN's (separate figure)",
     )
     ap.add_argument("--omp-wait", choices=["passive", "active"], default="passive")
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -108,7 +115,7 @@ def forward_flops(lengths: list[int], e: int, h: int, z: int, v: int, dirs: int 
 
 
 def measure(args: argparse.Namespace, sentences: list[list[int]], threads: int, bf16: bool,
-            device: str, start_load: list[float]) -> dict:  # fmt: skip
+            device: str, start_load: list[float], native_lstm: bool = False) -> dict:  # fmt: skip
     import contextlib
 
     import torch
@@ -126,12 +133,19 @@ def measure(args: argparse.Namespace, sentences: list[list[int]], threads: int, 
     opt = make_optimizer(model, 1e-3)
     stream = BatchStream(sentences, args.batch_size, args.seed)
     cpu_bf16 = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+    def kernels() -> contextlib.AbstractContextManager:
+        """A fresh context per step (``flags()`` can be entered only once)."""
+        if native_lstm:
+            return torch.backends.mkldnn.flags(enabled=False)
+        return contextlib.nullcontext()
+
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     gemm_dtype = "bfloat16" if (device == "cuda" or bf16) else "float32"
 
     def step(it: int) -> list[int]:
         ids, lengths = stream(it)
-        with cpu_bf16:
+        with cpu_bf16, kernels():
             train_step(model, opt, ids.to(device), lengths.to(device), 1.0, 5.0, "bench", it)
         return lengths.tolist()
 
@@ -221,16 +235,17 @@ def main(argv: list[str] | None = None) -> int:
         "load_at_start": start_load,
     }  # fmt: skip
     if device == "cuda":
-        modes = [("cuda_bf16_autocast", False)]
+        modes = [("cuda_bf16_autocast", False, False)]
         thread_counts = [args.threads[0]]
     else:
-        modes = [("fp32", False)] + ([("bf16_autocast", True)] if args.bf16 else [])
+        modes = [("fp32", False, False)] + ([("bf16_autocast", True, False)] if args.bf16 else [])
+        modes += [("fp32_native_lstm", False, True)] if args.native_lstm else []
         thread_counts = args.threads
     suspicious = []
-    for mode, bf16 in modes:
+    for mode, bf16, native in modes:
         results[mode] = {}
         for threads in thread_counts:
-            runs = [measure(args, sentences, threads, bf16, device, start_load)
+            runs = [measure(args, sentences, threads, bf16, device, start_load, native)
                     for _ in range(args.repeats)]  # fmt: skip
             s = summarize(runs)
             s["foreign_load"] = sorted({r for run in runs for r in run["foreign_load"]})

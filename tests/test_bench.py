@@ -25,12 +25,13 @@ def test_pretrain_throughput_writes_its_figures(tmp_path: Path) -> None:
     out = tmp_path / "throughput.json"
     proc = _run("pretrain_throughput.py", "--data", str(data), "--threads", "1",
                 "--iterations", "2", "--warmup", "1", "--repeats", "1", "--emb", "16",
-                "--hidden", "16", "--latent", "4", "--out", str(out))  # fmt: skip
+                "--hidden", "16", "--latent", "4", "--native-lstm", "--out", str(out))  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads(out.read_text())
-    run = res["fp32"]["threads_1"]
-    assert run["tokens_per_s"]["median"] > 0 and run["gemm_gflops"]["median"] > 0
-    assert 0 < run["utilization"]["median"] < 1.5
+    for mode in ("fp32", "fp32_native_lstm"):  # oneDNN's LSTM kernels, then PyTorch's own
+        run = res[mode]["threads_1"]
+        assert run["tokens_per_s"]["median"] > 0 and run["gemm_gflops"]["median"] > 0
+        assert 0 < run["utilization"]["median"] < 1.5
     assert res["machine"]["cpu_count"] >= 1 and "load_at_start" in res
 
 
