@@ -1,12 +1,14 @@
-"""Benchmark: where downpour's calibration loss at W = 2 comes from (issue 13 item 3).
+"""Benchmark: where downpour's calibration loss at W = 2 comes from, and a remedy (issue 13 item 3).
 
-    .venv/bin/python bench/sgmcmc_friction.py [--seeds 5] [--repeats 2]
-                                              [--out bench/results/sgmcmc_friction.json]
+    .venv/bin/python bench/sgmcmc_friction.py [--study friction|decay] [--seeds 5] [--repeats 2]
+                                              [--out bench/results/sgmcmc_<study>.json]
 
 ``bench/sgmcmc_speedup.py`` finds downpour W = 2 faster than ``single`` to BMA accuracy 0.95 on
-the digits MLP but 0.06 nats worse in mean test log-likelihood. Two explanations are told apart
-here, on the same task and settings (SGHMC eta 2e-5, burn-in 1,000, thinning 20, 100 samples,
-tau 10, overlap on, 1 thread per process):
+the digits MLP but 0.06 nats worse in mean test log-likelihood. On the same task and settings
+(SGHMC eta 2e-5, burn-in 1,000, thinning 20, 100 samples, tau 10, overlap on, 1 thread per
+process) two studies:
+
+``--study friction`` tells two explanations apart:
 
 1. **The pooled momenta.** Each downpour worker keeps its own SGHMC momentum and pushes the
    displacement of its tau steps; ignoring staleness, W workers with step eta and friction a make
@@ -18,10 +20,18 @@ tau 10, overlap on, 1 thread per process):
    ``downpour-w2-f<a>`` repeat single and downpour W = 2 at frictions a = 0.1, 0.4, 0.8 (the
    same for both arms): if the gap shrinks as the friction grows, the interaction explains it.
 
+``--study decay`` tries the polynomial step-size decay ``eta_t = eta (1 + t / s)^-g`` (Teh et al.
+2016; ``sampler.decay`` = g, ``sampler.decay_steps`` = s) at friction 0.1: a step that shrinks
+as the chain goes shrinks the stale pushes' overshoot too. ``t`` counts each process's own steps,
+so downpour W = 2 with ``s`` decays per chain step like ``single`` with ``2 s``: items
+``downpour-w2-d1-500`` and ``single-d1-1000`` (and ``downpour-w2-d1-250``, ``single-d1-500``)
+follow the same step-size curve against chain steps.
+
 Per item and repeat: median over seeds of the seconds to BMA 0.95 (burn-in included), the ratio
-to ``single`` at the same friction, accuracy, mean test log-likelihood and its gap to ``single``
-at the same friction and to the default ``single`` (friction 0.1), ECE. GEMM probes and machine
-facts as in ``sgmcmc_speedup.py``; a run with foreign load is marked ``"quiet": false``.
+to the default ``single`` (``single-f0.1``) and to its ``same``-settings single (same friction,
+or the same step-size curve), accuracy, mean test log-likelihood and its gaps to both, ECE. GEMM
+probes and machine facts as in ``sgmcmc_speedup.py``; a run with foreign load is marked
+``"quiet": false``.
 """
 
 from __future__ import annotations
@@ -46,28 +56,49 @@ from sgmcmc_speedup import (
 
 ETA = DIGITS["step_size"]
 FRICTIONS = (0.1, 0.4, 0.8)
-# (name, protocol, W, step size, friction)
-ITEMS: list[tuple[str, str, int, float, float]] = [
-    ("single-w1-eta/2-a/2", "single", 1, ETA / 2, 0.05),
-    *[(f"single-f{a}", "single", 1, ETA, a) for a in FRICTIONS],
-    *[(f"downpour-w2-f{a}", "downpour", 2, ETA, a) for a in FRICTIONS],
-]
+BASE = "single-f0.1"  # the default single chain (friction 0.1, constant step)
+Item = tuple[str, str, int, dict[str, Any]]  # (name, protocol, W, sampler overrides)
+STUDIES: dict[str, tuple[list[Item], dict[str, str]]] = {
+    # items, and for each downpour item its single chain with the same settings
+    "friction": (
+        [
+            ("single-w1-eta/2-a/2", "single", 1, {"step_size": ETA / 2, "friction": 0.05}),
+            *[(f"single-f{a}", "single", 1, {"friction": a}) for a in FRICTIONS],
+            *[(f"downpour-w2-f{a}", "downpour", 2, {"friction": a}) for a in FRICTIONS],
+        ],
+        {f"downpour-w2-f{a}": f"single-f{a}" for a in FRICTIONS},
+    ),
+    "decay": (
+        [
+            (BASE, "single", 1, {}),
+            ("downpour-w2-f0.1", "downpour", 2, {}),
+            *[(f"single-d1-{s}", "single", 1, {"decay": 1.0, "decay_steps": s}) for s in (500, 1000)],
+            *[(f"downpour-w2-d1-{s}", "downpour", 2, {"decay": 1.0, "decay_steps": s})
+              for s in (125, 250, 500)],
+            *[(f"downpour-w4-d1-{s}", "downpour", 4, {"decay": 1.0, "decay_steps": s})
+              for s in (60, 125)],
+        ],
+        {"downpour-w2-f0.1": BASE, "downpour-w2-d1-250": "single-d1-500",
+         "downpour-w2-d1-500": "single-d1-1000", "downpour-w4-d1-125": "single-d1-500"},
+    ),
+}  # fmt: skip
 
 
-def run_repeat(seeds: list[int]) -> dict[str, Any]:
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in ITEMS}
+def run_repeat(seeds: list[int], items: list[Item], same: dict[str, str]) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in items}
     for seed in seeds:  # seeds outermost: slow load drifts spread over the items
-        for name, protocol, workers, eta, friction in ITEMS:
+        for name, protocol, workers, overrides in items:
             spec = spec_for(DIGITS, protocol, workers, seed)
-            config = spec.config.with_sampler(step_size=eta, friction=friction)
+            config = spec.config.with_sampler(**overrides)
             runs[name].append(one_run(dataclasses.replace(spec, config=config)))
         print(f"  seed {seed} done, load {loadavg()[0]:.2f}", flush=True)
-    summary = summarize(runs, "single-f0.1")
-    for a in FRICTIONS:  # downpour against single at the same friction
-        d, s = summary[f"downpour-w2-f{a}"], summary[f"single-f{a}"]
+    summary = summarize(runs, BASE)
+    for name, ref in same.items():  # downpour against single with the same settings
+        d, s = summary[name], summary[ref]
         dt, st = d["time_to_0.95"]["median"], s["time_to_0.95"]["median"]
-        d["time_ratio_same_friction"] = round(dt / st, 3) if dt and st else None
-        d["log_likelihood_gap_same_friction"] = round(
+        d["same_settings_single"] = ref
+        d["time_ratio_same_settings"] = round(dt / st, 3) if dt and st else None
+        d["log_likelihood_gap_same_settings"] = round(
             d["log_likelihood_median_over_seeds"] - s["log_likelihood_median_over_seeds"], 4
         )
     return {"summary": summary, "runs": runs}
@@ -75,36 +106,38 @@ def run_repeat(seeds: list[int]) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--study", choices=sorted(STUDIES), default="friction")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--out", default="bench/results/sgmcmc_friction.json")
+    ap.add_argument("--out", help="default: bench/results/sgmcmc_<study>.json")
     args = ap.parse_args()
     seeds = list(range(args.seeds))
-    config = {**DIGITS, "frictions": FRICTIONS, "period": 10, "overlap": True}
+    items, same = STUDIES[args.study]
+    config = {**DIGITS, "study": args.study, "items": items, "period": 10, "overlap": True}
     start_load, probes, report = start_report(seeds, config)
     report["repeats"] = []
     for r in range(args.repeats):
-        print(f"repeat {r + 1}/{args.repeats}: {[i[0] for i in ITEMS]} x seeds {seeds}", flush=True)
-        report["repeats"].append(run_repeat(seeds))
+        print(f"repeat {r + 1}/{args.repeats}: {[i[0] for i in items]} x seeds {seeds}", flush=True)
+        report["repeats"].append(run_repeat(seeds, items, same))
         probes.append(probe())
     report["probes"] = probes
     report["machine_quiet"] = verdict(probes, start_load)
     report["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
 
-    print("\nitem: t0.95 median (reached), ratio to single-f0.1, ratio to single at the same "
-          "friction, acc, LL mean, gap to single-f0.1, gap at the same friction, ECE")  # fmt: skip
+    print(f"\nitem: t0.95 median (reached), ratio to {BASE}, ratio to the same-settings single, "
+          f"acc, LL mean, gap to {BASE}, gap to the same-settings single, ECE")  # fmt: skip
     for r, rep in enumerate(report["repeats"]):
         print(f"repeat {r + 1}")
         for key, s in rep["summary"].items():
             t = s["time_to_0.95"]
             print(f"  {key:<20} {t['median']} ({t['reached']}/{t['n']})  x{s['time_ratio_0.95']}"
-                  f"  x{s.get('time_ratio_same_friction', '-')}  {s['accuracy_median']:.4f}"
+                  f"  x{s.get('time_ratio_same_settings', '-')}  {s['accuracy_median']:.4f}"
                   f"  {s['log_likelihood_median_over_seeds']:.4f}  {s['log_likelihood_gap']:+.4f}"
-                  f"  {s.get('log_likelihood_gap_same_friction', '-')}  {s['ece_median']:.3f}")  # fmt: skip
+                  f"  {s.get('log_likelihood_gap_same_settings', '-')}  {s['ece_median']:.3f}")  # fmt: skip
     q = report["machine_quiet"]
     print(f"machine quiet: {q['quiet']} {q['reasons']}; GEMM probes "
           f"{[round(p['gflops'], 1) for p in probes]} GFLOP/s")  # fmt: skip
-    out = Path(args.out)
+    out = Path(args.out or f"bench/results/sgmcmc_{args.study}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=1, default=float) + "\n")
