@@ -7,7 +7,10 @@ embedding 256, hidden 256, latent 32, z as initial state and on every decoder in
 batch 32, Adam 1e-3, gradient clipping 5; length-bucketed batches exactly as ``pretrain`` trains
 (:class:`betamcmc.vae.train.BatchStream`). Each timed step is the library's
 :func:`betamcmc.vae.train.train_step` (the one ``pretrain`` runs: padded oneDNN LSTMs, the fused
-output layer + cross-entropy, fused Adam), so the figures are the pipeline's own speed.
+output layer + cross-entropy, fused Adam), so the figures are the pipeline's own speed: the
+``fp32`` figure on 1 thread, the ``--batch-split`` figure on 2 threads and more (``pretrain``
+splits the batch across its CPU threads); ``fp32`` on 2+ threads is the same step on intra-op
+threads, the comparison behind that choice.
 
 Reported per thread count (medians over ``--repeats`` runs, with min and max):
 
@@ -35,7 +38,11 @@ counted, so utilization is a lower bound on how well the GEMM-shaped part runs.
 ``--device cuda`` (or ``auto`` with a GPU) times the same step on the GPU under bf16 autocast and
 reports the GPU's GEMM peak in the same dtype; ``--bf16`` adds a CPU bf16-autocast figure;
 ``--native-lstm`` adds a figure with PyTorch's native LSTM kernels instead of oneDNN's (the
-pipeline uses oneDNN's: this is the comparison behind that choice).
+pipeline uses oneDNN's: this is the comparison behind that choice). ``--batch-split`` adds a
+figure (at 2 threads and more) for the step as ``pretrain`` runs it on 2+ CPU threads: the
+batch split into one part per thread, each part's forward and backward on its own thread with
+one intra-op thread (:mod:`betamcmc.vae.split`: the same loss, random draws and gradient; the
+plain ``fp32`` figure is the step on intra-op threads).
 
 Usage::
 
@@ -74,6 +81,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--native-lstm",
         action="store_true",
         help="also measure PyTorch's native LSTM kernels instead of oneDNN's (separate figure)",
+    )
+    ap.add_argument(
+        "--batch-split",
+        action="store_true",
+        help="also measure one batch part per Python thread, 1 intra-op thread each (separate figure)",
     )
     ap.add_argument("--omp-wait", choices=["passive", "active"], default="passive")
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -115,13 +127,15 @@ def forward_flops(lengths: list[int], e: int, h: int, z: int, v: int, dirs: int 
 
 
 def measure(args: argparse.Namespace, sentences: list[list[int]], threads: int, bf16: bool,
-            device: str, start_load: list[float], native_lstm: bool = False) -> dict:  # fmt: skip
+            device: str, start_load: list[float], native_lstm: bool = False,
+            batch_split: bool = False) -> dict:  # fmt: skip
     import contextlib
 
     import torch
     from machine import foreign_load, gemm_peak, loadavg
 
     from betamcmc.vae.model import TextVAE, VAEConfig
+    from betamcmc.vae.split import BatchSplitter
     from betamcmc.vae.train import BatchStream, make_optimizer, train_step
 
     torch.set_num_threads(threads)
@@ -143,10 +157,13 @@ def measure(args: argparse.Namespace, sentences: list[list[int]], threads: int, 
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     gemm_dtype = "bfloat16" if (device == "cuda" or bf16) else "float32"
 
+    splitter = BatchSplitter(threads) if batch_split else None
+
     def step(it: int) -> list[int]:
         ids, lengths = stream(it)
         with cpu_bf16, kernels():
-            train_step(model, opt, ids.to(device), lengths.to(device), 1.0, 5.0, "bench", it)
+            train_step(model, opt, ids.to(device), lengths.to(device), 1.0, 5.0, "bench", it,
+                       splitter)  # fmt: skip
         return lengths.tolist()
 
     for it in range(args.warmup):
@@ -162,6 +179,8 @@ def measure(args: argparse.Namespace, sentences: list[list[int]], threads: int, 
     wall = time.perf_counter() - t0
     gemm_after = gemm_peak(threads, device=device, dtype=gemm_dtype)
     load_after = loadavg()
+    if splitter is not None:
+        splitter.close()
     tokens = sum(n + 1 for n in lengths)
     flops = 3 * forward_flops(lengths, args.emb, args.hidden, args.latent, args.vocab)
     gemm = max(gemm_before["gflops"], gemm_after["gflops"])
@@ -235,17 +254,21 @@ def main(argv: list[str] | None = None) -> int:
         "load_at_start": start_load,
     }  # fmt: skip
     if device == "cuda":
-        modes = [("cuda_bf16_autocast", False, False)]
+        modes = [("cuda_bf16_autocast", False, False, False)]
         thread_counts = [args.threads[0]]
     else:
-        modes = [("fp32", False, False)] + ([("bf16_autocast", True, False)] if args.bf16 else [])
-        modes += [("fp32_native_lstm", False, True)] if args.native_lstm else []
+        modes = [("fp32", False, False, False)]
+        modes += [("bf16_autocast", True, False, False)] if args.bf16 else []
+        modes += [("fp32_native_lstm", False, True, False)] if args.native_lstm else []
+        modes += [("fp32_batch_split", False, False, True)] if args.batch_split else []
         thread_counts = args.threads
     suspicious = []
-    for mode, bf16, native in modes:
+    for mode, bf16, native, split in modes:
         results[mode] = {}
         for threads in thread_counts:
-            runs = [measure(args, sentences, threads, bf16, device, start_load, native)
+            if split and threads < 2:
+                continue  # one part on one thread is the fp32 figure
+            runs = [measure(args, sentences, threads, bf16, device, start_load, native, split)
                     for _ in range(args.repeats)]  # fmt: skip
             s = summarize(runs)
             s["foreign_load"] = sorted({r for run in runs for r in run["foreign_load"]})
@@ -266,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         results["scaling_2_over_1_threads"] = ratio
         print(f"2 threads / 1 thread: {ratio:.2f}x")
+        split = results.get("fp32_batch_split", {}).get("threads_2")
+        if split is not None:
+            ratio = split["tokens_per_s"]["median"] / fp32["threads_1"]["tokens_per_s"]["median"]
+            results["scaling_2_over_1_threads_batch_split"] = ratio
+            print(f"2 threads (batch split) / 1 thread: {ratio:.2f}x")
     results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     results["foreign_load"] = sorted(set(suspicious))
     print(f"peak RSS {results['peak_rss_mib']:.0f} MiB")

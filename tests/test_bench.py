@@ -23,15 +23,20 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
 def test_pretrain_throughput_writes_its_figures(tmp_path: Path) -> None:
     data = shared_data("ptb", "valid.txt")
     out = tmp_path / "throughput.json"
-    proc = _run("pretrain_throughput.py", "--data", str(data), "--threads", "1",
+    proc = _run("pretrain_throughput.py", "--data", str(data), "--threads", "2", "1",
                 "--iterations", "2", "--warmup", "1", "--repeats", "1", "--emb", "16",
-                "--hidden", "16", "--latent", "4", "--native-lstm", "--out", str(out))  # fmt: skip
+                "--hidden", "16", "--latent", "4", "--native-lstm", "--batch-split",
+                "--out", str(out))  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads(out.read_text())
-    for mode in ("fp32", "fp32_native_lstm"):  # oneDNN's LSTM kernels, then PyTorch's own
-        run = res[mode]["threads_1"]
+    # oneDNN's LSTM kernels, PyTorch's own, and the batch split (2+ threads only)
+    for mode, threads in (("fp32", "1"), ("fp32", "2"), ("fp32_native_lstm", "1"),
+                          ("fp32_batch_split", "2")):  # fmt: skip
+        run = res[mode][f"threads_{threads}"]
         assert run["tokens_per_s"]["median"] > 0 and run["gemm_gflops"]["median"] > 0
         assert 0 < run["utilization"]["median"] < 1.5
+    assert "threads_1" not in res["fp32_batch_split"]
+    assert res["scaling_2_over_1_threads_batch_split"] > 0
     assert res["machine"]["cpu_count"] >= 1 and "load_at_start" in res
 
 

@@ -19,6 +19,12 @@ Contract used by other stages (dialog CVAE, semi-supervised classifier):
 :func:`load_vae` returns a :class:`TextVAE`; ``TextVAE.encode(ids, lengths) -> (mu, logvar)`` takes
 the raw sentence ids of the prepared corpus (no ``<bos>``/``<eos>``) right-padded with 0;
 ``TextVAE.config``, ``TextVAE.embedding`` and ``TextVAE.encoder`` are public.
+
+Random draws of a training forward pass (reparameterization noise, word dropout, the two dropout
+masks) come from torch's global generator as the pass goes. :meth:`TextVAE.draw_noise` takes the
+very same numbers up front (same order, shapes and kernels) as a :class:`Noise`, which
+``forward(..., noise=...)`` then uses instead: the batch-split step (:mod:`betamcmc.vae.split`)
+draws them once for the whole batch and gives each thread its rows.
 """
 
 from __future__ import annotations
@@ -65,6 +71,37 @@ class VAEConfig:
             raise ValueError(
                 f"z_to_decoder must be init, concat or both (got {self.z_to_decoder!r})"
             )
+
+
+@dataclass
+class Noise:
+    """The random draws of one training forward pass over a batch, taken up front."""
+
+    eps: Tensor  # [B, Z] reparameterization noise
+    word: Tensor | None  # [B, T + 1] uniform draws of word dropout (None: no word dropout)
+    emb: Tensor | None  # [B, T + 1, E] scaled dropout mask of the decoder inputs (None: p = 0)
+    out: Tensor | None  # [tokens, H] scaled dropout mask of the decoder outputs (None: p = 0)
+    offsets: list[int]  # sentence i's target tokens are rows offsets[i]:offsets[i + 1] of out
+
+    def rows(self, a: int, b: int) -> Noise:
+        """The draws of sentences ``a:b`` of the batch."""
+        o = self.offsets
+        return Noise(
+            self.eps[a:b],
+            None if self.word is None else self.word[a:b],
+            None if self.emb is None else self.emb[a:b],
+            None if self.out is None else self.out[o[a] : o[b]],
+            [x - o[a] for x in o[a : b + 1]],
+        )
+
+
+def _dropout_mask(shape: tuple[int, ...], p: float, device: torch.device) -> Tensor | None:
+    """``nn.Dropout``'s CPU mask, drawn the way it draws it (``bernoulli_(1 - p)``, scaled)."""
+    if p == 0.0:
+        return None
+    if p == 1.0:
+        return torch.zeros(shape, device=device)
+    return torch.empty(shape, device=device).bernoulli_(1 - p).div_(1 - p)
 
 
 def pad_batch(sentences: list[list[int]], pad_id: int = 0) -> tuple[Tensor, Tensor]:
@@ -124,6 +161,25 @@ class TextVAE(nn.Module):
         mu, logvar = self.posterior(last).chunk(2, dim=-1)
         return mu, logvar
 
+    def draw_noise(self, ids: Tensor, lengths: Tensor) -> Noise:
+        """The random numbers ``forward(ids, lengths)`` would draw in training mode, in its order:
+        reparameterization noise, word dropout, the decoder-input mask, the decoder-output mask.
+        """
+        c = self.config
+        batch, width = ids.shape
+        steps = (lengths + 1).tolist()
+        eps = torch.randn((batch, c.latent_dim), dtype=self.posterior.weight.dtype,
+                          device=ids.device)  # fmt: skip
+        word = None
+        if c.word_dropout > 0:
+            word = torch.rand((batch, width + 1), device=ids.device)
+        emb = _dropout_mask((batch, width + 1, c.emb_dim), c.dropout, ids.device)
+        out = _dropout_mask((sum(steps), c.hidden_dim), c.dropout, ids.device)
+        offsets = [0]
+        for n in steps:
+            offsets.append(offsets[-1] + n)
+        return Noise(eps, word, emb, out, offsets)
+
     @staticmethod
     def reparameterize(
         mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None
@@ -138,20 +194,26 @@ class TextVAE(nn.Module):
         c0 = self.latent_to_state(z).unsqueeze(0)
         return torch.tanh(c0), c0
 
-    def _decoder_input(self, ids: Tensor, z: Tensor | None) -> Tensor:
-        emb = self.dropout(self.embedding(ids))
+    def _decoder_input(self, ids: Tensor, z: Tensor | None, noise: Noise | None = None) -> Tensor:
+        emb = self.embedding(ids)
+        if noise is None:
+            emb = self.dropout(emb)
+        elif noise.emb is not None:
+            emb = emb * noise.emb
         if self.z_concat:
             assert z is not None
             emb = torch.cat([emb, z.unsqueeze(1).expand(-1, ids.size(1), -1)], dim=-1)
         return emb
 
-    def reconstruction_nll(self, ids: Tensor, lengths: Tensor, z: Tensor) -> Tensor:
+    def reconstruction_nll(
+        self, ids: Tensor, lengths: Tensor, z: Tensor, noise: Noise | None = None
+    ) -> Tensor:
         """``-log p(x|z)`` per sentence ``[B]``: words + ``<eos>``, teacher forcing from ``<bos>``.
 
         One decoder LSTM pass over the right-padded batch (causal, so the pads after a sentence
         do not change its outputs; the fused oneDNN kernel on CPU), then the output layer and
         the cross-entropy, fused, over the non-pad target tokens only; per-sentence sums by
-        ``index_add``.
+        ``index_add``. ``noise``: the pass's random draws taken up front (training mode only).
         """
         c = self.config
         batch, width = ids.shape
@@ -160,7 +222,8 @@ class TextVAE(nn.Module):
             [torch.full((batch, 1), c.bos_id, dtype=ids.dtype, device=ids.device), ids], 1
         )
         if self.training and c.word_dropout > 0:
-            drop = torch.rand(dec_in.shape, device=ids.device) < c.word_dropout
+            uniform = torch.rand(dec_in.shape, device=ids.device) if noise is None else noise.word
+            drop = uniform < c.word_dropout
             drop[:, 0] = False
             dec_in = dec_in.masked_fill(drop & (dec_in != c.pad_id), c.unk_id)
         targets = torch.cat(
@@ -168,8 +231,12 @@ class TextVAE(nn.Module):
         )
         targets = targets.scatter(1, steps.unsqueeze(1) - 1, c.eos_id)
         valid = torch.arange(width + 1, device=ids.device).unsqueeze(0) < steps.unsqueeze(1)
-        out, _ = self.decoder(self._decoder_input(dec_in, z), self._initial_state(z))
-        hidden = self.dropout(out[valid])  # [tokens, H], non-pad positions only
+        out, _ = self.decoder(self._decoder_input(dec_in, z, noise), self._initial_state(z))
+        hidden = out[valid]  # [tokens, H], non-pad positions only
+        if noise is None:
+            hidden = self.dropout(hidden)
+        elif noise.out is not None:
+            hidden = hidden * noise.out
         token_nll = linear_nll(hidden, self.output.weight, self.output.bias, targets[valid])
         rows = torch.arange(batch, device=ids.device).unsqueeze(1).expand(batch, width + 1)
         return torch.zeros(batch, dtype=token_nll.dtype, device=ids.device).index_add_(
@@ -177,11 +244,17 @@ class TextVAE(nn.Module):
         )
 
     # ------------------------------------------------------------------ objective
-    def forward(self, ids: Tensor, lengths: Tensor, beta: float = 1.0) -> dict[str, Tensor]:
-        """Negative beta-ELBO averaged over the batch, plus its parts per sentence (averaged)."""
+    def forward(
+        self, ids: Tensor, lengths: Tensor, beta: float = 1.0, noise: Noise | None = None
+    ) -> dict[str, Tensor]:
+        """Negative beta-ELBO averaged over the batch, plus its parts per sentence (averaged).
+        ``noise``: this batch's random draws from :meth:`draw_noise` (training mode only)."""
         mu, logvar = self.encode(ids, lengths)
-        z = self.reparameterize(mu, logvar)
-        recon = self.reconstruction_nll(ids, lengths, z)
+        if noise is None:
+            z = self.reparameterize(mu, logvar)
+        else:
+            z = mu + torch.exp(0.5 * logvar) * noise.eps
+        recon = self.reconstruction_nll(ids, lengths, z, noise)
         kl = gaussian_kl(mu, logvar)
         loss = recon.mean() + beta * kl.mean()
         return {"loss": loss, "recon": recon.mean().detach(), "kl": kl.mean().detach()}

@@ -4,6 +4,9 @@
   (:mod:`betamcmc.vae.schedules`), Adam (fused), global gradient-norm clipping; the learning rate
   is constant or a cosine restarted every lr cycle (``pretrain.train.lr_schedule``). One update is
   :func:`train_step`, the same function the throughput benchmark times.
+- Threads: on a CPU with 2 or more intra-op threads each batch is split across them
+  (:mod:`betamcmc.vae.split`: the same loss, random draws and gradient; faster than splitting
+  every operator at this model's sizes).
 - Device: the model and every batch live on ``device`` (``cuda`` when ``device: auto`` finds a
   GPU); on CUDA the forward pass runs under bf16 autocast where the card supports it.
 - Minibatches: each epoch shuffles the training sentences with a generator seeded by
@@ -44,6 +47,7 @@ from betamcmc.vae.evaluate import validate
 from betamcmc.vae.model import TextVAE, VAEConfig, pad_batch
 from betamcmc.vae.params import PretrainParams
 from betamcmc.vae.schedules import beta_at, cosine_lr, cycle_index, schedule_cycles
+from betamcmc.vae.split import BatchSplitter
 
 CHECKPOINT_FILE = "resume.pt"
 SERIES = ("beta", "recon", "kl", "elbo", "loss")
@@ -157,15 +161,23 @@ def train_step(
     clip: float,
     where: str = "pretrain",
     iteration: int = 0,
+    splitter: BatchSplitter | None = None,
 ) -> dict[str, torch.Tensor]:
     """One minibatch update: forward (autocast on CUDA), backward, clipping, Adam.
+
+    ``splitter``: run the forward and backward pass as row blocks of the batch on its threads
+    (:mod:`betamcmc.vae.split`: the same loss and gradient, CPU only).
 
     Raises :class:`DivergenceError` naming ``where`` and the iteration, before the parameters
     are touched, when the loss or the gradient norm is not finite. Returns the loss parts
     (detached tensors: reading them synchronizes a GPU, so callers read them only when logging).
     """
-    with autocast_for(ids.device):
-        out = model(ids, lengths, beta)
+    grads = None
+    if splitter is not None:
+        out, grads = splitter.forward_backward(model, ids, lengths, beta)
+    else:
+        with autocast_for(ids.device):
+            out = model(ids, lengths, beta)
     loss = out["loss"]
     if not torch.isfinite(loss):
         raise DivergenceError(
@@ -173,7 +185,11 @@ def train_step(
             f"(beta {beta:.3g}); lower pretrain.train.lr or pretrain.train.clip"
         )
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    if grads is None:
+        loss.backward()
+    else:
+        for p, g in zip((p for p in model.parameters() if p.requires_grad), grads, strict=True):
+            p.grad = g
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     if not torch.isfinite(grad_norm):
         raise DivergenceError(
@@ -189,6 +205,13 @@ def _atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def batch_splitter_for(device: torch.device) -> BatchSplitter | None:
+    """The batch split over this process's intra-op threads (:mod:`betamcmc.vae.split`) on a
+    CPU with 2 or more of them (``runtime.threads``); None on one thread or on a GPU."""
+    threads = torch.get_num_threads()
+    return BatchSplitter(threads) if device.type == "cpu" and threads >= 2 else None
 
 
 def train_vae(
@@ -271,63 +294,76 @@ def train_vae(
     restart_lr = getattr(schedule, "restart_lr", False)
     lr_cycles = tp.lr_cycles or schedule_cycles(schedule)
     model.train()
-    for it in range(start, total):
-        if (
-            restart_lr
-            and it > 0
-            and cycle_index(it, total, schedule.cycles)
-            != cycle_index(it - 1, total, schedule.cycles)
-        ):
-            optimizer = make_optimizer(model, tp.lr)  # fresh lr and moments
-        if tp.lr_schedule == "cosine":
-            for group in optimizer.param_groups:
-                group["lr"] = cosine_lr(it, total, tp.lr, lr_cycles)
-        if on_iteration is not None:
-            on_iteration(it, model)
-        beta = beta_at(schedule, it, total)
-        ids, lengths = (t.to(device, non_blocking=True) for t in stream(it))
-        out = train_step(
-            model, optimizer, ids, lengths, beta, tp.clip, f"pretrain[{schedule_name}]", it
-        )
-        recon, kl, loss = float(out["recon"]), float(out["kl"]), float(out["loss"])
-        for key, value in (("beta", beta), ("recon", recon), ("kl", kl), ("elbo", -(recon + kl)),
-                           ("loss", loss)):  # fmt: skip
-            window[key] += value
-        window_n += 1
-        done = it + 1
-        if done % runtime.log_every == 0 or done == total:
-            history["iteration"].append(done)
-            for key in SERIES:
-                history[key].append(window[key] / window_n)
-            if on_log is not None:
-                on_log("train", done, {key: history[key][-1] for key in SERIES})
-            window, window_n = dict.fromkeys(SERIES, 0.0), 0
-        if done % tp.eval_every == 0 or done == total:
-            values = validate(
-                model, valid, params.eval.batch_size, seed, params.eval.active_threshold
+    splitter = batch_splitter_for(device)
+    try:
+        for it in range(start, total):
+            if (
+                restart_lr
+                and it > 0
+                and cycle_index(it, total, schedule.cycles)
+                != cycle_index(it - 1, total, schedule.cycles)
+            ):
+                optimizer = make_optimizer(model, tp.lr)  # fresh lr and moments
+            if tp.lr_schedule == "cosine":
+                for group in optimizer.param_groups:
+                    group["lr"] = cosine_lr(it, total, tp.lr, lr_cycles)
+            if on_iteration is not None:
+                on_iteration(it, model)
+            beta = beta_at(schedule, it, total)
+            ids, lengths = (t.to(device, non_blocking=True) for t in stream(it))
+            out = train_step(
+                model,
+                optimizer,
+                ids,
+                lengths,
+                beta,
+                tp.clip,
+                f"pretrain[{schedule_name}]",
+                it,
+                splitter,
             )
-            model.train()
-            valid_history["iteration"].append(done)
-            for key in VALID_SERIES:
-                valid_history[key].append(values[key])
-            if on_log is not None:
-                on_log("valid", done, values)
-            neg_elbo = values["neg_elbo"]
-            if not math.isfinite(neg_elbo):
-                raise DivergenceError(
-                    f"pretrain[{schedule_name}]: validation -ELBO is {neg_elbo} at iteration {it}"
+            recon, kl, loss = float(out["recon"]), float(out["kl"]), float(out["loss"])
+            for key, value in (("beta", beta), ("recon", recon), ("kl", kl), ("elbo", -(recon + kl)),
+                               ("loss", loss)):  # fmt: skip
+                window[key] += value
+            window_n += 1
+            done = it + 1
+            if done % runtime.log_every == 0 or done == total:
+                history["iteration"].append(done)
+                for key in SERIES:
+                    history[key].append(window[key] / window_n)
+                if on_log is not None:
+                    on_log("train", done, {key: history[key][-1] for key in SERIES})
+                window, window_n = dict.fromkeys(SERIES, 0.0), 0
+            if done % tp.eval_every == 0 or done == total:
+                values = validate(
+                    model, valid, params.eval.batch_size, seed, params.eval.active_threshold
                 )
-            if neg_elbo < best_valid:
-                best_valid, best_iteration = neg_elbo, done
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        interrupted = stop is not None and stop.is_set()
-        if done < total and (done % runtime.checkpoint_every == 0 or interrupted):
-            checkpoint(done)
-        if interrupted and done < total:
-            raise TrainingInterrupted(
-                f"pretrain[{schedule_name}]: interrupted after iteration {done}/{total}; "
-                f"checkpoint saved, rerun to resume"
-            )
+                model.train()
+                valid_history["iteration"].append(done)
+                for key in VALID_SERIES:
+                    valid_history[key].append(values[key])
+                if on_log is not None:
+                    on_log("valid", done, values)
+                neg_elbo = values["neg_elbo"]
+                if not math.isfinite(neg_elbo):
+                    raise DivergenceError(
+                        f"pretrain[{schedule_name}]: validation -ELBO is {neg_elbo} at iteration {it}"
+                    )
+                if neg_elbo < best_valid:
+                    best_valid, best_iteration = neg_elbo, done
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            interrupted = stop is not None and stop.is_set()
+            if done < total and (done % runtime.checkpoint_every == 0 or interrupted):
+                checkpoint(done)
+            if interrupted and done < total:
+                raise TrainingInterrupted(
+                    f"pretrain[{schedule_name}]: interrupted after iteration {done}/{total}; "
+                    f"checkpoint saved, rerun to resume"
+                )
+    finally:
+        if splitter is not None:
+            splitter.close()
 
     assert best_state is not None
     model.load_state_dict(best_state)
