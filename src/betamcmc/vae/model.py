@@ -29,6 +29,7 @@ draws them once for the whole batch and gives each thread its rows.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -167,24 +168,26 @@ class TextVAE(nn.Module):
         """
         c = self.config
         batch, width = ids.shape
-        steps = (lengths + 1).tolist()
+        offsets = [0, *itertools.accumulate((lengths + 1).tolist())]
         eps = torch.randn((batch, c.latent_dim), dtype=self.posterior.weight.dtype,
                           device=ids.device)  # fmt: skip
         word = None
         if c.word_dropout > 0:
             word = torch.rand((batch, width + 1), device=ids.device)
         emb = _dropout_mask((batch, width + 1, c.emb_dim), c.dropout, ids.device)
-        out = _dropout_mask((sum(steps), c.hidden_dim), c.dropout, ids.device)
-        offsets = [0]
-        for n in steps:
-            offsets.append(offsets[-1] + n)
+        out = _dropout_mask((offsets[-1], c.hidden_dim), c.dropout, ids.device)
         return Noise(eps, word, emb, out, offsets)
 
     @staticmethod
     def reparameterize(
-        mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None
+        mu: Tensor,
+        logvar: Tensor,
+        generator: torch.Generator | None = None,
+        eps: Tensor | None = None,
     ) -> Tensor:
-        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+        """``mu + exp(logvar / 2) * eps``; ``eps`` drawn here unless given (drawn up front)."""
+        if eps is None:
+            eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
         return mu + torch.exp(0.5 * logvar) * eps
 
     # ------------------------------------------------------------------ decoder p(x|z)
@@ -194,12 +197,14 @@ class TextVAE(nn.Module):
         c0 = self.latent_to_state(z).unsqueeze(0)
         return torch.tanh(c0), c0
 
-    def _decoder_input(self, ids: Tensor, z: Tensor | None, noise: Noise | None = None) -> Tensor:
-        emb = self.embedding(ids)
+    def _dropout(self, x: Tensor, noise: Noise | None, mask: Tensor | None) -> Tensor:
+        """``self.dropout(x)``, or ``x`` times its mask drawn up front when the pass has noise."""
         if noise is None:
-            emb = self.dropout(emb)
-        elif noise.emb is not None:
-            emb = emb * noise.emb
+            return self.dropout(x)
+        return x if mask is None else x * mask
+
+    def _decoder_input(self, ids: Tensor, z: Tensor | None, noise: Noise | None = None) -> Tensor:
+        emb = self._dropout(self.embedding(ids), noise, None if noise is None else noise.emb)
         if self.z_concat:
             assert z is not None
             emb = torch.cat([emb, z.unsqueeze(1).expand(-1, ids.size(1), -1)], dim=-1)
@@ -232,11 +237,8 @@ class TextVAE(nn.Module):
         targets = targets.scatter(1, steps.unsqueeze(1) - 1, c.eos_id)
         valid = torch.arange(width + 1, device=ids.device).unsqueeze(0) < steps.unsqueeze(1)
         out, _ = self.decoder(self._decoder_input(dec_in, z, noise), self._initial_state(z))
-        hidden = out[valid]  # [tokens, H], non-pad positions only
-        if noise is None:
-            hidden = self.dropout(hidden)
-        elif noise.out is not None:
-            hidden = hidden * noise.out
+        # [tokens, H], non-pad positions only
+        hidden = self._dropout(out[valid], noise, None if noise is None else noise.out)
         token_nll = linear_nll(hidden, self.output.weight, self.output.bias, targets[valid])
         rows = torch.arange(batch, device=ids.device).unsqueeze(1).expand(batch, width + 1)
         return torch.zeros(batch, dtype=token_nll.dtype, device=ids.device).index_add_(
@@ -250,10 +252,7 @@ class TextVAE(nn.Module):
         """Negative beta-ELBO averaged over the batch, plus its parts per sentence (averaged).
         ``noise``: this batch's random draws from :meth:`draw_noise` (training mode only)."""
         mu, logvar = self.encode(ids, lengths)
-        if noise is None:
-            z = self.reparameterize(mu, logvar)
-        else:
-            z = mu + torch.exp(0.5 * logvar) * noise.eps
+        z = self.reparameterize(mu, logvar, eps=None if noise is None else noise.eps)
         recon = self.reconstruction_nll(ids, lengths, z, noise)
         kl = gaussian_kl(mu, logvar)
         loss = recon.mean() + beta * kl.mean()
