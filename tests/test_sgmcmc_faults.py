@@ -25,6 +25,7 @@ from betamcmc.sgmcmc.experiment import make_spec
 from betamcmc.sgmcmc.launch import run_local
 from betamcmc.sgmcmc.result import IncompleteRun, RunResult, require_complete
 from betamcmc.sgmcmc.samples import read_samples
+from betamcmc.sgmcmc.worker import WorkerContext
 
 from conftest import REPO, tiny_params, wait_gone, write_params
 
@@ -384,3 +385,13 @@ def test_a_worker_that_cannot_start_is_a_clear_error(
     with pytest.raises(WorkerLost, match="did not join within 3 s"):
         run_local(s, tmp_path, on_spawn=lambda procs: [p.kill() for p in procs])
     assert time.monotonic() - started < 30
+
+
+def test_close_after_a_heartbeat_whose_start_a_signal_interrupted() -> None:
+    """A stop signal can land inside ``Thread.start`` (the heartbeat then exists but its start
+    never completed); reporting the stop closes the context, which must not raise."""
+    ctx = object.__new__(WorkerContext)  # only the two fields close() reads
+    ctx._closing = threading.Event()
+    ctx._heartbeat = threading.Thread(target=lambda: None)  # created, start not completed
+    ctx.close()
+    assert ctx._closing.is_set()

@@ -291,7 +291,9 @@ class WorkerContext:
     def close(self) -> None:
         """Stop the helper threads (before the last message, so no heartbeat follows it)."""
         self._closing.set()
-        if self._heartbeat is not None:  # a heartbeat in flight completes first
+        # a heartbeat in flight completes first; a stop signal can interrupt the thread's start,
+        # and joining a thread whose start did not complete raises
+        if self._heartbeat is not None and self._heartbeat.is_alive():
             self._heartbeat.join(timeout=REPORT_WAIT_S)
 
 
