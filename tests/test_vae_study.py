@@ -133,3 +133,53 @@ def test_render_grid_and_list_studies(tmp_path):
     assert (tmp_path / "study_g.png").stat().st_size > 10_000 and (
         tmp_path / "study_l.png"
     ).exists()
+
+
+def test_collect_keep_takes_earlier_rows_of_experiments_this_repo_lacks(tmp_path):
+    spec = {"name": "s", "targets": ["pretrain"], "experiments": {"a": {}, "b": {"seed": 1},
+                                                                  "c": {"seed": 2}}}  # fmt: skip
+
+    def row(name: str, rev: str) -> dict:
+        return {"name": name, "rev": rev, "set": {}, "schedules": {}}
+
+    earlier = {"name": "s", "experiments": [row("s-a", "old-a"), row("s-b", "old-b"),
+                                            row("s-gone", "old-x")], "missing": []}  # fmt: skip
+    now = {"name": "s", "spec": spec, "experiments": [row("s-b", "new-b")],
+           "missing": ["s-a", "s-c:cyclical"]}  # fmt: skip
+    out = study.keep_earlier(now, earlier)
+    # a row found now wins; an earlier row fills a missing experiment; rows of experiments no
+    # longer in the study file are dropped; the study file's order holds
+    assert [(r["name"], r["rev"]) for r in out["experiments"]] == [("s-a", "old-a"),
+                                                                    ("s-b", "new-b")]  # fmt: skip
+    assert out["missing"] == ["s-c:cyclical"] and out["kept"] == ["s-a"]
+    with pytest.raises(InputError, match="earlier collection is of study 'x'"):
+        study.keep_earlier(now, {**earlier, "name": "x"})
+    bad = tmp_path / "s.json"
+    bad.write_text("{not json")
+    with pytest.raises(InputError, match="not JSON"):
+        study.read_collection(bad)
+    bad.write_text("[]")
+    with pytest.raises(InputError, match="not a collected study"):
+        study.read_collection(bad)
+
+
+def test_cli_collect_keep_merges_into_the_output_file(tmp_path, monkeypatch, capsys):
+    from betamcmc import cli
+
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text("name: s\ntargets: [pretrain]\nexperiments: {a: {}, b: {seed: 1}}\n")
+    spec = study.load_spec(spec_file)
+    row = {"name": "s-b", "rev": "new", "set": {"seed": 1}, "schedules": {}}
+    monkeypatch.setattr(study, "collect", lambda s: {"name": "s", "spec": spec,
+                                                     "experiments": [row], "missing": ["s-a"]})  # fmt: skip
+    out = tmp_path / "s.json"
+    out.write_text(json.dumps({"name": "s", "experiments": [{**row, "name": "s-a", "rev": "old"}]}))
+    assert cli.main(["study", "collect", str(spec_file), "--out", str(out), "--keep"]) == 0
+    got = json.loads(out.read_text())
+    assert [r["rev"] for r in got["experiments"]] == ["old", "new"] and got["missing"] == []
+    assert "2 experiment(s) (1 kept from before)" in capsys.readouterr().out
+    assert cli.main(["study", "collect", str(spec_file), "--out", str(out)]) == 0  # no --keep
+    assert json.loads(out.read_text())["missing"] == ["s-a"]
+    out.write_text("{")
+    assert cli.main(["study", "collect", str(spec_file), "--out", str(out), "--keep"]) == 2
+    assert "not JSON" in capsys.readouterr().err

@@ -74,19 +74,30 @@ def study_queue(
 def study_collect(
     spec: Annotated[Path, typer.Argument(help="the study file the experiments were queued from")],
     out: Annotated[Path | None, typer.Option(help="default metrics/studies/<name>.json")] = None,
+    keep: Annotated[
+        bool,
+        typer.Option(
+            "--keep",
+            help="keep the rows already in the output file for experiments this repository "
+            "lacks (run in another clone, or removed by `dvc exp gc`)",
+        ),
+    ] = False,
 ) -> None:
     """Gather what the study's finished experiments measured into metrics/studies/<name>.json."""
     # lazy: yaml (study) and json/tempfile (io) stay out of --help
     from betamcmc.io import write_json
-    from betamcmc.vae.study import STUDIES, collect, load_spec
+    from betamcmc.vae.study import STUDIES, collect, keep_earlier, load_spec, read_collection
 
     study = collect(load_spec(spec))
     study["file"] = spec.as_posix()  # the study file, for the report's "reproduce" line
     target = out or STUDIES / f"{study['name']}.json"
+    if keep and target.exists():
+        study = keep_earlier(study, read_collection(target))
     write_json(target, study)
     n = len(study["experiments"])
     typer.echo(
         f"{target}: {n} experiment(s)"
+        + (f" ({len(study['kept'])} kept from before)" if study.get("kept") else "")
         + (f"; missing: {', '.join(study['missing'])}" if study["missing"] else "")
     )
     typer.echo("draw it with `dvc repro pretrain_report` (reports/pretrain/study_<name>.md, .png)")

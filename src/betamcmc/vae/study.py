@@ -32,6 +32,7 @@ import itertools
 import json
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -109,12 +110,18 @@ def queue_commands(spec: dict[str, Any]) -> list[list[str]]:
     return commands
 
 
+def _dvc(cmd: list[str]) -> list[str]:
+    """``dvc ...`` run by this interpreter's DVC (``python -m dvc``): the one installed beside
+    betamcmc, also when the virtual environment's bin is not on PATH."""
+    return [sys.executable, "-m", *cmd]
+
+
 def queue(spec: dict[str, Any], dry_run: bool = False) -> list[str]:
     lines = []
     for cmd in queue_commands(spec):
         lines.append(shlex.join(cmd))
         if not dry_run:
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            proc = subprocess.run(_dvc(cmd), capture_output=True, text=True)
             if proc.returncode != 0:
                 raise InputError(f"`{shlex.join(cmd)}` failed: {proc.stderr.strip()[-300:]}")
     return lines
@@ -140,7 +147,7 @@ def collect(spec: dict[str, Any], repo: str | Path = ".") -> dict[str, Any]:
     import dvc.api  # lazy: dvc's API costs ~0.5 s: only collecting pays it, not `study queue`
 
     proc = subprocess.run(
-        ["dvc", "exp", "show", "--json"], cwd=repo, capture_output=True, text=True
+        _dvc(["dvc", "exp", "show", "--json"]), cwd=repo, capture_output=True, text=True
     )
     if proc.returncode != 0:
         raise InputError(f"`dvc exp show --json` failed: {proc.stderr.strip()[-300:]}", repo)
@@ -183,6 +190,39 @@ def collect(spec: dict[str, Any], repo: str | Path = ".") -> dict[str, Any]:
         if row["schedules"]:
             rows.append(row)
     return {"name": spec["name"], "spec": spec, "experiments": rows, "missing": missing}
+
+
+def read_collection(path: Path) -> dict[str, Any]:
+    """An earlier ``betamcmc study collect`` output (``metrics/studies/<name>.json``)."""
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise InputError(f"not JSON ({err})", path) from None
+    if not isinstance(found, dict) or not isinstance(found.get("experiments"), list):
+        raise InputError("not a collected study (no 'experiments' list)", path)
+    return found
+
+
+def keep_earlier(study: dict[str, Any], earlier: dict[str, Any]) -> dict[str, Any]:
+    """``study`` with the rows of an ``earlier`` collection of the same study for the experiments
+    this collection did not find (run in another clone, or removed by ``dvc exp gc``), so that a
+    study can be collected piece by piece. A row found now replaces the earlier one; the rows
+    keep the study file's order; ``kept`` names the rows taken from the earlier collection."""
+    if earlier.get("name") != study["name"]:
+        raise InputError(
+            f"the earlier collection is of study '{earlier.get('name')}', not '{study['name']}'"
+        )
+    order = [e["name"] for e in experiments(study["spec"])]
+    rows = {r["name"]: r for r in study["experiments"]}
+    kept = {
+        r["name"]: r
+        for r in earlier.get("experiments", [])
+        if r["name"] in order and r["name"] not in rows
+    }
+    rows |= kept
+    missing = [m for m in study["missing"] if m.split(":")[0].split(" (")[0] not in kept]
+    return {**study, "experiments": [rows[n] for n in order if n in rows], "missing": missing,
+            "kept": sorted(kept)}  # fmt: skip
 
 
 def _read_at(repo: str | Path, rev: str, path: str) -> str | None:
@@ -235,11 +275,13 @@ def _table(study: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for row in study["experiments"]:
+        name = row["name"]
         sets = ", ".join(f"`{k}={v}`" for k, v in row["set"].items()) or "(defaults)"
         for schedule, m in row["schedules"].items():
             t = m["test"]
-            lines.append(f"| {row['name']} | {sets} | {schedule} | {_fmt(t, 'kl')} | "
+            lines.append(f"| {name} | {sets} | {schedule} | {_fmt(t, 'kl')} | "
                          f"{_fmt(t, 'mi')} | {_fmt(t, 'au')} | {_fmt(t, 'nll')} |")  # fmt: skip
+            name = sets = ""  # named once per experiment
     return lines
 
 
