@@ -1,6 +1,6 @@
 """Benchmark: where downpour's calibration loss at W = 2 comes from, and a remedy (issue 13 item 3).
 
-    .venv/bin/python bench/sgmcmc_friction.py [--study friction|decay] [--seeds 5] [--repeats 2]
+    .venv/bin/python bench/sgmcmc_friction.py [--study friction|decay|elastic] [--seeds 5] [--repeats 2]
                                               [--out bench/results/sgmcmc_<study>.json]
 
 ``bench/sgmcmc_speedup.py`` finds downpour W = 2 faster than ``single`` to BMA accuracy 0.95 on
@@ -26,6 +26,12 @@ as the chain goes shrinks the stale pushes' overshoot too. ``t`` counts each pro
 so downpour W = 2 with ``s`` decays per chain step like ``single`` with ``2 s``: items
 ``downpour-w2-d1-500`` and ``single-d1-1000`` (and ``downpour-w2-d1-250``, ``single-d1-500``)
 follow the same step-size curve against chain steps.
+
+``--study elastic`` repeats ``single`` against elastic (and downpour) W = 2 at the default
+settings, many times in one run: elastic's time to 0.95 sits near single's (each chain pays its own
+burn-in), so one 5-seed run cannot say on which side; the repeats give the spread of the ratio.
+Items ``elastic-w2-tau20`` and ``-tau40`` exchange every 20 / 40 steps instead of 10 (the
+chains' coupling is weaker per step, the messages half / a quarter as many).
 
 Per item and repeat: median over seeds of the seconds to BMA 0.95 (burn-in included), the ratio
 to the default ``single`` (``single-f0.1``) and to its ``same``-settings single (same friction,
@@ -57,7 +63,8 @@ from sgmcmc_speedup import (
 ETA = DIGITS["step_size"]
 FRICTIONS = (0.1, 0.4, 0.8)
 BASE = "single-f0.1"  # the default single chain (friction 0.1, constant step)
-Item = tuple[str, str, int, dict[str, Any]]  # (name, protocol, W, sampler overrides)
+Item = tuple[str, str, int, dict[str, Any]]  # (name, protocol, W, sampler or engine overrides)
+ENGINE_KEYS = ("period", "alpha")  # overrides of the engine, not of the sampler
 STUDIES: dict[str, tuple[list[Item], dict[str, str]]] = {
     # items, and for each downpour item its single chain with the same settings
     "friction": (
@@ -81,6 +88,12 @@ STUDIES: dict[str, tuple[list[Item], dict[str, str]]] = {
         {"downpour-w2-f0.1": BASE, "downpour-w2-d1-250": "single-d1-500",
          "downpour-w2-d1-500": "single-d1-1000", "downpour-w4-d1-125": "single-d1-500"},
     ),
+    "elastic": (
+        [(BASE, "single", 1, {}), ("elastic-w2", "elastic", 2, {}),
+         *[(f"elastic-w2-tau{t}", "elastic", 2, {"period": t}) for t in (20, 40)],
+         ("downpour-w2-f0.1", "downpour", 2, {})],
+        {"elastic-w2": BASE, "downpour-w2-f0.1": BASE},
+    ),
 }  # fmt: skip
 
 
@@ -88,8 +101,10 @@ def run_repeat(seeds: list[int], items: list[Item], same: dict[str, str]) -> dic
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in items}
     for seed in seeds:  # seeds outermost: slow load drifts spread over the items
         for name, protocol, workers, overrides in items:
-            spec = spec_for(DIGITS, protocol, workers, seed)
-            config = spec.config.with_sampler(**overrides)
+            engine = {k: v for k, v in overrides.items() if k in ENGINE_KEYS}
+            sampler = {k: v for k, v in overrides.items() if k not in ENGINE_KEYS}
+            spec = spec_for(DIGITS, protocol, workers, seed, **engine)
+            config = spec.config.with_sampler(**sampler)
             runs[name].append(one_run(dataclasses.replace(spec, config=config)))
         print(f"  seed {seed} done, load {loadavg()[0]:.2f}", flush=True)
     summary = summarize(runs, BASE)
