@@ -44,6 +44,11 @@ batch split into one part per thread, each part's forward and backward on its ow
 one intra-op thread (:mod:`betamcmc.vae.split`: the same loss, random draws and gradient; the
 plain ``fp32`` figure is the step on intra-op threads).
 
+Heap: like ``pretrain`` on a CPU, the bench first sets glibc's heap to keep freed memory
+(:mod:`betamcmc.heap`); ``--heap default`` keeps glibc's defaults instead (the comparison behind
+that choice: run it as its own process, the setting cannot be undone within one). Each figure
+reports ``page_faults_per_step``, the process's minor page faults over the timed window per step.
+
 Usage::
 
     python bench/pretrain_throughput.py                  # 2 and 1 threads, fp32, 3 repeats
@@ -88,6 +93,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also measure one batch part per Python thread, 1 intra-op thread each (separate figure)",
     )
     ap.add_argument("--omp-wait", choices=["passive", "active"], default="passive")
+    ap.add_argument(
+        "--heap",
+        choices=["keep", "default"],
+        default="keep",
+        help="keep: glibc keeps freed memory, as pretrain sets it (betamcmc.heap); default: "
+        "glibc's defaults (the comparison behind that choice; run it as a separate process)",
+    )
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     ap.add_argument("--strict", action="store_true", help="refuse to write a run on a busy machine")
     ap.add_argument("--seed", type=int, default=0)
@@ -172,11 +184,13 @@ def measure(args: argparse.Namespace, sentences: list[list[int]], threads: int, 
     load_before = loadavg()
     gemm_before = gemm_peak(threads, device=device, dtype=gemm_dtype)
     lengths: list[int] = []
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     t0 = time.perf_counter()
     for it in range(args.warmup, args.warmup + args.iterations):
         lengths += step(it)
     sync()
     wall = time.perf_counter() - t0
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     gemm_after = gemm_peak(threads, device=device, dtype=gemm_dtype)
     load_after = loadavg()
     if splitter is not None:
@@ -194,6 +208,7 @@ def measure(args: argparse.Namespace, sentences: list[list[int]], threads: int, 
         "seconds": wall,
         "tokens": tokens,
         "iterations": args.iterations,
+        "page_faults_per_step": faults / args.iterations,
         "loadavg_before": load_before,
         "loadavg_after": load_after,
         "foreign_load": foreign_load(gemm_before, gemm_after, start_load),
@@ -202,7 +217,8 @@ def measure(args: argparse.Namespace, sentences: list[list[int]], threads: int, 
 
 def summarize(runs: list[dict]) -> dict:
     out: dict = {"runs": runs}
-    for key in ("tokens_per_s", "model_gflops", "gemm_gflops", "utilization"):
+    keys = ("tokens_per_s", "model_gflops", "gemm_gflops", "utilization", "page_faults_per_step")
+    for key in keys:
         vals = [r[key] for r in runs]
         out[key] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
     return out
@@ -219,8 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from betamcmc.errors import BetamcmcError
+    from betamcmc.heap import keep_freed_memory
     from betamcmc.io import write_json
 
+    heap_kept = keep_freed_memory() if args.heap == "keep" else False
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -252,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         "count, the larger of the medians just before and just after the timed window",
         "machine": machine,
         "load_at_start": start_load,
+        "heap": {"requested": args.heap, "glibc_keeps_freed_memory": heap_kept},
     }  # fmt: skip
     if device == "cuda":
         modes = [("cuda_bf16_autocast", False, False, False)]
@@ -278,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{mode:18s} threads={threads}: {t['median']:8.0f} tokens/s "
                   f"[{t['min']:.0f}-{t['max']:.0f}]  model {s['model_gflops']['median']:.1f} GFLOP/s  "
                   f"GEMM {s['gemm_gflops']['median']:.1f} GFLOP/s  utilization {u['median']:.0%} "
-                  f"[{u['min']:.0%}-{u['max']:.0%}]"
+                  f"[{u['min']:.0%}-{u['max']:.0%}]  "
+                  f"{s['page_faults_per_step']['median']:.0f} page faults/step"
                   + (f"  FLAGGED: {'; '.join(s['foreign_load'])}" if s["foreign_load"] else ""),
                   flush=True)  # fmt: skip
     fp32 = results.get("fp32", {})

@@ -38,6 +38,22 @@ def test_pretrain_throughput_writes_its_figures(tmp_path: Path) -> None:
     assert "threads_1" not in res["fp32_batch_split"]
     assert res["scaling_2_over_1_threads_batch_split"] > 0
     assert res["machine"]["cpu_count"] >= 1 and "load_at_start" in res
+    assert res["fp32"]["threads_1"]["page_faults_per_step"]["median"] >= 0
+    assert res["heap"]["requested"] == "keep"
+
+
+def test_pretrain_heap_compares_kept_and_default_heap(tmp_path: Path) -> None:
+    data = shared_data("ptb", "valid.txt")
+    out = tmp_path / "heap.json"
+    proc = _run("pretrain_heap.py", "--data", str(data), "--threads", "2", "--iterations", "5",
+                "--skip", "2", "--repeats", "1", "--emb", "16", "--hidden", "16", "--latent", "4",
+                "--out", str(out))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = json.loads(out.read_text())["threads"]["2"]
+    for heap in ("keep", "default"):
+        (run,) = row["runs"][heap]  # train_vae in its own process, timed after --skip steps
+        assert run["tokens_per_s"] > 0 and run["steps"] == 2 and run["threads"] == 2
+    assert row["keep_over_default"]["median"] > 0 and row["gemm_before"]["gflops"] > 0
 
 
 def test_pretrain_profile_names_the_operators(tmp_path: Path) -> None:
