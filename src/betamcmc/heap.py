@@ -6,8 +6,8 @@ at the PTB sizes). PyTorch's CPU allocator passes them straight to ``malloc``. W
 glibc serves blocks above its mmap threshold with a fresh ``mmap`` and unmaps them on ``free``; in
 the per-thread arenas of the batch split's threads (:mod:`betamcmc.vae.split`) it also releases
 emptied heap segments. So the next step touches new pages and the kernel zero-fills them on first
-touch: about 40,000 page faults per step on 2 threads, 10-20 % of the step
-(``bench/pretrain_throughput.py``, docs/results/pretrain.md).
+touch: 8,000-18,000 page faults per step on 2 threads at those sizes, and training ran 4-21 %
+slower than with the kept heap (``bench/pretrain_heap.py``, docs/results/pretrain.md).
 
 :func:`keep_freed_memory` sets three of glibc's ``mallopt`` parameters so that freed blocks stay
 in the process: blocks up to 32 MiB come from the heap (``M_MMAP_THRESHOLD``, glibc's largest
