@@ -153,3 +153,8 @@ def foreign_load(before: dict[str, Any], after: dict[str, Any],
     if start_load is not None and start_load[0] > 0.5:
         reasons.append(f"load average {start_load[0]:.2f} when the benchmark started")
     return reasons
+
+
+def flagged(reasons: list[str]) -> str:
+    """The tail of a benchmark's printed line: its :func:`foreign_load` reasons, if any."""
+    return f"  FLAGGED: {'; '.join(reasons)}" if reasons else ""

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.data}: PTB-format file not found (see ../shared/data/README.md)",
               file=sys.stderr)  # fmt: skip
         return 2
-    from machine import facts, foreign_load, gemm_peak, loadavg
+    from machine import facts, flagged, foreign_load, gemm_peak, loadavg
 
     from betamcmc.io import write_json
 
@@ -146,15 +146,15 @@ def main(argv: list[str] | None = None) -> int:
         row["foreign_load"] = foreign_load(gemm_before, gemm_after, start_load)
         flags += row["foreign_load"]
         results["threads"][str(threads)] = row
-        k, d = row["keep_tokens_per_s"], row["default_tokens_per_s"]
-        print(f"threads={threads}: keep {k['median']:.0f} tokens/s [{k['min']:.0f}-{k['max']:.0f}]"
-              f" ({row['keep_page_faults_per_step']['median']:.0f} page faults/step), default "
-              f"{d['median']:.0f} [{d['min']:.0f}-{d['max']:.0f}] "
-              f"({row['default_page_faults_per_step']['median']:.0f}); keep / default "
-              f"{row['keep_over_default']['median']:.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]; "
-              f"GEMM {gemm_before['gflops']:.0f} / {gemm_after['gflops']:.0f} GFLOP/s"
-              + (f"  FLAGGED: {'; '.join(row['foreign_load'])}" if row["foreign_load"] else ""),
-              flush=True)  # fmt: skip
+        parts = [f"threads={threads}:"]
+        for heap in ("keep", "default"):
+            t, faults = row[f"{heap}_tokens_per_s"], row[f"{heap}_page_faults_per_step"]["median"]
+            parts.append(f"{heap} {t['median']:.0f} tokens/s [{t['min']:.0f}-{t['max']:.0f}] "
+                         f"({faults:.0f} page faults/step);")  # fmt: skip
+        parts.append(f"keep / default {row['keep_over_default']['median']:.2f}x "
+                     f"[{min(ratios):.2f}-{max(ratios):.2f}]; GEMM {gemm_before['gflops']:.0f} / "
+                     f"{gemm_after['gflops']:.0f} GFLOP/s")  # fmt: skip
+        print(" ".join(parts) + flagged(row["foreign_load"]), flush=True)
     results["load_at_end"] = loadavg()
     results["foreign_load"] = sorted(set(flags))
     write_json(Path(args.out), results)

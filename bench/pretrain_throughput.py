@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["OMP_WAIT_POLICY"] = args.omp_wait.upper()  # before torch loads OpenMP
     here = Path(__file__).resolve().parent
     sys.path[:0] = [str(here), str(here.parent / "src")]
-    from machine import facts, loadavg
+    from machine import facts, flagged, loadavg
 
     start_load = loadavg()  # before any of our own work enters the load average
     import torch
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"GEMM {s['gemm_gflops']['median']:.1f} GFLOP/s  utilization {u['median']:.0%} "
                   f"[{u['min']:.0%}-{u['max']:.0%}]  "
                   f"{s['page_faults_per_step']['median']:.0f} page faults/step"
-                  + (f"  FLAGGED: {'; '.join(s['foreign_load'])}" if s["foreign_load"] else ""),
+                  + flagged(s["foreign_load"]),
                   flush=True)  # fmt: skip
     fp32 = results.get("fp32", {})
     if "threads_1" in fp32 and "threads_2" in fp32:
