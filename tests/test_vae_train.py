@@ -139,3 +139,34 @@ def test_is_nll_never_above_neg_elbo(tiny):
     assert 0 <= m["au"] <= params.pretrain.model.latent_dim
     assert m["mi"] <= math.log(len(split["test"])) + 1e-6  # MI is bounded by log N
     assert evaluate_split(model, split["test"], k=20, batch_size=16, seed=0) == m  # deterministic
+
+
+@pytest.mark.parametrize("clip", [1e-3, 1e6])  # clipped at every step / never clipped
+def test_train_step_clips_as_clip_grad_norm_bit_for_bit(clip):
+    from betamcmc.vae.model import TextVAE, VAEConfig, pad_batch
+    from betamcmc.vae.train import make_optimizer, train_step
+
+    cfg = VAEConfig(vocab_size=30, emb_dim=8, hidden_dim=12, latent_dim=3, bidirectional=False,
+                    z_to_decoder="both", dropout=0.2, word_dropout=0.0)  # fmt: skip
+    gen = torch.Generator().manual_seed(3)
+    batches = [pad_batch([torch.randint(4, 30, (int(k),), generator=gen).tolist()
+                          for k in torch.randint(2, 7, (6,), generator=gen)])
+               for _ in range(4)]  # fmt: skip
+
+    def trained(reference: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = TextVAE(cfg).train()
+        opt = make_optimizer(model, 1e-2)
+        for it, (ids, lengths) in enumerate(batches):
+            if reference:  # the plain recipe: backward, clip_grad_norm_, Adam
+                opt.zero_grad(set_to_none=True)
+                model(ids, lengths, 1.0)["loss"].backward()
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+                assert (float(norm) > clip) == (clip < 1)
+                opt.step()
+            else:
+                train_step(model, opt, ids, lengths, 1.0, clip, "test", it)
+        return [p.detach().clone() for p in model.parameters()]
+
+    for a, b in zip(trained(False), trained(True), strict=True):
+        assert torch.equal(a, b)
