@@ -158,3 +158,8 @@ def foreign_load(before: dict[str, Any], after: dict[str, Any],
 def flagged(reasons: list[str]) -> str:
     """The tail of a benchmark's printed line: its :func:`foreign_load` reasons, if any."""
     return f"  FLAGGED: {'; '.join(reasons)}" if reasons else ""
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, min and max of repeated measurements (how every bench reports a figure)."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}

@@ -23,10 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -59,7 +57,7 @@ def child(args: argparse.Namespace) -> int:
     from pretrain_throughput import load_workload
 
     import betamcmc.vae.train as train
-    from betamcmc.params import load_params
+    from betamcmc.params import validate_params
 
     if args.child == "default":
         train.keep_freed_memory = lambda: False  # the one call train_vae makes on a CPU
@@ -68,10 +66,7 @@ def child(args: argparse.Namespace) -> int:
     raw["pretrain"]["model"].update(emb_dim=args.emb, hidden_dim=args.hidden,
                                     latent_dim=args.latent, dropout=0.5, word_dropout=0.0)  # fmt: skip
     raw["pretrain"]["train"].update(iterations=args.iterations, eval_every=10**6, lr=0.001)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "params.yaml"
-        path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-        params = load_params(path)
+    params = validate_params(raw, "bench/pretrain_heap.py")
     sentences, _ = load_workload(Path(args.data), 12, 10002)
     torch.set_num_threads(args.child_threads)
     stamps: list[tuple[float, int]] = []
@@ -83,7 +78,8 @@ def child(args: argparse.Namespace) -> int:
                     "constant", 0, on_iteration=hook)  # fmt: skip
     stream = train.BatchStream(sentences, params.pretrain.train.batch_size, 0)
     last = args.iterations - 1  # the hook runs before each step: stamps[i] .. stamps[last]
-    tokens = sum(int(stream(it)[1].sum()) + len(stream(it)[1]) for it in range(args.skip, last))
+    lengths = [stream(it)[1] for it in range(args.skip, last)]
+    tokens = sum(int(n.sum()) + len(n) for n in lengths)
     (t0, f0), (t1, f1) = stamps[args.skip], stamps[last]
     steps = last - args.skip
     print(json.dumps({"tokens_per_s": tokens / (t1 - t0), "page_faults_per_step": (f1 - f0) / steps,
@@ -115,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.data}: PTB-format file not found (see ../shared/data/README.md)",
               file=sys.stderr)  # fmt: skip
         return 2
-    from machine import facts, flagged, foreign_load, gemm_peak, loadavg
+    from machine import facts, flagged, foreign_load, gemm_peak, loadavg, spread
 
     from betamcmc.io import write_json
 
@@ -136,13 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         row: dict = {"gemm_before": gemm_before, "gemm_after": gemm_after, "runs": runs}
         for heap, rs in runs.items():
             for key in ("tokens_per_s", "page_faults_per_step"):
-                vals = [r[key] for r in rs]
-                row[f"{heap}_{key}"] = {"median": statistics.median(vals), "min": min(vals),
-                                        "max": max(vals)}  # fmt: skip
+                row[f"{heap}_{key}"] = spread([r[key] for r in rs])
         ratios = [k["tokens_per_s"] / d["tokens_per_s"]
                   for k, d in zip(runs["keep"], runs["default"], strict=True)]  # fmt: skip
-        row["keep_over_default"] = {"median": statistics.median(ratios), "min": min(ratios),
-                                    "max": max(ratios), "pairs": ratios}  # fmt: skip
+        row["keep_over_default"] = {**spread(ratios), "pairs": ratios}
         row["foreign_load"] = foreign_load(gemm_before, gemm_after, start_load)
         flags += row["foreign_load"]
         results["threads"][str(threads)] = row

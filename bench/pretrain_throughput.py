@@ -60,7 +60,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -216,11 +215,12 @@ def measure(args: argparse.Namespace, sentences: list[list[int]], threads: int, 
 
 
 def summarize(runs: list[dict]) -> dict:
+    from machine import spread
+
     out: dict = {"runs": runs}
     keys = ("tokens_per_s", "model_gflops", "gemm_gflops", "utilization", "page_faults_per_step")
     for key in keys:
-        vals = [r[key] for r in runs]
-        out[key] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
+        out[key] = spread([r[key] for r in runs])
     return out
 
 

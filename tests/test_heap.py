@@ -64,7 +64,8 @@ def test_keep_freed_memory_takes_effect_once() -> None:
     from betamcmc import heap
 
     assert heap.keep_freed_memory() is True
-    assert heap.keep_freed_memory() is True  # cached: mallopt is called once per process
+    assert heap.keep_freed_memory() is True
+    assert heap.keep_freed_memory.cache_info().misses == 1  # mallopt is called once per process
 
 
 def test_keep_freed_memory_is_a_no_op_off_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
