@@ -11,6 +11,7 @@ import torch
 
 from betamcmc.errors import InputError, ParamsError
 from betamcmc.params import validate_params
+from betamcmc.sgmcmc.flat import all_finite
 from betamcmc.sgmcmc.samples import SampleWriter, read_samples
 from betamcmc.sgmcmc.tasks import build_task, read_idx
 
@@ -112,6 +113,26 @@ def test_samples_file_survives_a_torn_record(tmp_path: Path) -> None:
         fh.write(b"\x00" * 17)
     s = read_samples(tmp_path / "s")
     assert len(s) == 3 and s.header["dim"] == 8 and s.header["protocol"] == "test"
-    np.testing.assert_array_equal(s.theta[2], thetas[2])
+    np.testing.assert_array_equal(s.theta, np.stack(thetas))  # one record buffer, reused
     assert s.step.tolist() == [0, 10, 20] and s.chain.tolist() == [0, 1, 0]
     assert s.grad_evals.tolist() == [0, 100, 200] and s.wall_s[1] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("values", "finite"),
+    [
+        ([0.0, -1.5, 2.0], True),
+        ([3e38, 3e38, -1.0], True),  # the sum overflows: the elementwise check decides
+        ([1.0, float("nan"), 2.0], False),
+        ([1.0, float("inf")], False),
+        ([float("-inf"), 1.0], False),
+        ([float("inf"), float("-inf")], False),  # the sum is NaN
+        ([float("nan")], False),
+    ],
+)
+def test_all_finite_matches_the_elementwise_check(values: list[float], finite: bool) -> None:
+    """The master's and the workers' divergence check (a sum first, elementwise on doubt)."""
+    big = torch.zeros(75_000)
+    big[: len(values)] = torch.tensor(values)
+    for vector in (torch.tensor(values, dtype=torch.float32), big, big.flip(0)):
+        assert all_finite(vector) is finite is bool(torch.isfinite(vector).all())

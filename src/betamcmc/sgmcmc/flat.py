@@ -8,6 +8,8 @@ exchange) while the model's forward and backward are untouched: ``backward`` acc
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -36,6 +38,14 @@ class FlatModel:
 
     def load(self, flat: torch.Tensor) -> None:
         self.theta.copy_(flat)
+
+
+def all_finite(vector: torch.Tensor) -> bool:
+    """Is every element finite? A NaN or an inf anywhere makes the sum non-finite, so a finite
+    sum settles it in one pass with no temporary; only a non-finite sum (which large finite
+    values can also give, by overflow) is checked element by element. On a 75k-float vector
+    this is ~5 us against ~150 us for ``isfinite(vector).all()``, which allocates a mask."""
+    return math.isfinite(float(vector.sum())) or bool(torch.isfinite(vector).all())
 
 
 def seed_for(seed: int, purpose: int, index: int) -> int:

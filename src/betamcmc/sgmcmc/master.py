@@ -46,7 +46,7 @@ import torch.distributed as dist
 from betamcmc.errors import BetamcmcError, DivergenceError
 from betamcmc.sgmcmc import wire
 from betamcmc.sgmcmc.config import EngineConfig, RunSpec
-from betamcmc.sgmcmc.flat import FlatModel
+from betamcmc.sgmcmc.flat import FlatModel, all_finite
 from betamcmc.sgmcmc.samples import SampleWriter
 
 ABORT_REASONS = {
@@ -137,7 +137,7 @@ class Master:
         return sum(r.grads for r in self.records.values())
 
     def record_sample(self, chain: int, step: int, theta: torch.Tensor) -> None:
-        if not bool(torch.isfinite(theta).all()):
+        if not all_finite(theta):
             raise DivergenceError(
                 f"chain {chain}: parameters became non-finite by step {step} "
                 f"(lower {self.cfg.step_size_key}, now {self.cfg.sampler.step_size:g})"

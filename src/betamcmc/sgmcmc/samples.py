@@ -75,16 +75,20 @@ class SampleWriter:
         }
         write_json(self.directory / HEADER, header)
         self._fh = open(self.directory / DATA, "wb")  # noqa: SIM115 - kept open while sampling
+        # one record buffer, filled in place and written from its memory: a fresh record and
+        # its bytes copy per sample cost the master ~0.5 ms each at 300 KB (the master shares
+        # the cores with the workers, so that time comes out of their sampling)
+        self._record = np.zeros(1, dtype=self.dtype)
         self.count = 0
 
     def append(
         self, chain: int, step: int, wall_s: float, grad_evals: int, theta: np.ndarray
     ) -> None:
-        record = np.zeros(1, dtype=self.dtype)
+        record = self._record
         record["chain"], record["step"], record["wall_s"] = chain, step, wall_s
         record["grad_evals"] = grad_evals
         record["theta"][0] = theta
-        self._fh.write(record.tobytes())
+        self._fh.write(record.data)
         self._fh.flush()
         self.count += 1
 

@@ -38,7 +38,7 @@ import torch.distributed as dist
 from betamcmc.errors import DivergenceError
 from betamcmc.sgmcmc import wire
 from betamcmc.sgmcmc.config import RunSpec
-from betamcmc.sgmcmc.flat import FlatModel, seed_for
+from betamcmc.sgmcmc.flat import FlatModel, all_finite, seed_for
 
 REPORT_WAIT_S = 1.0  # how long a leaving worker waits for the master to take its last word
 
@@ -158,7 +158,7 @@ class WorkerContext:
         self.comm_s += time.perf_counter() - t0
 
     def check_finite(self) -> None:
-        if not bool(torch.isfinite(self.flat.theta).all()):
+        if not all_finite(self.flat.theta):
             raise DivergenceError(
                 f"worker {self.index}: parameters became non-finite at step {self.steps} "
                 f"(lower {self.cfg.step_size_key}, now {self.sampler.step_size:g})"
