@@ -20,8 +20,10 @@ carry its name (tag ``dvc_exp_name``). ``betamcmc study collect`` reads the fini
 from ``dvc exp show --json`` and their commits: the settings, the test metrics of the schedules
 it trained (``metrics/pretrain/<schedule>.json``) and their validation curves
 (``metrics/pretrain/<schedule>_valid.csv``), into ``metrics/studies/<name>.json`` (small, committed
-to git). The ``pretrain_report`` stage draws every collected study into
-``reports/pretrain/study_<name>.md`` and ``.png``.
+to git). ``betamcmc study collect --keep`` collects a study piece by piece (experiments run in
+different clones): it keeps the rows of the earlier ``metrics/studies/<name>.json`` for the
+experiments this repository does not have (:func:`keep_earlier`). The ``pretrain_report`` stage
+draws every collected study into ``reports/pretrain/study_<name>.md`` and ``.png``.
 """
 
 from __future__ import annotations
