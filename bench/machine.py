@@ -20,7 +20,9 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 # Samples whose slowest call is more than this much slower than the fastest, or before/after
@@ -48,7 +50,8 @@ def cpu_model_and_flags() -> tuple[str, list[str]]:
 
 
 def facts() -> dict[str, Any]:
-    """CPU model and SIMD flags, core count, platform, torch build and its CPU capability, GPU."""
+    """CPU model and SIMD flags, core count, platform, torch build and its CPU capability, GPU,
+    and the code measured (:func:`code_version`)."""
     import torch
 
     model, flags = cpu_model_and_flags()
@@ -61,11 +64,33 @@ def facts() -> dict[str, Any]:
         "torch": torch.__version__,
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
+        "code": code_version(),
     }
     if torch.cuda.is_available():
         out["cuda_device"] = torch.cuda.get_device_name(0)
         out["cuda_bf16"] = bool(torch.cuda.is_bf16_supported())
     return out
+
+
+def code_version() -> dict[str, Any]:
+    """The commit of the ``betamcmc`` source this process imported, and whether that source had
+    uncommitted changes: a figure belongs to the code that produced it (an A/B run imports the
+    older code from another checkout). ``commit`` is None outside a git checkout."""
+    import betamcmc
+
+    src = Path(betamcmc.__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(src), *args], capture_output=True, text=True,
+                              timeout=30, check=True)  # fmt: skip
+        return done.stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "."))
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None, "source": str(src)}
+    return {"commit": commit, "dirty": dirty, "source": str(src)}
 
 
 def busy_seconds() -> float | None:

@@ -75,3 +75,24 @@ def test_bench_refuses_a_missing_corpus(tmp_path: Path) -> None:
                 "--out", str(tmp_path / "p.json"))  # fmt: skip
     assert proc.returncode == 2 and "not found" in proc.stderr
     assert not (tmp_path / "p.json").exists()
+
+
+def test_machine_facts_name_the_code_measured() -> None:
+    """Every benchmark's JSON says which commit of betamcmc it measured (A/B runs import the
+    older code from another checkout)."""
+    import betamcmc
+
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import machine
+    finally:
+        sys.path.pop(0)
+    code = machine.facts()["code"]
+    assert code["source"] == str(Path(betamcmc.__file__).resolve().parent)
+    if not (REPO / ".git").exists():
+        assert code["commit"] is None
+        return
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()  # fmt: skip
+    assert len(code["commit"]) >= 7 and head.startswith(code["commit"])
+    assert isinstance(code["dirty"], bool)
