@@ -80,13 +80,14 @@ def test_bench_refuses_a_missing_corpus(tmp_path: Path) -> None:
 def test_machine_facts_name_the_code_measured() -> None:
     """Every benchmark's JSON says which commit of betamcmc it measured (A/B runs import the
     older code from another checkout)."""
+    import importlib.util
+
     import betamcmc
 
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        import machine
-    finally:
-        sys.path.pop(0)
+    spec = importlib.util.spec_from_file_location("bench_machine", REPO / "bench" / "machine.py")
+    assert spec is not None and spec.loader is not None
+    machine = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(machine)
     code = machine.facts()["code"]
     assert code["source"] == str(Path(betamcmc.__file__).resolve().parent)
     if not (REPO / ".git").exists():
