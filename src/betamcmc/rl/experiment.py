@@ -42,7 +42,7 @@ from betamcmc.rl.evaluate import SeedCurve, aggregate_curves, read_curve, steps_
 from betamcmc.rl.params import RlParams, split_method
 from betamcmc.rl.task import RlTask
 from betamcmc.sgmcmc.config import EngineConfig, RunSpec, SamplerConfig
-from betamcmc.sgmcmc.flat import FlatModel
+from betamcmc.sgmcmc.flat import FlatModel, all_finite
 from betamcmc.sgmcmc.launch import run_local, set_threads
 from betamcmc.sgmcmc.result import require_complete
 from betamcmc.sgmcmc.samples import read_samples
@@ -198,7 +198,7 @@ def run_seed(
     evaluating.close()
     curve = SeedCurve.from_levels(seed, levels)
     assert result.final_theta is not None
-    if not bool(torch.isfinite(result.final_theta).all()):
+    if not all_finite(result.final_theta):
         raise DivergenceError(
             f"rl {method} with {workers} workers, seed {seed}: the master's parameters are "
             f"non-finite; lower rl.step_size (now {rl.step_size:g})"
