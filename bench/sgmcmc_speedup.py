@@ -259,7 +259,8 @@ def _pingpong_worker(init: str, dim: int, rounds: int, out: Any) -> None:
 
 def message_round_trip_ms(dim: int, rounds: int = 300) -> dict[str, float]:
     """Median round trip of one engine message each way between two processes (gloo, loopback):
-    the worker isends and polls for the reply, the master receives from any and isends back."""
+    the worker isends and polls for the reply, the master receives from it and isends back (on
+    its main thread: the wire alone, without the engine's hand-over from a receive thread)."""
     import datetime
 
     import torch.distributed as dist
@@ -279,7 +280,7 @@ def message_round_trip_ms(dim: int, rounds: int = 300) -> dict[str, float]:
                                 timeout=datetime.timedelta(seconds=120))  # fmt: skip
         inbox, reply = wire.Message(dim), wire.Message(dim)
         for _ in range(rounds):
-            work = dist.irecv(inbox.tensor, src=None)
+            work = dist.irecv(inbox.tensor, src=1)
             work.wait()
             dist.isend(reply.write(wire.PARAMS, (0, 0), inbox.payload), dst=1).wait()
         times = q.get(timeout=60)

@@ -12,7 +12,8 @@ point of every rank, e.g. two machines with 2 + 2 processes (1 master + 3 worker
         --rdzv-backend c10d --rdzv-endpoint HOST0:29500 stages/sgmcmc.py downpour 3
 
 Backends: gloo carries every master-worker message (also on CUDA, staged through CPU buffers:
-nccl has no receive-from-any-source, which the master needs); ``sync`` all-reduces among the
+a dead worker fails only its own gloo connection, the master goes on with the others, whereas
+nccl aborts a communicator as a whole on an error); ``sync`` all-reduces among the
 workers with nccl only when each worker has a GPU of its own (``RunSpec.nccl_workers``).
 
 Timeouts: one gloo operation of a worker (a ``sync`` all-reduce, a reply) may take up to
@@ -41,7 +42,7 @@ from betamcmc.errors import BetamcmcError, ParamsError
 from betamcmc.io import write_json
 from betamcmc.sgmcmc import protocols
 from betamcmc.sgmcmc.config import RunSpec
-from betamcmc.sgmcmc.master import WorkerLost, run_master
+from betamcmc.sgmcmc.master import WorkerLost, join_receivers, run_master
 from betamcmc.sgmcmc.result import RunResult, run_result
 from betamcmc.sgmcmc.worker import run_worker
 
@@ -178,6 +179,7 @@ def run_local(
                 p.kill()
                 p.join(timeout=5)
         _leave_group()
+        join_receivers()  # the workers are gone: no receive thread may wake up during exit
         shutil.rmtree(store_dir, ignore_errors=True)
 
 
@@ -216,3 +218,5 @@ def run_torchrun(
         return None
     finally:
         _leave_group()
+        if rank == 0:  # receives from workers that are still there end with the connections
+            join_receivers()

@@ -1,9 +1,10 @@
 """The master side of a run (rank 0): the chain(s) samples are taken from, and fault recovery.
 
-The master receives from whichever worker is ready (a receive from any source, no lock-step),
-hands the message to the protocol (``protocols/``), replies, and streams thinned samples to disk
-(``samples.py``). Between messages it does as little as possible: a header read, the protocol's
-few vector operations, at most one sample record.
+The master serves whichever worker is ready (no lock-step): one receive is posted per running
+worker, each waited for on its own helper thread (:class:`Receivers`), and the master takes the
+messages in the order they arrive. It hands each to the protocol (``protocols/``), replies, and
+streams thinned samples to disk (``samples.py``). Between messages it does as little as possible:
+a header read, the protocol's few vector operations, at most one sample record.
 
 **Liveness** comes from the workers' heartbeats and, locally, from their process handles, never
 from a timeout on the computation: every worker sends something at least every second (its
@@ -12,19 +13,13 @@ heartbeat thread covers burn-in, slow gradients and stragglers), so
 * a worker silent for ``worker_timeout`` seconds, or whose process exited, is lost: the master
   says so on stderr at once, records it, and goes on with the others (``sync`` cannot: an
   all-reduce needs everyone, its protocol ends the run);
-* locally the master also looks at the process handles while no message comes (every
-  ``IDLE_CHECK_S``): gloo never fails a receive from any source when a peer dies, and a timed-out
-  one cannot be retried, so a master blocked in it would learn that its last running workers
-  died only after ``worker_timeout``. The blocking receive therefore runs on a helper thread
-  (:class:`ReceiveThread`) and the master waits for its answer with a short timeout; under
-  ``torchrun`` (no handles) the master waits in the receive itself. A process seen gone counts
+* while no message comes the master looks at its workers every ``IDLE_CHECK_S``, so it learns
+  that its last running workers died without waiting for a message. A process seen gone counts
   as lost ``EXIT_GRACE_S`` later, so that what it sent last (an ABORT naming the signal that
   stopped it) is handled first;
-* a receive that fails because a worker died mid-message is retried (gloo keeps serving the other
-  workers); the death shows in the liveness check;
-* a receive that times out (every worker silent for ``worker_timeout``) ends the loop: all are
-  lost, and gloo must not be asked again (a timed-out receive-from-any leaves a buffer behind
-  that would swallow the next message).
+* a receive from a worker fails when that worker's connection closes (it died): no more is
+  posted to it; locally its exit code then says why, under ``torchrun`` it is lost at once
+  ("connection lost"). The other workers' receives are untouched.
 """
 
 from __future__ import annotations
@@ -54,8 +49,12 @@ ABORT_REASONS = {
     wire.ABORT_SIGTERM: "stopped by SIGTERM",
     wire.ABORT_SIGINT: "stopped by SIGINT",
 }
-FAILED_RECEIVES = 50  # consecutive failed receives that no lost worker explains: give up
-IDLE_CHECK_S = 0.1  # local runs: how often a master with no message looks at the process handles
+IDLE_CHECK_S = 0.1  # how often a master with no message looks at its workers' liveness
+# a receive from a worker waits this long at most: far longer than any run goes on after that
+# worker went silent (gloo closes every connection when a receive times out; see Receivers)
+RECEIVE_TIMEOUT = datetime.timedelta(days=7)
+JOIN_RECEIVERS_S = 5.0  # how long a leaving process waits for its receive threads to end
+_RECEIVING: set[threading.Thread] = set()  # this process's receive threads still running
 # A worker's last message (an ABORT saying it was stopped by SIGTERM) can still be on its way
 # when its process is already gone: it is handled first, and its reason recorded.
 EXIT_GRACE_S = 1.0
@@ -192,6 +191,15 @@ class Master:
             flush=True,
         )
 
+    def unreachable(self, worker: int, error: str) -> None:
+        """The receive from ``worker`` failed: its connection is closed. Locally its process
+        handle then says why (:meth:`check_liveness`, once the process is gone); under
+        ``torchrun`` there is no handle, so it is lost now."""
+        if self.exitcode is None:
+            self.mark_dead(worker, f"connection lost: {gloo_text(error)}")
+        else:
+            self.check_liveness()
+
     def check_liveness(self) -> None:
         """A worker is lost when its process exited (local runs; ``EXIT_GRACE_S`` after the
         master first saw it gone) or nothing, not even a heartbeat, came from it for
@@ -206,150 +214,164 @@ class Master:
                 self.mark_dead(w, f"no message or heartbeat for {self.cfg.worker_timeout:g} s")
 
 
-def _receive_once(inbox: wire.Message, timeout: float) -> int | str:
-    """Receive one message from any worker into ``inbox``: its sender, or gloo's error as text.
+def gloo_text(error: str) -> str:
+    """The first line of a gloo error without its source location (``[.../pair.cc:553] ``)."""
+    line = error.splitlines()[0] if error else "no message"
+    if line.startswith("[") and "] " in line:
+        line = line.split("] ", 1)[1]
+    return line[:160]
 
-    Only the text: the exception's traceback would keep the failed receive's buffer alive, and
-    gloo hands the next message to a receive from any source still registered (nobody reads it:
-    a worker's ABORT, then its heartbeats, vanished that way until it counted as silent).
+
+class Receivers:
+    """One receive per running worker, from that worker only, each waited for on a helper thread;
+    the master takes whichever message arrives first (:meth:`next`).
+
+    Why not one receive from any source: gloo matches such a receive to the first announced send,
+    and a send that a worker announced just before it died (its ABORT, say) stays announced; its
+    connection is closed, so every later receive from any source fails on it, whoever else sends
+    (CI, a SIGTERMed worker under load: the run failed with "Connection closed by peer" although
+    the other worker was fine). A receive from one worker fails only with that worker's
+    connection, at once when its process dies, also under ``torchrun``.
+
+    The main thread posts every receive (``irecv``) and only the waiting happens on the threads,
+    which put ``(worker, None)`` or ``(worker, gloo's error as text)`` on one queue. A worker's
+    next receive is posted only once the master has handled its last message (:meth:`again`):
+    each worker has its own inbox, free again at that point. The waits have no practical timeout
+    (``RECEIVE_TIMEOUT``): a gloo receive that times out closes every connection of the process,
+    and whether a worker is there is decided by heartbeats and process handles instead.
     """
-    try:
-        work = dist.irecv(inbox.tensor, src=None)
-        work.wait(timeout=datetime.timedelta(seconds=timeout))
-        return int(work._source_rank())
-    except RuntimeError as err:
-        return str(err)
 
+    def __init__(self, workers: list[int], dim: int) -> None:
+        self.inboxes = {w: wire.Message(dim) for w in workers}
+        self._answers: queue.SimpleQueue[tuple[int, str | None]] = queue.SimpleQueue()
+        self._works: dict[int, queue.SimpleQueue[Any]] = {}
+        for w in workers:
+            self._works[w] = queue.SimpleQueue()
+            thread = threading.Thread(
+                target=self._wait, args=(w,), name=f"sgmcmc-receive-{w}", daemon=True
+            )
+            _RECEIVING.add(thread)
+            thread.start()
+            self.again(w)
 
-class ReceiveThread:
-    """Local runs: the blocking receive from any worker, on a helper thread, so that the master
-    can look at its workers' process handles while it waits (see the module docstring).
-
-    One receive is posted at a time and only when the master asks for the next message; a
-    receive the master stopped waiting for (its last workers are gone) stays posted until it
-    times out, and the thread then ends (:meth:`close`).
-    """
-
-    def __init__(self, inbox: wire.Message, timeout: float) -> None:
-        self._inbox, self._timeout = inbox, timeout
-        self._asks: queue.SimpleQueue[bool] = queue.SimpleQueue()
-        self._answers: queue.SimpleQueue[int | str] = queue.SimpleQueue()
-        self._posted = False
-        threading.Thread(target=self._serve, name="sgmcmc-receive", daemon=True).start()
-
-    def _serve(self) -> None:
-        while self._asks.get():
-            self._answers.put(_receive_once(self._inbox, self._timeout))
-
-    def next(self, wait_s: float) -> int | str | None:
-        """The sender of the next message (or the receive's error); None when nothing came
-        within ``wait_s`` (the receive stays posted: ask again)."""
-        if not self._posted:
-            self._asks.put(True)
-            self._posted = True
+    def again(self, worker: int) -> None:
+        """Post the next receive from ``worker`` (its inbox is free)."""
         try:
-            answer = self._answers.get(timeout=wait_s)
+            work = dist.irecv(self.inboxes[worker].tensor, src=worker)
+        except RuntimeError as err:  # its connection is closed already
+            self._answers.put((worker, str(err)))
+            return
+        self._works[worker].put(work)
+
+    def _wait(self, worker: int) -> None:
+        works = self._works[worker]
+        while (work := works.get()) is not None:
+            try:
+                work.wait(timeout=RECEIVE_TIMEOUT)
+            except RuntimeError as err:  # only the text: the traceback would hold the buffer
+                self._answers.put((worker, str(err)))
+                return
+            self._answers.put((worker, None))
+
+    def next(self, wait_s: float) -> tuple[int, str | None] | None:
+        """``(worker, None)``: a message from ``worker`` is in its inbox; ``(worker, error)``:
+        the receive from ``worker`` failed (its connection is gone, no more receives from it);
+        None: nothing within ``wait_s``."""
+        try:
+            return self._answers.get(timeout=wait_s)
         except queue.Empty:
             return None
-        self._posted = False
-        return answer
 
     def close(self) -> None:
-        self._asks.put(False)
+        """End the threads that are not waiting; a posted receive stays until its worker's
+        connection closes (see :func:`join_receivers`)."""
+        for works in self._works.values():
+            works.put(None)
 
 
-def receive(master: Master, inbox: wire.Message, thread: ReceiveThread | None) -> int | None:
-    """Receive the next message from any worker into ``inbox``; its sender, or None when no
-    live worker is left: their processes exited (``thread``: local runs), or every one stayed
-    silent for ``worker_timeout`` (all of them are then marked lost)."""
-    failures = 0
-    while master.live():
-        if thread is None:
-            got = _receive_once(inbox, master.cfg.worker_timeout)
-        else:
-            got = thread.next(IDLE_CHECK_S)
-            if got is None:  # nothing yet: a worker whose process exited is lost now
-                master.check_liveness()
-                continue
-        if isinstance(got, int):
-            return got
-        text = got
-        if "Timed out" in text:
-            for w in master.live():
-                master.mark_dead(w, f"silent for {master.cfg.worker_timeout:g} s")
-            return None
-        # A worker killed mid-message fails this receive before its process is reaped: the
-        # liveness check sees the death within a moment; gloo keeps serving the others.
-        failures += 1
-        if failures > FAILED_RECEIVES:
-            raise WorkerLost(
-                f"receiving from the workers keeps failing ({text.splitlines()[0][:120]})"
-            ) from None
-        time.sleep(0.05)
-        master.check_liveness()
-    return None
+def join_receivers(timeout: float = JOIN_RECEIVERS_S) -> None:
+    """Wait, ``timeout`` at most, until this process's receive threads have ended: call it once
+    the workers are gone (their connections are closed, so every receive still posted fails at
+    once). A thread that comes back from gloo while the interpreter shuts down aborts the process:
+    Python 3.11 ends such a daemon thread with ``pthread_exit``, which pybind11's GIL guard turns
+    into ``std::terminate`` ("terminate called without an active exception", exit 134).
+    A thread is done only once it has ended: dropping its last work object runs C++ code
+    without the GIL too (torch releases it while destroying a work object)."""
+    deadline = time.monotonic() + timeout
+    for thread in list(_RECEIVING):
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if not thread.is_alive():
+            _RECEIVING.discard(thread)
 
 
 def master_loop(master: Master, protocol: Any) -> None:
     """Serve whichever worker is ready until the protocol is finished or every worker is lost."""
-    inbox = wire.Message(master.dim)
-    thread = None if master.exitcode is None else ReceiveThread(inbox, master.cfg.worker_timeout)
+    receivers = Receivers(master.live(), master.dim)
     try:
-        _serve(master, protocol, inbox, thread)
+        _serve(master, protocol, receivers)
     finally:
-        if thread is not None:
-            thread.close()
+        receivers.close()
 
 
-def _serve(
-    master: Master, protocol: Any, inbox: wire.Message, thread: ReceiveThread | None
-) -> None:
+def _serve(master: Master, protocol: Any, receivers: Receivers) -> None:
     last_check = time.monotonic()
     while master.live():
-        src = receive(master, inbox, thread)
-        if src is None:
-            break
-        handled = time.perf_counter()
-        rec = master.records[src]
-        rec.last_seen = now = time.monotonic()
+        got = receivers.next(IDLE_CHECK_S)
+        if got is None:  # nothing yet: a worker whose process exited, or silent, is lost now
+            master.check_liveness()
+            continue
+        src, error = got
+        if error is not None:
+            master.unreachable(src, error)
+            continue
+        _handle(master, protocol, src, receivers.inboxes[src])
+        if master.records[src].status == "running":
+            receivers.again(src)  # its inbox is free again
+        now = time.monotonic()
         if now - last_check > 0.25:  # process handles: a few times a second is plenty
             master.check_liveness()
             last_check = now
-        if rec.status != "running":  # a late heartbeat of a finished or lost worker
-            continue
-        h = inbox.fields()
-        kind = int(h[wire.KIND])
-        if kind == wire.HEARTBEAT:
-            rec.heartbeats += 1
-            continue
-        rec.messages += 1
-        rec.bytes_received += inbox.nbytes
-        rec.steps, rec.grads = int(h[wire.STEP]), int(h[wire.GRADS])
-        rec.comm_s, rec.compute_s, rec.wait_s = h[wire.COMM_S], h[wire.COMPUTE_S], h[wire.WAIT_S]
-        rec.collective_bytes = h[wire.COLLECTIVE_BYTES]
-        if kind == wire.ERROR:
-            raise DivergenceError(
-                f"worker {src} diverged at step {int(h[wire.STEP])} (loss {h[wire.LOSS]:g}): "
-                f"non-finite values; lower {master.cfg.step_size_key} "
-                f"(now {master.cfg.sampler.step_size:g})"
-            )
-        if kind == wire.ABORT:
-            master.mark_dead(src, ABORT_REASONS.get(h[wire.LOSS], "aborted"))
-            protocol.on_abort(master, src)
-            continue
-        if kind == wire.DONE:
-            rec.status = "done"
-            continue
-        reply = protocol.on_message(master, src, kind, h, inbox.payload)
-        if reply is not None:  # sent without waiting: the master goes back to receiving
-            try:
-                master.sending[src] = dist.isend(reply.tensor, dst=src)
-                rec.bytes_sent += reply.nbytes
-                rec.replies += 1
-            except RuntimeError:
-                master.mark_dead(src, "send failed")
-        protocol.after_message(master)
-        master.busy_s += time.perf_counter() - handled
+
+
+def _handle(master: Master, protocol: Any, src: int, inbox: wire.Message) -> None:
+    handled = time.perf_counter()
+    rec = master.records[src]
+    rec.last_seen = time.monotonic()
+    if rec.status != "running":  # a late heartbeat of a finished or lost worker
+        return
+    h = inbox.fields()
+    kind = int(h[wire.KIND])
+    if kind == wire.HEARTBEAT:
+        rec.heartbeats += 1
+        return
+    rec.messages += 1
+    rec.bytes_received += inbox.nbytes
+    rec.steps, rec.grads = int(h[wire.STEP]), int(h[wire.GRADS])
+    rec.comm_s, rec.compute_s, rec.wait_s = h[wire.COMM_S], h[wire.COMPUTE_S], h[wire.WAIT_S]
+    rec.collective_bytes = h[wire.COLLECTIVE_BYTES]
+    if kind == wire.ERROR:
+        raise DivergenceError(
+            f"worker {src} diverged at step {int(h[wire.STEP])} (loss {h[wire.LOSS]:g}): "
+            f"non-finite values; lower {master.cfg.step_size_key} "
+            f"(now {master.cfg.sampler.step_size:g})"
+        )
+    if kind == wire.ABORT:
+        master.mark_dead(src, ABORT_REASONS.get(h[wire.LOSS], "aborted"))
+        protocol.on_abort(master, src)
+        return
+    if kind == wire.DONE:
+        rec.status = "done"
+        return
+    reply = protocol.on_message(master, src, kind, h, inbox.payload)
+    if reply is not None:  # sent without waiting: the master goes back to receiving
+        try:
+            master.sending[src] = dist.isend(reply.tensor, dst=src)
+            rec.bytes_sent += reply.nbytes
+            rec.replies += 1
+        except RuntimeError:
+            master.mark_dead(src, "send failed")
+    protocol.after_message(master)
+    master.busy_s += time.perf_counter() - handled
 
 
 def run_master(
