@@ -1,6 +1,6 @@
 """The master side of a run (rank 0): the chain(s) samples are taken from, and fault recovery.
 
-The master serves whichever worker is ready (no lock-step): one receive is posted per running
+The master serves whichever worker is ready (no lock-step): one receive is posted per
 worker, each waited for on its own helper thread (:class:`Receivers`), and the master takes the
 messages in the order they arrive. It hands each to the protocol (``protocols/``), replies, and
 streams thinned samples to disk (``samples.py``). Between messages it does as little as possible:
@@ -236,7 +236,9 @@ class Receivers:
     The main thread posts every receive (``irecv``) and only the waiting happens on the threads,
     which put ``(worker, None)`` or ``(worker, gloo's error as text)`` on one queue. A worker's
     next receive is posted only once the master has handled its last message (:meth:`again`):
-    each worker has its own inbox, free again at that point. The waits have no practical timeout
+    each worker has its own inbox, free again at that point. Receives are posted to a worker until
+    its connection closes, also once it is done or lost: a late heartbeat is taken and ignored
+    rather than left blocking its sender (a gloo send completes only when received). The waits have no practical timeout
     (``RECEIVE_TIMEOUT``): a gloo receive that times out closes every connection of the process,
     and whether a worker is there is decided by heartbeats and process handles instead.
     """
@@ -325,8 +327,7 @@ def _serve(master: Master, protocol: Any, receivers: Receivers) -> None:
             master.unreachable(src, error)
             continue
         _handle(master, protocol, src, receivers.inboxes[src])
-        if master.records[src].status == "running":
-            receivers.again(src)  # its inbox is free again
+        receivers.again(src)  # its inbox is free again
         now = time.monotonic()
         if now - last_check > 0.25:  # process handles: a few times a second is plenty
             master.check_liveness()
