@@ -48,4 +48,6 @@ def test_overlap_and_formatting() -> None:
     assert stats.fmt_ci(a) == "1 ± 0.1 [0.752, 1.25]"
     assert stats.fmt_ci(stats.mean_std_ci([2.5])) == "2.5 (n = 1)"
     assert stats.fmt(None) == "-" and stats.fmt(12345.6) == "12346"
-    assert stats.fmt_paired(stats.paired([2.0, 3.0], [1.0, 1.0])) == "2/2 seeds, Δ 1.5 [-4.85, 7.85]"
+    assert (
+        stats.fmt_paired(stats.paired([2.0, 3.0], [1.0, 1.0])) == "2/2 seeds, Δ 1.5 [-4.85, 7.85]"
+    )

@@ -103,7 +103,7 @@ def fmt(value: float | None, digits: int = 3) -> str:
         return "-"
     if value == 0 or not math.isfinite(value):
         return f"{value:g}"
-    return f"{value:.{digits}g}" if abs(value) < 10 ** digits else f"{value:.0f}"
+    return f"{value:.{digits}g}" if abs(value) < 10**digits else f"{value:.0f}"
 
 
 def fmt_ci(summary: dict[str, Any], digits: int = 3) -> str:
@@ -120,6 +120,8 @@ def fmt_paired(comparison: dict[str, Any], digits: int = 3) -> str:
     """``wins/n, Δ mean [low, high]`` of a :func:`paired` comparison."""
     d = comparison["diff"]
     interval = (
-        f" [{fmt(d['ci_low'], digits)}, {fmt(d['ci_high'], digits)}]" if d["std"] is not None else ""
+        f" [{fmt(d['ci_low'], digits)}, {fmt(d['ci_high'], digits)}]"
+        if d["std"] is not None
+        else ""
     )
     return f"{comparison['wins']}/{comparison['n']} seeds, Δ {fmt(d['mean'], digits)}{interval}"
