@@ -103,6 +103,37 @@ def study_collect(
     typer.echo("draw it with `dvc repro pretrain_report` (reports/pretrain/study_<name>.md, .png)")
 
 
+results_app = typer.Typer(help="The committed results pages (docs/results).", no_args_is_help=True)
+app.add_typer(results_app, name="results")
+
+
+@results_app.command("docs")
+@friendly
+def results_docs(
+    check: Annotated[
+        bool, typer.Option("--check", help="exit 1 if a page differs from a fresh render")
+    ] = False,
+    root: Annotated[Path, typer.Option(help="repository root")] = Path("."),
+) -> None:
+    """Render docs/results/src/<page>.md into docs/results/<page>.md (numbers from files)."""
+    from betamcmc.results import docs  # no torch: json and the templates only
+
+    try:
+        if check:
+            stale = docs.stale(root)
+            for page in stale:
+                typer.echo(f"stale: {page} (run `betamcmc results docs`)", err=True)
+            if stale:
+                raise typer.Exit(1)
+            typer.echo(f"{len(docs.templates(root))} pages up to date")
+            return
+        written = docs.write_all(root)
+    except docs.TemplateError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {len(written)} pages: {', '.join(p.name for p in written)}")
+
+
 rl_app = typer.Typer(help="Saved policies of the rl stage.", no_args_is_help=True)
 app.add_typer(rl_app, name="rl")
 
