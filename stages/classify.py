@@ -1,7 +1,8 @@
 """DVC stage `classify@<schedule>`: semi-supervised classification from a pretrained VAE's codes.
 
 Reads ``models/pretrain/<schedule>/`` (every seed) and ``data/prepared/``; writes the metrics
-file (accuracy mean/std over seeds per method x label fraction) and the accuracy-vs-fraction
+file (accuracy mean/std/95 % CI between VAE seeds per method x label fraction, and
+validation accuracy of both readouts) and the accuracy-vs-fraction
 plot data that dvc.yaml declares, and one MLflow run. Inputs are checked before anything is
 written (bad input: one line, exit 2). The work: ``betamcmc.finetune.classify.run_classify``.
 """
@@ -17,11 +18,11 @@ from betamcmc.runner import run_stage
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("schedule", help="a key of pretrain.schedules")
+    ap.add_argument("schedule", help="an entry of finetune.schedules")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    require_item(args.params, "pretrain.schedules", args.schedule, params.pretrain.schedules)
+    require_item(args.params, "finetune.schedules", args.schedule, params.finetune.schedules)
 
     # lazy: torch loads only after the params check (a bad value fails in a fraction of a second)
     from betamcmc.finetune.classify import run_classify

@@ -1,6 +1,6 @@
 """DVC stage `dialog@<schedule>-<bow>`: a dialog CVAE (Zhao et al. 2017) whose KL weight follows
 the schedule ``pretrain.schedules.<schedule>``, without (``nobow``) or with (``bow``) the
-bag-of-words loss.
+bag-of-words loss; one CVAE per ``finetune.dialog.seeds`` seed (metrics: mean, std, 95 % CI).
 
 Reads ``data/prepared/`` (dialogs) and, with ``finetune.dialog.init_encoder: pretrained``,
 ``models/pretrain/<schedule>/`` (the utterance encoder starts from the pretrained VAE encoder).
@@ -21,12 +21,12 @@ from betamcmc.runner import run_stage
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("schedule", help="a key of pretrain.schedules")
+    ap.add_argument("schedule", help="an entry of finetune.schedules")
     ap.add_argument("--bow", required=True, help="the bag-of-words setting (finetune.dialog.bow)")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    require_item(args.params, "pretrain.schedules", args.schedule, params.pretrain.schedules)
+    require_item(args.params, "finetune.schedules", args.schedule, params.finetune.schedules)
     require_item(args.params, "finetune.dialog.bow", args.bow, BOW)
 
     # lazy: torch loads only after the params check (a bad value fails in a fraction of a second)

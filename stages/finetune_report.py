@@ -1,7 +1,8 @@
 """DVC stage `finetune_report`: markdown tables and the accuracy-vs-label-fraction figure.
 
-Reads the metrics files of every ``classify`` and ``dialog`` item; writes ``reports/finetune/``
-(classify.md, classify_accuracy.png, dialog.md) as one directory, atomically; one MLflow run.
+Reads the metrics files of every ``classify``, ``dialog`` and ``sgmcmc_vae_head`` item of
+``finetune.schedules``; writes ``reports/finetune/`` (classify.md, classify_accuracy.png,
+dialog.md, vae_head.md) as one directory, atomically; one MLflow run.
 The work: ``betamcmc.finetune.report.run_report``.
 """
 
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
 
     stage = pipeline.stage_item("finetune_report")
     run_report(params, stage)
-    print(f"wrote {stage.out}/classify.md, classify_accuracy.png, dialog.md")
+    print(f"wrote {stage.out}/classify.md, classify_accuracy.png, dialog.md, vae_head.md")
 
 
 if __name__ == "__main__":

@@ -27,10 +27,14 @@ def main(argv: list[str] | None = None) -> None:
     require_item(args.params, "pretrain.schedules", args.schedule, params.pretrain.schedules)
     metrics = run_pretrain(params, pipeline.stage_item("pretrain", schedule=args.schedule))
     t = metrics["test"]
+
+    def pm(key: str, digits: int = 2) -> str:  # mean +- std (std: none for a single seed)
+        std = t.get(f"{key}_std")
+        return f"{t[key]:.{digits}f}" + (f" +- {std:.{digits}f}" if std is not None else "")
+
     print(
         f"pretrain[{metrics['schedule']}]: {len(metrics['seeds'])} seed(s), test (mean +- std) "
-        f"kl {t['kl']:.2f} +- {t['kl_std']:.2f}, mi {t['mi']:.2f} +- {t['mi_std']:.2f}, "
-        f"au {t['au']:.1f}, nll {t['nll']:.2f} +- {t['nll_std']:.2f}, ppl {t['ppl']:.2f}"
+        f"kl {pm('kl')}, mi {pm('mi')}, au {pm('au', 1)}, nll {pm('nll')}, ppl {t['ppl']:.2f}"
     )
 
 

@@ -2,7 +2,8 @@
 
 Reads every ``pretrain@<schedule>`` item's outputs and ``data/prepared/``; writes
 ``reports/pretrain/`` (comparison.md, schedules.png, curves.png, codes.png,
-latent_<schedule>.png, toy.png, the studies) and one MLflow run. The work:
+latent_<schedule>.png, toy.png, the studies), ``metrics/pretrain_comparison.json`` (the paired
+per-seed schedule comparisons) and one MLflow run. The work:
 ``betamcmc.vae.report.run_report``.
 """
 
@@ -27,8 +28,13 @@ def main(argv: list[str] | None = None) -> None:
 
         torch.set_num_threads(params.runtime.threads)
     stage = pipeline.stage_item("pretrain_report")
-    run_report(params, stage)
-    print(f"pretrain_report: wrote {stage.out}/comparison.md and figures")
+    result = run_report(params, stage)
+    called = sum(c["verdict"] != "indistinguishable" for c in result["comparison"]["comparisons"])
+    print(
+        f"pretrain_report: wrote {stage.out}/comparison.md, figures and "
+        f"{stage.path('pretrain_comparison.json')} ({called} of "
+        f"{len(result['comparison']['comparisons'])} paired comparisons call an ordering)"
+    )
 
 
 if __name__ == "__main__":

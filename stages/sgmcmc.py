@@ -1,4 +1,5 @@
-"""Stage ``sgmcmc@<protocol>-<W>``: asynchronous SG-MCMC with one protocol and W workers.
+"""Stage ``sgmcmc@<protocol>-<W>``: asynchronous SG-MCMC with one protocol and W workers, one
+run per seed of ``sgmcmc.seeds`` (an item of ``sgmcmc.items``).
 
     python stages/sgmcmc.py PROTOCOL WORKERS [--params params.yaml] [--no-track]
 
@@ -28,6 +29,9 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params)
     require_item(args.params, "sgmcmc.protocols", args.protocol, PROTOCOLS)
     require_item(args.params, "sgmcmc.workers", args.workers, WORKER_COUNTS)
+    require_item(
+        args.params, "sgmcmc.items", f"{args.protocol}-{args.workers}", params.sgmcmc.items
+    )
     # lazy: torch loads only after the params check (a bad value fails in a fraction of a second)
     from betamcmc.sgmcmc.experiment import run_item
 
@@ -37,7 +41,9 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"{stage.name}: accuracy {summary['accuracy']:.4f}, "
             f"log-lik {summary['log_likelihood']:.4f}, ECE {summary['ece']:.4f}, "
-            f"{summary['wall_s']:.1f} s, {summary['bytes_total'] / 1e6:.1f} MB"
+            f"{summary['wall_s']:.1f} s, {summary['bytes_total'] / 1e6:.1f} MB "
+            f"(means of {summary['n_seeds']} seeds), R-hat {summary['rhat_max']}, "
+            f"converged {summary['converged']}"
         )
 
 

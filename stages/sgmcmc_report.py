@@ -1,4 +1,4 @@
-"""Stage ``sgmcmc_report``: figures and a table across the sgmcmc matrix into ``reports/sgmcmc/``.
+"""Stage ``sgmcmc_report``: figures, a table and paired comparisons across the sgmcmc items into ``reports/sgmcmc/``.
 
 python stages/sgmcmc_report.py [--params params.yaml]
 

@@ -3,7 +3,7 @@
     python stages/sgmcmc_vae_head.py SCHEDULE [--params params.yaml]
 
 Reads ``models/pretrain/<schedule>/`` and ``data/prepared/``; samples a softmax-regression (or MLP)
-head over the frozen posterior means with the SG-MCMC engine and compares its Bayesian model
+head over the frozen codes with the SG-MCMC engine, one chain per ``finetune.vae_head.seeds`` seed, and compares its Bayesian model
 average with the MAP point estimate of the same head (accuracy, test log-likelihood, ECE); see
 ``betamcmc/finetune/vae_head.py`` (settings ``finetune.vae_head``, engine settings ``sgmcmc``).
 Writes the model directory (samples) and metrics file dvc.yaml declares; one MLflow run. Inputs
@@ -22,11 +22,11 @@ from betamcmc.runner import run_stage
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("schedule", help="a key of pretrain.schedules")
+    ap.add_argument("schedule", help="an entry of finetune.schedules")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    require_item(args.params, "pretrain.schedules", args.schedule, params.pretrain.schedules)
+    require_item(args.params, "finetune.schedules", args.schedule, params.finetune.schedules)
 
     # lazy: torch loads only after the params check (a bad value fails in a fraction of a second)
     from betamcmc.finetune.vae_head import run_vae_head
@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> None:
         f"sgmcmc_vae_head@{args.schedule} ({s['label']}, {s['head']}, "
         f"{s['protocol']}-{s['workers']}): SG-MCMC BMA acc {b['accuracy']:.4f} / log-lik "
         f"{b['log_likelihood']:.4f} / ECE {b['ece']:.4f}; MAP acc {m['accuracy']:.4f} / log-lik "
-        f"{m['log_likelihood']:.4f} / ECE {m['ece']:.4f}"
+        f"{m['log_likelihood']:.4f} / ECE {m['ece']:.4f} (means over seeds {s['seeds']}); "
+        f"R-hat {s['rhat_max']}, ESS bulk/tail {s['ess_bulk_min']}/{s['ess_tail_min']}: "
+        + ("converged" if s["converged"] else "NOT converged")
     )
 
 

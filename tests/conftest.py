@@ -50,8 +50,12 @@ TINY: dict[str, Any] = {
         "report": {"toy_iterations": 60},
     },
     "sgmcmc": {
-        # sync runs in test_sgmcmc_engine / _faults; the pipeline matrix keeps the other three
-        "protocols": ["single", "downpour", "elastic"],
+        # sync runs in test_sgmcmc_engine / _faults; the pipeline items keep the other three
+        "items": {
+            f"{p}-{w}": {"protocol": p, "workers": w}
+            for p, w in (("single", 1), ("single", 2), ("downpour", 2), ("elastic", 2))
+        },
+        "seeds": [0, 1],
         "task": {"hidden": 8},
         "burn_in": 20,
         "thinning": 2,
@@ -60,6 +64,7 @@ TINY: dict[str, Any] = {
         "batch_size": 16,
         "sgd": {"steps": 40},
         "consistency": {
+            "seeds": [0, 1],
             "protocols": ["single", "downpour"],
             "periods": [1, 4],
             "burn_in": 20,
@@ -69,7 +74,7 @@ TINY: dict[str, Any] = {
         },
     },
     "finetune": {
-        "vae_head": {"burn_in": 20, "thinning": 2, "samples": 12, "map_steps": 50},
+        "vae_head": {"burn_in": 20, "thinning": 2, "samples": 12, "map_steps": 50, "seeds": [0, 1]},
         "label_fractions": [0.2, 1.0],
         "seeds": [0, 1],
         "max_train": 60,
@@ -82,6 +87,7 @@ TINY: dict[str, Any] = {
             "prior_hidden": 16,
             "samples": 2,
             "eval_contexts": 8,
+            "seeds": [0, 1],
         },
     },
     "rl": {
@@ -111,7 +117,11 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def tiny_params(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     shipped = yaml.safe_load((REPO / "params.yaml").read_text())
-    return deep_merge(deep_merge(shipped, TINY), overrides or {})
+    merged = deep_merge(deep_merge(shipped, TINY), overrides or {})
+    # sgmcmc.items names the stage items: the tiny (or overriding) mapping replaces the shipped one
+    items = (overrides or {}).get("sgmcmc", {}).get("items", TINY["sgmcmc"]["items"])
+    merged["sgmcmc"]["items"] = items
+    return merged
 
 
 def shipped_section(dotted: str, **overrides: Any) -> Any:

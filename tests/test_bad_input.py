@@ -405,18 +405,18 @@ CASES: list[Case] = [
     # ----- sgmcmc
     params_case(
         "sgmcmc-protocol",
-        "sgmcmc.protocols: [bogus]",
-        "{d}/params.yaml:{line}: "
-        "sgmcmc.protocols.0: must be one of 'single', 'sync', 'downpour' or 'elastic' (got 'bogus')",
-        key="sgmcmc.protocols.0",
-        sgmcmc__protocols=["bogus"],
+        "sgmcmc.items: {bogus-2: {protocol: bogus, workers: 2}}",
+        "{d}/params.yaml:{line}: sgmcmc.items.bogus-2.protocol: "
+        "must be one of 'single', 'sync', 'downpour' or 'elastic' (got 'bogus')",
+        key="sgmcmc.items.bogus-2.protocol",
+        sgmcmc__items={"bogus-2": {"protocol": "bogus", "workers": 2}},
     ),  # fmt: skip
     params_case(
         "sgmcmc-workers",
-        "sgmcmc.workers: [0]",
-        "{d}/params.yaml:{line}: sgmcmc.workers.0: must be >= 1 (got 0)",
-        key="sgmcmc.workers.0",
-        sgmcmc__workers=[0],
+        "sgmcmc.items: {single-0: {protocol: single, workers: 0}}",
+        "{d}/params.yaml:{line}: sgmcmc.items.single-0.workers: must be >= 1 (got 0)",
+        key="sgmcmc.items.single-0.workers",
+        sgmcmc__items={"single-0": {"protocol": "single", "workers": 0}},
     ),  # fmt: skip
     params_case(
         "sgmcmc-sampler",

@@ -67,3 +67,29 @@ def test_distinct_n() -> None:
     assert distinct_n(texts, 2) == pytest.approx(1.0)
     assert distinct_n(["a a a a"], 2) == pytest.approx(1 / 3)
     assert distinct_n(["a"], 2) == 0.0
+
+
+def test_dialog_seeds_aggregate_mean_std_ddof1_ci() -> None:
+    """The dialog metrics file: every numeric metric is its mean over the seeds, with the
+    sample std (ddof = 1), the 95 % t-interval and the per-seed values; constants and
+    non-numeric values are kept as they are."""
+    import statistics
+
+    from betamcmc.finetune.dialog import aggregate_seeds
+
+    runs = [
+        {"iterations": 48, "bleu4_precision": v, "act_agreement": None, "contexts_scored": 50}
+        for v in (0.05, 0.07, 0.12)
+    ]
+    m = aggregate_seeds(runs)
+    assert m["n_seeds"] == 3 and m["iterations"] == 48 and m["contexts_scored"] == 50
+    assert m["act_agreement"] is None and "act_agreement_std" not in m
+    assert m["bleu4_precision"] == pytest.approx(0.08)
+    assert m["bleu4_precision_std"] == pytest.approx(statistics.stdev([0.05, 0.07, 0.12]))
+    assert m["bleu4_precision_std"] != pytest.approx(statistics.pstdev([0.05, 0.07, 0.12]))
+    half = 4.302652729911275 * m["bleu4_precision_std"] / 3**0.5  # t_{0.975, 2}
+    assert m["bleu4_precision_ci_low"] == pytest.approx(0.08 - half)
+    assert m["bleu4_precision_ci_high"] == pytest.approx(0.08 + half)
+    assert m["per_seed"]["bleu4_precision"] == [0.05, 0.07, 0.12]
+    one = aggregate_seeds(runs[:1])
+    assert one["bleu4_precision_std"] is None and one["n_seeds"] == 1

@@ -18,7 +18,7 @@ import yaml
 from conftest import REPO
 
 SRC = REPO / "src"
-STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+STAGES = {n: {**s.get("do", {}), **s} for n, s in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items()}  # fmt: skip
 
 
 def _modules() -> dict[str, Path]:

@@ -126,23 +126,52 @@ def test_run_classification_table_on_a_toy_corpus() -> None:
     assert run_classification(vae, corpus, p, "sentiment") == out  # deterministic
 
 
-def test_run_classification_pools_every_vae_seed() -> None:
-    """One schedule's VAEs (one per pretrain seed) x finetune seeds: the spread of the `vae` row
-    includes the VAEs' own variation; the baselines do not depend on the VAEs."""
+def test_run_classification_spread_is_between_vae_seeds(monkeypatch) -> None:
+    """Hand case: 2 VAE seeds x 2 classifier seeds with test accuracies [[0.5, 0.7], [0.6, 0.8]].
+    The cell is one value per VAE seed (the mean over its classifier seeds: 0.6, 0.7), so the std
+    is theirs (0.0707), not the pooled std of the four correlated runs (0.129)."""
+    import betamcmc.finetune.classify as clf
     from betamcmc.vae.model import TextVAE
 
+    table = {clf.pair_seed(i, s): [[0.5, 0.7], [0.6, 0.8]][i][k] for i in (0, 1)
+             for k, s in enumerate((0, 1))}  # fmt: skip
+
+    def fake_cell(vae, d, p, idx, seed, codes):
+        return {"vae": table[seed], "valid_mean": table[seed] - 0.1, "valid_sample": 0.5}
+
+    monkeypatch.setattr(clf, "_vae_cell", fake_cell)
     vaes = []
     for seed in (0, 1):
         torch.manual_seed(seed)
         vaes.append(TextVAE(vae_config(8, emb_dim=8, hidden_dim=8, latent_dim=4)))
+    p = shipped_section("finetune", label_fractions=[0.5], seeds=[0, 1], features="sample")
+    out = run_classification(vaes, _corpus({"sentiment": ["neg", "pos"]}), p, "sentiment")
+    vae = out["fractions"]["50pct"]["vae"]
+    assert vae["per_seed"] == pytest.approx([0.6, 0.7])
+    assert vae["mean"] == pytest.approx(0.65) and vae["n_seeds"] == out["n_seeds"] == 2
+    assert vae["std"] == pytest.approx(np.std([0.6, 0.7], ddof=1))
+    assert vae["std"] != pytest.approx(np.std([0.5, 0.7, 0.6, 0.8], ddof=1))
+    assert vae["ci_low"] < 0.65 < vae["ci_high"]
+    # validation accuracy of both readouts, per label fraction, with the same spread keys
+    assert out["valid"]["mean"]["50pct"]["per_seed"] == pytest.approx([0.5, 0.6])
+    assert out["valid"]["sample"]["50pct"]["mean"] == pytest.approx(0.5)
+    # the baselines: one value per VAE seed index, the same subsets for every schedule
+    bow = out["fractions"]["50pct"]["bow"]
+    assert len(bow["per_seed"]) == 2 and bow["n_seeds"] == 2
+
+
+def test_run_classification_valid_readout_keys() -> None:
+    """Both readouts are scored on the valid split, whatever finetune.features says."""
+    from betamcmc.vae.model import TextVAE
+
+    torch.manual_seed(0)
+    vae = TextVAE(vae_config(8, emb_dim=8, hidden_dim=8, latent_dim=4))
     corpus = _corpus({"sentiment": ["neg", "pos"]})
-    p = shipped_section("finetune", label_fractions=[0.5], seeds=[0, 1])
-    both = run_classification(vaes, corpus, p, "sentiment")
-    singles = [run_classification(v, corpus, p, "sentiment") for v in vaes]
-    assert both["vae_models"] == 2 and singles[0]["vae_models"] == 1
-    row, rows = both["fractions"]["50pct"], [s["fractions"]["50pct"] for s in singles]
-    assert row["vae"]["mean"] == pytest.approx(
-        (rows[0]["vae"]["mean"] + rows[1]["vae"]["mean"]) / 2
-    )
-    assert row["bow"] == rows[0]["bow"] == rows[1]["bow"]
-    assert row["random_encoder"] == rows[0]["random_encoder"]
+    for features in ("mean", "sample"):
+        p = shipped_section("finetune", label_fractions=[0.5, 1.0], seeds=[0], features=features)
+        out = run_classification(vae, corpus, p, "sentiment")
+        for readout in ("sample", "mean"):
+            assert set(out["valid"][readout]) == {"50pct", "100pct"}
+            cell = out["valid"][readout]["100pct"]
+            assert 0.0 <= cell["mean"] <= 1.0 and cell["n_seeds"] == 1
+            assert cell["std"] == 0.0 and cell["ci_low"] is None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,13 @@ from betamcmc.errors import BetamcmcError, InputError, ParamsError
 
 from conftest import PipelineRun, copy_pipeline, copy_repo, run_stage, tiny_params, write_params
 
-SCHEDULES = ("constant", "monotonic", "cyclical")  # the tiny params' schedules
+SCHEDULES = ("constant", "monotonic", "cyclical")  # the tiny params' finetune.schedules
 BOWS = ("nobow", "bow")
 
 
 def _params(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     raw = tiny_params(overrides)
-    assert tuple(raw["pretrain"]["schedules"]) == SCHEDULES
+    assert tuple(raw["finetune"]["schedules"]) == SCHEDULES
     return raw
 
 
@@ -72,11 +73,22 @@ def test_every_declared_output_and_mlflow_run(repo: Path) -> None:
         for row in m["fractions"].values():
             for method in ("vae", "random_encoder", "bow"):
                 assert 0.0 <= row[method]["mean"] <= 1.0 and row[method]["std"] >= 0.0
+                assert len(row[method]["per_seed"]) == row[method]["n_seeds"] == m["n_seeds"]
+        assert set(m["valid"]) == {"sample", "mean"}
+        assert set(m["valid"]["mean"]) == set(m["fractions"])
         for bow in BOWS:
             item = f"{name}-{bow}"
             d = json.loads((repo / f"metrics/dialog/{item}.json").read_text())
             assert d["bow"] is (bow == "bow") and d["test_kl"] >= 0
             assert d["test_elbo"] == pytest.approx(-(d["test_rec"] + d["test_kl"]))
+            # one CVAE per finetune.dialog.seeds seed: mean, std (ddof 1), CI, per-seed values
+            per = d["per_seed"]["bleu4_precision"]
+            assert d["n_seeds"] == len(per) == len(d["seeds"]) >= 2
+            assert d["bleu4_precision"] == pytest.approx(sum(per) / len(per))
+            assert d["bleu4_precision_std"] == pytest.approx(statistics.stdev(per))
+            assert (
+                d["bleu4_precision_ci_low"] <= d["bleu4_precision"] <= d["bleu4_precision_ci_high"]
+            )
             assert 0 <= d["bleu4_precision"] <= 1 and 0 <= d["distinct2"] <= 1
             assert d["act_agreement"] is not None  # the synthetic dialogs have acts
             assert (d["test_bow"] > 0) is (bow == "bow")
@@ -86,7 +98,11 @@ def test_every_declared_output_and_mlflow_run(repo: Path) -> None:
     report = (repo / "reports/finetune/classify.md").read_text()
     assert all(f"VAE code, {name}" in report for name in SCHEDULES)
     assert (repo / "reports/finetune/classify_accuracy.png").stat().st_size > 1000
-    assert "| cyclical | yes |" in (repo / "reports/finetune/dialog.md").read_text()
+    dialog_md = (repo / "reports/finetune/dialog.md").read_text()
+    assert all(f"| {s}-{b} |" in dialog_md for s in SCHEDULES for b in BOWS)  # every pair row
+    assert "| cyclical-bow |" in dialog_md and "indistinguishable" in dialog_md
+    head_md = (repo / "reports/finetune/vae_head.md").read_text()
+    assert all(f"| {name} | accuracy |" in head_md for name in SCHEDULES)
     classify_runs = _runs(repo, "classify")
     assert sorted(r.data.tags["schedule"] for r in classify_runs) == sorted(SCHEDULES)
     dialog_runs = _runs(repo, "dialog")
@@ -110,7 +126,8 @@ def test_every_declared_output_and_mlflow_run(repo: Path) -> None:
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     d = json.loads((repo / "metrics/dialog/cyclical-bow.json").read_text())
     run = next(r for r in dialog_runs if r.info.run_name == "dialog@cyclical-bow")
-    assert len(client.get_metric_history(run.info.run_id, "train.kl")) == d["iterations"]
+    history = client.get_metric_history(run.info.run_id, "train.kl")
+    assert len(history) == d["iterations"] * d["n_seeds"]  # every iteration of every seed
     assert len(_runs(repo, "finetune_report")) == 1
 
 
@@ -160,7 +177,7 @@ def test_bad_input_one_line_exit_2_nothing_written(
     assert "finetune.label_fractions.1: must be in (0, 1] (got 1.5)" in proc.stderr
     bad.unlink()
     # an unknown schedule
-    with pytest.raises(ParamsError, match=r"pretrain.schedules: must be one of .* \(got 'nope'\)"):
+    with pytest.raises(ParamsError, match=r"finetune.schedules: must be one of .* \(got 'nope'\)"):
         _main(repo, "dialog")(["nope", "--bow", "bow"])
     # a pretrained encoder whose vocabulary differs from the prepared one
     vocab = repo / "models/pretrain/cyclical/vocab.txt"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 
 import mlflow
@@ -53,7 +54,18 @@ def test_stage_writes_metrics_samples_and_mlflow_run(repo: Path) -> None:
         m["sgmcmc"]["accuracy"] - m["point_estimate"]["accuracy"]
     )
     out = repo / "models/sgmcmc_vae_head" / SCHEDULE
-    assert len(read_samples(out)) == 12 and (out / "run.json").exists()
+    assert m["n_seeds"] == len(m["seeds"]) >= 2
+    for seed in m["seeds"]:  # one independent chain per seed
+        assert len(read_samples(out / f"seed{seed}")) == 12
+    assert (out / "run.json").exists()
+    assert m["diagnostics"]["chains"] == m["n_seeds"]
+    assert m["rhat_max"] == m["sgmcmc"]["rhat_max"] and isinstance(m["converged"], bool)
+    for key in ("ess_bulk_min", "ess_tail_min"):
+        assert m[key] is None or m[key] > 0
+    accs = [r["accuracy"] for r in m["per_seed"]["sgmcmc"]]
+    assert m["sgmcmc"]["accuracy"] == pytest.approx(sum(accs) / len(accs))
+    assert m["sgmcmc"]["accuracy_std"] == pytest.approx(statistics.stdev(accs))  # ddof 1
+    assert m["comparison"]["accuracy"]["verdict"] in ("better", "worse", "indistinguishable")
     assert not (repo / "models/sgmcmc_vae_head" / f"{SCHEDULE}.partial").exists()
 
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
@@ -121,3 +133,20 @@ def test_bad_head_params_are_rejected(tmp_path: Path) -> None:
         path = write_params(tmp_path / "p.yaml", tiny_params({"finetune": {"vae_head": bad}}))
         with pytest.raises(ParamsError, match=message):
             load_params(path)
+
+
+def test_head_seeds_aggregate_ddof1_and_paired_comparison() -> None:
+    """BMA and MAP metrics over the chains: mean, std (ddof = 1), CI; BMA vs MAP is a paired
+    comparison with a verdict (never a bare "matches")."""
+    from betamcmc.finetune.vae_head import aggregate, compare
+
+    bma = [{"accuracy": a, "log_likelihood": -0.7, "ece": 0.05} for a in (0.50, 0.51, 0.49)]
+    point = [{"accuracy": 0.55, "log_likelihood": -0.69, "ece": 0.01}] * 3
+    agg = aggregate(bma)
+    assert agg["accuracy"] == pytest.approx(0.50)
+    assert agg["accuracy_std"] == pytest.approx(statistics.stdev([0.50, 0.51, 0.49]))
+    assert agg["accuracy_ci_low"] < 0.50 < agg["accuracy_ci_high"]
+    assert agg["log_likelihood_std"] == pytest.approx(0.0, abs=1e-12)
+    c = compare(bma, point)
+    assert c["accuracy"]["verdict"] == "worse" and c["accuracy"]["losses"] == 3
+    assert c["ece"]["verdict"] == "worse"  # lower ECE is better: the MAP's 0.01 wins

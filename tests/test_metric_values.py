@@ -11,9 +11,13 @@ import torch
 
 from betamcmc.finetune.dialog_metrics import bleu_precision_recall, distinct_n, sentence_bleu
 from betamcmc.sgmcmc.evaluate import (
+    ESS_MIN,
+    RHAT_MAX,
     bma_log_probs,
     chain_diagnostics,
+    diagnose,
     expected_calibration_error,
+    is_converged,
     predictive_metrics,
     running_bma,
 )
@@ -72,13 +76,49 @@ def test_ess_and_rhat_equal_arviz_on_the_chains_as_grouped() -> None:
     x = np.stack([values[chains == 0], values[chains == 1]])
     assert d["chains"] == 2 and d["draws_per_chain"] == draws
     assert d["ess_bulk_min"] == pytest.approx(float(az.ess(x, method="bulk")))
-    assert d["rhat_max"] == pytest.approx(float(az.rhat(x)))
+    assert d["ess_tail_min"] == pytest.approx(float(az.ess(x, method="tail")))
+    assert d["rhat_max"] == pytest.approx(float(az.rhat(x, method="rank")))
     assert d["rhat_max"] > 1.5  # two chains 3 sd apart
+    assert d["converged"] is False
     # the same values in one chain at one level: R-hat ~ 1, ESS ~ the number of iid draws
     same = chain_diagnostics(log_probs - 3.0 * chains[:, None, None] * (log_probs != 0), np.array([0]),
                              chains, points=1)  # fmt: skip
     assert same["rhat_max"] == pytest.approx(1.0, abs=0.02)
     assert 0.7 * 2 * draws < same["ess_bulk_min"] < 1.3 * 2 * draws
+    assert same["ess_tail_min"] > ESS_MIN and same["converged"] is True
+
+
+def test_converged_on_hand_made_chains() -> None:
+    pytest.importorskip("arviz")
+    rng = np.random.default_rng(1)
+    # four well-mixed iid chains of 200 draws, two functionals: R-hat ~ 1, ESS ~ 800
+    mixed = [rng.normal(size=(200, 2)) for _ in range(4)]
+    d = diagnose(mixed)
+    assert d["chains"] == 4 and d["draws_per_chain"] == 200 and d["converged"] is True
+    assert d["rhat_max"] <= RHAT_MAX and min(d["ess_bulk_min"], d["ess_tail_min"]) >= ESS_MIN
+    # two chains at different levels (2 sd apart): R-hat far above the threshold
+    apart = [rng.normal(size=(200, 2)), rng.normal(size=(200, 2)) + 2.0]
+    assert diagnose(apart)["rhat_max"] > RHAT_MAX and diagnose(apart)["converged"] is False
+    # a strongly autocorrelated chain (AR(1), rho = 0.99): mixed levels but too few effective draws
+    ar = np.zeros((400, 1))
+    for t in range(1, 400):
+        ar[t] = 0.99 * ar[t - 1] + rng.normal()
+    slow = diagnose([ar[:200], ar[200:]])
+    assert slow["ess_bulk_min"] < ESS_MIN and slow["converged"] is False
+    # a starved chain (3 draws beside 200) is left out instead of truncating the others to 3
+    starved = diagnose([*mixed, mixed[0][:3]])
+    assert starved["chains_left_out"] == 1 and starved["chains"] == 4
+    assert starved["draws_per_chain"] == 200 and starved["converged"] is True
+    # too short to diagnose: no numbers, not converged
+    assert diagnose([np.zeros((3, 1))])["converged"] is False
+
+
+def test_is_converged_thresholds_are_inclusive() -> None:
+    assert is_converged(RHAT_MAX, ESS_MIN, ESS_MIN) is True
+    assert is_converged(RHAT_MAX + 1e-6, ESS_MIN, ESS_MIN) is False
+    assert is_converged(1.0, ESS_MIN - 1, 1e4) is False
+    assert is_converged(1.0, 1e4, ESS_MIN - 1) is False
+    assert is_converged(None, 1e4, 1e4) is False
 
 
 # --------------------------------------------------------------------------- VAE code metrics

@@ -100,6 +100,19 @@ def test_cross_field_rule(tmp_path: Path) -> None:
     assert "data.split: valid + test must be < 1" in msg
 
 
+def test_finetune_schedules_must_be_pretrain_schedules(tmp_path: Path) -> None:
+    """A cross-section rule: the downstream stages run only schedules that pretrain trains."""
+    old = "  schedules: [constant, monotonic, cyclical]"
+    text, line = _shipped_with(old, "  schedules: [constant, warmup]")
+    msg = _error_for(tmp_path, text)
+    assert f"params.yaml:{line}: finetune.schedules.1: must be a key of pretrain.schedules" in msg
+    assert "'constant', 'monotonic', 'cyclical'" in msg and msg.endswith("(got 'warmup')")
+    text, _ = _shipped_with(old, "  schedules: [constant, constant]")
+    assert "schedules must be distinct" in _error_for(tmp_path, text)
+    text, _ = _shipped_with(old, "  schedules: [cyclical]")  # a subset is fine
+    load_params(write_params(tmp_path / "ok.yaml", yaml.safe_load(text)))
+
+
 def test_real_corpus_needs_path(tmp_path: Path) -> None:
     text, _ = _shipped_with("  corpus: synthetic", "  corpus: ptb")
     msg = _error_for(tmp_path, text)
@@ -194,9 +207,12 @@ def test_one_place_for_numbers_no_library_config_defaults() -> None:
 
 def test_schedule_defaults_are_the_shipped_entries_where_both_exist() -> None:
     """A schedule's optional knobs default to the values the shipped entries use, so an entry
-    written with fewer keys means the same schedule."""
+    written with fewer keys means the same schedule (the entry named after its kind; a named
+    variant such as cyclical-restart differs on purpose)."""
     shipped = load_params(REPO / "params.yaml").pretrain.schedules
     for name, schedule in shipped.items():
+        if name != schedule.kind:
+            continue
         bare = type(schedule)(kind=schedule.kind)
         written = yaml.safe_load(SHIPPED)["pretrain"]["schedules"][name]
         for key in written:
@@ -215,16 +231,19 @@ def test_require_item_one_line_naming_key_and_file() -> None:
         require_item("p.yaml", "rl.workers", 0, WORKER_COUNTS)
 
 
-SCHEDULE_ERROR = "pretrain.schedules: must be one of 'constant', 'monotonic' or 'cyclical'"
+SCHEDULE_ERROR = (
+    "pretrain.schedules: must be one of 'constant', 'monotonic', 'cyclical' or 'cyclical-restart'"
+)
+FINETUNE_ERROR = "finetune.schedules: must be one of 'constant', 'monotonic' or 'cyclical'"
 
 
 @pytest.mark.parametrize(
     ("stage", "args", "expected"),
     [
         ("pretrain", ["warmup"], f"{SCHEDULE_ERROR} (got 'warmup')"),
-        ("classify", ["warmup"], f"{SCHEDULE_ERROR} (got 'warmup')"),
-        ("sgmcmc_vae_head", ["warmup"], f"{SCHEDULE_ERROR} (got 'warmup')"),
-        ("dialog", ["warmup", "--bow", "bow"], f"{SCHEDULE_ERROR} (got 'warmup')"),
+        ("classify", ["warmup"], f"{FINETUNE_ERROR} (got 'warmup')"),
+        ("sgmcmc_vae_head", ["warmup"], f"{FINETUNE_ERROR} (got 'warmup')"),
+        ("dialog", ["warmup", "--bow", "bow"], f"{FINETUNE_ERROR} (got 'warmup')"),
         (
             "dialog",
             ["cyclical", "--bow", "yes"],

@@ -32,10 +32,21 @@ def every_item() -> list[Any]:
 
     items = []
     for name, spec in load_stages(DVC_YAML).items():
+        if "foreach" in spec:  # a mapping of items: each names its identity fields
+            for entry in _mapping(params, spec["foreach"]).values():
+                items.append(stage_item(name, DVC_YAML, **entry))
+            continue
         dims = {d: lookup(ref) for d, ref in spec.get("matrix", {}).items()}
         for values in itertools.product(*dims.values()):
             items.append(stage_item(name, DVC_YAML, **dict(zip(dims, values, strict=True))))
     return items
+
+
+def _mapping(params: Any, ref: str) -> dict[str, Any]:
+    node: Any = params
+    for part in ref.strip("${} ").split("."):
+        node = node[part]
+    return dict(node)
 
 
 def test_item_names_are_dvc_names() -> None:

@@ -91,19 +91,55 @@ def test_headline_numbers_are_flat_numeric_and_free_of_wall_clock() -> None:
     assert not any(word in k for k in s for word in ("wall", "time", "_s", "per_s"))
 
 
+def _with_seeds(results: dict[str, Any]) -> dict[str, Any]:
+    """The shapes the stages write over seeds: CI keys, per-seed values, diagnostics."""
+    for name, m in results["pretrain"].items():
+        m["test"].update(kl_ci_low=m["test"]["kl"] - 0.2, kl_ci_high=m["test"]["kl"] + 0.2)
+        m["lr_cycles"] = 4 if name == "cyclical" else 1
+    for m in results["classify"].values():
+        base = m["fractions"]["1pct"]["vae"]["mean"]
+        m["fractions"]["1pct"]["vae"].update(
+            ci_low=base - 0.02, ci_high=base + 0.02, per_seed=[base - 0.01, base, base + 0.01]
+        )
+    for name, m in results["sgmcmc"].items():
+        shift = 0.0 if name == "single-1" else 0.02
+        m.update(accuracy_std=0.01, accuracy_ci_low=m["accuracy"] - 0.01,
+                 accuracy_ci_high=m["accuracy"] + 0.01, converged=name == "single-1",
+                 rhat_max=1.01 if name == "single-1" else 1.3, ess_bulk_min=150.0,
+                 ess_tail_min=120.0, thresholds={"rhat_max": 1.05, "ess_min": 100.0},
+                 per_seed=[{"accuracy": a - shift, "log_likelihood": -0.1,
+                            "time_to_acc95_s": None} for a in (0.97, 0.975, 0.972)])  # fmt: skip
+    results["vae_head"]["cyclical"].update(converged=False, rhat_max=1.2, ess_bulk_min=20.0,
+                                           ess_tail_min=15.0)  # fmt: skip
+    return results
+
+
 def test_page_has_every_area_its_numbers_and_the_mlflow_filters() -> None:
     params = load_params(REPO / "params.yaml")
-    page = render(params, _results(), {"pretrain/curves.png", "rl/curves.png"})
+    page = render(params, _with_seeds(_results()), {"pretrain/curves.png", "rl/curves.png"})
     for heading in ("## Text VAE", "## Downstream", "## Asynchronous SG-MCMC",
-                    "## Reinforcement learning", "## The runs in MLflow"):  # fmt: skip
+                    "## Reinforcement learning", "## Convergence of the chains",
+                    "## The runs in MLflow"):  # fmt: skip
         assert heading in page
-    assert "| cyclical | cyclical | 2.50 ± 0.10 |" in page  # KL mean ± std over seeds
-    assert "best schedule is **cyclical**" in page  # 0.52 > 0.31 with the fewest labels
-    assert "Fastest to 0.95 here: **downpour-2** (2.00 s)" in page
+    # mean ± sample std [95 % CI] over seeds, and the schedule's own lr cycles
+    assert "| cyclical | cyclical | 4 | 2.5 ± 0.1 [2.3, 2.7] |" in page
+    # schedules paired by VAE seed: +0.21 on every seed, interval clear of 0
+    assert "- cyclical vs constant, accuracy at 1pct labels: 3/3 seeds, Δ 0.21 [0.21, 0.21]" in page
+    assert "→ **cyclical better**." in page
+    # downpour-2 is 0.02 behind single-1 on every seed; no seed reached 0.95: no timing claim
+    assert "- downpour-2 vs single-1, accuracy: 0/3 seeds, Δ -0.02" in page
+    assert "→ **single-1 better**." in page
+    assert "- downpour-2 vs single-1, s to 0.95: no common seeds to compare." in page
+    assert "Fastest" not in page and "best schedule" not in page  # no ordering without interval
+    # every posterior failing the thresholds is flagged by name
+    assert "2 of 3 posteriors are **unconverged**" in page
+    assert "- **sgmcmc@downpour-2**: **UNCONVERGED** (R̂ 1.300, ESS bulk 150 / tail 120)" in page
+    assert "- **sgmcmc_vae_head@cyclical**: **UNCONVERGED**" in page
+    assert "sgmcmc@single-1**" not in page
     assert "![training curves per schedule](pretrain/curves.png)" in page
     assert "sgmcmc/accuracy_vs_time.png" not in page  # a figure that does not exist: no link
     assert "tags.stage = 'pretrain' and tags.pipeline_run = '<id>'" in page
-    assert "| sgld-downpour-2 | 0.001 | 120.5 ± 10.0 | 0/3 | – |" in page
+    assert "| sgld-downpour-2 | 0.001 | 120.5 | 0/3 | – |" in page  # no CI in the file: mean
 
 
 def test_page_survives_metrics_of_another_shape() -> None:
@@ -111,4 +147,4 @@ def test_page_survives_metrics_of_another_shape() -> None:
     results["pretrain"]["cyclical"] = {"test": {"kl": 1.0}}  # an older or newer file
     results["classify"] = {}
     page = render(load_params(REPO / "params.yaml"), results, set())
-    assert "| cyclical | – | 1.00 | – |" in page
+    assert "| cyclical | – | – | 1 | – |" in page

@@ -166,6 +166,10 @@ def test_three_seeds_mean_std_and_mlflow_run(rl_repo: Path) -> None:
     finals = [s["final_return"] for s in summary["per_seed"].values()]
     assert summary["final_return_mean"] == pytest.approx(np.mean(finals))
     assert summary["final_return_std"] == pytest.approx(np.std(finals, ddof=1))
+    half = 4.302653 * summary["final_return_std"] / 3**0.5  # t_{0.975, 2}
+    assert summary["final_return_ci_low"] == pytest.approx(np.mean(finals) - half, rel=1e-5)
+    assert summary["final_return_ci_high"] == pytest.approx(np.mean(finals) + half, rel=1e-5)
+    assert summary["n_seeds"] == 3 and summary["curve_return_std"] is not None
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{rl_repo / 'mlflow.db'}")
@@ -189,8 +193,16 @@ def test_three_seeds_mean_std_and_mlflow_run(rl_repo: Path) -> None:
 @pytest.mark.slow
 def test_report_table_and_figure(rl_repo: Path) -> None:
     table = (rl_repo / "reports" / "rl" / "table.md").read_text()
-    rows = [line for line in table.splitlines() if line.startswith("| ") and "-2" in line]
+    main, against = table.split("## Against sgd-downpour (paired by seed)")
+    rows = [line for line in main.splitlines() if line.startswith("| ") and "-2" in line]
     assert [r.split("|")[1].strip() for r in rows] == [f"{m}-2" for m in ALL_METHODS]
+    # every SG-MCMC method against the baseline, with a verdict the interval gives
+    compared = [line for line in against.splitlines() if line.startswith("| ") and "-2" in line]
+    assert [r.split("|")[1].strip() for r in compared] == [
+        f"{m}-2" for m in ALL_METHODS if m != "sgd-downpour"
+    ]
+    assert all(("better" in r) or ("worse" in r) or ("indistinguishable" in r) for r in compared)
+    assert "solves" not in table
     assert (rl_repo / "reports" / "rl" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -304,7 +316,7 @@ def test_pipeline_rl_items_and_report(pipeline: PipelineRun) -> None:
         assert len(rows) >= 3 and float(rows[1].split(",")[2]) == 0
         for seed in rl.seeds:
             assert (repo / "models" / "rl" / item / f"seed{seed}" / "policy.pt").is_file()
-    table = (repo / "reports" / "rl" / "table.md").read_text()
+    table = (repo / "reports" / "rl" / "table.md").read_text().split("## Against")[0]
     rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")]
     assert [r for r in rows if r in items] == items
     assert (repo / "reports" / "rl" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -191,7 +191,7 @@ def test_sigterm_leaves_samples_readable(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    partial = repo / "models" / "sgmcmc" / "elastic-2.partial"
+    partial = repo / "models" / "sgmcmc" / "elastic-2.partial" / "seed-0"  # the first seed's
     try:
         deadline = time.time() + 90
         while time.time() < deadline and proc.poll() is None:

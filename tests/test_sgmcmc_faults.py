@@ -296,8 +296,8 @@ def test_all_workers_lost_fails_the_stage_unless_partial_allowed(
     tmp_path: Path, allow: bool
 ) -> None:
     sg = {"samples": 400, "thinning": 2, "straggler_delay": 0.002, "allow_partial": allow}
-    repo = _stage_repo(tmp_path, {"sgmcmc": sg})
-    partial = repo / "models" / "sgmcmc" / "downpour-2.partial"
+    repo = _stage_repo(tmp_path, {"sgmcmc": {**sg, "seeds": [0]}})
+    partial = repo / "models" / "sgmcmc" / "downpour-2.partial" / "seed-0"  # one seed's samples
     proc = _stage(repo, "stages/sgmcmc.py", "downpour", "2")
     _kill_all_workers_after(partial, 5)
     _, err = proc.communicate(timeout=120)
@@ -325,8 +325,9 @@ def test_signal_to_the_whole_job_one_line_and_samples_kept(
 ) -> None:
     """A terminal's Ctrl-C (SIGINT to the process group: master, forkserver and workers) or a
     SIGTERM: one line saying how many samples are kept, exit 130 / 143, no traceback."""
-    repo = _stage_repo(tmp_path, {"sgmcmc": {"samples": 100000, "straggler_delay": 0.001}})
-    partial = repo / "models" / "sgmcmc" / f"{protocol}-2.partial"
+    sg = {"samples": 100000, "straggler_delay": 0.001, "seeds": [0]}
+    repo = _stage_repo(tmp_path, {"sgmcmc": sg})
+    partial = repo / "models" / "sgmcmc" / f"{protocol}-2.partial" / "seed-0"
     proc = _stage(repo, "stages/sgmcmc.py", protocol, "2")
     when_samples(partial, 5, lambda: os.killpg(proc.pid, getattr(signal, sig))).join(90)
     _, err = proc.communicate(timeout=60)

@@ -21,12 +21,23 @@ from conftest import run_stage, shipped_section, tiny_params, write_params
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ({"workers": [1, 0]}, "sgmcmc.workers.1: must be >= 1 (got 0)"),
+        (
+            {"items": {"single-0": {"protocol": "single", "workers": 0}}},
+            "sgmcmc.items.single-0.workers: must be >= 1 (got 0)",
+        ),
+        (
+            {"items": {"single-1": {"protocol": "sync", "workers": 1}}},
+            "'single-1' must be named 'sync-1'",
+        ),
+        ({"seeds": [0, 0]}, "sgmcmc: seeds: must be distinct"),
         ({"period": 0}, "sgmcmc.period: must be >= 1 (got 0)"),
         ({"alpha": 1.5}, "sgmcmc.alpha: must be <= 1.0 (got 1.5)"),
         ({"alpha": 0.0}, "sgmcmc.alpha: must be > 0.0 (got 0.0)"),
         ({"sampler": {"step_size": -1.0}}, "sgmcmc.sampler.step_size: must be > 0.0 (got -1.0)"),
-        ({"protocols": ["single", "gossip"]}, "sgmcmc.protocols.1: must be one of"),
+        (
+            {"items": {"gossip-2": {"protocol": "gossip", "workers": 2}}},
+            "sgmcmc.items.gossip-2.protocol: must be one of",
+        ),
         ({"task": {"kind": "mnist"}}, "path is required when kind is 'mnist'"),
     ],
 )
@@ -53,6 +64,9 @@ def test_stage_bad_params_exit_2_nothing_written(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "sgmcmc.protocols: must be one of" in proc.stderr
     proc = run_stage(tmp_path, "sgmcmc", "downpour", "0", check=False)
     assert proc.returncode == 2 and "sgmcmc.workers: must be >= 1 (got 0)" in proc.stderr
+    proc = run_stage(tmp_path, "sgmcmc", "sync", "2", check=False)  # a pair that is no item
+    assert proc.returncode == 2 and "sgmcmc.items: must be one of 'single-1'" in proc.stderr
+    assert "(got 'sync-2')" in proc.stderr
     assert not (tmp_path / "models").exists()
 
 

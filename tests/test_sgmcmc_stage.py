@@ -24,18 +24,30 @@ def check_item(repo: Path, protocol: str, workers: int) -> None:
     assert m["protocol"] == protocol and m["workers"] == workers and m["samples"] == 12
     assert 0.0 <= m["accuracy"] <= 1.0 and m["log_likelihood"] <= 0.0 and 0.0 <= m["ece"] <= 1.0
     assert m["bytes_total"] > 0 and m["dead_workers"] == 0
+    # two seeds (tiny params): the mean, its spread and the per-seed values
+    assert m["n_seeds"] == 2 and [s["seed"] for s in m["per_seed"]] == [0, 1]
+    accs = [s["accuracy"] for s in m["per_seed"]]
+    assert m["accuracy"] == pytest.approx(sum(accs) / 2)
+    assert m["accuracy_ci_low"] <= m["accuracy"] <= m["accuracy_ci_high"]
+    assert m["accuracy_std"] == pytest.approx(abs(accs[0] - accs[1]) / 2**0.5)
+    assert isinstance(m["converged"], bool)
+    # every seed's chains pooled: the workers' chains (single, elastic) or the master's
+    per_seed_chains = workers if protocol in ("single", "elastic") else 1
+    assert m["chains"] + m["chains_left_out"] == 2 * per_seed_chains
+    assert {"rhat_max", "ess_bulk_min", "ess_tail_min"} <= set(m)
     rows = (repo / "metrics" / "sgmcmc" / f"{item}_bma_accuracy.csv").read_text().splitlines()
     assert rows[0] == "sample,wall_s,grad_evals,bma_accuracy" and len(rows) == 13
     out = repo / "models" / "sgmcmc" / item
-    assert len(read_samples(out)) == 12 and (out / "run.json").exists()
+    assert (out / "run.json").exists()
+    assert all(len(read_samples(out / f"seed-{s}")) == 12 for s in (0, 1))
     assert not (repo / "models" / "sgmcmc" / f"{item}.partial").exists()
 
 
 def test_sgmcmc_stages_write_every_output(pipeline: PipelineRun) -> None:
     repo = pipeline.repo
     params = load_params(repo / "params.yaml")
-    items = [(p, w) for p in params.sgmcmc.protocols for w in params.sgmcmc.workers]
-    assert len(items) == 6  # single, downpour, elastic x W = 1, 2 (the tiny params)
+    items = params.sgmcmc.item_pairs()
+    assert len(items) == 4  # single-1, single-2, downpour-2, elastic-2 (the tiny params)
     for protocol, workers in items:
         check_item(repo, protocol, workers)
     import mlflow
@@ -55,11 +67,22 @@ def test_sgmcmc_stages_write_every_output(pipeline: PipelineRun) -> None:
         assert run.data.tags["pipeline_run"] == runs[0].data.tags["pipeline_run"]
 
     sgd = json.loads((repo / "metrics" / "sgmcmc_sgd.json").read_text())
-    assert sgd["steps"] == 40 and 0.0 <= sgd["accuracy"] <= 1.0
+    assert sgd["steps"] == 40 and 0.0 <= sgd["accuracy"] <= 1.0 and sgd["n_seeds"] == 2
+    assert sgd["accuracy_std"] is not None and len(sgd["per_seed"]) == 2
     table = (repo / "reports" / "sgmcmc" / "table.md").read_text()
     for protocol, workers in items:
         assert f"| {protocol}-{workers} |" in table
     assert "SGD (40 steps)" in table
+    assert "R-hat is at most 1.05" in table and "at least 100" in table
+    for protocol, workers in items:  # every unconverged item is flagged
+        m = json.loads((repo / "metrics" / "sgmcmc" / f"{protocol}-{workers}.json").read_text())
+        flag = f"- {protocol}-{workers}: **unconverged: no posterior conclusion**"
+        assert (flag in table) == (not m["converged"])
+    comparisons = json.loads((repo / "reports" / "sgmcmc" / "comparisons.json").read_text())
+    assert set(comparisons["downpour-2"]) == {"single-1", "SGD"}
+    verdicts = ("better", "worse", "indistinguishable")
+    assert comparisons["downpour-2"]["single-1"]["accuracy"]["verdict"] in verdicts
+    assert "reproduces" not in table and "match or beat" not in table
     for fig in (
         "accuracy_vs_time.png",
         "loglik_vs_time.png",
@@ -71,5 +94,12 @@ def test_sgmcmc_stages_write_every_output(pipeline: PipelineRun) -> None:
     assert set(c["runs"]) == {"single-tau1", "downpour-tau1", "downpour-tau4"}
     assert all(r["mean_error"] >= 0 and r["samples"] == 20 for r in c["runs"].values())
     assert 0.2 < c["reference"]["acceptance"] <= 1.0
+    assert c["seeds"] == [0, 1] and all(r["n_seeds"] == 2 for r in c["runs"].values())
+    assert all(r["mean_error_ci_low"] <= r["mean_error"] for r in c["runs"].values())
+    (cmp,) = c["tau_comparisons"]  # downpour tau 4 against tau 1, paired by seed
+    assert (cmp["protocol"], cmp["tau"], cmp["against_tau"], cmp["n"]) == ("downpour", 4, 1, 2)
+    assert cmp["grows"] == (cmp["error_is"] == "larger")
+    consistency_table = (repo / "reports" / "sgmcmc_consistency" / "table.md").read_text()
+    assert "## Does the bias grow with tau?" in consistency_table
     assert (repo / "reports" / "sgmcmc_consistency" / "consistency.png").exists()
     assert sorted(os.listdir(repo / "models" / "sgmcmc")) == sorted(f"{p}-{w}" for p, w in items)

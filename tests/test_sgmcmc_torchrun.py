@@ -68,8 +68,12 @@ def test_two_torchrun_nodes_on_localhost(tmp_path: Path) -> None:
     metrics = json.loads((repo / "metrics" / "sgmcmc" / "downpour-2.json").read_text())
     assert metrics["workers"] == 2 and metrics["samples"] == 12 and metrics["dead_workers"] == 0
     run = json.loads((repo / "models" / "sgmcmc" / "downpour-2" / "run.json").read_text())
-    assert all(w["status"] == "done" and w["steps"] > 0 for w in run["per_worker"].values())
-    assert len(read_samples(repo / "models" / "sgmcmc" / "downpour-2")) == 12
+    # under torchrun an item runs one seed, the params' seed (not sgmcmc.seeds)
+    seed = tiny_params()["seed"]
+    assert metrics["n_seeds"] == 1 and [r["seed"] for r in run["runs"]] == [seed]
+    per_worker = run["runs"][0]["per_worker"]
+    assert all(w["status"] == "done" and w["steps"] > 0 for w in per_worker.values())
+    assert len(read_samples(repo / "models" / "sgmcmc" / "downpour-2" / f"seed-{seed}")) == 12
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")

@@ -31,7 +31,7 @@ def test_schedule_plot(tmp_path: Path):
     res = CliRunner().invoke(app, ["schedule", "plot", "--params", str(params), "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "3 schedules, 40 iterations" in res.output
+    assert "4 schedules, 40 iterations" in res.output
 
 
 def test_sample_prior_reconstruct_interpolate(tmp_path: Path):

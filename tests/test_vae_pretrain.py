@@ -14,11 +14,12 @@ import mlflow
 import pytest
 import torch
 
+from betamcmc import stats
 from betamcmc.vae.model import load_vae
 
 from conftest import PipelineRun, run_stage, tiny_params, write_params
 
-SCHEDULES = ("constant", "monotonic", "cyclical")
+SCHEDULES = ("constant", "monotonic", "cyclical", "cyclical-restart")
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,8 @@ def test_pretrain_every_schedule_and_report(pipeline: PipelineRun):
         assert json.loads((model_dir / "meta.json").read_text())["seeds"] == [0, 1]
         metrics = json.loads((repo / "metrics" / "pretrain" / f"{name}.json").read_text())
         assert metrics["seeds"] == [0, 1] and set(metrics["per_seed"]) == {"0", "1"}
+        assert metrics["n_seeds"] == 2
+        assert metrics["lr_cycles"] == (4 if name == "cyclical-restart" else 1)
         weights = []
         for seed in (0, 1):
             ckpt = torch.load(model_dir / f"seed{seed}" / "model.pt", weights_only=True)
@@ -63,7 +66,11 @@ def test_pretrain_every_schedule_and_report(pipeline: PipelineRun):
             for key in ("kl", "nll", "mi", "au"):  # the mean over the seeds' own numbers
                 seeds = [metrics["per_seed"][s][split][key] for s in ("0", "1")]
                 assert m[key] == pytest.approx(sum(seeds) / 2)
-                assert m[f"{key}_std"] == pytest.approx(abs(seeds[0] - seeds[1]) / 2)
+                assert m[f"{key}_std"] == pytest.approx(abs(seeds[0] - seeds[1]) / 2**0.5)
+                s = stats.mean_std_ci(seeds)  # ddof = 1 and the t-interval of the mean
+                assert (m[f"{key}_ci_low"], m[f"{key}_ci_high"]) == pytest.approx(
+                    (s["ci_low"], s["ci_high"])
+                )
             for s in ("0", "1"):
                 own = metrics["per_seed"][s][split]
                 assert own["nll"] <= -own["elbo"] + 1e-6  # IS bound is tighter than the ELBO
@@ -85,7 +92,8 @@ def test_pretrain_every_schedule_and_report(pipeline: PipelineRun):
         assert run.data.params["pretrain.train.iterations"] == "40"
         # the schedule's params under one name in every item: columns line up across schedules
         assert run.data.params["schedule"] == run.data.tags["schedule"]
-        assert run.data.params["schedule.kind"] == run.data.params["schedule"]  # shipped names
+        # shipped names: the kind, or the kind and a variant (cyclical-restart)
+        assert run.data.params["schedule.kind"] == run.data.params["schedule"].split("-")[0]
         assert not any(k.startswith("pretrain.schedules") for k in run.data.params)
         assert len(client.get_metric_history(run.info.run_id, "train.kl")) == 8  # per-step series
         arts = [a.path for a in client.list_artifacts(run.info.run_id, "model")]
@@ -105,10 +113,21 @@ def test_pretrain_every_schedule_and_report(pipeline: PipelineRun):
     assert names <= {p.name for p in report.iterdir()}
     table = (report / "comparison.md").read_text()
     for name in SCHEDULES:
-        nll = json.loads((repo / "metrics/pretrain" / f"{name}.json").read_text())["test"]["nll"]
-        assert f"| {name} | {name} |" in table and f"{nll:.2f}" in table
+        metrics = json.loads((repo / "metrics/pretrain" / f"{name}.json").read_text())
+        nll, kind = metrics["test"]["nll"], metrics["kind"]
+        assert f"| {name} | {kind} |" in table and f"{nll:.2f}" in table
     (report_run,) = _runs(repo, "pretrain_report")
     assert "cyclical.test.nll" in report_run.data.metrics
+    assert (
+        "What the learning-rate restarts add" in table and "| cyclical | constant | KL |" in table
+    )
+    compared = json.loads((repo / "metrics" / "pretrain_comparison.json").read_text())
+    assert compared["seeds"] == [0, 1]
+    pairs = {(c["a"], c["b"]) for c in compared["comparisons"]}
+    assert pairs == {("cyclical", "constant"), ("cyclical", "monotonic"),
+                     ("monotonic", "constant"), ("cyclical-restart", "cyclical")}  # fmt: skip
+    assert all(c["n"] == 2 and c["verdict"] in ("better", "worse", "indistinguishable")
+               for c in compared["comparisons"])  # fmt: skip
 
 
 @pytest.mark.slow
@@ -163,8 +182,8 @@ def test_unknown_schedule_is_one_line_exit_2(tiny_repo: Path):
     proc = run_stage(tiny_repo, "pretrain", "warmup", check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
-        "error: params.yaml: pretrain.schedules: must be one of 'constant', 'monotonic' or "
-        "'cyclical' (got 'warmup')"
+        "error: params.yaml: pretrain.schedules: must be one of 'constant', 'monotonic', "
+        "'cyclical' or 'cyclical-restart' (got 'warmup')"
     )
     assert not (tiny_repo / "models").exists() and not (tiny_repo / "metrics" / "pretrain").exists()
 

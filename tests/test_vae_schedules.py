@@ -126,6 +126,14 @@ def test_beta_at_from_params(tmp_path):
         ({"x": {"ratio": 0.5}}, "pretrain.schedules.x: missing required key 'kind'"),
         ({"c": {"kind": "constant", "cycles": 2}}, "pretrain.schedules.c.cycles: unknown key"),
         ({"bad/name": {"kind": "constant"}}, "pretrain.schedules: schedule names must be"),
+        (
+            {"c": {"kind": "constant", "lr_cycles": 0}},
+            "pretrain.schedules.c.lr_cycles: must be >= 1 (got 0)",
+        ),
+        (
+            {"r": {"kind": "cyclical", "lr_cycles": 1.5}},
+            "pretrain.schedules.r.lr_cycles: must be an integer",
+        ),
     ],
 )
 def test_bad_schedule_params(tmp_path, override, message):
@@ -175,8 +183,10 @@ def test_cosine_lr_restarts_every_cycle():
     assert [cosine_lr(t, total, base) for t in (0, 200)] == pytest.approx([base, base / 2])
 
 
-def test_training_follows_the_lr_schedule():
-    """The optimizer's rate at every iteration is the schedule's (cycles = the beta cycles)."""
+@pytest.mark.parametrize(("name", "cycles"), [("cyclical", 1), ("cyclical-restart", 4)])
+def test_training_follows_the_lr_schedule(name, cycles):
+    """The optimizer's rate at every iteration is the schedule's: the shared pretrain.train
+    lr_cycles (1) for the headline cyclical arm, its own 4 for cyclical-restart."""
     import torch
 
     from betamcmc.params import Params
@@ -202,8 +212,8 @@ def test_training_follows_the_lr_schedule():
     try:
         sents = [[4, 5, 6], [7, 8], [9, 4, 4, 5]] * 10
         torch.set_num_threads(1)
-        train_mod.train_vae(sents, sents[:4], 12, pp, params.runtime, "cyclical", 0)
+        train_mod.train_vae(sents, sents[:4], 12, pp, params.runtime, name, 0)
     finally:
         train_mod.train_step = real_step
-    cycles = pp.schedules["cyclical"].cycles
+    assert pp.lr_cycles_of(name) == cycles
     assert seen == pytest.approx([cosine_lr(t, 40, pp.train.lr, cycles) for t in range(40)])

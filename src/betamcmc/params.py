@@ -180,7 +180,7 @@ def require_item(source: str | Path, key: str, value: Any, allowed: Collection[A
 def validate_params(raw: dict[str, Any], source: str = "<params>", node: Any = None) -> Params:
     """Validate an already-parsed params mapping (``node``: its YAML node tree, for line numbers)."""
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as err:
         errors = err.errors(include_url=False)
         # a misspelt key is both unknown and a missing one: name the key the user wrote
@@ -196,6 +196,22 @@ def validate_params(raw: dict[str, Any], source: str = "<params>", node: Any = N
             close = difflib.get_close_matches(str(first["loc"][-1]), map(str, missing), n=1)
             message += f"; did you mean {close[0]}?" if close else ""
         raise ParamsError(f"{where}: {key}: {message}") from None
+    _cross_section(params, raw, source, node)
+    return params
+
+
+def _cross_section(params: Params, raw: dict[str, Any], source: str, node: Any) -> None:
+    """Checks that span sections (one line naming the file and line, like a schema error)."""
+    known = list(params.pretrain.schedules)
+    for i, name in enumerate(params.finetune.schedules):
+        if name not in known:
+            keys, cite = _resolve(raw, node, ("finetune", "schedules", i))
+            line = f":{cite.start_mark.line + 1}" if cite is not None else ""
+            key = ".".join(str(k) for k in keys)
+            raise ParamsError(
+                f"{source}{line}: {key}: must be a key of pretrain.schedules "
+                f"({', '.join(map(repr, known))}) (got {name!r})"
+            )
 
 
 def _resolve(raw: Any, node: Any, loc: tuple[Any, ...]) -> tuple[list[Any], Any]:

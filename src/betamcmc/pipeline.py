@@ -16,6 +16,10 @@ MLflow as tags and params under the same names in every stage. DVC names an item
 suffix, and dvc.yaml names every output of an item with it, so an item, its outputs and its
 MLflow run share one name.
 
+The ``sgmcmc`` stage is a ``foreach`` over ``sgmcmc.items`` (a mapping ``<protocol>-<W>`` ->
+``{protocol, workers}``: not every protocol x W pair is run); :func:`load_stages` flattens its
+``do`` body and the item's dimensions are the ``${item.<field>}`` of its command.
+
 Only ``${item.<dimension>}`` is interpolated (the stage script gets the values on its command
 line); the matrix lists themselves (``${pretrain.schedules}``) are DVC's business.
 """
@@ -99,9 +103,26 @@ def load_stages(dvc_yaml: str | Path = DVC_YAML) -> dict[str, Any]:
     """The ``stages:`` mapping of dvc.yaml (in the working directory: DVC runs commands there)."""
     path = Path(dvc_yaml)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))["stages"]
+        stages = yaml.safe_load(path.read_text(encoding="utf-8"))["stages"]
     except FileNotFoundError:
         raise InputError("no dvc.yaml here (run stages from the project root)", path) from None
+    return {name: flatten(spec) for name, spec in stages.items()}
+
+
+def flatten(spec: dict[str, Any]) -> dict[str, Any]:
+    """A ``foreach``/``do`` stage as a plain spec (the ``do`` body plus ``foreach``)."""
+    return {**spec["do"], "foreach": spec["foreach"]} if "do" in spec else spec
+
+
+def dimensions(spec: dict[str, Any]) -> list[str]:
+    """The item's identity fields: the ``matrix`` keys, or for a ``foreach`` over a mapping of
+    mappings the ``${item.<field>}`` its command names, in order (the foreach key must be their
+    values joined by ``-``, as DVC names the item by it)."""
+    if "matrix" in spec:
+        return list(spec["matrix"])
+    if "foreach" in spec:
+        return list(dict.fromkeys(_ITEM.findall(spec.get("cmd", ""))))
+    return []
 
 
 def stage_item(stage: str, dvc_yaml: str | Path = DVC_YAML, **values: Any) -> StageItem:
@@ -110,7 +131,7 @@ def stage_item(stage: str, dvc_yaml: str | Path = DVC_YAML, **values: Any) -> St
     if stage not in stages:
         raise InputError(f"dvc.yaml has no stage {stage!r}", dvc_yaml)
     spec = stages[stage]
-    dims = list(spec.get("matrix", {}))
+    dims = dimensions(spec)
     if sorted(dims) != sorted(values):
         raise InputError(
             f"stage {stage!r} is identified by {dims or 'nothing'} (got {sorted(values)})", dvc_yaml

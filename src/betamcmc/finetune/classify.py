@@ -11,11 +11,15 @@ fraction and seed the same labeled subset is used by all the rows of the table:
     bow               logistic regression on binary bag-of-words features (no pretraining at all)
     vae_finetuned     (finetune.finetune_encoder) encoder + linear layer trained end to end
 
-Accuracy is reported as mean and std (ddof = 1; 0 for a single run) over every pair of a
-pretrained VAE seed (``pretrain.seeds``: one VAE per seed) and a ``finetune.seeds`` seed (labeled
-subset and classifier initialisation), so the spread includes the VAE's own seed-to-seed
-variation. The baselines do not depend on the VAE: they are scored once per ``finetune.seeds``
-seed.
+Spread is measured between pretrained VAE seeds (``pretrain.seeds``: one VAE per seed), never
+pooled over correlated classifier runs: VAE seed i gets one accuracy per method and label
+fraction, the mean over the ``finetune.seeds`` classifier seeds (labeled subset and classifier
+initialisation from :func:`pair_seed`), and each cell reports the mean, std (ddof = 1), 95 %
+t-interval (:func:`betamcmc.stats.mean_std_ci`) and per-seed values over the VAE seeds. The
+baselines use the same labeled subsets and seeds, matched to the VAE seed index, so that every
+comparison can be paired by seed. Validation accuracy of both readouts (posterior mean and
+sample) is recorded too (``valid.<readout>.<fraction>``), so the readout can be chosen on
+validation data; the test split is scored only with the configured ``finetune.features``.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import numpy as np
 import torch
 from scipy import sparse
 
-from betamcmc import pipeline, tracking
+from betamcmc import pipeline, stats, tracking
 from betamcmc.data.prepared import PreparedCorpus, load_prepared
 from betamcmc.errors import DivergenceError, InputError
 from betamcmc.finetune import limit_threads
@@ -224,9 +228,113 @@ def fraction_key(fraction: float) -> str:
     return f"{100 * fraction:g}".replace(".", "p") + "pct"
 
 
-def _mean_std(values: list[float]) -> dict[str, float]:
-    arr = np.asarray(values, dtype=np.float64)
-    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0}
+def pair_seed(vae_index: int, classifier_seed: int) -> int:
+    """The labeled-subset / classifier-init seed of VAE seed ``vae_index`` (its position in
+    ``pretrain.seeds``) and classifier seed ``classifier_seed`` (``finetune.seeds``)."""
+    return vae_index + 1000 * classifier_seed
+
+
+def spread(per_seed: list[float]) -> dict[str, Any]:
+    """Between-VAE-seed summary of one cell: ``mean``, ``std`` (ddof 1; 0.0 for one seed, as
+    before), ``ci_low``/``ci_high`` (None for one seed), ``n_seeds`` and ``per_seed``."""
+    s = stats.mean_std_ci(per_seed)
+    return {
+        "mean": s["mean"],
+        "std": s["std"] if s["std"] is not None else 0.0,
+        "ci_low": s["ci_low"],
+        "ci_high": s["ci_high"],
+        "n_seeds": s["n"],
+        "per_seed": [float(v) for v in per_seed],
+    }
+
+
+@dataclass
+class Splits:
+    train: LabeledSplit
+    valid: LabeledSplit
+    test: LabeledSplit
+    n_classes: int
+
+
+def _codes(vae: Any, ids: list[list[int]], seed: int) -> dict[str, np.ndarray]:
+    """Both readouts of one split in one encoder pass: posterior means and one sample each."""
+    vae.eval()
+    generator = torch.Generator().manual_seed(seed)
+    means, samples = [], []
+    with torch.no_grad():
+        for i in range(0, len(ids), 256):
+            x, lengths = pad_batch(ids[i : i + 256])
+            mu, logvar = vae.encode(x, lengths)
+            means.append(mu)
+            samples.append(
+                mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=generator)
+            )
+    out = {"mean": torch.cat(means).double().numpy(), "sample": torch.cat(samples).double().numpy()}
+    if not all(np.isfinite(v).all() for v in out.values()):
+        raise DivergenceError("the VAE encoder produced non-finite codes")
+    return out
+
+
+def _vae_cell(
+    vae: Any, d: Splits, p: FinetuneParams, idx: np.ndarray, seed: int, codes: dict[str, Any]
+) -> dict[str, float]:
+    """Test accuracy of the configured readout (and end to end), validation accuracy of both."""
+    out: dict[str, float] = {}
+    y_tr = d.train.y[idx]
+    for readout in ("mean", "sample"):
+        x_tr = codes["train"][readout][idx]
+        if readout == p.features:  # one fit scores the test and the valid split
+            x_eval = np.concatenate([codes["valid"][readout], codes["test"][readout]])
+            pred = _classify(p, d.n_classes, x_tr, y_tr, x_eval, seed)
+            nv = len(d.valid.y)
+            out["vae"] = float((pred[nv:] == d.test.y).mean())
+            out[f"valid_{readout}"] = float((pred[:nv] == d.valid.y).mean())
+        else:
+            pred = _classify(p, d.n_classes, x_tr, y_tr, codes["valid"][readout], seed)
+            out[f"valid_{readout}"] = float((pred == d.valid.y).mean())
+    if p.finetune_encoder:
+        sub = LabeledSplit([d.train.ids[i] for i in idx], y_tr)
+        pred = finetune_predict(vae, sub, d.test, d.n_classes, p, seed)
+        out["vae_finetuned"] = float((pred == d.test.y).mean())
+    return out
+
+
+def _classify(
+    p: FinetuneParams, n_classes: int, x_tr: Any, y_tr: np.ndarray, x_te: Any, seed: int
+) -> np.ndarray:
+    if p.classifier == "mlp":
+        return fit_predict_mlp(x_tr, y_tr, x_te, n_classes, p, seed)
+    return fit_predict_logreg(x_tr, y_tr, x_te, p.logreg_c, scale=True)
+
+
+def _vae_seed_cells(
+    i: int, vae: Any, d: Splits, p: FinetuneParams, bow: tuple[Any, Any]
+) -> dict[str, dict[str, float]]:
+    """VAE seed ``i``: per label fraction, every method's accuracy averaged over the classifier
+    seeds (the baselines use the same labeled subsets and seeds)."""
+    cells: dict[str, dict[str, list[float]]] = {}
+    for s in p.seeds:
+        seed = pair_seed(i, s)
+        codes = {k: _codes(vae, getattr(d, k).ids, seed + j) for j, k in enumerate(SPLITS)}
+        torch.manual_seed(seed)
+        rand = TextVAE(vae.config)
+        rand_tr = encode_sentences(rand, d.train.ids, p.features, seed)
+        rand_te = encode_sentences(rand, d.test.ids, p.features, seed + 2)
+        for f in p.label_fractions:
+            idx = labeled_subset(d.train.y, f, seed)
+            y_tr = d.train.y[idx]
+            cell = _vae_cell(vae, d, p, idx, seed, codes)
+            pred = _classify(p, d.n_classes, rand_tr[idx], y_tr, rand_te, seed)
+            cell["random_encoder"] = float((pred == d.test.y).mean())
+            pred = fit_predict_logreg(bow[0][idx], y_tr, bow[1], p.logreg_c, scale=False)
+            cell["bow"] = float((pred == d.test.y).mean())
+            cell["labeled"] = float(len(idx))
+            for m, v in cell.items():
+                cells.setdefault(fraction_key(f), {}).setdefault(m, []).append(v)
+    return {k: {m: float(np.mean(v)) for m, v in c.items()} for k, c in cells.items()}
+
+
+SPLITS = ("train", "valid", "test")
 
 
 def run_classification(
@@ -237,83 +345,58 @@ def run_classification(
     report: Callable[[int, int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
     """The whole table for one schedule's pretrained VAEs (one per pretrain seed, or a single
-    model): accuracy per method x label fraction (mean, std). ``report(done, of, values)``:
-    progress after every (seed, label fraction), with that cell's accuracies."""
+    model): per method x label fraction, one accuracy per VAE seed (mean over the classifier
+    seeds) and their between-VAE-seed mean, std and 95 % CI; validation accuracy of both
+    readouts. ``report(done, of, values)``: progress after every VAE seed."""
     vaes = list(vaes) if isinstance(vaes, list | tuple) else [vaes]
-
-    train = labeled_split(corpus, label, p.max_train, "train")
-    test = labeled_split(corpus, label, p.max_test, "test")
-    n_classes = len(corpus.label_names[label])
+    d = Splits(
+        labeled_split(corpus, label, p.max_train, "train"),
+        labeled_split(corpus, label, p.max_test, "valid"),
+        labeled_split(corpus, label, p.max_test, "test"),
+        len(corpus.label_names[label]),
+    )
     vocab_size = len(corpus.vocab)
-    bow_train, bow_test = bag_of_words(train.ids, vocab_size), bag_of_words(test.ids, vocab_size)
+    bow = (bag_of_words(d.train.ids, vocab_size), bag_of_words(d.test.ids, vocab_size))
+    per_vae = []
+    for i, vae in enumerate(vaes):
+        per_vae.append(_vae_seed_cells(i, vae, d, p, bow))
+        if report is not None:
+            first = per_vae[-1][fraction_key(p.label_fractions[0])]
+            report(i + 1, len(vaes), {m: v for m, v in first.items() if m != "labeled"})
+    if not all(math.isfinite(v) for c in per_vae for cell in c.values() for v in cell.values()):
+        raise DivergenceError("non-finite accuracy")
+    return _table(per_vae, d, p, label, len(vaes))
 
-    def classify(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, seed: int) -> np.ndarray:
-        if p.classifier == "mlp":
-            return fit_predict_mlp(x_tr, y_tr, x_te, n_classes, p, seed)
-        return fit_predict_logreg(x_tr, y_tr, x_te, p.logreg_c, scale=True)
 
+def _table(
+    per_vae: list[dict[str, dict[str, float]]], d: Splits, p: FinetuneParams, label: str, n: int
+) -> dict[str, Any]:
     methods = ["vae", "random_encoder", "bow"] + (["vae_finetuned"] if p.finetune_encoder else [])
-    acc: dict[str, dict[str, list[float]]] = {
-        m: {fraction_key(f): [] for f in p.label_fractions} for m in methods
-    }
-    labeled: dict[str, int] = {}
-    # posterior means do not depend on the seed: encode once per VAE
-    means = [
-        (encode_sentences(v, train.ids, "mean", 0), encode_sentences(v, test.ids, "mean", 0))
-        if p.features == "mean"
-        else None
-        for v in vaes
-    ]
-    for seed in p.seeds:
-        torch.manual_seed(seed)
-        random_vae = TextVAE(vaes[0].config)
-        rand_tr = encode_sentences(random_vae, train.ids, p.features, seed)
-        rand_te = encode_sentences(random_vae, test.ids, p.features, seed + 1)
-        for f in p.label_fractions:
-            key = fraction_key(f)
-            idx = labeled_subset(train.y, f, seed)
-            labeled[key] = len(idx)
-            y_tr = train.y[idx]
-            acc["random_encoder"][key].append(
-                float((classify(rand_tr[idx], y_tr, rand_te, seed) == test.y).mean())
-            )
-            bow = fit_predict_logreg(bow_train[idx], y_tr, bow_test, p.logreg_c, scale=False)
-            acc["bow"][key].append(float((bow == test.y).mean()))
-            for vae, fixed in zip(vaes, means, strict=True):
-                if fixed is not None:
-                    codes_tr, codes_te = fixed
-                else:
-                    codes_tr = encode_sentences(vae, train.ids, p.features, seed)
-                    codes_te = encode_sentences(vae, test.ids, p.features, seed + 1)
-                pred = classify(codes_tr[idx], y_tr, codes_te, seed)
-                acc["vae"][key].append(float((pred == test.y).mean()))
-                if p.finetune_encoder:
-                    sub = LabeledSplit([train.ids[i] for i in idx], y_tr)
-                    pred = finetune_predict(vae, sub, test, n_classes, p, seed)
-                    acc["vae_finetuned"][key].append(float((pred == test.y).mean()))
-            if report is not None:
-                done = p.seeds.index(seed) * len(p.label_fractions) + p.label_fractions.index(f)
-                cell = {"fraction": f, **{m: acc[m][key][-1] for m in methods}}
-                report(done + 1, len(p.seeds) * len(p.label_fractions), cell)
-    fractions = {}
+    fractions: dict[str, Any] = {}
+    valid: dict[str, dict[str, Any]] = {"sample": {}, "mean": {}}
     for f in p.label_fractions:
         key = fraction_key(f)
-        fractions[key] = {"fraction": f, "labeled": labeled[key]}
-        fractions[key].update({m: _mean_std(acc[m][key]) for m in methods})
-    majority = float(np.bincount(test.y, minlength=n_classes).max() / len(test.y))
-    if not all(math.isfinite(v) for m in methods for k in acc[m] for v in acc[m][k]):
-        raise DivergenceError("non-finite accuracy")
+        row: dict[str, Any] = {"fraction": f, "labeled": int(round(per_vae[0][key]["labeled"]))}
+        row.update({m: spread([c[key][m] for c in per_vae]) for m in methods})
+        fractions[key] = row
+        for readout in valid:
+            valid[readout][key] = spread([c[key][f"valid_{readout}"] for c in per_vae])
+    majority = float(np.bincount(d.test.y, minlength=d.n_classes).max() / len(d.test.y))
     return {
         "label": label,
-        "classes": n_classes,
-        "train_sentences": len(train.ids),
-        "test_sentences": len(test.ids),
+        "classes": d.n_classes,
+        "train_sentences": len(d.train.ids),
+        "valid_sentences": len(d.valid.ids),
+        "test_sentences": len(d.test.ids),
         "classifier": p.classifier,
         "features": p.features,
         "seeds": list(p.seeds),
-        "vae_models": len(vaes),
+        "vae_models": n,
+        "n_seeds": n,
+        "spread": "between VAE seeds (one value per VAE seed: mean over classifier seeds)",
         "majority_baseline": majority,
         "fractions": fractions,
+        "valid": valid,
     }
 
 
@@ -358,6 +441,8 @@ def run_classify(params: Params, stage: StageItem) -> dict[str, Any]:
                 "vae_models",
                 "test_sentences",
                 "train_sentences",
+                "valid_sentences",
+                "n_seeds",
             ),
         )
         tracking.log_artifact(stage.path(".json"))

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from betamcmc import pipeline, tracking
+from betamcmc import pipeline, stats, tracking
 from betamcmc.data.prepared import Dialog, PreparedCorpus, Vocab, load_prepared, load_vocab
 from betamcmc.errors import DivergenceError, InputError
 from betamcmc.finetune import limit_threads
@@ -34,7 +34,7 @@ from betamcmc.pipeline import StageItem
 from betamcmc.progress import Progress
 from betamcmc.runner import resolve_device, seed_everything
 from betamcmc.stopping import signals_deferred
-from betamcmc.vae.model import load_vae
+from betamcmc.vae.model import load_vae, seed_dirs
 from betamcmc.vae.schedules import beta_at
 from betamcmc.vae.train import autocast_for
 
@@ -83,7 +83,10 @@ def build_model(
     }
     vae = None
     if pretrained_dir is not None:
-        check_same_vocab(vocab, Path(pretrained_dir) / "vocab.txt")
+        vocab_file = Path(pretrained_dir) / "vocab.txt"
+        if not vocab_file.exists():  # a seed<k>/ folder: the schedule folder holds the vocabulary
+            vocab_file = Path(pretrained_dir).parent / "vocab.txt"
+        check_same_vocab(vocab, vocab_file)
         vae = load_vae(pretrained_dir, map_location="cpu")
         cfg = vae.config
         sizes = {
@@ -246,6 +249,7 @@ def evaluate_dialog(
     params: DialogParams,
     max_len: int,
     seed: int,
+    acts: ActClassifier | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Test-split metrics (ELBO terms, BLEU-n precision/recall/F1 over N samples, distinct-1/2,
     dialog-act agreement when the corpus has acts) and some sample rows for the report."""
@@ -265,13 +269,8 @@ def evaluate_dialog(
     metrics["mean_response_len"] = sum(len(h.split()) for h in flat) / max(len(flat), 1)
     metrics["contexts_scored"] = len(scored)
     metrics["samples_per_context"] = params.samples
-    has_acts = all(d.act is not None for split in ("train", "test") for d in corpus.dialogs[split])
-    if has_acts:
-        clf = ActClassifier.fit(
-            [d.response for d in corpus.dialogs["train"]],
-            [int(d.act) for d in corpus.dialogs["train"]],
-            len(vocab),
-        )
+    clf = acts if acts is not None else act_classifier(corpus)
+    if clf is not None:
         metrics["act_classifier_accuracy"] = clf.accuracy(
             [d.response for d in scored], [int(d.act) for d in scored]
         )
@@ -289,6 +288,17 @@ def evaluate_dialog(
             }
         )
     return metrics, rows
+
+
+def act_classifier(corpus: PreparedCorpus) -> ActClassifier | None:
+    """The dialog-act classifier fitted on the train responses; None when the corpus has no
+    acts. It does not depend on the CVAE: fit once per stage item, shared by every seed."""
+    if not all(d.act is not None for split in ("train", "test") for d in corpus.dialogs[split]):
+        return None
+    train = corpus.dialogs["train"]
+    return ActClassifier.fit(
+        [d.response for d in train], [int(d.act) for d in train], len(corpus.vocab)
+    )
 
 
 @torch.no_grad()
@@ -311,49 +321,100 @@ def respond(
 
 
 # --------------------------------------------------------------------------- the stage
+CONSTANT_KEYS = ("iterations", "contexts_scored", "samples_per_context")
+
+
+def aggregate_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One metrics dict from the per-seed ones: every numeric metric m becomes its mean over the
+    seeds, with ``m_std`` (ddof = 1), ``m_ci_low``/``m_ci_high`` (95 % t-interval; None for one
+    seed), plus ``n_seeds`` and ``per_seed`` (m -> list in seed order); constants and
+    non-numeric values (e.g. ``act_agreement: null`` without acts) are kept from the first."""
+    out: dict[str, Any] = {}
+    per_seed: dict[str, list[Any]] = {}
+    for key, value in runs[0].items():
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if not numeric or key in CONSTANT_KEYS:
+            out[key] = value
+            continue
+        values = [float(r[key]) for r in runs]
+        s = stats.mean_std_ci(values)
+        out.update({key: s["mean"], f"{key}_std": s["std"], f"{key}_ci_low": s["ci_low"],
+                    f"{key}_ci_high": s["ci_high"]})  # fmt: skip
+        per_seed[key] = values
+    out["n_seeds"] = len(runs)
+    out["per_seed"] = per_seed
+    return out
+
+
+def _one_seed(
+    params: Params,
+    stage: StageItem,
+    corpus: PreparedCorpus,
+    position: int,
+    progress: Any,
+    acts: ActClassifier | None,
+) -> tuple[DialogCVAE, TrainResult, dict[str, Any], list[dict[str, Any]]]:
+    """Train and evaluate the CVAE of ``finetune.dialog.seeds[position]``; its utterance encoder
+    starts from pretrained VAE seed ``position`` (cycling over the VAE seeds)."""
+    schedule, bow = stage.identity["schedule"], stage.identity["bow"] == "bow"
+    dp = params.finetune.dialog
+    seed = dp.seeds[position]
+    seed_everything(seed)
+    pretrained = None
+    if dp.init_encoder == "pretrained":
+        dirs = seed_dirs(pipeline.stage_item("pretrain", schedule=schedule).out)
+        pretrained = dirs[position % len(dirs)]
+    model = build_model(dp, bow, corpus.vocab, params.data.dialog_context, pretrained)
+    model.to(resolve_device(params.device))  # a GPU under device: auto (bf16 autocast there)
+    offset = position * dp.epochs
+    result = train_cvae(
+        model,
+        corpus,
+        params.pretrain.schedules[schedule],
+        dp,
+        seed,
+        on_epoch=lambda epoch, valid: tracking.log_metrics(
+            {f"valid_epoch.{k}": v for k, v in valid.items()}, step=offset + epoch
+        ),
+        report=progress,
+    )
+    max_len = dp.max_decode_len or params.data.max_len
+    measured, samples = evaluate_dialog(model, corpus, dp, max_len, seed, acts)
+    metrics = {
+        "iterations": result.iterations,
+        "best_epoch": result.best_epoch,
+        "valid_elbo": result.best_valid_elbo,
+        **measured,
+    }
+    return model, result, metrics, samples
+
+
 def run_dialog(params: Params, stage: StageItem) -> dict[str, Any]:
-    """Train the dialog CVAE with the schedule's beta (and the bag-of-words loss or not)."""
+    """Train the dialog CVAE with the schedule's beta (and the bag-of-words loss or not), once
+    per ``finetune.dialog.seeds`` seed; the metrics are mean, std and 95 % CI over the seeds.
+    The model directory and training curve are the first seed's."""
     from betamcmc.finetune.cvae import save_cvae  # lazy: looked up at call time (tests patch it)
 
-    schedule, bow = stage.identity["schedule"], stage.identity["bow"] == "bow"
     dp = params.finetune.dialog
     limit_threads(params.runtime.threads)
     corpus = load_prepared(pipeline.stage_item("prepare").out)
     check_dialog_corpus(corpus)
-    seed_everything(params.seed)
-    pretrained = (
-        pipeline.stage_item("pretrain", schedule=schedule).out
-        if dp.init_encoder == "pretrained"
-        else None
-    )
-    model = build_model(dp, bow, corpus.vocab, params.data.dialog_context, pretrained)
-    model.to(resolve_device(params.device))  # a GPU under device: auto (bf16 autocast there)
-    max_len = dp.max_decode_len or params.data.max_len
-
     with (
         tracking.stage_run(params, stage),
         Progress(stage.name, mlflow=True, prefix="train.") as progress,  # live curves
     ):
-        result = train_cvae(
-            model,
-            corpus,
-            params.pretrain.schedules[schedule],
-            dp,
-            params.seed,
-            on_epoch=lambda epoch, valid: tracking.log_metrics(
-                {f"valid_epoch.{k}": v for k, v in valid.items()}, step=epoch
-            ),
-            report=progress,
-        )
-        measured, samples = evaluate_dialog(model, corpus, dp, max_len, params.seed)
+        runs, first, acts = [], None, act_classifier(corpus)
+        for position in range(len(dp.seeds)):
+            out = _one_seed(params, stage, corpus, position, progress, acts)
+            first = first or out
+            runs.append(out[2])
+        model, result, _, samples = first
         metrics = {
-            "schedule": schedule,
-            "bow": bow,
+            "schedule": stage.identity["schedule"],
+            "bow": stage.identity["bow"] == "bow",
             "init_encoder": dp.init_encoder,
-            "iterations": result.iterations,
-            "best_epoch": result.best_epoch,
-            "valid_elbo": result.best_valid_elbo,
-            **measured,
+            "seeds": list(dp.seeds),
+            **aggregate_seeds(runs),
         }
         header = "step," + ",".join(result.series)
         lines = [header] + [
@@ -368,7 +429,8 @@ def run_dialog(params: Params, stage: StageItem) -> dict[str, Any]:
             write_json(stage.path(".json"), metrics)
         tracking.log_result(
             metrics,
-            as_params=("iterations", "best_epoch", "contexts_scored", "samples_per_context"),
+            as_params=("iterations", "contexts_scored", "samples_per_context", "n_seeds"),
+            skip=("per_seed",),
         )
         tracking.log_artifact(stage.path(".json"))
         tracking.log_artifact(stage.out / "samples.json")

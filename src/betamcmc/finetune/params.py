@@ -5,7 +5,8 @@
     finetune:
       label: null                 # label factor to predict; null: the corpus's first one
       label_fractions: [0.01, 0.1, 1.0]   # share of the training labels used, each in (0, 1]
-      seeds: [0, 1, 2]            # one labeled subset (and classifier init) per seed
+      schedules: [constant, monotonic, cyclical]   # keys of pretrain.schedules run downstream
+      seeds: [0]                  # classifier seeds per pretrained VAE seed (subset + init)
       classifier: logreg          # logreg | mlp, on the frozen code
       features: mean              # mean: posterior mean mu; sample: one z ~ q(z|x) per sentence
       finetune_encoder: false     # also train the VAE encoder end to end with the classifier
@@ -68,6 +69,17 @@ class DialogParams(Section):
     eval_contexts: int | None = Field(
         ge=1, description="score at most this many test contexts (null: all)"
     )
+    seeds: list[Seed] = Field(
+        min_length=1,
+        description="one CVAE per seed (init, batch order, sampling); seed i starts from the "
+        "pretrained VAE seed i (cycling); metrics: mean, std, 95 % CI over them",
+    )
+
+    @model_validator(mode="after")
+    def _distinct_seeds(self) -> DialogParams:
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct (got {self.seeds})")
+        return self
 
 
 class VaeHeadParams(Section):
@@ -100,14 +112,36 @@ class VaeHeadParams(Section):
     max_test: int | None = Field(ge=1, description="cap on labeled test sentences")
     map_steps: int = Field(ge=1, description="full-batch Adam steps of the MAP baseline")
     map_lr: float = Field(gt=0.0)
+    seeds: list[Seed] = Field(
+        min_length=1,
+        description="one independent chain (and MAP init; hidden 0: one convex MAP) per seed on the "
+        "same codes; R-hat and "
+        "ESS across the chains, BMA and MAP metrics: mean, std, 95 % CI over them",
+    )
+
+    @model_validator(mode="after")
+    def _distinct_seeds(self) -> VaeHeadParams:
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct (got {self.seeds})")
+        return self
 
 
 class FinetuneParams(Section):
     """Semi-supervised classification on the pretrained codes, and the dialog CVAE."""
 
+    schedules: list[str] = Field(
+        min_length=1,
+        description="the pretrain.schedules entries the downstream stages (classify, dialog, "
+        "sgmcmc_vae_head, finetune_report) run for; each must be a key of pretrain.schedules",
+    )
     label: str | None = Field(description="label factor to predict; null: the first one")
     label_fractions: list[LabelFraction] = Field(min_length=1)
-    seeds: list[Seed] = Field(min_length=1)
+    seeds: list[Seed] = Field(
+        min_length=1,
+        description="classifier seeds per pretrained VAE seed: VAE seed i with classifier seed s "
+        "draws its labeled subset and initialises its classifier from i + 1000 s; accuracy is "
+        "the mean over them per VAE seed, the spread is between VAE seeds",
+    )
     classifier: Literal["logreg", "mlp"]
     features: Literal["mean", "sample"] = Field(
         description="mean: posterior mean mu; sample: one z ~ q(z|x) per sentence"
@@ -129,6 +163,8 @@ class FinetuneParams(Section):
 
     @model_validator(mode="after")
     def _distinct(self) -> FinetuneParams:
+        if len(set(self.schedules)) != len(self.schedules):
+            raise ValueError(f"schedules must be distinct (got {self.schedules})")
         if len(set(self.label_fractions)) != len(self.label_fractions):
             raise ValueError(f"label_fractions must be distinct (got {self.label_fractions})")
         if len(set(self.seeds)) != len(self.seeds):

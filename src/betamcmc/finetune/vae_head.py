@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from betamcmc import pipeline, tracking
+from betamcmc import pipeline, stats, tracking
 from betamcmc.data.prepared import PreparedCorpus, load_prepared
 from betamcmc.errors import DivergenceError, InputError
 from betamcmc.finetune import limit_threads
@@ -46,7 +46,13 @@ from betamcmc.pipeline import StageItem
 from betamcmc.progress import Progress
 from betamcmc.runner import resolve_device, seed_everything
 from betamcmc.sgmcmc.config import EngineConfig, RunSpec
-from betamcmc.sgmcmc.evaluate import evaluate_samples, predictive_metrics
+from betamcmc.sgmcmc.evaluate import (
+    chain_functionals,
+    diagnose,
+    evaluate_log_probs,
+    predictive_metrics,
+    sample_log_probs,
+)
 from betamcmc.sgmcmc.samples import read_samples
 from betamcmc.sgmcmc.sampling import finalize_dir, fresh_partial, is_worker_rank, sample
 from betamcmc.sgmcmc.tasks import MLP, Task
@@ -170,16 +176,27 @@ def sklearn_logreg_accuracy(data: HeadData) -> float:
 
 
 # --------------------------------------------------------------------------- the experiment
-def run_head(
-    params: Params,
-    data: HeadData,
-    schedule: str,
-    model_dir: Path,
-    metrics_path: Path,
-    device: str = "cpu",
-) -> dict[str, Any]:
-    """Sample the head, fit the MAP head, evaluate both on the test codes, write the outputs
-    (the metrics file last). Empty on a torchrun worker rank, which writes nothing."""
+def _summary(values: list[float]) -> dict[str, Any]:
+    s = stats.mean_std_ci(values)
+    return {"mean": s["mean"], "std": s["std"], "ci_low": s["ci_low"], "ci_high": s["ci_high"]}
+
+
+def aggregate(per_seed: list[dict[str, float]]) -> dict[str, Any]:
+    """Mean over the seeds of every metric m, with ``m_std`` (ddof = 1), ``m_ci_low`` and
+    ``m_ci_high`` (95 % t-interval; None for one seed)."""
+    out: dict[str, Any] = {}
+    for key in per_seed[0]:
+        s = _summary([r[key] for r in per_seed])
+        out[key] = s["mean"]
+        out.update({f"{key}_{k}": s[k] for k in ("std", "ci_low", "ci_high")})
+    return out
+
+
+def _chain(
+    params: Params, factory: CodesTaskFactory, seed: int, directory: Path, device: str
+) -> tuple[Any, dict[str, float], list[np.ndarray]] | None:
+    """One independent chain (engine seed ``seed``) into ``directory``: (run result, BMA
+    metrics, chain functionals); None on a torchrun worker rank."""
     p = params.finetune.vae_head
     config = EngineConfig.from_params(
         params.sgmcmc,
@@ -191,27 +208,73 @@ def run_head(
         straggler_delay=0.0,
         step_size_key="finetune.vae_head.step_size",
     ).with_sampler(step_size=p.step_size)
-    factory = CodesTaskFactory(data, p.batch_size, p.hidden)
-    spec = RunSpec(config, p.protocol, p.workers, params.seed, factory, device)
-    partial = fresh_partial(model_dir)
-    info = {"item": schedule, "task": "vae_head", "label": p.label, "seed": params.seed}
-    with Progress(f"Bayesian head ({schedule})", mlflow=True, prefix="sampling.") as progress:
-        result = sample(spec, partial, info, params.sgmcmc.allow_partial, report=progress)
+    spec = RunSpec(config, p.protocol, p.workers, seed, factory, device)
+    info = {"item": directory.parent.name, "task": "vae_head", "label": p.label, "seed": seed}
+    with Progress(f"Bayesian head seed {seed}", mlflow=True, prefix="sampling.") as progress:
+        result = sample(spec, directory, info, params.sgmcmc.allow_partial, report=progress)
     if result is None:  # a torchrun worker rank
-        return {}
+        return None
     task = factory()
-    bma, _ = evaluate_samples(task, read_samples(partial), params.sgmcmc.eval_points)
-    map_model = fit_map(task, p.prior_std, p.map_steps, p.map_lr, params.seed, device)
-    point = predictive_metrics(task.test_log_probs(map_model).numpy(), data.y_test)
-
-    sgmcmc = {k: bma[k] for k in PREDICTIVE}
-    sgmcmc["single_sample_accuracy"] = bma["last_samples_accuracy_mean"]
-    sgmcmc["single_sample_log_likelihood"] = bma["last_samples_log_likelihood_mean"]
-    sgmcmc["ess_bulk_min"] = bma["diagnostics"].get("ess_bulk_min")
-    sgmcmc["rhat_max"] = bma["diagnostics"].get("rhat_max")
-    sgmcmc["wall_s"] = result.wall_s
-    if not all(math.isfinite(m[k]) for m in (sgmcmc, point) for k in PREDICTIVE):
+    samples = read_samples(directory)
+    log_probs = sample_log_probs(task, samples)
+    targets = task.test_targets.numpy()
+    bma, _ = evaluate_log_probs(log_probs, targets, samples, params.sgmcmc.eval_points)
+    chains = chain_functionals(log_probs, targets, samples.chain, params.sgmcmc.eval_points)
+    bma = {k: bma[k] for k in PREDICTIVE} | {
+        "single_sample_accuracy": bma["last_samples_accuracy_mean"],
+        "single_sample_log_likelihood": bma["last_samples_log_likelihood_mean"],
+        "wall_s": result.wall_s,
+    }
+    if not all(math.isfinite(bma[k]) for k in PREDICTIVE):
         raise DivergenceError("non-finite head metrics (lower finetune.vae_head.step_size)")
+    return result, bma, chains
+
+
+def map_metrics(params: Params, factory: CodesTaskFactory, device: str) -> list[dict[str, float]]:
+    """The MAP head's test metrics per seed (its initialisation). Softmax regression
+    (``hidden: 0``) is convex, one optimum whatever the initialisation: it is fitted once, from
+    the first seed, and that point estimate is every chain's comparison."""
+    p = params.finetune.vae_head
+    task = factory()
+    out: list[dict[str, float]] = []
+    for seed in p.seeds[:1] if p.hidden == 0 else p.seeds:
+        model = fit_map(task, p.prior_std, p.map_steps, p.map_lr, seed, device)
+        out.append(predictive_metrics(task.test_log_probs(model).numpy(), factory.data.y_test))
+        if not all(math.isfinite(out[-1][k]) for k in PREDICTIVE):
+            raise DivergenceError("non-finite MAP head metrics (lower finetune.vae_head.map_lr)")
+    return out * len(p.seeds) if len(out) == 1 else out
+
+
+def compare(bma: list[dict[str, float]], point: list[dict[str, float]]) -> dict[str, Any]:
+    """BMA against MAP over the seeds, per metric: :func:`betamcmc.stats.paired` + verdict."""
+    out = {}
+    for key, higher in (("accuracy", True), ("log_likelihood", True), ("ece", False)):
+        c = stats.paired([r[key] for r in bma], [r[key] for r in point], higher_is_better=higher)
+        out[key] = {**c, "verdict": stats.verdict(c)}
+    return out
+
+
+def run_head(
+    params: Params,
+    data: HeadData,
+    schedule: str,
+    model_dir: Path,
+    metrics_path: Path,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """One chain and MAP head per ``finetune.vae_head.seeds`` seed (samples in
+    ``<model_dir>/seed<k>/``), R-hat / ESS across the chains, BMA and MAP metrics over the seeds;
+    writes the outputs (the metrics file last). Empty on a torchrun worker rank."""
+    p = params.finetune.vae_head
+    factory = CodesTaskFactory(data, p.batch_size, p.hidden)
+    partial = fresh_partial(model_dir)
+    runs = [_chain(params, factory, seed, partial / f"seed{seed}", device) for seed in p.seeds]
+    if any(r is None for r in runs):
+        return {}
+    bma, point = [r[1] for r in runs], map_metrics(params, factory, device)
+    diag = diagnose([c for r in runs for c in r[2]])
+    majority = float(np.bincount(data.y_test, minlength=data.n_classes).max() / len(data.y_test))
+    sgmcmc = aggregate(bma) | {k: diag[k] for k in ("rhat_max", "ess_bulk_min", "ess_tail_min")}
     summary: dict[str, Any] = {
         "schedule": schedule,
         "label": p.label,
@@ -222,17 +285,31 @@ def run_head(
         "head": head_name(p.hidden),
         "protocol": p.protocol,
         "workers": p.workers,
-        "sampler": config.sampler.kind,
-        "samples": result.samples,
-        "majority_baseline": float(
-            np.bincount(data.y_test, minlength=data.n_classes).max() / len(data.y_test)
-        ),
+        "sampler": params.sgmcmc.sampler.kind,
+        "samples": runs[0][0].samples,
+        "seeds": list(p.seeds),
+        "n_seeds": len(p.seeds),
+        "majority_baseline": majority,
+        "rhat_max": diag["rhat_max"],
+        "ess_bulk_min": diag["ess_bulk_min"],
+        "ess_tail_min": diag["ess_tail_min"],
+        "converged": diag["converged"],
+        "diagnostics": diag,
         "sgmcmc": sgmcmc,
-        "point_estimate": {"method": f"MAP, full-batch Adam ({p.map_steps} steps)", **point},
+        "point_estimate": {"method": f"MAP, full-batch Adam ({p.map_steps} steps)"}
+        | aggregate(point),
         "sklearn_logreg_accuracy": sklearn_logreg_accuracy(data),
-        "delta": {k: sgmcmc[k] - point[k] for k in ("accuracy", "log_likelihood", "ece")},
+        "delta": aggregate(
+            [
+                {k: b[k] - m[k] for k in ("accuracy", "log_likelihood", "ece")}
+                for b, m in zip(bma, point, strict=True)
+            ]
+        ),
+        "comparison": compare(bma, point),
+        "per_seed": {"sgmcmc": bma, "point_estimate": point},
     }
-    write_json(partial / "run.json", {**result.as_dict(), "evaluation": bma, "summary": summary})
+    run_info = [{"seed": s, **r[0].as_dict()} for s, r in zip(p.seeds, runs, strict=True)]
+    write_json(partial / "run.json", {"runs": run_info, "summary": summary})
     with signals_deferred():
         finalize_dir(partial, model_dir)
         write_json(metrics_path, summary)
@@ -241,7 +318,8 @@ def run_head(
 
 # --------------------------------------------------------------------------- the stage
 def run_vae_head(params: Params, stage: StageItem) -> dict[str, Any]:
-    """The Bayesian head on the codes of the schedule's first pretrained seed vs the MAP head.
+    """The Bayesian head on the codes of the schedule's first pretrained seed vs the MAP head
+    (every chain samples the same posterior, so that R-hat across them is meaningful).
     Empty on a torchrun worker rank, which only computes gradients (no run, no outputs)."""
     schedule = stage.identity["schedule"]
     corpus = load_prepared(pipeline.stage_item("prepare").out)
@@ -268,7 +346,9 @@ def run_vae_head(params: Params, stage: StageItem) -> dict[str, Any]:
                 "workers",
                 "samples",
                 "code_dim",
+                "n_seeds",
             ),
+            skip=("per_seed", "seeds"),
         )
         tracking.log_artifact(metrics_path)
     return summary

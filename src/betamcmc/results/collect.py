@@ -60,6 +60,7 @@ def read_csv(path: Path) -> dict[str, list[float]]:
 def items(params: Params) -> dict[str, dict[str, pipeline.StageItem]]:
     """Every stage item the results page reads, per area, keyed by its DVC item key."""
     schedules = list(params.pretrain.schedules)
+    downstream = list(params.finetune.schedules)  # the schedules classify, dialog and the head run
 
     def each(stage: str, **dims: list[Any]) -> dict[str, pipeline.StageItem]:
         out = {}
@@ -71,10 +72,13 @@ def items(params: Params) -> dict[str, dict[str, pipeline.StageItem]]:
     sg, rl = params.sgmcmc, params.rl
     return {
         "pretrain": each("pretrain", schedule=schedules),
-        "classify": each("classify", schedule=schedules),
-        "dialog": each("dialog", schedule=schedules, bow=list(params.finetune.dialog.bow)),
-        "vae_head": each("sgmcmc_vae_head", schedule=schedules),
-        "sgmcmc": each("sgmcmc", protocol=list(sg.protocols), workers=list(sg.workers)),
+        "classify": each("classify", schedule=downstream),
+        "dialog": each("dialog", schedule=downstream, bow=list(params.finetune.dialog.bow)),
+        "vae_head": each("sgmcmc_vae_head", schedule=downstream),
+        "sgmcmc": {
+            key: pipeline.stage_item("sgmcmc", protocol=item.protocol, workers=item.workers)
+            for key, item in sg.items.items()
+        },
         "sgmcmc_sgd": each("sgmcmc_sgd"),
         "consistency": each("sgmcmc_consistency"),
         "rl": each("rl", method=list(rl.methods), workers=list(rl.workers)),

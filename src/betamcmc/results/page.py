@@ -1,30 +1,54 @@
 """``reports/index.md``: what the pipeline found, on one page, generated from the metrics files.
 
-One section per area: a sentence computed from the numbers, one table, the key figure (from the
-area's report, linked relative to ``reports/``) and a link to the area's full report; then how to
-open the runs in MLflow. Every number is read from the metrics files (``results.collect``);
-nothing is written by hand, so the page is as true as the run that made it.
+One section per area: the comparison the area exists for, as paired per-seed comparisons
+(:mod:`betamcmc.stats`: wins per seed and the 95 % interval of the difference; an ordering only
+where that interval excludes 0), one table of mean ± sample std [95 % CI] over the seeds, the key
+figure (from the area's report, linked relative to ``reports/``) and a link to the full report.
+Then every posterior whose chains fail the convergence thresholds (R-hat, bulk and tail ESS), and
+how to open the runs in MLflow. Every number is read from the metrics files
+(``results.collect``); nothing is written by hand, so the page is as true as the run that made it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from betamcmc import stats
 from betamcmc.params import Params
 from betamcmc.results.collect import number
 from betamcmc.vae.report import verdict  # the pretrain report's own reading of the numbers
 
 DASH = "–"
+REFERENCE_CHAIN = "single-1"  # the sgmcmc item every protocol is compared with
+BASELINE_METHOD = "sgd"  # the noise-free RL update the samplers are compared with
 
 
 def _f(value: float | None, fmt: str = ".2f") -> str:
     return DASH if value is None else format(value, fmt)
 
 
-def _pm(tree: Any, key: str, fmt: str = ".2f") -> str:
-    """``mean ± std`` of ``key`` and ``key_std`` (std left out when absent or zero)."""
-    mean, std = number(tree, key), number(tree, f"{key}_std")
-    return _f(mean, fmt) + (f" ± {format(std, fmt)}" if std else "")
+def summary_at(tree: Any, key: str) -> dict[str, Any] | None:
+    """A :func:`betamcmc.stats.mean_std_ci`-shaped summary of ``key``: the dict found there
+    (``{mean, std, ci_low, ci_high}``) or the flat ``key``, ``key_std``, ``key_ci_low``,
+    ``key_ci_high`` entries beside it; None when there is no mean."""
+    node: Any = tree
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict) and "mean" in node:
+        return {k: number(node, k) for k in ("mean", "std", "ci_low", "ci_high")}
+    mean = number(tree, key)
+    if mean is None:
+        return None
+    return {"mean": mean, **{k: number(tree, f"{key}_{k}") for k in ("std", "ci_low", "ci_high")}}
+
+
+def _ci(tree: Any, key: str, digits: int = 3) -> str:
+    s = summary_at(tree, key)
+    if s is None:
+        return DASH
+    if s["std"] is None or s["ci_low"] is None:
+        return stats.fmt(s["mean"], digits)
+    return stats.fmt_ci(s, digits)
 
 
 def _table(head: list[str], rows: list[list[str]]) -> list[str]:
@@ -39,20 +63,26 @@ def _figure(alt: str, path: str, available: set[str]) -> list[str]:
     return [f"![{alt}]({path})", ""] if path in available else []
 
 
+def _paired_line(a: str, b: str, va: list[float], vb: list[float], label: str, higher: bool) -> str:
+    """``a`` against ``b`` on one metric over their shared seeds, in words, with the interval."""
+    if len(va) != len(vb) or not va:
+        return f"- {a} vs {b}, {label}: no common seeds to compare."
+    c = stats.paired(va, vb, higher)
+    call = {
+        "better": f"**{a} better**",
+        "worse": f"**{b} better**",
+        "indistinguishable": f"not distinguishable at {c['n']} seeds",
+    }[stats.verdict(c)]
+    return f"- {a} vs {b}, {label}: {stats.fmt_paired(c)} → {call}."
+
+
 def pretrain_section(params: Params, res: dict[str, Any], figures: set[str]) -> list[str]:
     metrics = res["pretrain"]
-    seeds = params.pretrain.seeds
     rows = [
-        [
-            name,
-            m.get("kind", DASH),
-            _pm(m, "test.kl"),
-            _pm(m, "test.mi"),
-            _pm(m, "test.au", ".1f"),
-            _pm(m, "test.nll"),
-        ]  # fmt: skip
+        [name, str(m.get("kind", DASH)), str(m.get("lr_cycles", DASH)),
+         *(_ci(m.get("test", {}), k) for k in ("kl", "mi", "au", "nll"))]
         for name, m in metrics.items()
-    ]
+    ]  # fmt: skip
     try:
         said = verdict(metrics, params.pretrain.model.latent_dim)
     except (KeyError, TypeError, ZeroDivisionError):  # a metrics file of another shape
@@ -60,14 +90,16 @@ def pretrain_section(params: Params, res: dict[str, Any], figures: set[str]) -> 
     return [
         "## Text VAE: does the β schedule keep the latent code in use?",
         "",
-        f"Test split, best-validation model of each seed, evaluated at β = 1; mean ± std over "
-        f"seeds {list(seeds)}; {params.pretrain.train.iterations} iterations per seed. KL and "
-        "NLL in nats per sentence, MI in nats, AU: active units of "
-        f"{params.pretrain.model.latent_dim}.",
+        f"Test split, best-validation model of each seed, evaluated at β = 1; mean ± sample std "
+        f"[95 % t-interval] over seeds {list(params.pretrain.seeds)}; "
+        f"{params.pretrain.train.iterations} iterations per seed. The headline schedules share "
+        "one learning-rate schedule; a schedule with its own `lr cycles` is a named variant "
+        "(the reference recipe's restarts). KL and NLL in nats per sentence, MI in nats, AU: "
+        f"active units of {params.pretrain.model.latent_dim}.",
         "",
         *said,
         "",
-        *_table(["schedule", "kind", "KL", "MI", "AU", "NLL"], rows),
+        *_table(["schedule", "kind", "lr cycles", "KL", "MI", "AU", "NLL"], rows),
         "",
         *_figure("training curves per schedule", "pretrain/curves.png", figures),
         *_figure("validation KL, MI and AU per schedule", "pretrain/codes.png", figures),
@@ -76,53 +108,69 @@ def pretrain_section(params: Params, res: dict[str, Any], figures: set[str]) -> 
     ]
 
 
-def finetune_section(res: dict[str, Any], figures: set[str]) -> list[str]:
-    classify = res["classify"]
+def _schedule_pairs(names: list[str]) -> list[tuple[str, str]]:
+    """Each later schedule against each earlier one (params order: constant, monotonic, ...)."""
+    return [(a, b) for i, a in enumerate(names) for b in names[:i]]
+
+
+def classify_lines(classify: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The accuracy table (codes per schedule, the two baselines) and the paired comparisons of
+    the schedules at the fewest labels, by VAE seed."""
     first = next(iter(classify.values()), {})
     fracs = list(first.get("fractions") or {})
     head = ["codes of", *[f"{100 * (number(first, f'fractions.{f}.fraction') or 0):g}% labels"
                           for f in fracs]]  # fmt: skip
     rows = [
-        [f"VAE, {name}", *[_pm(m, f"fractions.{f}.vae.mean", ".3f") for f in fracs]]
-        for name, m in classify.items()
+        [f"VAE, {n}", *[_ci(m, f"fractions.{f}.vae") for f in fracs]] for n, m in classify.items()
     ]
     for method, label in (("random_encoder", "random-init encoder"), ("bow", "bag-of-words")):
-        rows.append(
-            [label, *[_f(number(first, f"fractions.{f}.{method}.mean"), ".3f") for f in fracs]]
-        )
-    best = _best_schedule(classify, fracs[0] if fracs else None)
+        rows.append([label, *[_ci(first, f"fractions.{f}.{method}") for f in fracs]])
+    lines = []
+    if fracs:
+        f = fracs[0]
+        for a, b in _schedule_pairs(list(classify)):
+            va = (classify[a]["fractions"][f].get("vae") or {}).get("per_seed") or []
+            vb = (classify[b]["fractions"][f].get("vae") or {}).get("per_seed") or []
+            lines.append(_paired_line(a, b, va, vb, f"accuracy at {f} labels", True))
+    return _table(head, rows), lines
+
+
+def finetune_section(res: dict[str, Any], figures: set[str]) -> list[str]:
+    table, compared = classify_lines(res["classify"])
+    label = next(iter(res["classify"].values()), {}).get("label", "?")
     dialog_rows = [
-        [name, _f(number(m, "test_kl")), _f(_bleu_f1(m), ".3f"), _f(number(m, "distinct2"), ".3f")]
+        [name, _ci(m, "test_kl"), _ci(m, f"bleu{_bleu_order(m)}_f1"), _ci(m, "distinct2")]
         for name, m in res["dialog"].items()
     ]
     head_rows = [
-        [
-            name,
-            _f(number(m, "sgmcmc.accuracy"), ".3f"),
-            _f(number(m, "point_estimate.accuracy"), ".3f"),
-            _f(number(m, "majority_baseline"), ".3f"),
-        ]  # fmt: skip
+        [name, _ci(m, "sgmcmc.accuracy"), _ci(m, "point_estimate.accuracy"),
+         _f(number(m, "majority_baseline"), ".3f"), _convergence_cell(m)]
         for name, m in res["vae_head"].items()
-    ]
-    label = first.get("label", "?")
+    ]  # fmt: skip
     return [
         "## Downstream: are the codes useful?",
         "",
-        f"Semi-supervised classification of `{label}` from the frozen codes (test accuracy, mean "
-        f"over label seeds and VAE seeds)"
-        + (f"; with the fewest labels the best schedule is **{best}**." if best else "."),
+        f"Semi-supervised classification of `{label}` from the frozen codes: test accuracy, "
+        "mean ± sample std [95 % CI] between VAE seeds (one value per VAE seed; classifier "
+        "seeds are averaged within it, never pooled). Schedules compared by VAE seed at the "
+        "fewest labels:",
         "",
-        *_table(head, rows),
+        *compared,
+        "",
+        *table,
         "",
         *_figure("accuracy against label fraction", "finetune/classify_accuracy.png", figures),
-        "Dialog CVAE whose KL weight follows each schedule (test KL in nats, BLEU F1 of sampled "
-        "responses, distinct-2):",
+        "Dialog CVAE whose KL weight follows each schedule, over its seeds (test KL in nats, "
+        "BLEU F1 of sampled responses, distinct-2):",
         "",
         *_table(["item", "KL", "BLEU F1", "distinct-2"], dialog_rows),
         "",
-        "Bayesian classifier head (SG-MCMC) on the codes against its MAP point estimate:",
+        "Bayesian classifier head (SG-MCMC, one chain per seed) on the codes against its MAP "
+        "point estimate (test accuracy over the seeds):",
         "",
-        *_table(["schedule", "BMA accuracy", "MAP accuracy", "majority class"], head_rows),
+        *_table(
+            ["schedule", "BMA accuracy", "MAP accuracy", "majority class", "chains"], head_rows
+        ),  # fmt: skip
         "",
         "Full reports: [finetune/classify.md](finetune/classify.md), "
         "[finetune/dialog.md](finetune/dialog.md).",
@@ -130,73 +178,78 @@ def finetune_section(res: dict[str, Any], figures: set[str]) -> list[str]:
     ]
 
 
-def _bleu_f1(m: dict[str, Any]) -> float | None:
-    order = max((int(k[4]) for k in m if k.startswith("bleu") and k.endswith("_f1")), default=0)
-    return number(m, f"bleu{order}_f1") if order else None
+def _bleu_order(m: dict[str, Any]) -> int:
+    return max((int(k[4]) for k in m if k.startswith("bleu") and k.endswith("_f1")), default=0)
 
 
-def _best_schedule(classify: dict[str, Any], frac: str | None) -> str | None:
-    scored = (
-        {n: number(m, f"fractions.{frac}.vae.mean") for n, m in classify.items()} if frac else {}
+def _convergence_cell(m: dict[str, Any]) -> str:
+    """``converged`` or ``UNCONVERGED`` with the worst R-hat and the smallest bulk / tail ESS."""
+    if "converged" not in m:
+        return DASH
+    word = "converged" if m["converged"] else "**UNCONVERGED**"
+    return (
+        f"{word} (R̂ {_f(number(m, 'rhat_max'), '.3f')}, ESS bulk "
+        f"{_f(number(m, 'ess_bulk_min'), '.0f')} / tail {_f(number(m, 'ess_tail_min'), '.0f')})"
     )
-    scored = {n: v for n, v in scored.items() if v is not None}
-    return max(scored, key=scored.__getitem__) if scored else None
+
+
+def _seed_list(m: dict[str, Any], key: str) -> dict[int, float]:
+    """Per-seed values of ``key`` from a ``per_seed`` list of per-seed summaries (by index)."""
+    seeds = m.get("per_seed") or []
+    return {i: float(s[key]) for i, s in enumerate(seeds) if s.get(key) is not None}
+
+
+def sgmcmc_lines(items: dict[str, Any]) -> list[str]:
+    """Every item against the single reference chain, paired by seed, on the BMA's quality and on
+    the time to accuracy 0.95 (seeds that never reached it are left out of that comparison)."""
+    ref = items.get(REFERENCE_CHAIN)
+    if ref is None:
+        return []
+    lines = []
+    for name, m in items.items():
+        if name == REFERENCE_CHAIN:
+            continue
+        for key, label, higher in (("accuracy", "accuracy", True),
+                                   ("log_likelihood", "log-likelihood", True),
+                                   ("time_to_acc95_s", "s to 0.95", False)):  # fmt: skip
+            va, vb = _seed_list(m, key), _seed_list(ref, key)
+            both = sorted(set(va) & set(vb))
+            lines.append(_paired_line(name, REFERENCE_CHAIN, [va[s] for s in both],
+                                      [vb[s] for s in both], label, higher))  # fmt: skip
+    return lines
 
 
 def sgmcmc_section(res: dict[str, Any], figures: set[str]) -> list[str]:
     items = res["sgmcmc"]
     rows = [
-        [
-            name,
-            _f(number(m, "accuracy"), ".4f"),
-            _f(number(m, "log_likelihood"), ".3f"),
-            _f(number(m, "time_to_acc95_s"), ".2f"),
-            _f(number(m, "grads_to_acc95"), ".0f"),
-            _f(
-                (number(m, "bytes_per_sample") or 0) / 1e6 if "bytes_per_sample" in m else None,
-                ".3f",
-            ),
-        ]  # fmt: skip
+        [name, _ci(m, "accuracy", 4), _ci(m, "log_likelihood"), _ci(m, "time_to_acc95_s"),
+         _ci(m, "grad_evals", 4), _f((number(m, "bytes_per_sample") or 0) / 1e6, ".3f"),
+         _convergence_cell(m)]
         for name, m in items.items()
-    ]
+    ]  # fmt: skip
     for m in res["sgmcmc_sgd"].values():
-        rows.append([f"SGD ({m.get('steps', '?')} steps)", _f(number(m, "accuracy"), ".4f"),
-                     _f(number(m, "log_likelihood"), ".3f"), DASH, DASH, DASH])  # fmt: skip
-    timed = {n: number(m, "time_to_acc95_s") for n, m in items.items()}
-    timed = {n: t for n, t in timed.items() if t is not None}
-    fastest = min(timed, key=timed.__getitem__) if timed else None
+        rows.append([f"SGD ({m.get('steps', '?')} steps)", _ci(m, "accuracy", 4),
+                     _ci(m, "log_likelihood"), DASH, DASH, DASH, "point estimate"])  # fmt: skip
+    first = next(iter(items.values()), {})
     lines = [
         "## Asynchronous SG-MCMC: which protocol reaches a good posterior first?",
         "",
-        "Bayesian model average of the samples on the test split; time to BMA accuracy 0.95 in "
-        "wall-clock seconds (burn-in included, on whatever else the machine ran) and in gradient "
-        "evaluations; MB sent per collected sample. "
-        + (
-            f"Fastest to 0.95 here: **{fastest}** ({timed[fastest]:.2f} s)."
-            if fastest
-            else "No item reached 0.95 within its budget."
-        ),  # fmt: skip
+        "Bayesian model average of the samples on the test split, mean ± sample std [95 % CI] "
+        f"over {first.get('n_seeds', '?')} seeds; seconds to BMA accuracy 0.95 (wall-clock, "
+        "burn-in included, on whatever else the machine ran; over the seeds that reached it), "
+        "gradient evaluations, MB sent per collected sample, and the chains' diagnostics "
+        "pooled over the seeds. Each item against the single chain, paired by seed:",
         "",
-        *_table(["item", "accuracy", "log-lik", "s to 0.95", "grads to 0.95", "MB/sample"], rows),
+        *sgmcmc_lines(items),
+        "",
+        *_table(
+            ["item", "accuracy", "log-lik", "s to 0.95", "gradients", "MB/sample", "chains"], rows
+        ),  # fmt: skip
         "",
         *_figure("BMA accuracy against wall-clock", "sgmcmc/accuracy_vs_time.png", figures),
     ]
     for m in res["consistency"].values():
-        runs = m.get("runs") or {}
-        lines += [
-            "Bias against staleness (Bayesian logistic regression against a full-batch MALA "
-            "reference; relative error of the posterior mean and variance at the end):",
-            "",
-            *_table(
-                ["protocol, tau", "mean error", "variance error"],
-                [
-                    [n, _f(number(r, "mean_error"), ".4f"), _f(number(r, "var_error"), ".4f")]
-                    for n, r in runs.items()
-                ],
-            ),  # fmt: skip
-            "",
-            *_figure("error against wall-clock", "sgmcmc_consistency/consistency.png", figures),
-        ]
+        lines += consistency_lines(m, figures)
     lines += [
         "Full reports: [sgmcmc/table.md](sgmcmc/table.md), "
         "[sgmcmc_consistency/table.md](sgmcmc_consistency/table.md).",
@@ -205,40 +258,93 @@ def sgmcmc_section(res: dict[str, Any], figures: set[str]) -> list[str]:
     return lines
 
 
+def consistency_lines(m: dict[str, Any], figures: set[str]) -> list[str]:
+    runs = m.get("runs") or {}
+    calls = [
+        f"- {c['protocol']}: τ = {c['tau']} against τ = {c['against_tau']}: error "
+        f"**{c['error_is']}**" + (f" ({stats.fmt_paired(c)})" if "diff" in c else "") + "."
+        for c in m.get("tau_comparisons") or []
+    ]
+    return [
+        "Bias against staleness (Bayesian logistic regression against a full-batch MALA "
+        "reference; relative error of the posterior mean and variance at the end, over "
+        f"{m.get('n_seeds', '?')} seeds). Larger τ against the smallest, paired by seed:",
+        "",
+        *calls,
+        "",
+        *_table(
+            ["protocol, τ", "mean error", "variance error"],
+            [[n, _ci(r, "mean_error"), _ci(r, "var_error")] for n, r in runs.items()],
+        ),
+        "",
+        *_figure("error against wall-clock", "sgmcmc_consistency/consistency.png", figures),
+    ]
+
+
 def rl_section(res: dict[str, Any], figures: set[str]) -> list[str]:
     items = res["rl"]
 
-    def final(m: dict[str, Any]) -> str:
-        std = number(m, "final_return_std")
-        return _f(number(m, "final_return_mean"), ".1f") + (f" ± {std:.1f}" if std else "")
+    def final(m: dict[str, Any]) -> dict[str, Any]:
+        return {k: number(m, f"final_return_{k}") for k in ("mean", "std", "ci_low", "ci_high")}
 
     rows = [
-        [
-            name,
-            _f(number(m, "temperature"), "g"),
-            final(m),
-            f"{m.get('solved_runs', DASH)}/{m.get('seeds', DASH)}",
-            _f(number(m, "steps_to_threshold_median"), ".0f"),
-        ]  # fmt: skip
+        [name, _f(number(m, "temperature"), "g"), _ci({"r": final(m)}, "r", 4),
+         f"{m.get('solved_runs', DASH)}/{m.get('seeds', DASH)}",
+         _f(number(m, "steps_to_threshold_median"), ".0f")]
         for name, m in items.items()
-    ]
+    ]  # fmt: skip
+    base = next((n for n, m in items.items() if m.get("update") == BASELINE_METHOD), None)
+    lines = []
+    for name, m in items.items():
+        if base is None or name == base:
+            continue
+        ours, theirs = (
+            {s: v["final_return"] for s, v in (x.get("per_seed") or {}).items()}
+            for x in (m, items[base])
+        )
+        both = sorted(set(ours) & set(theirs), key=int)
+        lines.append(_paired_line(name, base, [ours[s] for s in both], [theirs[s] for s in both],
+                                  "final return", True))  # fmt: skip
     first = next(iter(items.values()), {})
-    ranked = sorted(
-        ((number(m, "final_return_mean"), n) for n, m in items.items()),
-        key=lambda t: -(t[0] if t[0] is not None else -1e300),
-    )
-    best = ranked[0][1] if ranked and ranked[0][0] is not None else None
     return [
         f"## Reinforcement learning: does SG-MCMC noise help exploration? ({first.get('env', '?')})",
         "",
-        "Final return of the master's policy (mean over seeds), runs that reached the solve "
-        f"threshold ({first.get('reward_threshold', '?')}), median environment steps to it. "
-        + (f"Highest final return here: **{best}**." if best else ""),
+        "Final return of the master's policy, mean ± sample std [95 % CI] over the seeds; runs "
+        f"that reached the solve threshold ({first.get('reward_threshold', '?')}); median "
+        "environment steps to it. Each sampler against the noise-free update, paired by seed:",
+        "",
+        *lines,
         "",
         *_table(["item", "T", "final return", "solved", "steps to solve"], rows),
         "",
         *_figure("return against environment steps", "rl/curves.png", figures),
         "Full report: [rl/table.md](rl/table.md).",
+        "",
+    ]
+
+
+def convergence_section(res: dict[str, Any]) -> list[str]:
+    """Every posterior whose chains fail the thresholds: no posterior conclusion from them."""
+    runs = [(f"sgmcmc@{n}", m) for n, m in res["sgmcmc"].items()]
+    runs += [(f"sgmcmc_vae_head@{n}", m) for n, m in res["vae_head"].items()]
+    failed = [f"- **{name}**: {_convergence_cell(m)}" for name, m in runs if not m.get("converged")]
+    first = next((m for _, m in runs if m.get("thresholds")), {})
+    rule = first.get("thresholds") or {"rhat_max": 1.05, "ess_min": 100}
+    verdict_line = (
+        f"{len(failed)} of {len(runs)} posteriors are **unconverged**: read their accuracy and "
+        "log-likelihood as those of an ensemble of samples, not as posterior estimates."
+        if failed
+        else f"All {len(runs)} posteriors pass."
+    )
+    return [
+        "## Convergence of the chains",
+        "",
+        f"A posterior counts as converged when its worst rank-normalized split R̂ is at most "
+        f"{rule.get('rhat_max')} and its smallest bulk and tail ESS are at least "
+        f"{rule.get('ess_min')} (Vehtari et al. 2021), over the log-likelihoods of test points "
+        "and the chains of all seeds of an item. " + verdict_line,
+        "",
+        *failed,
         "",
     ]
 
@@ -274,5 +380,6 @@ def render(params: Params, res: dict[str, Any], figures: set[str]) -> str:
         + finetune_section(res, figures)
         + sgmcmc_section(res, figures)
         + rl_section(res, figures)
+        + convergence_section(res)
     )
     return "\n".join(head + body) + "\n" + MLFLOW

@@ -47,6 +47,7 @@ from betamcmc.sgmcmc.launch import run_local, set_threads
 from betamcmc.sgmcmc.result import require_complete
 from betamcmc.sgmcmc.samples import read_samples
 from betamcmc.sgmcmc.sampling import finalize_dir
+from betamcmc.stats import mean_std_ci
 from betamcmc.stopping import Stopped, signals_deferred, stop_on_signals
 
 EVAL_SEED, FINAL_SEED = 10_000, 20_000  # evaluation episodes' environment seeds (+ 100 x seed)
@@ -223,6 +224,18 @@ def run_seed(
     return curve, record
 
 
+def _spread(name: str, values: list[float]) -> dict[str, Any]:
+    """``<name>_mean`` (the key this metrics file always had), ``_std`` (ddof 1), ``_ci_low``,
+    ``_ci_high`` (95 % t-interval): :func:`betamcmc.stats.mean_std_ci` over seeds."""
+    summary = mean_std_ci(values)
+    return {
+        f"{name}_mean": summary["mean"],
+        f"{name}_std": summary["std"],
+        f"{name}_ci_low": summary["ci_low"],
+        f"{name}_ci_high": summary["ci_high"],
+    }
+
+
 def summarize(
     rl: RlParams,
     env: EnvInfo,
@@ -255,16 +268,15 @@ def summarize(
         "seeds": len(records),
         "temperature": rl.temperature if update in ("sgld", "sghmc") else 0.0,
         "step_size": rl.step_size,
-        "final_return_mean": float(np.mean(finals)),
-        "final_return_std": float(np.std(finals, ddof=1)) if len(finals) > 1 else None,
-        "curve_return_mean": float(np.mean([c.mean_return() for c in curves])),
+        "n_seeds": len(records),
+        **_spread("final_return", finals),
+        **_spread("curve_return", [c.mean_return() for c in curves]),
         "last_snapshot_return_mean": float(np.mean([c.returns[-1] for c in curves])),
         "entropy_final_mean": float(np.mean([r["final_entropy"] for r in records])),
         "solved_runs": len(solved),
         "steps_to_threshold_median": median if math.isfinite(median) else None,
         "env_steps_mean": float(np.mean(steps)),
-        "wall_s_mean": float(np.mean(wall)),
-        "wall_s_std": float(np.std(wall, ddof=1)) if len(wall) > 1 else None,
+        **_spread("wall_s", wall),
         "setup_s_mean": float(np.mean([r["engine"]["setup_s"] for r in records])),
         "env_steps_per_s": float(np.mean([s / w for s, w in zip(steps, wall, strict=True)])),
         "staleness_mean": float(np.mean(stale)) if stale else None,
@@ -273,10 +285,11 @@ def summarize(
         "per_seed": {
             str(r["seed"]): {
                 "final_return": r["final_return_mean"],
+                "curve_return": c.mean_return(),
                 "steps_to_threshold": s,
                 "wall_s": r["engine"]["wall_s"],
             }
-            for r, s in zip(records, to_solve, strict=True)
+            for r, s, c in zip(records, to_solve, curves, strict=True)
         },
     }
 

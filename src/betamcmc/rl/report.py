@@ -19,6 +19,9 @@ from betamcmc.io import atomic_path, read_json
 from betamcmc.params import Params
 from betamcmc.pipeline import StageItem
 from betamcmc.rl.evaluate import read_curve
+from betamcmc.stats import fmt_ci, fmt_paired, paired, verdict
+
+BASELINE = "sgd-downpour"  # the noise-free method every SG-MCMC method is compared with
 
 
 def load_items(params: Params) -> list[tuple[str, dict[str, Any], dict[str, list[float]]]]:
@@ -47,28 +50,84 @@ def markdown_table(items: list[tuple[str, dict[str, Any], dict[str, list[float]]
         f"# rl: {first['env']} (solve threshold {first['reward_threshold']})",
         "",
         "Final return: the master's policy after the budget, mean over `final_episodes` episodes "
-        "per seed, then mean +- std over seeds. Curve mean: mean return over the snapshots "
+        "per seed, then mean ± std [95 % t-interval] over seeds. Curve mean: mean return over the snapshots "
         "(area under the learning curve / length). Steps to solve: median over seeds of the first "
-        "snapshot reaching the threshold ('never' unless at least half the seeds got there).",
+        "snapshot reaching the threshold ('never' unless at least half the seeds got there); "
+        "solved = seeds whose curve reached it, nothing more is claimed.",
         "",
         "| item | T | seeds | final return | curve mean | solved | steps to solve | env steps "
         "| wall s | env steps/s | entropy (final) | dead workers |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for item, s, _ in items:
-        std = s["final_return_std"]
-        final = f"{s['final_return_mean']:.1f}" + (f" +- {std:.1f}" if std is not None else "")
-        wall = f"{s['wall_s_mean']:.1f}" + (
-            f" +- {s['wall_s_std']:.1f}" if s["wall_s_std"] is not None else ""
-        )
         lines.append(
-            f"| {item} | {s['temperature']:g} | {s['seeds']} | {final} "
-            f"| {s['curve_return_mean']:.1f} | {s['solved_runs']}/{s['seeds']} "
+            f"| {item} | {s['temperature']:g} | {s['seeds']} | {_ci(s, 'final_return')} "
+            f"| {_ci(s, 'curve_return')} | {s['solved_runs']}/{s['seeds']} "
             f"| {_num(s['steps_to_threshold_median'], '{:.0f}')} | {s['env_steps_mean']:.0f} "
-            f"| {wall} | {s['env_steps_per_s']:.0f} | {s['entropy_final_mean']:.3f} "
+            f"| {_ci(s, 'wall_s')} | {s['env_steps_per_s']:.0f} | {s['entropy_final_mean']:.3f} "
             f"| {s['dead_workers']} |"
         )
+    lines += ["", *comparison_lines(items)]
     return "\n".join(lines) + "\n"
+
+
+def _ci(s: dict[str, Any], name: str) -> str:
+    """``mean ± std [low, high]`` of ``<name>_mean`` and its spread keys."""
+    return fmt_ci(
+        {
+            "mean": s[f"{name}_mean"],
+            "std": s.get(f"{name}_std"),
+            "ci_low": s.get(f"{name}_ci_low"),
+            "ci_high": s.get(f"{name}_ci_high"),
+        }
+    )
+
+
+def compare_items(
+    items: list[tuple[str, dict[str, Any], dict[str, list[float]]]],
+) -> dict[str, dict[str, Any]]:
+    """Each method against :data:`BASELINE` at the same W, paired by seed, on the final and
+    the curve-mean return (higher is better), each with its :func:`betamcmc.stats.verdict`."""
+    by_item = {item: s for item, s, _ in items}
+    out: dict[str, dict[str, Any]] = {}
+    for item, s, _ in items:
+        base = by_item.get(f"{BASELINE}-{s['workers']}")
+        if base is None or s["method"] == BASELINE:
+            continue
+        seeds = [k for k in s["per_seed"] if k in base["per_seed"]]
+        out[item] = {}
+        for key in ("final_return", "curve_return"):
+            if not seeds or any(key not in s["per_seed"][k] for k in seeds):
+                continue
+            comparison = paired(
+                [s["per_seed"][k][key] for k in seeds], [base["per_seed"][k][key] for k in seeds]
+            )
+            out[item][key] = {**comparison, "verdict": verdict(comparison)}
+    return out
+
+
+def comparison_lines(items: list[tuple[str, dict[str, Any], dict[str, list[float]]]]) -> list[str]:
+    """The paired comparisons as a table: the only orderings the report states."""
+    comparisons = compare_items(items)
+    if not comparisons:
+        return []
+    lines = [
+        f"## Against {BASELINE} (paired by seed)",
+        "",
+        "Verdict from the 95 % t-interval of the per-seed difference (method − baseline): "
+        "better / worse only where it excludes 0, else indistinguishable; wins = seeds where the "
+        "method's return is higher.",
+        "",
+        "| item | final return | curve mean |",
+        "|---|---|---|",
+    ]
+    for item, c in comparisons.items():
+        cells = [
+            f"{c[k]['verdict']}: {fmt_paired(c[k], 3)}" if k in c else "-"
+            for k in ("final_return", "curve_return")
+        ]
+        lines.append(f"| {item} | {' | '.join(cells)} |")
+    return lines
 
 
 def curves_figure(

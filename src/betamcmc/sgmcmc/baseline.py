@@ -1,9 +1,10 @@
 """The ``sgmcmc_sgd`` stage's work: the SGD point-estimate baseline of the SG-MCMC comparison.
 
 The configured sampler at temperature 0 (SGLD -> SGD, SGHMC -> SGD with momentum, exactly) on the
-MAP loss for ``sgmcmc.sgd.steps`` steps with one worker, on the engine like every item; its last
-iterate is evaluated like a BMA of one sample. Outputs ``models/sgmcmc_sgd/`` (the sample and
-``run.json``) and ``metrics/sgmcmc_sgd.json`` (written last). With ``device: auto`` and CUDA
+MAP loss for ``sgmcmc.sgd.steps`` steps with one worker, on the engine like every item, once per
+seed of ``sgmcmc.seeds``; each last iterate is evaluated like a BMA of one sample. Outputs
+``models/sgmcmc_sgd/`` (``seed-<s>/``: the sample; ``run.json``) and ``metrics/sgmcmc_sgd.json``
+(written last: the metrics-file convention over seeds, ``seeds.py``). With ``device: auto`` and CUDA
 present the worker computes on the GPU.
 """
 
@@ -16,26 +17,26 @@ from betamcmc import tracking
 from betamcmc.io import write_json
 from betamcmc.params import Params
 from betamcmc.pipeline import StageItem
+from betamcmc.sgmcmc.config import RunSpec
 from betamcmc.sgmcmc.evaluate import evaluate_samples
 from betamcmc.sgmcmc.experiment import make_spec
 from betamcmc.sgmcmc.samples import read_samples
 from betamcmc.sgmcmc.sampling import finalize_dir, fresh_partial, sample
+from betamcmc.sgmcmc.seeds import aggregate
 from betamcmc.stopping import signals_deferred
 
 PREDICTIVE = ("accuracy", "log_likelihood", "log_likelihood_median", "log_likelihood_worst", "ece")
 
 
-def run_sgd(
-    params: Params, stage: StageItem, device: str = "cpu", track: bool = True
-) -> dict[str, Any]:
-    """Run the baseline and write its outputs (paths: dvc.yaml); returns its metrics."""
-    models_dir, metrics_path = stage.out, stage.path(".json")
+def sgd_spec(params: Params, device: str, seed: int) -> RunSpec:
+    """The configured sampler at temperature 0 and ``sgd.step_size`` for ``sgd.steps`` steps."""
     sg = params.sgmcmc
     spec = make_spec(
         params,
         "single",
         1,
         device,
+        seed=seed,
         burn_in=sg.sgd.steps,
         samples=1,
         thinning=1,
@@ -44,22 +45,41 @@ def run_sgd(
     config = spec.config.with_sampler(temperature=0.0, step_size=sg.sgd.step_size).replace(
         step_size_key="sgmcmc.sgd.step_size"
     )
-    spec = dataclasses.replace(spec, config=config)
+    return dataclasses.replace(spec, config=config)
+
+
+def run_sgd(
+    params: Params, stage: StageItem, device: str = "cpu", track: bool = True
+) -> dict[str, Any]:
+    """Run the baseline once per seed of ``sgmcmc.seeds`` (the items' seeds, so a protocol can be
+    compared with it seed by seed) and write its outputs (paths: dvc.yaml); returns its metrics:
+    each of :data:`PREDICTIVE` and ``wall_s`` as mean / std / CI over seeds, ``per_seed``."""
+    models_dir, metrics_path = stage.out, stage.path(".json")
+    sg = params.sgmcmc
 
     def body() -> dict[str, Any]:
         partial = fresh_partial(models_dir)
-        result = sample(spec, partial, {"item": "sgd", "task": sg.task.kind, "seed": params.seed})
-        assert result is not None
-        metrics, _ = evaluate_samples(spec.make_task(), read_samples(partial), sg.eval_points)
-        kind = spec.config.sampler.kind
+        per_seed, runs, task = [], [], None
+        for seed in sg.seeds:
+            spec = sgd_spec(params, device, seed)
+            seed_dir = partial / f"seed-{seed}"
+            info = {"item": "sgd", "task": sg.task.kind, "seed": seed}
+            result = sample(spec, seed_dir, info)
+            assert result is not None
+            task = task or spec.make_task()
+            metrics, _ = evaluate_samples(task, read_samples(seed_dir), sg.eval_points)
+            per_seed.append({"seed": seed, **{k: metrics[k] for k in PREDICTIVE}})
+            per_seed[-1]["wall_s"] = result.wall_s
+            runs.append({"seed": seed, **result.as_dict(), "evaluation": metrics})
+        kind = sg.sampler.kind
         summary = {
             "method": f"{kind} at temperature 0 "
             f"({'SGD' if kind == 'sgld' else 'SGD with momentum'})",
             "steps": sg.sgd.steps,
-            **{k: metrics[k] for k in PREDICTIVE},
-            "wall_s": result.wall_s,
+            "seeds": list(sg.seeds),
+            **aggregate(per_seed, (*PREDICTIVE, "wall_s")),
         }
-        write_json(partial / "run.json", {**result.as_dict(), "evaluation": metrics})
+        write_json(partial / "run.json", {"runs": runs})
         with signals_deferred():
             finalize_dir(partial, models_dir)
             write_json(metrics_path, summary)
@@ -69,5 +89,5 @@ def run_sgd(
         return body()
     with tracking.stage_run(params, stage):
         summary = body()
-        tracking.log_result(summary, as_params=["steps"])
+        tracking.log_result(summary, as_params=["steps", "n_seeds"])
         return summary

@@ -9,8 +9,12 @@ and the running estimates from its samples are compared with the reference after
     mean error  = ||m_k - m*|| / ||m*||        variance error = ||v_k - v*|| / ||v*||
 
 against wall-clock time. The paper's theory: the bias grows with staleness (larger tau, more
-workers); thinning (fewer, more separated samples) trades variance for time. Outputs: a figure,
-a markdown table and a JSON of the final errors.
+workers); thinning (fewer, more separated samples) trades variance for time. Every run is
+repeated for each seed of ``consistency.seeds`` (the reference once): the metrics keep each final
+error as the mean over seeds with ``_std``, ``_ci_low``, ``_ci_high``, ``n_seeds``, ``per_seed``,
+and ``tau_comparisons`` pairs each larger tau with the smallest by seed; the table claims "the
+error grows with tau" only where that paired interval says so. Outputs: a figure (seed-mean
+curves), a markdown table and a JSON of the final errors.
 """
 
 from __future__ import annotations
@@ -31,8 +35,13 @@ from betamcmc.sgmcmc.config import EngineConfig, RunSpec
 from betamcmc.sgmcmc.flat import FlatModel
 from betamcmc.sgmcmc.launch import run_local
 from betamcmc.sgmcmc.samples import read_samples
+from betamcmc.sgmcmc.seeds import aggregate
 from betamcmc.sgmcmc.tasks import LogregTask
+from betamcmc.stats import fmt, fmt_ci, fmt_paired, paired, verdict
 from betamcmc.stopping import Stopped, signals_deferred, stop_on_signals
+
+# the per-seed numbers of a run the metrics file reports as mean / std / CI over seeds
+SUMMARISED = ("mean_error", "var_error", "wall_s", "staleness_mean", "bytes_per_sample")
 
 
 def logreg_task(params: Params) -> LogregTask:
@@ -108,12 +117,69 @@ def run_study(params: Params, out_dir: Path, metrics_path: Path | None = None) -
         ) from None
 
 
+def _one_run(spec: RunSpec, sdir: Path, ref: dict[str, Any]) -> tuple[dict[str, Any], tuple]:
+    """One (protocol, tau, seed): its final errors and running error curves."""
+    result = run_local(spec, sdir)
+    s = read_samples(sdir)
+    k = np.arange(1, len(s) + 1)[:, None]
+    run_mean = np.cumsum(s.theta, axis=0) / k
+    run_var = np.maximum(np.cumsum(s.theta.astype(np.float64) ** 2, axis=0) / k - run_mean**2, 0.0)
+    err_m = np.linalg.norm(run_mean - ref["mean"], axis=1) / np.linalg.norm(ref["mean"])
+    err_v = np.linalg.norm(run_var - ref["var"], axis=1) / np.linalg.norm(ref["var"])
+    run = {
+        "seed": spec.seed,
+        "samples": len(s),
+        "wall_s": result.wall_s,
+        "mean_error": float(err_m[-1]),
+        "var_error": float(err_v[-1]),
+        "staleness_mean": result.staleness_mean,
+        "bytes_per_sample": result.bytes_total / max(1, len(s)),
+    }
+    return run, (s.wall_s, err_m, err_v)
+
+
+def arms(params: Params) -> list[tuple[str, int, int]]:
+    """``(protocol, tau, workers)`` of every run of the study (single and sync: tau 1 only)."""
+    c = params.sgmcmc.consistency
+    return [
+        (protocol, tau, 1 if protocol == "single" else c.workers)
+        for protocol in dict.fromkeys(c.protocols)
+        for tau in ([1] if protocol in ("single", "sync") else c.periods)
+    ]
+
+
+def tau_comparisons(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per protocol with several periods: the mean error at each larger tau against the smallest
+    tau, paired by seed; ``grows`` only where the verdict says the error is larger."""
+    out = []
+    for protocol in dict.fromkeys(r["protocol"] for r in runs.values()):
+        mine = sorted(
+            (r for r in runs.values() if r["protocol"] == protocol), key=lambda r: r["tau"]
+        )
+        for r in mine[1:]:
+            small, large = mine[0], r
+            comparison = paired(
+                [x["mean_error"] for x in large["per_seed"]],
+                [x["mean_error"] for x in small["per_seed"]],
+                higher_is_better=False,
+            )
+            word = {"worse": "larger", "better": "smaller"}.get(
+                verdict(comparison), "indistinguishable"
+            )
+            out.append(
+                {
+                    "protocol": protocol,
+                    "tau": large["tau"],
+                    "against_tau": small["tau"],
+                    "error_is": word,
+                    "grows": word == "larger",
+                    **comparison,
+                }
+            )
+    return out
+
+
 def _run_study(params: Params, out_dir: Path, metrics_path: Path | None) -> dict[str, Any]:
-    import matplotlib  # lazy: a plotting import costs a second: only the study's figure pays it
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     c = params.sgmcmc.consistency
     t = params.sgmcmc.task
     ref = reference_posterior(params)
@@ -121,8 +187,7 @@ def _run_study(params: Params, out_dir: Path, metrics_path: Path | None) -> dict
         _logreg_factory, t.logreg_n, t.logreg_dim, c.batch_size, t.test_fraction
     )
     torch.manual_seed(params.seed)
-    dim = FlatModel(factory().build_model()).dim
-    assert dim == len(ref["mean"])
+    assert FlatModel(factory().build_model()).dim == len(ref["mean"])
     base = EngineConfig.from_params(
         params.sgmcmc,
         params.runtime,
@@ -131,83 +196,128 @@ def _run_study(params: Params, out_dir: Path, metrics_path: Path | None) -> dict
         samples=c.samples,
         straggler_delay=0.0,
     ).with_sampler(step_size=c.step_size)
-    runs: list[dict[str, Any]] = []
-    curves: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    per_seed: dict[str, list[dict[str, Any]]] = {}
+    curves: dict[tuple[str, int], list[tuple]] = {}
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
-        for protocol in c.protocols:
-            for tau in [1] if protocol in ("single", "sync") else c.periods:
-                workers = 1 if protocol == "single" else c.workers
-                spec = RunSpec(base.replace(period=tau), protocol, workers, params.seed, factory)
-                sdir = tmp / "samples" / f"{protocol}-tau{tau}"
-                result = run_local(spec, sdir)
-                s = read_samples(sdir)
-                k = np.arange(1, len(s) + 1)[:, None]
-                run_mean = np.cumsum(s.theta, axis=0) / k
-                run_var = np.maximum(
-                    np.cumsum(s.theta.astype(np.float64) ** 2, axis=0) / k - run_mean**2, 0.0
-                )
-                err_m = np.linalg.norm(run_mean - ref["mean"], axis=1) / np.linalg.norm(ref["mean"])
-                err_v = np.linalg.norm(run_var - ref["var"], axis=1) / np.linalg.norm(ref["var"])
-                curves[(protocol, tau)] = (s.wall_s, err_m, err_v)
-                runs.append(
-                    {
-                        "protocol": protocol,
-                        "tau": tau,
-                        "workers": workers,
-                        "samples": len(s),
-                        "wall_s": result.wall_s,
-                        "mean_error": float(err_m[-1]),
-                        "var_error": float(err_v[-1]),
-                        "staleness_mean": result.staleness_mean,
-                        "bytes_total": result.bytes_total,
-                        "bytes_per_sample": result.bytes_total / max(1, len(s)),
-                    }
-                )
-        protocols = list(dict.fromkeys(c.protocols))
-        fig, axes = plt.subplots(
-            2, len(protocols), figsize=(3.6 * len(protocols), 5.5), squeeze=False, sharey="row"
-        )
-        for j, protocol in enumerate(protocols):
-            for (p, tau), (wall, em, ev) in curves.items():
-                if p != protocol:
-                    continue
-                label = "single chain" if p in ("single", "sync") else f"tau = {tau}"
-                axes[0][j].plot(wall, em, label=label)
-                axes[1][j].plot(wall, ev, label=label)
-            axes[0][j].set(title=protocol, yscale="log")
-            axes[1][j].set(xlabel="wall-clock s", yscale="log")
-            axes[0][j].legend(fontsize=7)
-        axes[0][0].set_ylabel("rel. error of posterior mean")
-        axes[1][0].set_ylabel("rel. error of posterior variance")
-        fig.tight_layout()
-        fig.savefig(tmp / "consistency.png", dpi=110)
-        plt.close(fig)
-        lines = [
-            "# Consistency: Bayesian logistic regression vs a full-batch MALA reference",
-            "",
-            f"Reference: {ref['draws']} MALA draws (acceptance {ref['acceptance']:.2f}); "
-            f"{c.samples} samples per run, thinning {c.thinning}, burn-in {c.burn_in}, "
-            f"step size {c.step_size:g}, batch {c.batch_size}, {c.workers} workers.",
-            "",
-            "| protocol | tau | workers | wall s | mean error | variance error | staleness | KB/sample |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for r in runs:
-            st = "-" if r["staleness_mean"] is None else f"{r['staleness_mean']:.2f}"
-            lines.append(
-                f"| {r['protocol']} | {r['tau']} | {r['workers']} | {r['wall_s']:.2f} | {r['mean_error']:.4f} "
-                f"| {r['var_error']:.4f} | {st} | {r['bytes_per_sample'] / 1e3:.1f} |"
-            )
-        (tmp / "table.md").write_text("\n".join(lines) + "\n")
+        for seed in c.seeds:
+            for protocol, tau, workers in arms(params):
+                spec = RunSpec(base.replace(period=tau), protocol, workers, seed, factory)
+                sdir = tmp / "samples" / f"seed-{seed}" / f"{protocol}-tau{tau}"
+                run, curve = _one_run(spec, sdir, ref)
+                per_seed.setdefault(f"{protocol}-tau{tau}", []).append(run)
+                curves.setdefault((protocol, tau), []).append(curve)
+        runs = {
+            f"{p}-tau{tau}": {
+                "protocol": p,
+                "tau": tau,
+                "workers": w,
+                "samples": per_seed[f"{p}-tau{tau}"][0]["samples"],
+                **aggregate(per_seed[f"{p}-tau{tau}"], SUMMARISED),
+            }
+            for p, tau, w in arms(params)
+        }
+        comparisons = tau_comparisons(runs)
+        draw_figure(tmp / "consistency.png", curves)
+        text = table_text(params, ref, runs, comparisons)
+        (tmp / "table.md").write_text(text)
     summary = {
         "reference": {"draws": ref["draws"], "acceptance": ref["acceptance"]},
-        "runs": {f"{r['protocol']}-tau{r['tau']}": r for r in runs},
+        "seeds": list(c.seeds),
+        "runs": runs,
+        "tau_comparisons": comparisons,
     }
     if metrics_path is not None:
         with signals_deferred():
             write_json(metrics_path, summary)
     return summary
+
+
+def draw_figure(path: Path, curves: dict[tuple[str, int], list[tuple]]) -> None:
+    """Seed-mean running errors against seed-mean wall-clock, one column per protocol."""
+    import matplotlib  # lazy: a plotting import costs a second: only the study's figure pays it
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    protocols = list(dict.fromkeys(p for p, _ in curves))
+    fig, axes = plt.subplots(
+        2, len(protocols), figsize=(3.6 * len(protocols), 5.5), squeeze=False, sharey="row"
+    )
+    for j, protocol in enumerate(protocols):
+        for (p, tau), seeds in curves.items():
+            if p != protocol:
+                continue
+            n = min(len(c[0]) for c in seeds)
+            wall, em, ev = (np.mean([c[i][:n] for c in seeds], axis=0) for i in range(3))
+            label = "single chain" if p in ("single", "sync") else f"tau = {tau}"
+            axes[0][j].plot(wall, em, label=label)
+            axes[1][j].plot(wall, ev, label=label)
+        axes[0][j].set(title=f"{protocol} (mean of {len(seeds)} seeds)", yscale="log")
+        axes[1][j].set(xlabel="wall-clock s", yscale="log")
+        axes[0][j].legend(fontsize=7)
+    axes[0][0].set_ylabel("rel. error of posterior mean")
+    axes[1][0].set_ylabel("rel. error of posterior variance")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def table_text(
+    params: Params,
+    ref: dict[str, Any],
+    runs: dict[str, dict[str, Any]],
+    comparisons: list[dict[str, Any]],
+) -> str:
+    """``table.md``: errors over seeds, and the paired tau comparisons (the only claims)."""
+    c = params.sgmcmc.consistency
+    lines = [
+        "# Consistency: Bayesian logistic regression vs a full-batch MALA reference",
+        "",
+        f"Reference: {ref['draws']} MALA draws (acceptance {ref['acceptance']:.2f}), computed "
+        f"once; {c.samples} samples per run, thinning {c.thinning}, burn-in {c.burn_in}, "
+        f"step size {c.step_size:g}, batch {c.batch_size}, {c.workers} workers; every run "
+        f"repeated for seeds {list(c.seeds)}: mean ± std [95 % t-interval] over seeds.",
+        "",
+        "| protocol | tau | workers | wall s | mean error | variance error | staleness | KB/sample |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in runs.values():
+        lines.append(
+            f"| {r['protocol']} | {r['tau']} | {r['workers']} | {fmt(r['wall_s'])} "
+            f"| {fmt_ci(_summary(r, 'mean_error'))} | {fmt_ci(_summary(r, 'var_error'))} "
+            f"| {fmt(r['staleness_mean'])} | {fmt(r['bytes_per_sample'] / 1e3)} |"
+        )
+    lines += [
+        "",
+        "## Does the bias grow with tau?",
+        "",
+        "The mean error at each larger tau against the smallest, paired by seed (wins = seeds "
+        "where the larger tau has the *smaller* error; Δ = larger-tau error − smaller-tau "
+        "error). 'larger' only where the 95 % interval of Δ is above 0.",
+        "",
+    ]
+    for cmp in comparisons:
+        lines.append(
+            f"- {cmp['protocol']}, tau {cmp['tau']} vs {cmp['against_tau']}: error "
+            f"{cmp['error_is']} ({fmt_paired(cmp)})"
+        )
+    grows = sorted({cmp["protocol"] for cmp in comparisons if cmp["grows"]})
+    lines += [
+        "",
+        (
+            f"The error grows with tau for: {', '.join(grows)}."
+            if grows
+            else f"No growth of the error with tau is shown at {len(c.seeds)} seeds."
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _summary(r: dict[str, Any], key: str) -> dict[str, Any]:
+    return {
+        k: r.get(f"{key}_{k}" if k != "mean" else key) for k in ("mean", "std", "ci_low", "ci_high")
+    }
 
 
 def run_consistency(params: Params, stage: StageItem, track: bool = True) -> dict[str, Any]:

@@ -4,10 +4,17 @@
   its median and the worst test point, since a few overconfident points dominate the mean), and
   expected calibration error (15 equal-width confidence bins, Guo et al. 2017).
 * Running BMA after each collected sample, against wall-clock seconds and gradient evaluations.
-* ESS (bulk) and rank-normalised split-R-hat (Vehtari et al. 2021) from arviz, of the scalar
-  functionals ``log p(y_i | x_i, theta)`` of the first ``eval_points`` test points, with one chain
-  per sampler chain (workers of ``single``/``elastic``; the master's chain otherwise), truncated to
-  the shortest chain.
+* Bulk and tail ESS and rank-normalised split R-hat (Vehtari et al. 2021) from arviz
+  (``az.ess(method="bulk" | "tail")``; ``az.rhat``'s default ``method="rank"`` *is* the
+  rank-normalised split R-hat: the maximum of the bulk and folded split-R-hats of the
+  rank-normalised draws), of the scalar functionals ``log p(y_i | x_i, theta)`` of the first
+  ``eval_points`` test points, with one chain per sampler chain (workers of ``single``/``elastic``;
+  the master's chain otherwise), truncated to the shortest chain. :func:`diagnose` takes chains
+  from several runs too (the stages pool the chains of every seed of an item).
+* Convergence is called with one rule, :data:`RHAT_MAX` and :data:`ESS_MIN`: worst R-hat <= 1.05
+  and smallest bulk and tail ESS >= 100 over the functionals. Vehtari et al. (2021) recommend
+  R-hat < 1.01 and ESS > 100 per chain for final inference; 1.05 / 100 is the looser screening
+  rule this project states, so a run that fails it is certainly not a usable posterior sample.
 """
 
 from __future__ import annotations
@@ -89,53 +96,110 @@ def first_time_at(values: np.ndarray, times: np.ndarray, target: float) -> float
     return float(times[hit[0]]) if len(hit) else None
 
 
-def chain_diagnostics(
+RHAT_MAX = 1.05
+"""A chain is called converged only when its worst R-hat is at most this (Vehtari et al. 2021)."""
+ESS_MIN = 100.0
+"""... and its smallest bulk and tail ESS are at least this many effective draws."""
+THRESHOLDS = f"rank-normalised split R-hat <= {RHAT_MAX} and bulk and tail ESS >= {ESS_MIN:g}"
+
+
+def is_converged(
+    rhat_max: float | None, ess_bulk_min: float | None, ess_tail_min: float | None
+) -> bool:
+    """Whether the diagnostics pass :data:`RHAT_MAX` and :data:`ESS_MIN` (False when any is
+    missing: a run too short to diagnose is not called converged)."""
+    if rhat_max is None or ess_bulk_min is None or ess_tail_min is None:
+        return False
+    return rhat_max <= RHAT_MAX and ess_bulk_min >= ESS_MIN and ess_tail_min >= ESS_MIN
+
+
+def chain_functionals(
     log_probs: np.ndarray, targets: np.ndarray, chains: np.ndarray, points: int
-) -> dict[str, Any]:
-    """arviz bulk ESS and split-R-hat of ``log p(y_i|x_i, theta)`` for the first test points."""
-    ids = sorted(set(chains.tolist()))
-    per_chain = [np.flatnonzero(chains == c) for c in ids]
-    if len(per_chain) == 1:  # one chain: its two halves (arviz needs >= 2 chains for R-hat)
+) -> list[np.ndarray]:
+    """Per sampler chain (ids in ``chains``, sorted), ``[draws, points]`` of
+    ``log p(y_i | x_i, theta)`` for the first ``points`` test points, in collection order."""
+    points = min(points, len(targets))
+    idx = np.arange(points)
+    f = log_probs[:, idx, targets[:points]].astype(np.float64)
+    return [f[chains == c] for c in sorted(set(chains.tolist()))]
+
+
+def diagnose(per_chain: list[np.ndarray]) -> dict[str, Any]:
+    """arviz bulk/tail ESS and R-hat of each functional over the chains ``[draws, points]``
+    (truncated to the shortest chain; one chain is split in its two halves, since R-hat needs
+    two), with ``converged`` (:func:`is_converged`). A chain with fewer than half the median
+    chain's draws (a starved worker) is left out (``chains_left_out``) rather than truncating
+    every other chain to it."""
+    if per_chain:
+        keep = np.median([len(c) for c in per_chain]) / 2
+        left_out = sum(1 for c in per_chain if len(c) < keep)
+        per_chain = [c for c in per_chain if len(c) >= keep]
+    else:
+        left_out = 0
+    n_chains = len(per_chain)
+    if n_chains == 1:
         half = len(per_chain[0]) // 2
         per_chain = [per_chain[0][:half], per_chain[0][half : 2 * half]]
-    draws = min(len(ix) for ix in per_chain)
+    draws = min(len(c) for c in per_chain) if per_chain else 0
+    out: dict[str, Any] = {
+        "chains": n_chains,
+        "split_chains": len(per_chain),
+        "draws_per_chain": draws,
+        "chains_left_out": left_out,
+        "thresholds": {"rhat_max": RHAT_MAX, "ess_min": ESS_MIN},
+    }
     if draws < 4:
-        return {
-            "chains": len(ids),
-            "draws_per_chain": draws,
-            "ess_bulk_min": None,
-            "rhat_max": None,
-        }
+        out.update(ess_bulk_min=None, ess_tail_min=None, rhat_max=None, converged=False)
+        return out
     import arviz as az  # lazy: arviz (xarray, scipy) costs seconds: only a real chain pays it
 
     logging.getLogger("arviz").setLevel(logging.ERROR)
-    points = min(points, len(targets))
-    ess, rhat = [], []
-    for i in range(points):
-        f = log_probs[:, i, targets[i]].astype(np.float64)
-        x = np.stack([f[ix[:draws]] for ix in per_chain])
+    ess, tail, rhat = [], [], []
+    for i in range(per_chain[0].shape[1]):
+        x = np.stack([c[:draws, i] for c in per_chain])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ess.append(float(az.ess(x, method="bulk")))
-            rhat.append(float(az.rhat(x)))
+            tail.append(float(az.ess(x, method="tail")))
+            rhat.append(float(az.rhat(x)))  # method="rank": rank-normalised split R-hat
     finite = [r for r in rhat if math.isfinite(r)]
-    return {
-        "chains": len(ids),
-        "split_chains": len(per_chain),
-        "draws_per_chain": draws,
-        "ess_bulk": [round(e, 2) for e in ess],
-        "ess_bulk_min": min(ess),
-        "rhat": [round(r, 4) for r in rhat],
-        "rhat_max": max(finite) if finite else None,
-    }
+    out.update(
+        ess_bulk=[round(e, 2) for e in ess],
+        ess_bulk_min=_finite_min(ess),
+        ess_tail=[round(e, 2) for e in tail],
+        ess_tail_min=_finite_min(tail),
+        rhat=[round(r, 4) for r in rhat],
+        rhat_max=max(finite) if finite else None,
+    )
+    out["converged"] = is_converged(out["rhat_max"], out["ess_bulk_min"], out["ess_tail_min"])
+    return out
+
+
+def _finite_min(values: list[float]) -> float | None:
+    finite = [v for v in values if math.isfinite(v)]
+    return min(finite) if finite else None
+
+
+def chain_diagnostics(
+    log_probs: np.ndarray, targets: np.ndarray, chains: np.ndarray, points: int
+) -> dict[str, Any]:
+    """:func:`diagnose` of the sampler chains of one samples file (see :func:`chain_functionals`)."""
+    return diagnose(chain_functionals(log_probs, targets, chains, points))
 
 
 def evaluate_samples(
     task: Task, samples: Samples, points: int = 4
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Final BMA metrics + diagnostics, and the running-BMA series (per collected sample)."""
-    log_probs = sample_log_probs(task, samples)
-    targets = task.test_targets.numpy()
+    return evaluate_log_probs(
+        sample_log_probs(task, samples), task.test_targets.numpy(), samples, points
+    )
+
+
+def evaluate_log_probs(
+    log_probs: np.ndarray, targets: np.ndarray, samples: Samples, points: int = 4
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """:func:`evaluate_samples` from the samples' test log-probabilities (:func:`sample_log_probs`)."""
     metrics = predictive_metrics(bma_log_probs(log_probs), targets)
     singles = [predictive_metrics(lp, targets) for lp in log_probs[-min(10, len(log_probs)) :]]
     metrics["last_samples_accuracy_mean"] = float(np.mean([m["accuracy"] for m in singles]))

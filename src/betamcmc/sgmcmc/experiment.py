@@ -2,17 +2,23 @@
 
 Outputs of item ``<protocol>-<W>`` (paths: dvc.yaml, :func:`betamcmc.pipeline.stage_item`):
 
-* ``models/sgmcmc/<item>/``: ``header.json`` + ``samples.bin`` (the samples file, see
-  ``samples.py``), ``run.json`` (communication, staleness, per-worker counters, lost workers,
-  diagnostics) and ``running_bma.png``. While sampling they live in ``<item>.partial/`` (streamed);
+* ``models/sgmcmc/<item>/``: per seed of ``sgmcmc.seeds`` a folder ``seed-<s>/`` with
+  ``header.json`` + ``samples.bin`` (the samples file, see ``samples.py``); ``run.json`` (per
+  seed: communication, staleness, per-worker counters, lost workers, evaluation; the pooled
+  diagnostics) and ``running_bma.png`` (the seed-mean running BMA). While sampling they live in ``<item>.partial/`` (streamed);
   that directory is renamed to ``<item>/`` once the run is complete, so DVC never sees a
   half-made output, and a crashed or stopped run leaves its samples readable in ``.partial/``.
 * ``metrics/sgmcmc/<item>.json`` (DVC metrics) and ``metrics/sgmcmc/<item>_bma_accuracy.csv``,
-  ``..._bma_log_likelihood.csv`` (DVC plots: running BMA against wall-clock seconds). The metrics
-  file is written last: it is there only when everything else is.
+  ``..._bma_log_likelihood.csv`` (DVC plots: running BMA against wall-clock seconds, the mean
+  over seeds at each collected sample). The metrics file is written last. It keeps every key of a
+  single run as the mean over seeds with ``_std``, ``_ci_low``, ``_ci_high``, ``n_seeds`` and
+  ``per_seed`` (``seeds.py``); ``rhat_max``, ``ess_bulk_min``, ``ess_tail_min`` and ``converged``
+  are of every seed's chains pooled (one chain per seed and sampler chain).
 
-Under ``torchrun`` every rank runs this; rank 0 (the master) opens the MLflow run and writes every
-output, the other ranks only compute.
+Seeds run one after another in the stage's process (the imports are most of an item's time).
+
+Under ``torchrun`` every rank runs this with one seed, ``seed``; rank 0 (the master) opens the
+MLflow run and writes every output, the other ranks only compute.
 """
 
 from __future__ import annotations
@@ -29,26 +35,64 @@ from betamcmc.params import Params
 from betamcmc.pipeline import StageItem
 from betamcmc.progress import Progress
 from betamcmc.sgmcmc.config import EngineConfig, RunSpec
-from betamcmc.sgmcmc.evaluate import evaluate_samples, first_time_at
+from betamcmc.sgmcmc.evaluate import (
+    ESS_MIN,
+    RHAT_MAX,
+    chain_functionals,
+    diagnose,
+    evaluate_log_probs,
+    first_time_at,
+    sample_log_probs,
+)
+from betamcmc.sgmcmc.launch import torchrun_rank
 from betamcmc.sgmcmc.result import RunResult
 from betamcmc.sgmcmc.samples import read_samples
 from betamcmc.sgmcmc.sampling import finalize_dir, fresh_partial, is_worker_rank, sample
+from betamcmc.sgmcmc.seeds import aggregate, mean_series
 from betamcmc.sgmcmc.tasks import build_task
 from betamcmc.stopping import signals_deferred
 
 TARGETS = (0.95, 0.97)
+# the per-seed numbers every item's metrics file reports as mean / std / CI over seeds
+AGGREGATED = (
+    "accuracy",
+    "log_likelihood",
+    "log_likelihood_median",
+    "log_likelihood_worst",
+    "ece",
+    "wall_s",
+    "setup_s",
+    "grad_evals",
+    "grad_evals_per_s",
+    "bytes_total",
+    "bytes_per_sample",
+    "messages",
+    "staleness_mean",
+    "staleness_max",
+    "dead_workers",
+    "time_to_acc95_s",
+    "grads_to_acc95",
+    "time_to_acc97_s",
+    "grads_to_acc97",
+)
 
 
 def make_spec(
-    params: Params, protocol: str, workers: int, device: str = "cpu", **config: Any
+    params: Params,
+    protocol: str,
+    workers: int,
+    device: str = "cpu",
+    seed: int | None = None,
+    **config: Any,
 ) -> RunSpec:
-    """The engine run of an item: ``sgmcmc``'s settings (``config`` overrides fields) and task."""
+    """The engine run of an item: ``sgmcmc``'s settings (``config`` overrides fields) and task;
+    ``seed`` None: ``params.seed``."""
     sg = params.sgmcmc
     return RunSpec(
         EngineConfig.from_params(sg, params.runtime, **config),
         protocol,
         workers,
-        params.seed,
+        params.seed if seed is None else seed,
         functools.partial(build_task, sg.task, sg.batch_size),
         device,
     )
@@ -80,7 +124,9 @@ def summarize(
         "staleness_max": result.staleness_max,
         "dead_workers": len(result.dead),
         "ess_bulk_min": metrics["diagnostics"].get("ess_bulk_min"),
+        "ess_tail_min": metrics["diagnostics"].get("ess_tail_min"),
         "rhat_max": metrics["diagnostics"].get("rhat_max"),
+        "converged": metrics["diagnostics"].get("converged"),
     }
     for target in TARGETS:
         key = f"{target:.2f}".replace("0.", "")
@@ -122,22 +168,46 @@ def running_figure(path: Path, item: str, series: dict[str, np.ndarray]) -> None
     plt.close(fig)
 
 
+def item_seeds(params: Params) -> list[int]:
+    """The seeds an item runs: ``sgmcmc.seeds``; a ``torchrun`` launch runs one, ``seed``."""
+    return [params.seed] if torchrun_rank() is not None else list(params.sgmcmc.seeds)
+
+
+def summarize_seeds(per_seed: list[dict[str, Any]], diagnostics: dict[str, Any]) -> dict[str, Any]:
+    """The item's metrics: every per-seed number as mean / std / CI over seeds
+    (:func:`betamcmc.sgmcmc.seeds.aggregate`), and the diagnostics of every seed's chains pooled
+    (one chain per seed's sampler chain: R-hat across seeds is what R-hat is for)."""
+    first = per_seed[0]
+    out: dict[str, Any] = {k: first[k] for k in ("protocol", "workers", "samples")}
+    out["seeds"] = [s["seed"] for s in per_seed]
+    out.update(aggregate(per_seed, AGGREGATED))
+    out.update(
+        chains=diagnostics["chains"],
+        draws_per_chain=diagnostics["draws_per_chain"],
+        chains_left_out=diagnostics.get("chains_left_out", 0),
+        ess_bulk_min=diagnostics.get("ess_bulk_min"),
+        ess_tail_min=diagnostics.get("ess_tail_min"),
+        rhat_max=diagnostics.get("rhat_max"),
+        converged=diagnostics["converged"],
+        rhat_threshold=RHAT_MAX,
+        ess_threshold=ESS_MIN,
+    )
+    return out
+
+
 def run_item(
     params: Params, stage: StageItem, device: str = "cpu", track: bool = True
 ) -> dict[str, Any] | None:
-    """Sample, evaluate and write every output of one item (paths: dvc.yaml); its metrics (None
-    on a torchrun worker rank, which writes nothing and opens no MLflow run)."""
-    protocol, workers = stage.identity["protocol"], stage.identity["workers"]
-    spec = make_spec(params, protocol, workers, device)
-    info = {"item": stage.key, "task": params.sgmcmc.task.kind, "seed": params.seed}
+    """Sample every seed, evaluate and write every output of one item (paths: dvc.yaml); its
+    metrics (None on a torchrun worker rank, which writes nothing and opens no MLflow run)."""
     if not track or is_worker_rank():
-        out = _run_and_write(params, spec, stage, info)
+        out = _run_and_write(params, stage, device)
         return out[0] if out is not None else None
     with tracking.stage_run(params, stage):
-        out = _run_and_write(params, spec, stage, info)
+        out = _run_and_write(params, stage, device)
         assert out is not None
         summary, series = out
-        tracking.log_result(summary, as_params=["workers", "samples"])
+        tracking.log_result(summary, as_params=["workers", "samples", "n_seeds"])
         steps = list(range(1, len(series["wall_s"]) + 1))
         tracking.log_series(
             {f"running.{k}": series[k] for k in ("bma_accuracy", "bma_log_likelihood", "wall_s")},
@@ -149,20 +219,35 @@ def run_item(
 
 
 def _run_and_write(
-    params: Params, spec: RunSpec, stage: StageItem, info: dict[str, Any]
+    params: Params, stage: StageItem, device: str
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+    """Each seed samples into ``<item>.partial/seed-<s>/`` and is evaluated; then the item's
+    ``run.json``, figure (seed-mean running BMA) and metrics go out together."""
+    protocol, workers = stage.identity["protocol"], stage.identity["workers"]
+    sg = params.sgmcmc
     partial = fresh_partial(stage.out)
-    with Progress(stage.name, mlflow=True, prefix="sampling.") as progress:
-        result = sample(spec, partial, info, params.sgmcmc.allow_partial, report=progress)
-    if result is None:  # a torchrun worker rank
-        return None
-    task = spec.make_task()
-    metrics, series = evaluate_samples(task, read_samples(partial), params.sgmcmc.eval_points)
-    summary = summarize(result, metrics, series)
-    write_json(
-        partial / "run.json", {**result.as_dict(), "evaluation": metrics, "summary": summary}
-    )
-    running_figure(partial / "running_bma.png", stage.name, series)
+    task, per_seed, runs, curves, chains = None, [], [], [], []
+    for seed in item_seeds(params):
+        spec = make_spec(params, protocol, workers, device, seed=seed)
+        seed_dir = partial / f"seed-{seed}"
+        info = {"item": stage.key, "task": sg.task.kind, "seed": seed}
+        with Progress(f"{stage.name} seed {seed}", mlflow=True, prefix="sampling.") as progress:
+            result = sample(spec, seed_dir, info, sg.allow_partial, report=progress)
+        if result is None:  # a torchrun worker rank
+            return None
+        task = task or spec.make_task()
+        samples = read_samples(seed_dir)
+        log_probs, targets = sample_log_probs(task, samples), task.test_targets.numpy()
+        metrics, series = evaluate_log_probs(log_probs, targets, samples, sg.eval_points)
+        per_seed.append({"seed": seed, **summarize(result, metrics, series)})
+        runs.append({"seed": seed, **result.as_dict(), "evaluation": metrics})
+        curves.append(series)
+        chains += chain_functionals(log_probs, targets, samples.chain, sg.eval_points)
+    diagnostics = diagnose(chains)
+    summary = summarize_seeds(per_seed, diagnostics)
+    series = mean_series(curves)
+    write_json(partial / "run.json", {"runs": runs, "diagnostics": diagnostics, "summary": summary})
+    running_figure(partial / "running_bma.png", f"{stage.name} (mean of {len(runs)} seeds)", series)
     with signals_deferred():  # the three outputs appear together; the metrics file last
         finalize_dir(partial, stage.out)
         write_series(stage, series)

@@ -70,6 +70,7 @@ class SgdParams(Section):
 class ConsistencyParams(Section):
     """Bias vs staleness on Bayesian logistic regression against a long full-batch MALA reference."""
 
+    seeds: list[int] = Field(min_length=1, description="the study runs once per seed")
     protocols: list[Protocol] = Field(min_length=1)
     periods: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
     workers: int = Field(ge=1)
@@ -82,11 +83,20 @@ class ConsistencyParams(Section):
     reference_step_size: float = Field(gt=0.0)
 
 
+class ItemParams(Section):
+    """One item of the ``sgmcmc`` stage: a protocol with W workers."""
+
+    protocol: Protocol
+    workers: int = Field(ge=1)
+
+
 class SgmcmcParams(Section):
     sampler: SamplerParams
     prior_std: float = Field(gt=0.0, description="std of the N(0, s^2) prior on every weight")
-    protocols: list[Protocol] = Field(min_length=1)
-    workers: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
+    items: dict[str, ItemParams] = Field(
+        min_length=1, description="the sgmcmc stage items, '<protocol>-<W>' -> protocol and W"
+    )
+    seeds: list[int] = Field(min_length=1, description="every item runs every seed")
     period: int = Field(ge=1, description="tau: local steps between communications")
     alpha: float = Field(gt=0.0, le=1.0, description="elastic coupling strength")
     overlap: bool = Field(description="downpour/elastic: keep sampling while an exchange travels")
@@ -112,3 +122,19 @@ class SgmcmcParams(Section):
     task: TaskParams
     sgd: SgdParams
     consistency: ConsistencyParams
+
+    @model_validator(mode="after")
+    def _items_named_and_seeds_unique(self) -> SgmcmcParams:
+        for name, item in self.items.items():
+            if name != f"{item.protocol}-{item.workers}":
+                raise ValueError(
+                    f"items: {name!r} must be named '{item.protocol}-{item.workers}' "
+                    "(<protocol>-<W>: DVC names the item and its outputs so)"
+                )
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds: must be distinct (got {self.seeds})")
+        return self
+
+    def item_pairs(self) -> list[tuple[str, int]]:
+        """``(protocol, workers)`` of every item, in params order."""
+        return [(i.protocol, i.workers) for i in self.items.values()]

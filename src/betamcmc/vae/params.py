@@ -8,6 +8,12 @@ tag) to a schedule, a union discriminated on ``kind``::
         constant:  {kind: constant}
         monotonic: {kind: monotonic, ratio: 0.25}
         cyclical:  {kind: cyclical, cycles: 4, ratio: 0.5, shape: linear}
+        cyclical-restart: {kind: cyclical, cycles: 4, ratio: 0.5, lr_cycles: 4}
+
+Every kind takes ``lr_cycles`` (int | null): the number of cosine learning-rate restarts of that
+schedule's run; null uses ``pretrain.train.lr_cycles`` (:meth:`PretrainParams.lr_cycles_of`), so
+the headline schedules share one learning-rate schedule and a named variant (Fu et al.'s recipe:
+one restart per beta cycle) differs from its arm in that one setting.
 
 A user adds a schedule by adding an entry; ``dvc exp run -S pretrain.schedules.cyclical.cycles=8``
 changes one. The paper's PTB setting: 1-layer LSTMs, 256 hidden, 256 embedding, latent 32,
@@ -23,19 +29,28 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from betamcmc.schema import Section, Seed
-from betamcmc.vae.schedules import Shape  # the ramp shapes: one list, where ramp() is
+from betamcmc.vae.schedules import Shape, schedule_cycles  # the ramp shapes: where ramp() is
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class ConstantSchedule(Section):
+class _ScheduleBase(Section):
+    lr_cycles: int | None = Field(
+        None,
+        ge=1,
+        description="cosine learning-rate restarts of this schedule's run; "
+        "null: pretrain.train.lr_cycles",
+    )
+
+
+class ConstantSchedule(_ScheduleBase):
     """beta fixed at ``value`` (1.0: the plain VAE, which tends to collapse the KL term)."""
 
     kind: Literal["constant"]
     value: float = Field(1.0, ge=0.0)
 
 
-class _RampSchedule(Section):
+class _RampSchedule(_ScheduleBase):
     ratio: float = Field(0.5, gt=0.0, le=1.0, description="share of a cycle spent ramping")
     start: float = Field(0.0, ge=0.0, description="beta at the start of a ramp")
     stop: float = Field(1.0, ge=0.0, description="beta at the end of a ramp (then held)")
@@ -104,8 +119,8 @@ class VAETrainParams(Section):
     )
     lr_cycles: int | None = Field(
         ge=1,
-        description="cosine restarts over the run; null: the beta schedule's cycles "
-        "(cyclical: its M, else 1), as in the reference recipe",
+        description="cosine restarts over the run, for every schedule without its own "
+        "lr_cycles; null: the beta schedule's cycles (cyclical: its M, else 1)",
     )
 
 
@@ -128,13 +143,23 @@ class VAEReportParams(Section):
 class PretrainParams(Section):
     seeds: list[Seed] = Field(
         min_length=1,
-        description="one VAE per seed and schedule (init and batch order); metrics: mean +- std",
+        description="one VAE per seed and schedule (init, batch order); metrics: mean, std, CI",
     )
     schedules: dict[str, Schedule] = Field(min_length=1)
     model: VAEModelParams
     train: VAETrainParams
     eval: VAEEvalParams
     report: VAEReportParams
+
+    def lr_cycles_of(self, name: str) -> int:
+        """Cosine learning-rate cycles of schedule ``name``'s run: its own ``lr_cycles``, else
+        ``train.lr_cycles``, else its beta cycles (cyclical: M; constant, monotonic: 1)."""
+        schedule = self.schedules[name]
+        if schedule.lr_cycles is not None:
+            return schedule.lr_cycles
+        if self.train.lr_cycles is not None:
+            return self.train.lr_cycles
+        return schedule_cycles(schedule)
 
     @field_validator("seeds", mode="after")
     @classmethod

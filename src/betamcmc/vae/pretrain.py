@@ -10,8 +10,10 @@ Outputs for schedule ``<name>`` (all written atomically, after every seed succee
   (:func:`betamcmc.vae.model.load_vae`; the schedule folder itself loads the first seed)
 - ``models/pretrain/<name>/vocab.txt``, ``meta.json``  vocabulary copy; schedule, seeds
 - ``metrics/pretrain/<name>.json``   valid/test metrics: the mean over seeds under the metric's
-  name (``test.kl``, ``test.nll``, ...), its standard deviation as ``<metric>_std``, and every
-  seed's own numbers under ``per_seed`` (DVC metrics)
+  name (``test.kl``, ``test.nll``, ...), its sample standard deviation (ddof = 1) as
+  ``<metric>_std`` and the 95 % t-interval of the mean as ``<metric>_ci_low`` / ``_ci_high``
+  (:mod:`betamcmc.stats`; null for a single seed), ``n_seeds``, the run's cosine learning-rate
+  cycles ``lr_cycles``, and every seed's own numbers under ``per_seed`` (DVC metrics)
 - ``metrics/pretrain/<name>_train.csv``  iteration, beta, recon, kl, elbo, loss: training
   curves, mean over seeds (DVC plots)
 - ``metrics/pretrain/<name>_valid.csv``  iteration, neg_elbo, kl, mi, au at every evaluation:
@@ -44,6 +46,7 @@ from betamcmc.params import Params
 from betamcmc.pipeline import StageItem
 from betamcmc.progress import Progress
 from betamcmc.runner import resolve_device, seed_everything
+from betamcmc.stats import mean_std_ci
 
 RESUME = Path("models/.resume/pretrain")
 METRIC_KEYS = ("recon", "kl", "elbo", "nll", "ppl", "mi", "au")
@@ -77,14 +80,20 @@ def mean_curves(curves: list[dict[str, list[float]]], columns: tuple[str, ...]) 
     return out
 
 
-def aggregate(per_seed: list[dict[str, float]]) -> dict[str, float]:
-    """Mean over seeds under each metric's name, population std as ``<name>_std``."""
-    out: dict[str, float] = {}
+def aggregate(per_seed: list[dict[str, float]]) -> dict[str, float | None]:
+    """Mean over seeds under each metric's name; for the :data:`METRIC_KEYS` also the sample
+    std (ddof = 1) as ``<name>_std`` and the 95 % t-interval of the mean as ``<name>_ci_low`` /
+    ``<name>_ci_high`` (:func:`betamcmc.stats.mean_std_ci`; None for a single seed or a
+    non-finite value)."""
+    out: dict[str, float | None] = {}
     for key in per_seed[0]:
         values = [float(m[key]) for m in per_seed]
         out[key] = statistics.fmean(values)
         if key in METRIC_KEYS:
-            out[f"{key}_std"] = statistics.pstdev(values) if len(values) > 1 else 0.0
+            finite = all(math.isfinite(v) for v in values)
+            summary = mean_std_ci(values) if finite else {}
+            for part in ("std", "ci_low", "ci_high"):
+                out[f"{key}_{part}"] = summary.get(part)
     return out
 
 
@@ -269,6 +278,8 @@ def run_pretrain(params: Params, stage: StageItem) -> dict[str, Any]:
             "params_hash": params.digest(keys),
             "iterations": pp.train.iterations,
             "seeds": list(pp.seeds),
+            "n_seeds": len(results),
+            "lr_cycles": pp.lr_cycles_of(name),
             "best_iteration": round(statistics.fmean(r["best_iteration"] for r in results)),
             **{split: aggregate([r[split] for r in results]) for split in ("valid", "test")},
             "per_seed": {
@@ -291,7 +302,9 @@ def run_pretrain(params: Params, stage: StageItem) -> dict[str, Any]:
             flat = {f"{split}.{k}": r[split][k] for split in ("valid", "test") for k in METRIC_KEYS}
             client.log_batch(run_id, metrics=_metrics(flat), params=_params({"seed": r["seed"]}))
             client.set_terminated(run_id, "FINISHED")
-        tracking.log_result(metrics, as_params=["iterations"], skip=["per_seed"])
+        tracking.log_result(
+            metrics, as_params=["iterations", "n_seeds", "lr_cycles"], skip=["per_seed"]
+        )
         tracking.log_series({f"train.{k}": train_curve[k] for k in TRAIN_COLUMNS[1:]},
                             [int(i) for i in train_curve["iteration"]])  # fmt: skip
         tracking.log_series({f"valid_curve.{k}": valid_curve[k] for k in VALID_COLUMNS[1:]},

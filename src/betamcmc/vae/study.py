@@ -322,7 +322,7 @@ def _render_grid(study: dict[str, Any], out_dir: Path) -> dict[str, float]:
             pts = sorted(points[s], key=lambda p: p[0])
             if pts:
                 ax.errorbar([p[0] for p in pts], [p[1][key] for p in pts],
-                            yerr=[p[1].get(f"{key}_std", 0.0) for p in pts], marker="o",
+                            yerr=[p[1].get(f"{key}_std") or 0.0 for p in pts], marker="o",
                             capsize=3, color=f"C{k}", label=f"{s_param.split('.')[-1]}={s}")  # fmt: skip
             if s in refs:
                 ax.axhline(refs[s][1][key], color=f"C{k}", ls="--", lw=1,
@@ -363,7 +363,7 @@ def _render_list(study: dict[str, Any], out_dir: Path) -> dict[str, float]:
         for ax, key in zip(bars, ("kl", "mi", "nll"), strict=True):
             vals = [r["schedules"].get(schedule, {}).get("test", {}).get(key, np.nan) for r in rows]
             errs = [
-                r["schedules"].get(schedule, {}).get("test", {}).get(f"{key}_std", 0.0)
+                r["schedules"].get(schedule, {}).get("test", {}).get(f"{key}_std") or 0.0
                 for r in rows
             ]
             ax.bar(x + k * width, vals, width, yerr=errs, capsize=2, label=schedule, color=f"C{k}")

@@ -2,7 +2,8 @@
 
 - Iteration t (0-based) trains on one length-bucketed minibatch with loss recon + beta_t * KL
   (:mod:`betamcmc.vae.schedules`), Adam (fused), global gradient-norm clipping; the learning rate
-  is constant or a cosine restarted every lr cycle (``pretrain.train.lr_schedule``). One update is
+  is constant or a cosine restarted every lr cycle (``pretrain.train.lr_schedule``; the cycles:
+  :meth:`~betamcmc.vae.params.PretrainParams.lr_cycles_of`). One update is
   :func:`train_step`, the same function the throughput benchmark times.
 - Threads: on a CPU with 2 or more intra-op threads each batch is split across them
   (:mod:`betamcmc.vae.split`: the same loss, random draws and gradient; faster than splitting
@@ -48,7 +49,7 @@ from betamcmc.params import RuntimeParams
 from betamcmc.vae.evaluate import validate
 from betamcmc.vae.model import TextVAE, VAEConfig, pad_batch
 from betamcmc.vae.params import PretrainParams
-from betamcmc.vae.schedules import beta_at, cosine_lr, cycle_index, schedule_cycles
+from betamcmc.vae.schedules import beta_at, cosine_lr, cycle_index
 from betamcmc.vae.split import BatchSplitter
 
 CHECKPOINT_FILE = "resume.pt"
@@ -296,7 +297,7 @@ def train_vae(
         )
 
     restart_lr = getattr(schedule, "restart_lr", False)
-    lr_cycles = tp.lr_cycles or schedule_cycles(schedule)
+    lr_cycles = params.lr_cycles_of(schedule_name)  # the schedule's own, else train.lr_cycles
     model.train()
     splitter = batch_splitter_for(device)
     try:
