@@ -18,7 +18,15 @@ from betamcmc import cli
 from betamcmc.results import docs
 
 REPO = Path(__file__).resolve().parents[1]
-PAGES = {"pretrain.md", "finetune.md", "sgmcmc.md", "rl.md", "pipeline.md"}
+PAGES = {
+    "pretrain.md",
+    "finetune.md",
+    "sgmcmc.md",
+    "rl.md",
+    "pipeline.md",
+    "protocol.md",
+    "pretrain-speed.md",
+}
 # a decimal (3.11, .5 after a digit) or a thousands separator (1,234); integers are fine
 HAND_NUMBER = re.compile(r"\d+\.\d+|\b\d{1,3}(?:,\d{3})+\b")
 FENCE = re.compile(r"^\s*(```|~~~)")

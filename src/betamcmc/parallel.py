@@ -10,6 +10,10 @@ Errors keep their meaning across the process boundary: a :class:`BetamcmcError` 
 child (bad input, divergence, interruption) is raised again in the parent with the same message
 and exit code, after the other children were stopped. With ``processes <= 1`` the jobs
 run one after another in the calling process (same results: each job seeds itself).
+
+``preload`` names modules the fork server imports once before it forks the children (torch, the
+job's own modules): each child then starts with them loaded instead of importing them again,
+which on 2 cores saved several seconds of CPU per child (5 seeds importing torch at once).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ def run_jobs(
     jobs: Sequence[Any],
     processes: int,
     stop: threading.Event,
+    preload: Sequence[str] = (),
 ) -> list[Any]:
     """``[fn(job, stop_flag) for job in jobs]``, ``processes`` at a time; results in job order.
 
@@ -53,6 +58,8 @@ def run_jobs(
     if processes <= 1 or len(jobs) <= 1:
         return [fn(job, stop) for job in jobs]
     ctx = mp.get_context("forkserver")
+    if preload:  # takes effect when this process starts its fork server (the first job)
+        ctx.set_forkserver_preload([fn.__module__, *preload])
     results: dict[int, Any] = {}
     pending = list(enumerate(jobs))
     running: dict[Any, tuple[int, Any]] = {}  # connection -> (job index, process)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from betamcmc.results import docs_pipeline  # noqa: F401  (registers the pipeline blocks)
 from betamcmc.results.docs_blocks import BLOCKS
 from betamcmc.results.docs_values import FORMATS, LookupFailed, Source, format_value, resolve
 

@@ -15,72 +15,36 @@ from typing import Any
 
 from betamcmc import stats
 from betamcmc.params import Params
+from betamcmc.results.cells import (
+    DASH,
+    against,
+    ci_cell,
+    convergence_cell,
+    fixed,
+    paired_line,
+    table,
+)
 from betamcmc.results.collect import number
 from betamcmc.vae.report import verdict  # the pretrain report's own reading of the numbers
 
-DASH = "–"
 REFERENCE_CHAIN = "single-1"  # the sgmcmc item every protocol is compared with
 BASELINE_METHOD = "sgd"  # the noise-free RL update the samplers are compared with
-
-
-def _f(value: float | None, fmt: str = ".2f") -> str:
-    return DASH if value is None else format(value, fmt)
-
-
-def summary_at(tree: Any, key: str) -> dict[str, Any] | None:
-    """A :func:`betamcmc.stats.mean_std_ci`-shaped summary of ``key``: the dict found there
-    (``{mean, std, ci_low, ci_high}``) or the flat ``key``, ``key_std``, ``key_ci_low``,
-    ``key_ci_high`` entries beside it; None when there is no mean."""
-    node: Any = tree
-    for part in key.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    if isinstance(node, dict) and "mean" in node:
-        return {k: number(node, k) for k in ("mean", "std", "ci_low", "ci_high")}
-    mean = number(tree, key)
-    if mean is None:
-        return None
-    return {"mean": mean, **{k: number(tree, f"{key}_{k}") for k in ("std", "ci_low", "ci_high")}}
-
-
-def _ci(tree: Any, key: str, digits: int = 3) -> str:
-    s = summary_at(tree, key)
-    if s is None:
-        return DASH
-    if s["std"] is None or s["ci_low"] is None:
-        return stats.fmt(s["mean"], digits)
-    return stats.fmt_ci(s, digits)
-
-
-def _table(head: list[str], rows: list[list[str]]) -> list[str]:
-    return [
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
-        *("| " + " | ".join(r) + " |" for r in rows),
-    ]
+SGMCMC_COMPARED = [
+    ("accuracy", "accuracy", True),
+    ("log_likelihood", "log-likelihood", True),
+    ("time_to_acc95_s", "s to 0.95", False),
+]
 
 
 def _figure(alt: str, path: str, available: set[str]) -> list[str]:
     return [f"![{alt}]({path})", ""] if path in available else []
 
 
-def _paired_line(a: str, b: str, va: list[float], vb: list[float], label: str, higher: bool) -> str:
-    """``a`` against ``b`` on one metric over their shared seeds, in words, with the interval."""
-    if len(va) != len(vb) or not va:
-        return f"- {a} vs {b}, {label}: no common seeds to compare."
-    c = stats.paired(va, vb, higher)
-    call = {
-        "better": f"**{a} better**",
-        "worse": f"**{b} better**",
-        "indistinguishable": f"not distinguishable at {c['n']} seeds",
-    }[stats.verdict(c)]
-    return f"- {a} vs {b}, {label}: {stats.fmt_paired(c)} → {call}."
-
-
 def pretrain_section(params: Params, res: dict[str, Any], figures: set[str]) -> list[str]:
     metrics = res["pretrain"]
     rows = [
         [name, str(m.get("kind", DASH)), str(m.get("lr_cycles", DASH)),
-         *(_ci(m.get("test", {}), k) for k in ("kl", "mi", "au", "nll"))]
+         *(ci_cell(m.get("test", {}), k) for k in ("kl", "mi", "au", "nll"))]
         for name, m in metrics.items()
     ]  # fmt: skip
     try:
@@ -99,7 +63,7 @@ def pretrain_section(params: Params, res: dict[str, Any], figures: set[str]) -> 
         "",
         *said,
         "",
-        *_table(["schedule", "kind", "lr cycles", "KL", "MI", "AU", "NLL"], rows),
+        *table(["schedule", "kind", "lr cycles", "KL", "MI", "AU", "NLL"], rows),
         "",
         *_figure("training curves per schedule", "pretrain/curves.png", figures),
         *_figure("validation KL, MI and AU per schedule", "pretrain/codes.png", figures),
@@ -121,30 +85,36 @@ def classify_lines(classify: dict[str, Any]) -> tuple[list[str], list[str]]:
     head = ["codes of", *[f"{100 * (number(first, f'fractions.{f}.fraction') or 0):g}% labels"
                           for f in fracs]]  # fmt: skip
     rows = [
-        [f"VAE, {n}", *[_ci(m, f"fractions.{f}.vae") for f in fracs]] for n, m in classify.items()
+        [f"VAE, {n}", *[ci_cell(m, f"fractions.{f}.vae") for f in fracs]]
+        for n, m in classify.items()
     ]
     for method, label in (("random_encoder", "random-init encoder"), ("bow", "bag-of-words")):
-        rows.append([label, *[_ci(first, f"fractions.{f}.{method}") for f in fracs]])
+        rows.append([label, *[ci_cell(first, f"fractions.{f}.{method}") for f in fracs]])
     lines = []
     if fracs:
         f = fracs[0]
         for a, b in _schedule_pairs(list(classify)):
             va = (classify[a]["fractions"][f].get("vae") or {}).get("per_seed") or []
             vb = (classify[b]["fractions"][f].get("vae") or {}).get("per_seed") or []
-            lines.append(_paired_line(a, b, va, vb, f"accuracy at {f} labels", True))
-    return _table(head, rows), lines
+            lines.append(paired_line(a, b, va, vb, f"accuracy at {f} labels", True))
+    return table(head, rows), lines
 
 
 def finetune_section(res: dict[str, Any], figures: set[str]) -> list[str]:
-    table, compared = classify_lines(res["classify"])
+    accuracy_table, compared = classify_lines(res["classify"])
     label = next(iter(res["classify"].values()), {}).get("label", "?")
     dialog_rows = [
-        [name, _ci(m, "test_kl"), _ci(m, f"bleu{_bleu_order(m)}_f1"), _ci(m, "distinct2")]
+        [
+            name,
+            ci_cell(m, "test_kl"),
+            ci_cell(m, f"bleu{_bleu_order(m)}_f1"),
+            ci_cell(m, "distinct2"),
+        ]
         for name, m in res["dialog"].items()
     ]
     head_rows = [
-        [name, _ci(m, "sgmcmc.accuracy"), _ci(m, "point_estimate.accuracy"),
-         _f(number(m, "majority_baseline"), ".3f"), _convergence_cell(m)]
+        [name, ci_cell(m, "sgmcmc.accuracy"), ci_cell(m, "point_estimate.accuracy"),
+         fixed(number(m, "majority_baseline"), ".3f"), convergence_cell(m)]
         for name, m in res["vae_head"].items()
     ]  # fmt: skip
     return [
@@ -157,18 +127,18 @@ def finetune_section(res: dict[str, Any], figures: set[str]) -> list[str]:
         "",
         *compared,
         "",
-        *table,
+        *accuracy_table,
         "",
         *_figure("accuracy against label fraction", "finetune/classify_accuracy.png", figures),
         "Dialog CVAE whose KL weight follows each schedule, over its seeds (test KL in nats, "
         "BLEU F1 of sampled responses, distinct-2):",
         "",
-        *_table(["item", "KL", "BLEU F1", "distinct-2"], dialog_rows),
+        *table(["item", "KL", "BLEU F1", "distinct-2"], dialog_rows),
         "",
         "Bayesian classifier head (SG-MCMC, one chain per seed) on the codes against its MAP "
         "point estimate (test accuracy over the seeds):",
         "",
-        *_table(
+        *table(
             ["schedule", "BMA accuracy", "MAP accuracy", "majority class", "chains"], head_rows
         ),  # fmt: skip
         "",
@@ -182,54 +152,31 @@ def _bleu_order(m: dict[str, Any]) -> int:
     return max((int(k[4]) for k in m if k.startswith("bleu") and k.endswith("_f1")), default=0)
 
 
-def _convergence_cell(m: dict[str, Any]) -> str:
-    """``converged`` or ``UNCONVERGED`` with the worst R-hat and the smallest bulk / tail ESS."""
-    if "converged" not in m:
-        return DASH
-    word = "converged" if m["converged"] else "**UNCONVERGED**"
-    return (
-        f"{word} (R̂ {_f(number(m, 'rhat_max'), '.3f')}, ESS bulk "
-        f"{_f(number(m, 'ess_bulk_min'), '.0f')} / tail {_f(number(m, 'ess_tail_min'), '.0f')})"
-    )
-
-
-def _seed_list(m: dict[str, Any], key: str) -> dict[int, float]:
-    """Per-seed values of ``key`` from a ``per_seed`` list of per-seed summaries (by index)."""
-    seeds = m.get("per_seed") or []
-    return {i: float(s[key]) for i, s in enumerate(seeds) if s.get(key) is not None}
-
-
 def sgmcmc_lines(items: dict[str, Any]) -> list[str]:
     """Every item against the single reference chain, paired by seed, on the BMA's quality and on
     the time to accuracy 0.95 (seeds that never reached it are left out of that comparison)."""
     ref = items.get(REFERENCE_CHAIN)
     if ref is None:
         return []
-    lines = []
-    for name, m in items.items():
-        if name == REFERENCE_CHAIN:
-            continue
-        for key, label, higher in (("accuracy", "accuracy", True),
-                                   ("log_likelihood", "log-likelihood", True),
-                                   ("time_to_acc95_s", "s to 0.95", False)):  # fmt: skip
-            va, vb = _seed_list(m, key), _seed_list(ref, key)
-            both = sorted(set(va) & set(vb))
-            lines.append(_paired_line(name, REFERENCE_CHAIN, [va[s] for s in both],
-                                      [vb[s] for s in both], label, higher))  # fmt: skip
-    return lines
+    return [
+        line
+        for name, m in items.items()
+        if name != REFERENCE_CHAIN
+        for line in against(name, REFERENCE_CHAIN, m, ref, SGMCMC_COMPARED)
+    ]
 
 
 def sgmcmc_section(res: dict[str, Any], figures: set[str]) -> list[str]:
     items = res["sgmcmc"]
     rows = [
-        [name, _ci(m, "accuracy", 4), _ci(m, "log_likelihood"), _ci(m, "time_to_acc95_s"),
-         _ci(m, "grad_evals", 4), _f((number(m, "bytes_per_sample") or 0) / 1e6, ".3f"),
-         _convergence_cell(m)]
+        [name, ci_cell(m, "accuracy", 4), ci_cell(m, "log_likelihood"), ci_cell(m, "time_to_acc95_s"),
+         ci_cell(m, "grad_evals", 4), fixed((number(m, "bytes_per_sample") or 0) / 1e6, ".3f"),
+         convergence_cell(m)]
         for name, m in items.items()
     ]  # fmt: skip
     for m in res["sgmcmc_sgd"].values():
-        rows.append([f"SGD ({m.get('steps', '?')} steps)", _ci(m, "accuracy", 4),
-                     _ci(m, "log_likelihood"), DASH, DASH, DASH, "point estimate"])  # fmt: skip
+        rows.append([f"SGD ({m.get('steps', '?')} steps)", ci_cell(m, "accuracy", 4),
+                     ci_cell(m, "log_likelihood"), DASH, DASH, DASH, "point estimate"])  # fmt: skip
     first = next(iter(items.values()), {})
     lines = [
         "## Asynchronous SG-MCMC: which protocol reaches a good posterior first?",
@@ -242,7 +189,7 @@ def sgmcmc_section(res: dict[str, Any], figures: set[str]) -> list[str]:
         "",
         *sgmcmc_lines(items),
         "",
-        *_table(
+        *table(
             ["item", "accuracy", "log-lik", "s to 0.95", "gradients", "MB/sample", "chains"], rows
         ),  # fmt: skip
         "",
@@ -272,9 +219,9 @@ def consistency_lines(m: dict[str, Any], figures: set[str]) -> list[str]:
         "",
         *calls,
         "",
-        *_table(
+        *table(
             ["protocol, τ", "mean error", "variance error"],
-            [[n, _ci(r, "mean_error"), _ci(r, "var_error")] for n, r in runs.items()],
+            [[n, ci_cell(r, "mean_error"), ci_cell(r, "var_error")] for n, r in runs.items()],
         ),
         "",
         *_figure("error against wall-clock", "sgmcmc_consistency/consistency.png", figures),
@@ -288,9 +235,9 @@ def rl_section(res: dict[str, Any], figures: set[str]) -> list[str]:
         return {k: number(m, f"final_return_{k}") for k in ("mean", "std", "ci_low", "ci_high")}
 
     rows = [
-        [name, _f(number(m, "temperature"), "g"), _ci({"r": final(m)}, "r", 4),
+        [name, fixed(number(m, "temperature"), "g"), ci_cell({"r": final(m)}, "r", 4),
          f"{m.get('solved_runs', DASH)}/{m.get('seeds', DASH)}",
-         _f(number(m, "steps_to_threshold_median"), ".0f")]
+         fixed(number(m, "steps_to_threshold_median"), ".0f")]
         for name, m in items.items()
     ]  # fmt: skip
     base = next((n for n, m in items.items() if m.get("update") == BASELINE_METHOD), None)
@@ -303,7 +250,7 @@ def rl_section(res: dict[str, Any], figures: set[str]) -> list[str]:
             for x in (m, items[base])
         )
         both = sorted(set(ours) & set(theirs), key=int)
-        lines.append(_paired_line(name, base, [ours[s] for s in both], [theirs[s] for s in both],
+        lines.append(paired_line(name, base, [ours[s] for s in both], [theirs[s] for s in both],
                                   "final return", True))  # fmt: skip
     first = next(iter(items.values()), {})
     return [
@@ -315,7 +262,7 @@ def rl_section(res: dict[str, Any], figures: set[str]) -> list[str]:
         "",
         *lines,
         "",
-        *_table(["item", "T", "final return", "solved", "steps to solve"], rows),
+        *table(["item", "T", "final return", "solved", "steps to solve"], rows),
         "",
         *_figure("return against environment steps", "rl/curves.png", figures),
         "Full report: [rl/table.md](rl/table.md).",
@@ -327,7 +274,7 @@ def convergence_section(res: dict[str, Any]) -> list[str]:
     """Every posterior whose chains fail the thresholds: no posterior conclusion from them."""
     runs = [(f"sgmcmc@{n}", m) for n, m in res["sgmcmc"].items()]
     runs += [(f"sgmcmc_vae_head@{n}", m) for n, m in res["vae_head"].items()]
-    failed = [f"- **{name}**: {_convergence_cell(m)}" for name, m in runs if not m.get("converged")]
+    failed = [f"- **{name}**: {convergence_cell(m)}" for name, m in runs if not m.get("converged")]
     first = next((m for _, m in runs if m.get("thresholds")), {})
     rule = first.get("thresholds") or {"rhat_max": 1.05, "ess_min": 100}
     verdict_line = (

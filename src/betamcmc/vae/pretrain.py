@@ -49,6 +49,15 @@ from betamcmc.runner import resolve_device, seed_everything
 from betamcmc.stats import mean_std_ci
 
 RESUME = Path("models/.resume/pretrain")
+# what a seed's process imports (train_seed's lazy imports, its live MLflow logging): loaded once
+# by the fork server that starts the seeds (betamcmc.parallel.run_jobs)
+SEED_MODULES = (
+    "torch",
+    "betamcmc.vae.train",
+    "betamcmc.vae.evaluate",
+    "betamcmc.vae.model",
+    "mlflow",
+)
 METRIC_KEYS = ("recon", "kl", "elbo", "nll", "ppl", "mi", "au")
 TRAIN_COLUMNS = ("iteration", "beta", "recon", "kl", "elbo", "loss")
 VALID_COLUMNS = ("iteration", "neg_elbo", "kl", "mi", "au")
@@ -264,7 +273,7 @@ def run_pretrain(params: Params, stage: StageItem) -> dict[str, Any]:
                 for seed in pp.seeds
             ]
             try:
-                results = run_jobs(train_seed, jobs, processes, stop)
+                results = run_jobs(train_seed, jobs, processes, stop, preload=SEED_MODULES)
             except BaseException:
                 for run_id in seed_runs.values():
                     client.set_terminated(run_id, "FAILED")
