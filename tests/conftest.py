@@ -88,6 +88,7 @@ TINY: dict[str, Any] = {
             "samples": 2,
             "eval_contexts": 8,
             "seeds": [0, 1],
+            "bow": ["nobow", "bow"],  # both arms (the default runs bow only, for time)
         },
     },
     "rl": {

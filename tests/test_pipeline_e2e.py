@@ -85,7 +85,8 @@ def test_results_page_headline_numbers_and_overlays(pipeline: PipelineRun) -> No
     assert all(isinstance(v, float) for v in summary.values()) and len(summary) < 120
     # the overlays: one series per schedule in one plot, rendered by `dvc plots show`
     overlay = (repo / "metrics" / "plots" / "pretrain_train.csv").read_text().splitlines()
-    assert {row.split(",")[1] for row in overlay[1:]} == {"constant", "monotonic", "cyclical"}
+    schedules = {"constant", "monotonic", "cyclical", "cyclical-restart"}  # every pretrain schedule
+    assert {row.split(",")[1] for row in overlay[1:]} == schedules
     plots = dvc(repo, "plots", "show", "--json")
     for name in ("kl_by_schedule", "bma_accuracy_by_protocol", "return_by_rl_method"):
         assert f'"{name}"' in plots
