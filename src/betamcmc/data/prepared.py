@@ -21,7 +21,7 @@ would have empty sentence files.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -103,10 +103,10 @@ def write_prepared(path: str | Path, corpus: PreparedCorpus) -> None:
         for split in SPLITS:
             with open(tmp / f"sentences.{split}.jsonl", "w", encoding="utf-8") as fh:
                 for s in corpus.sentences.get(split, []):
-                    fh.write(json.dumps(asdict(s), separators=(",", ":")) + "\n")
+                    fh.write(json.dumps(vars(s), separators=(",", ":")) + "\n")
             with open(tmp / f"dialogs.{split}.jsonl", "w", encoding="utf-8") as fh:
                 for d in corpus.dialogs.get(split, []):
-                    fh.write(json.dumps(asdict(d), separators=(",", ":")) + "\n")
+                    fh.write(json.dumps(vars(d), separators=(",", ":")) + "\n")
 
 
 def load_vocab(path: str | Path) -> Vocab:

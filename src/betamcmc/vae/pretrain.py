@@ -53,10 +53,12 @@ RESUME = Path("models/.resume/pretrain")
 # by the fork server that starts the seeds (betamcmc.parallel.run_jobs)
 SEED_MODULES = (
     "torch",
+    "torch._dynamo",  # imported by the first optimizer a process makes (torch.optim): ~1 s
     "betamcmc.vae.train",
     "betamcmc.vae.evaluate",
     "betamcmc.vae.model",
     "mlflow",
+    "mlflow.store.tracking.sqlalchemy_store",  # a seed's MlflowClient on a sqlite store: ~1 s
 )
 METRIC_KEYS = ("recon", "kl", "elbo", "nll", "ppl", "mi", "au")
 TRAIN_COLUMNS = ("iteration", "beta", "recon", "kl", "elbo", "loss")
