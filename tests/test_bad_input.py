@@ -384,8 +384,8 @@ CASES: list[Case] = [
     params_case(
         "finetune-seeds",
         "finetune.seeds: [0, 0]",
-        "{d}/params.yaml:{line}: finetune: seeds must be distinct (got [0, 0])",
-        key="finetune",
+        "{d}/params.yaml:{line}: finetune.seeds: must be distinct (got [0, 0])",
+        key="finetune.seeds",
         finetune__seeds=[0, 0],
     ),  # fmt: skip
     params_case(

@@ -15,10 +15,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 SEED_MAX = 2**32 - 1  # NumPy's legacy seeding takes seeds below 2**32
 Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
+
+
+def _distinct(values: list[Any]) -> list[Any]:
+    if len(set(values)) != len(values):
+        raise ValueError("must be distinct")
+    return values
+
+
+# a list of seeds (one run each): at least one, every one a valid seed, no seed twice
+Seeds = Annotated[list[Seed], Field(min_length=1), AfterValidator(_distinct)]
 
 
 class Section(BaseModel):

@@ -24,7 +24,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, Field, model_validator
 
-from betamcmc.schema import Section, Seed
+from betamcmc.schema import Section, Seeds
 from betamcmc.sgmcmc.params import Protocol
 
 
@@ -69,17 +69,10 @@ class DialogParams(Section):
     eval_contexts: int | None = Field(
         ge=1, description="score at most this many test contexts (null: all)"
     )
-    seeds: list[Seed] = Field(
-        min_length=1,
+    seeds: Seeds = Field(
         description="one CVAE per seed (init, batch order, sampling); seed i starts from the "
         "pretrained VAE seed i (cycling); metrics: mean, std, 95 % CI over them",
     )
-
-    @model_validator(mode="after")
-    def _distinct_seeds(self) -> DialogParams:
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds must be distinct (got {self.seeds})")
-        return self
 
 
 class VaeHeadParams(Section):
@@ -112,18 +105,11 @@ class VaeHeadParams(Section):
     max_test: int | None = Field(ge=1, description="cap on labeled test sentences")
     map_steps: int = Field(ge=1, description="full-batch Adam steps of the MAP baseline")
     map_lr: float = Field(gt=0.0)
-    seeds: list[Seed] = Field(
-        min_length=1,
+    seeds: Seeds = Field(
         description="one independent chain (and MAP init; hidden 0: one convex MAP) per seed on the "
         "same codes; R-hat and "
         "ESS across the chains, BMA and MAP metrics: mean, std, 95 % CI over them",
     )
-
-    @model_validator(mode="after")
-    def _distinct_seeds(self) -> VaeHeadParams:
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds must be distinct (got {self.seeds})")
-        return self
 
 
 class FinetuneParams(Section):
@@ -136,8 +122,7 @@ class FinetuneParams(Section):
     )
     label: str | None = Field(description="label factor to predict; null: the first one")
     label_fractions: list[LabelFraction] = Field(min_length=1)
-    seeds: list[Seed] = Field(
-        min_length=1,
+    seeds: Seeds = Field(
         description="classifier seeds per pretrained VAE seed: VAE seed i with classifier seed s "
         "draws its labeled subset and initialises its classifier from i + 1000 s; accuracy is "
         "the mean over them per VAE seed, the spread is between VAE seeds",
@@ -167,8 +152,6 @@ class FinetuneParams(Section):
             raise ValueError(f"schedules must be distinct (got {self.schedules})")
         if len(set(self.label_fractions)) != len(self.label_fractions):
             raise ValueError(f"label_fractions must be distinct (got {self.label_fractions})")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds must be distinct (got {self.seeds})")
         if len(set(self.dialog.bow)) != len(self.dialog.bow):
             raise ValueError(f"dialog.bow settings must be distinct (got {self.dialog.bow})")
         return self

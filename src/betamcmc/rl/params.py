@@ -21,7 +21,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import Field, model_validator
 
-from betamcmc.schema import Section, Seed
+from betamcmc.schema import Section, Seeds
 
 UPDATES: tuple[str, ...] = ("sgd", "sgdm", "sgld", "sghmc")
 RL_PROTOCOLS: tuple[str, ...] = ("downpour", "elastic")
@@ -48,8 +48,7 @@ class RlParams(Section):
     env: str = Field(min_length=1, description="gymnasium id (discrete actions)")
     methods: list[Method] = Field(min_length=1)
     workers: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
-    seeds: list[Seed] = Field(
-        min_length=1,
+    seeds: Seeds = Field(
         description="one run per seed (model init, worker env seeds, noise); >= 3 for mean +- std",
     )
     # sampler (the engine's SGLD / SGHMC)

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from betamcmc.schema import Section
+from betamcmc.schema import Section, Seeds
 
 Protocol = Literal["single", "sync", "downpour", "elastic"]
 PROTOCOLS: tuple[str, ...] = ("single", "sync", "downpour", "elastic")
@@ -70,7 +70,7 @@ class SgdParams(Section):
 class ConsistencyParams(Section):
     """Bias vs staleness on Bayesian logistic regression against a long full-batch MALA reference."""
 
-    seeds: list[int] = Field(min_length=1, description="the study runs once per seed")
+    seeds: Seeds = Field(description="the study runs once per seed")
     protocols: list[Protocol] = Field(min_length=1)
     periods: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
     workers: int = Field(ge=1)
@@ -96,7 +96,7 @@ class SgmcmcParams(Section):
     items: dict[str, ItemParams] = Field(
         min_length=1, description="the sgmcmc stage items, '<protocol>-<W>' -> protocol and W"
     )
-    seeds: list[int] = Field(min_length=1, description="every item runs every seed")
+    seeds: Seeds = Field(description="every item runs every seed")
     period: int = Field(ge=1, description="tau: local steps between communications")
     alpha: float = Field(gt=0.0, le=1.0, description="elastic coupling strength")
     overlap: bool = Field(description="downpour/elastic: keep sampling while an exchange travels")
@@ -124,15 +124,13 @@ class SgmcmcParams(Section):
     consistency: ConsistencyParams
 
     @model_validator(mode="after")
-    def _items_named_and_seeds_unique(self) -> SgmcmcParams:
+    def _items_named(self) -> SgmcmcParams:
         for name, item in self.items.items():
             if name != f"{item.protocol}-{item.workers}":
                 raise ValueError(
                     f"items: {name!r} must be named '{item.protocol}-{item.workers}' "
                     "(<protocol>-<W>: DVC names the item and its outputs so)"
                 )
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds: must be distinct (got {self.seeds})")
         return self
 
     def item_pairs(self) -> list[tuple[str, int]]:

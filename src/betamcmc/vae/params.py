@@ -28,7 +28,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from betamcmc.schema import Section, Seed
+from betamcmc.schema import Section, Seeds
 from betamcmc.vae.schedules import Shape, schedule_cycles  # the ramp shapes: where ramp() is
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -141,8 +141,7 @@ class VAEReportParams(Section):
 
 
 class PretrainParams(Section):
-    seeds: list[Seed] = Field(
-        min_length=1,
+    seeds: Seeds = Field(
         description="one VAE per seed and schedule (init, batch order); metrics: mean, std, CI",
     )
     schedules: dict[str, Schedule] = Field(min_length=1)
@@ -160,13 +159,6 @@ class PretrainParams(Section):
         if self.train.lr_cycles is not None:
             return self.train.lr_cycles
         return schedule_cycles(schedule)
-
-    @field_validator("seeds", mode="after")
-    @classmethod
-    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
-        if len(set(seeds)) != len(seeds) or min(seeds) < 0:
-            raise ValueError(f"seeds must be distinct and >= 0 (got {seeds})")
-        return seeds
 
     @field_validator("schedules", mode="after")
     @classmethod
