@@ -41,7 +41,7 @@ from typing import Any
 from betamcmc import pipeline, tracking
 from betamcmc.data.prepared import load_prepared
 from betamcmc.io import atomic_path, write_json, write_text
-from betamcmc.parallel import run_jobs
+from betamcmc.parallel import run_jobs, start_server
 from betamcmc.params import Params
 from betamcmc.pipeline import StageItem
 from betamcmc.progress import Progress
@@ -232,6 +232,8 @@ def run_pretrain(params: Params, stage: StageItem) -> dict[str, Any]:
     # all seeds at once by default: on 2 cores three 1-thread processes share the cores evenly,
     # which beats two at a time plus one alone; one at a time on a GPU
     processes = 1 if device != "cpu" else (params.runtime.processes or len(pp.seeds))
+    if processes > 1 and len(pp.seeds) > 1:
+        start_server(train_seed, SEED_MODULES)  # imports while this process sets up MLflow
 
     with (
         stop_on_signals() as stop,
