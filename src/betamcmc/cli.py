@@ -134,6 +134,22 @@ def results_docs(
     typer.echo(f"wrote {len(written)} pages: {', '.join(p.name for p in written)}")
 
 
+@results_app.command("labels")
+@friendly
+def results_labels(
+    params: Annotated[Path, typer.Option(help="params file")] = Path("params.yaml"),
+) -> None:
+    """Validation accuracy of every corpus label x schedule (after `dvc repro`; no test data):
+    writes metrics/studies/labels.json, shown in docs/results/protocol.md."""
+    from betamcmc.finetune.labels import OUT, run_labels  # lazy: torch, sklearn
+    from betamcmc.params import load_params
+
+    result = run_labels(load_params(params))
+    calls = sum(c["verdict"] != "indistinguishable" for c in result["pairs"])
+    typer.echo(f"wrote {OUT}: {len(result['labels'])} labels x {len(result['schedules'])} "
+               f"schedules on validation; {calls} of {len(result['pairs'])} pairs call an ordering")  # fmt: skip
+
+
 rl_app = typer.Typer(help="Saved policies of the rl stage.", no_args_is_help=True)
 app.add_typer(rl_app, name="rl")
 

@@ -285,12 +285,12 @@ def _vae_cell(
         x_tr = codes["train"][readout][idx]
         if readout == p.features:  # one fit scores the test and the valid split
             x_eval = np.concatenate([codes["valid"][readout], codes["test"][readout]])
-            pred = _classify(p, d.n_classes, x_tr, y_tr, x_eval, seed)
+            pred = classify_codes(p, d.n_classes, x_tr, y_tr, x_eval, seed)
             nv = len(d.valid.y)
             out["vae"] = float((pred[nv:] == d.test.y).mean())
             out[f"valid_{readout}"] = float((pred[:nv] == d.valid.y).mean())
         else:
-            pred = _classify(p, d.n_classes, x_tr, y_tr, codes["valid"][readout], seed)
+            pred = classify_codes(p, d.n_classes, x_tr, y_tr, codes["valid"][readout], seed)
             out[f"valid_{readout}"] = float((pred == d.valid.y).mean())
     if p.finetune_encoder:
         sub = LabeledSplit([d.train.ids[i] for i in idx], y_tr)
@@ -299,7 +299,7 @@ def _vae_cell(
     return out
 
 
-def _classify(
+def classify_codes(
     p: FinetuneParams, n_classes: int, x_tr: Any, y_tr: np.ndarray, x_te: Any, seed: int
 ) -> np.ndarray:
     if p.classifier == "mlp":
@@ -324,7 +324,7 @@ def _vae_seed_cells(
             idx = labeled_subset(d.train.y, f, seed)
             y_tr = d.train.y[idx]
             cell = _vae_cell(vae, d, p, idx, seed, codes)
-            pred = _classify(p, d.n_classes, rand_tr[idx], y_tr, rand_te, seed)
+            pred = classify_codes(p, d.n_classes, rand_tr[idx], y_tr, rand_te, seed)
             cell["random_encoder"] = float((pred == d.test.y).mean())
             pred = fit_predict_logreg(bow[0][idx], y_tr, bow[1], p.logreg_c, scale=False)
             cell["bow"] = float((pred == d.test.y).mean())

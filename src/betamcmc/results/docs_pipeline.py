@@ -97,6 +97,35 @@ def readout_table(src: Source, *schedules: str) -> str:
     return _md(table(head, rows))
 
 
+@block("labels_table")
+def labels_table(src: Source, rel: str) -> str:
+    """The labels study (validation only): per label and fraction, the majority class, bag of words
+    and each schedule's codes, mean ± std [95 % CI] over the VAE seeds."""
+    m = src.load(rel)
+    rows = []
+    for label in m["labels"]:
+        first = m["by_schedule"][m["schedules"][0]][label]
+        for f in first["fractions"]:
+            cells = [
+                ci_cell(m["by_schedule"][s][label]["fractions"][f], "vae") for s in m["schedules"]
+            ]
+            rows.append([label, f, fixed(first["majority"], ".3f"),
+                         ci_cell(first["fractions"][f], "bow"), *cells])  # fmt: skip
+    return _md(table(["label", "labels", "majority", "bag of words", *m["schedules"]], rows))
+
+
+@block("labels_pairs")
+def labels_pairs(src: Source, rel: str) -> str:
+    """The schedule pairs of the labels study whose paired interval excludes 0, and how many did not."""
+    pairs = src.load(rel)["pairs"]
+    called = [c for c in pairs if c["verdict"] != "indistinguishable"]
+    lines = [f"- {c['label']}, {c['fraction']}: {c['a']} vs {c['b']}: {stats.fmt_paired(c)} → "
+             f"{c['verdict']}" for c in called]  # fmt: skip
+    lines.append(f"- the other {len(pairs) - len(called)} of {len(pairs)} pairs: indistinguishable "
+                 "(paired 95 % interval includes 0)")  # fmt: skip
+    return _md(lines)
+
+
 @block("dialog_table")
 def dialog_table(src: Source, *items: str) -> str:
     """Test KL, BLEU-4 F1, distinct-2 and dialog-act agreement per CVAE item, over its seeds."""
