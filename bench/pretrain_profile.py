@@ -14,6 +14,9 @@ the ceiling the 2-thread utilization can reach if every operator sped up as much
 layer's GEMMs do (they are most of the FLOPs): ``utilization_1t x speedup_output_gemm x
 gemm_1t / gemm_2t``.
 
+``--precision bf16`` profiles the step under bf16 autocast (``runtime.precision: bf16``) and
+measures the GEMMs in bf16: where the 2-thread bf16 step's time goes (issue 30, item 5).
+
 Profiling adds overhead per operator call, so the walls here are slower than the throughput
 bench's; the shares and the speedups are what this script is for.
 
@@ -39,17 +42,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--top", type=int, default=16, help="operators printed")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="the step's precision (bf16: autocast) and the GEMMs' dtype")  # fmt: skip
     ap.add_argument("--out", default="bench/results/pretrain_profile.json")
     return ap.parse_args(argv)
 
 
-def shape_gemms(threads: int, tokens: int, h: int, v: int, calls: int = 7) -> dict[str, float]:
+def shape_gemms(threads: int, tokens: int, h: int, v: int, calls: int = 7,
+                dtype: str = "float32") -> dict[str, float]:  # fmt: skip
     """Median GFLOP/s of the output layer's three GEMM shapes at this thread count."""
     import torch
     from machine import mm_gflops
 
     torch.set_num_threads(threads)
-    x, w, g = torch.randn(tokens, h), torch.randn(h, v), torch.randn(tokens, v)
+    dt = getattr(torch, dtype)
+    x, w, g = (torch.randn(*shape, dtype=dt) for shape in ((tokens, h), (h, v), (tokens, v)))
     shapes = {"logits": (x, w), "weight_grad": (x.t(), g), "input_grad": (g, w.t())}
     out = {}
     for name, (a, b) in shapes.items():
@@ -79,13 +86,13 @@ def profile_steps(args: argparse.Namespace, sentences: list[list[int]], threads:
         stream = BatchStream(sentences, 32, 0)
         for it in range(args.warmup):
             ids, lengths = stream(it)
-            train_step(model, opt, ids, lengths, 1.0, 5.0, "bench", it)
+            train_step(model, opt, ids, lengths, 1.0, 5.0, "bench", it, None, args.precision)
         lengths_all: list[int] = []
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             t0 = time.perf_counter()
             for it in range(args.warmup, args.warmup + args.iterations):
                 ids, lengths = stream(it)
-                train_step(model, opt, ids, lengths, 1.0, 5.0, "bench", it)
+                train_step(model, opt, ids, lengths, 1.0, 5.0, "bench", it, None, args.precision)
                 lengths_all += lengths.tolist()
             wall = time.perf_counter() - t0
         if best is None or wall < best["wall_s"]:
@@ -117,11 +124,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     mean_tokens = round(32 * (sum(len(s) + 1 for s in sentences) / len(sentences)))
     results: dict = {"machine": facts(), "load_at_start": start_load, "threads": {},
-                     "batch_tokens": mean_tokens, "iterations": args.iterations}  # fmt: skip
+                     "batch_tokens": mean_tokens, "iterations": args.iterations,
+                     "precision": args.precision}  # fmt: skip
+    dtype = "bfloat16" if args.precision == "bf16" else "float32"
     for threads in (1, 2):
         prof = profile_steps(args, sentences, threads)
-        gemm = gemm_peak(threads)
-        shapes = shape_gemms(threads, mean_tokens, 256, 10002)
+        gemm = gemm_peak(threads, dtype=dtype)
+        shapes = shape_gemms(threads, mean_tokens, 256, 10002, dtype=dtype)
         results["threads"][str(threads)] = {**prof, "gemm_2048": gemm, "output_gemms": shapes}
         print(f"threads={threads}: {prof['tokens'] / prof['wall_s']:.0f} tokens/s under the "
               f"profiler, GEMM 2048^2 {gemm['gflops']:.1f} GFLOP/s, output-layer GEMMs "

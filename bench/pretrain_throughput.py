@@ -36,13 +36,21 @@ Element-wise work (gates, softmax, Adam) and the padding positions the LSTMs als
 counted, so utilization is a lower bound on how well the GEMM-shaped part runs.
 
 ``--device cuda`` (or ``auto`` with a GPU) times the same step on the GPU under bf16 autocast and
-reports the GPU's GEMM peak in the same dtype; ``--bf16`` adds a CPU bf16-autocast figure;
+reports the GPU's GEMM peak in the same dtype; ``--bf16`` adds a CPU bf16-autocast figure (the
+step as ``pretrain`` runs it under ``runtime.precision: bf16``, its utilization against a bf16
+GEMM peak measured the same way), and with ``--batch-split`` also the batch split in bf16;
 ``--native-lstm`` adds a figure with PyTorch's native LSTM kernels instead of oneDNN's (the
 pipeline uses oneDNN's: this is the comparison behind that choice). ``--batch-split`` adds a
 figure (at 2 threads and more) for the step as ``pretrain`` runs it on 2+ CPU threads: the
 batch split into one part per thread, each part's forward and backward on its own thread with
 one intra-op thread (:mod:`betamcmc.vae.split`: the same loss, random draws and gradient; the
 plain ``fp32`` figure is the step on intra-op threads).
+
+Precision: with ``--bf16`` the JSON's ``bf16_speedup`` compares the pipeline's own step in bf16
+and fp32 per thread count (1 thread: ``bf16_autocast`` / ``fp32``; 2+ threads with
+``--batch-split``: ``bf16_batch_split`` / ``fp32_batch_split``), as the median, min and max of the
+per-repeat ratios. The repeats are interleaved (repeat r of every figure before repeat r + 1), so
+a ratio pairs two measurements taken a few seconds apart.
 
 Heap: like ``pretrain`` on a CPU, the bench first sets glibc's heap to keep freed memory
 (:mod:`betamcmc.heap`); ``--heap default`` keeps glibc's defaults instead (the comparison behind
@@ -53,6 +61,7 @@ Usage::
 
     python bench/pretrain_throughput.py                  # 2 and 1 threads, fp32, 3 repeats
     python bench/pretrain_throughput.py --device cuda    # on a GPU machine
+    python bench/pretrain_throughput.py --bf16 --batch-split   # bf16 against fp32, as pretrain runs
 """
 
 from __future__ import annotations
@@ -157,7 +166,7 @@ def measure(args: argparse.Namespace, sentences: list[list[int]], threads: int, 
     model = TextVAE(cfg).to(device).train()
     opt = make_optimizer(model, 1e-3)
     stream = BatchStream(sentences, args.batch_size, args.seed)
-    cpu_bf16 = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    precision = "bf16" if bf16 else "fp32"  # autocast inside train_step (and the split's threads)
 
     def kernels() -> contextlib.AbstractContextManager:
         """A fresh context per step (``flags()`` can be entered only once)."""
@@ -172,9 +181,9 @@ def measure(args: argparse.Namespace, sentences: list[list[int]], threads: int, 
 
     def step(it: int) -> list[int]:
         ids, lengths = stream(it)
-        with cpu_bf16, kernels():
+        with kernels():
             train_step(model, opt, ids.to(device), lengths.to(device), 1.0, 5.0, "bench", it,
-                       splitter)  # fmt: skip
+                       splitter, precision)  # fmt: skip
         return lengths.tolist()
 
     for it in range(args.warmup):
@@ -224,12 +233,100 @@ def summarize(runs: list[dict]) -> dict:
     return out
 
 
+def mode_table(args: argparse.Namespace, device: str) -> list[tuple[str, bool, bool, bool]]:
+    """The figures to measure: (name, bf16, native LSTM, batch split)."""
+    if device == "cuda":
+        return [("cuda_bf16_autocast", True, False, False)]
+    modes = [("fp32", False, False, False)]
+    modes += [("bf16_autocast", True, False, False)] if args.bf16 else []
+    modes += [("fp32_native_lstm", False, True, False)] if args.native_lstm else []
+    if args.batch_split:
+        modes += [("fp32_batch_split", False, False, True)]
+        modes += [("bf16_batch_split", True, False, True)] if args.bf16 else []
+    return modes
+
+
+def measure_interleaved(args: argparse.Namespace, sentences: list[list[int]], device: str,
+                        start_load: list[float], modes: list[tuple[str, bool, bool, bool]],
+                        thread_counts: list[int]) -> dict[str, dict[str, list[dict]]]:  # fmt: skip
+    """``runs[mode]["threads_N"]``: repeat r of every figure is taken before repeat r + 1, so a
+    slow drift of a shared machine hits every figure alike and the per-repeat ratios
+    (:func:`bf16_speedups`) pair measurements taken close together."""
+    runs: dict[str, dict[str, list[dict]]] = {mode[0]: {} for mode in modes}
+    for threads in thread_counts:
+        for _ in range(args.repeats):
+            for mode, bf16, native, split in modes:
+                if split and threads < 2:
+                    continue  # one part on one thread is the unsplit figure
+                run = measure(args, sentences, threads, bf16, device, start_load, native, split)
+                runs[mode].setdefault(f"threads_{threads}", []).append(run)
+    return runs
+
+
+def print_figure(mode: str, key: str, s: dict) -> None:
+    from machine import flagged
+
+    t, u = s["tokens_per_s"], s["utilization"]
+    print(f"{mode:18s} {key}: {t['median']:8.0f} tokens/s "
+          f"[{t['min']:.0f}-{t['max']:.0f}]  model {s['model_gflops']['median']:.1f} GFLOP/s  "
+          f"GEMM {s['gemm_gflops']['median']:.1f} GFLOP/s  utilization {u['median']:.0%} "
+          f"[{u['min']:.0%}-{u['max']:.0%}]  "
+          f"{s['page_faults_per_step']['median']:.0f} page faults/step" + flagged(s["foreign_load"]),
+          flush=True)  # fmt: skip
+
+
+def _median_ratio(results: dict, mode: str, base: str) -> float | None:
+    """Median tokens/s of ``mode`` on 2 threads over ``base`` on 1 thread (None if not measured)."""
+    two = results.get(mode, {}).get("threads_2")
+    one = results.get(base, {}).get("threads_1")
+    if two is None or one is None:
+        return None
+    return two["tokens_per_s"]["median"] / one["tokens_per_s"]["median"]
+
+
+def scalings(results: dict) -> dict[str, float]:
+    """Two threads over one, per figure: the intra-op step and the batch split, fp32 and bf16
+    (the split over the unsplit one-thread step of the same precision)."""
+    names = {
+        "scaling_2_over_1_threads": ("fp32", "fp32"),
+        "scaling_2_over_1_threads_batch_split": ("fp32_batch_split", "fp32"),
+        "scaling_2_over_1_threads_bf16": ("bf16_autocast", "bf16_autocast"),
+        "scaling_2_over_1_threads_bf16_batch_split": ("bf16_batch_split", "bf16_autocast"),
+    }
+    out = {}
+    for name, (mode, base) in names.items():
+        ratio = _median_ratio(results, mode, base)
+        if ratio is not None:
+            out[name] = ratio
+            print(f"{name}: {ratio:.2f}x")
+    return out
+
+
+def bf16_speedups(raw: dict[str, dict[str, list[dict]]]) -> dict[str, dict[str, float]]:
+    """Per thread count, the pipeline step's bf16 tokens/s over its fp32 tokens/s, per repeat
+    (median, min, max): on 1 thread the unsplit step, on 2+ the batch split where measured
+    (what ``pretrain`` runs), else the intra-op step."""
+    from machine import spread
+
+    out = {}
+    for key in raw.get("bf16_autocast", {}):
+        split = key != "threads_1" and key in raw.get("bf16_batch_split", {})
+        bf16 = raw["bf16_batch_split" if split else "bf16_autocast"][key]
+        fp32 = raw.get("fp32_batch_split" if split else "fp32", {}).get(key)
+        if fp32:
+            ratios = [
+                b["tokens_per_s"] / f["tokens_per_s"] for b, f in zip(bf16, fp32, strict=True)
+            ]
+            out[key] = {**spread(ratios), "step": "batch_split" if split else "unsplit"}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ["OMP_WAIT_POLICY"] = args.omp_wait.upper()  # before torch loads OpenMP
     here = Path(__file__).resolve().parent
     sys.path[:0] = [str(here), str(here.parent / "src")]
-    from machine import facts, flagged, loadavg
+    from machine import facts, loadavg
 
     start_load = loadavg()  # before any of our own work enters the load average
     import torch
@@ -272,48 +369,24 @@ def main(argv: list[str] | None = None) -> int:
         "load_at_start": start_load,
         "heap": {"requested": args.heap, "glibc_keeps_freed_memory": heap_kept},
     }  # fmt: skip
-    if device == "cuda":
-        modes = [("cuda_bf16_autocast", False, False, False)]
-        thread_counts = [args.threads[0]]
-    else:
-        modes = [("fp32", False, False, False)]
-        modes += [("bf16_autocast", True, False, False)] if args.bf16 else []
-        modes += [("fp32_native_lstm", False, True, False)] if args.native_lstm else []
-        modes += [("fp32_batch_split", False, False, True)] if args.batch_split else []
-        thread_counts = args.threads
+    modes = mode_table(args, device)
+    thread_counts = [args.threads[0]] if device == "cuda" else args.threads
+    raw = measure_interleaved(args, sentences, device, start_load, modes, thread_counts)
     suspicious = []
-    for mode, bf16, native, split in modes:
+    for mode, per_threads in raw.items():
         results[mode] = {}
-        for threads in thread_counts:
-            if split and threads < 2:
-                continue  # one part on one thread is the fp32 figure
-            runs = [measure(args, sentences, threads, bf16, device, start_load, native, split)
-                    for _ in range(args.repeats)]  # fmt: skip
+        for key, runs in per_threads.items():
             s = summarize(runs)
             s["foreign_load"] = sorted({r for run in runs for r in run["foreign_load"]})
-            results[mode][f"threads_{threads}"] = s
+            results[mode][key] = s
             suspicious += s["foreign_load"]
-            t, u = s["tokens_per_s"], s["utilization"]
-            print(f"{mode:18s} threads={threads}: {t['median']:8.0f} tokens/s "
-                  f"[{t['min']:.0f}-{t['max']:.0f}]  model {s['model_gflops']['median']:.1f} GFLOP/s  "
-                  f"GEMM {s['gemm_gflops']['median']:.1f} GFLOP/s  utilization {u['median']:.0%} "
-                  f"[{u['min']:.0%}-{u['max']:.0%}]  "
-                  f"{s['page_faults_per_step']['median']:.0f} page faults/step"
-                  + flagged(s["foreign_load"]),
-                  flush=True)  # fmt: skip
-    fp32 = results.get("fp32", {})
-    if "threads_1" in fp32 and "threads_2" in fp32:
-        ratio = (
-            fp32["threads_2"]["tokens_per_s"]["median"]
-            / fp32["threads_1"]["tokens_per_s"]["median"]
-        )
-        results["scaling_2_over_1_threads"] = ratio
-        print(f"2 threads / 1 thread: {ratio:.2f}x")
-        split = results.get("fp32_batch_split", {}).get("threads_2")
-        if split is not None:
-            ratio = split["tokens_per_s"]["median"] / fp32["threads_1"]["tokens_per_s"]["median"]
-            results["scaling_2_over_1_threads_batch_split"] = ratio
-            print(f"2 threads (batch split) / 1 thread: {ratio:.2f}x")
+            print_figure(mode, key, s)
+    results.update(scalings(results))
+    if "bf16_autocast" in raw:
+        results["bf16_speedup"] = bf16_speedups(raw)
+        for key, r in results["bf16_speedup"].items():
+            print(f"bf16 / fp32, pipeline step, {key}: {r['median']:.2f}x "
+                  f"[{r['min']:.2f}-{r['max']:.2f}]")  # fmt: skip
     results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     results["foreign_load"] = sorted(set(suspicious))
     print(f"peak RSS {results['peak_rss_mib']:.0f} MiB")

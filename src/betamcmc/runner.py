@@ -1,4 +1,4 @@
-"""Shared mechanics of a stage entry point: error reporting, seeding, device choice.
+"""Shared mechanics of a stage entry point: error reporting, seeding, device and precision choice.
 
 A stage script is::
 
@@ -89,6 +89,72 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
+
+
+# CPU features with native bf16 arithmetic (/proc/cpuinfo flag names): AVX-512 BF16 (dot products
+# of bf16 pairs, Zen 4, Cooper Lake) and AMX-BF16 (tile matrix multiplies, Sapphire Rapids). Without
+# one, PyTorch still runs bf16 by converting to fp32 around every kernel: slower than fp32.
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_native_bf16(flags: frozenset[str] | None = None) -> str | None:
+    """The first of :data:`NATIVE_BF16_FLAGS` this CPU has, or None. ``flags``: the CPU's flags
+    (default: read from ``/proc/cpuinfo``, else from torch's cpuinfo where there is no such
+    file), so a test can ask about any CPU."""
+    found = _cpu_flags() if flags is None else flags
+    return next((f for f in NATIVE_BF16_FLAGS if f in found), None)
+
+
+def _cpu_flags() -> frozenset[str]:
+    """The flags of ``/proc/cpuinfo``'s first processor; torch's own CPUID probe elsewhere."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    import torch  # lazy: see seed_everything; only where /proc/cpuinfo is missing (macOS)
+
+    caps = torch.cpu.get_capabilities()
+    return frozenset(k for k, v in caps.items() if v is True)
+
+
+def resolve_precision(precision: str, device: str, flags: frozenset[str] | None = None) -> str:
+    """``runtime.precision`` for ``device`` (a resolved ``cpu`` / ``cuda``): ``fp32`` or
+    ``bf16``. ``auto`` picks bf16 only where the device computes it natively (a CUDA card with
+    bf16, a CPU with :data:`NATIVE_BF16_FLAGS`), since emulated bf16 is slower than fp32 and
+    changes the numbers for nothing; ``bf16`` on a CUDA card without it is an error."""
+    if precision == "fp32":
+        return "fp32"
+    native = _device_native_bf16(device, flags)
+    if precision == "auto":
+        return "bf16" if native else "fp32"
+    if device.startswith("cuda") and not native:
+        raise ParamsError("runtime.precision: this CUDA card has no bf16 (got 'bf16')")
+    return "bf16"
+
+
+def _device_native_bf16(device: str, flags: frozenset[str] | None) -> bool:
+    if device.startswith("cuda"):
+        import torch  # lazy: see seed_everything
+
+        return bool(torch.cuda.is_bf16_supported())
+    return cpu_native_bf16(flags) is not None
+
+
+def describe_precision(precision: str, resolved: str, device: str) -> str:
+    """What a stage's first line says: the precision, and why (``auto``'s choice, or an
+    explicit bf16 on a CPU that only emulates it)."""
+    if device.startswith("cuda"):
+        why = "CUDA bf16" if resolved == "bf16" else "CUDA"
+    else:
+        why = cpu_native_bf16() or "no native bf16 on this CPU"
+    if precision == "auto":
+        return f"precision {resolved} (runtime.precision auto: {why})"
+    if resolved == "bf16" and not device.startswith("cuda") and cpu_native_bf16() is None:
+        return "precision bf16 (emulated: no native bf16 on this CPU, slower than fp32)"
+    return f"precision {resolved}"
 
 
 def resolve_device(device: str) -> str:

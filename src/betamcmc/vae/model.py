@@ -159,7 +159,11 @@ class TextVAE(nn.Module):
             out, _ = self.encoder(emb)
             last_pos = (lengths.clamp(min=1) - 1).to(ids.device)
             last = out[torch.arange(ids.size(0), device=ids.device), last_pos]
-        mu, logvar = self.posterior(last).chunk(2, dim=-1)
+        # at least fp32 under bf16 autocast: the KL term, the reparameterization and the codes
+        # downstream stages read keep full precision (a no-op in fp32 and fp64)
+        stats = self.posterior(last)
+        stats = stats.to(torch.promote_types(stats.dtype, torch.float32))
+        mu, logvar = stats.chunk(2, dim=-1)
         return mu, logvar
 
     def draw_noise(self, ids: Tensor, lengths: Tensor) -> Noise:

@@ -19,14 +19,17 @@ intra-op thread - keeps every operator at its one-thread efficiency.
   deterministic, and differs from the unsplit pass only by the order of floating-point sums.
 
 The pool's threads set their own intra-op thread count to 1 when they start; the calling
-thread's count (used by evaluation between training steps) is restored afterwards.
+thread's count (used by evaluation between training steps) is restored afterwards. Autocast
+(bf16, ``runtime.precision``) is per thread too: each part enters the context the caller passes.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import functools
 import threading
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -69,11 +72,18 @@ class BatchSplitter:
         self.close()
 
     def forward_backward(
-        self, model: TextVAE, ids: Tensor, lengths: Tensor, beta: float
+        self,
+        model: TextVAE,
+        ids: Tensor,
+        lengths: Tensor,
+        beta: float,
+        autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     ) -> tuple[dict[str, Tensor], list[Tensor | None]]:
         """The batch's loss parts (detached, as ``model(ids, lengths, beta)`` returns them) and
         the gradient of its loss for each parameter of ``model`` that requires one (None where
-        the loss does not depend on it). Parameters and their ``.grad`` are not touched."""
+        the loss does not depend on it). Parameters and their ``.grad`` are not touched.
+        ``autocast``: a fresh context per part for its forward pass (autocast state is per
+        thread, so the caller's would not reach the pool's threads)."""
         n = ids.shape[0]
         parts = min(self.parts, n)
         noise = model.draw_noise(ids, lengths)
@@ -82,7 +92,8 @@ class BatchSplitter:
 
         def part(a: int, b: int) -> tuple[list[Tensor], tuple[Tensor | None, ...]]:
             share = (b - a) / n
-            out = model(ids[a:b], lengths[a:b], beta, noise=noise.rows(a, b))
+            with autocast():
+                out = model(ids[a:b], lengths[a:b], beta, noise=noise.rows(a, b))
             grads = torch.autograd.grad(out["loss"] * share, params, allow_unused=True)
             return [out[key].detach() * share for key in ("loss", "recon", "kl")], grads
 

@@ -10,7 +10,14 @@
   every operator at this model's sizes). On a CPU, glibc's heap keeps the memory the steps free
   (:mod:`betamcmc.heap`): no page faults on each step's fresh multi-MB tensors.
 - Device: the model and every batch live on ``device`` (``cuda`` when ``device: auto`` finds a
-  GPU); on CUDA the forward pass runs under bf16 autocast where the card supports it.
+  GPU).
+- Precision (``runtime.precision``, resolved by :func:`betamcmc.runner.resolve_precision`):
+  ``bf16`` runs the training step's forward pass under bf16 autocast, on a CPU as on a GPU: the
+  matrix products and LSTM kernels in bf16, the weights, Adam and the latent statistics (KL,
+  reparameterization) in fp32, the softmax of the fused output layer in fp32. Validation and
+  the final evaluation always run in fp32, so the reported metrics measure the trained model,
+  not the arithmetic. ``auto`` picks bf16 only where the hardware has it natively (AVX-512 BF16,
+  AMX, CUDA bf16). Within one precision a CPU run is deterministic.
 - Minibatches: each epoch shuffles the training sentences with a generator seeded by
   ``(seed, epoch)``, sorts them by length (stable, so ties stay shuffled), cuts batches and
   shuffles the batch order. Batch ``t`` is therefore a pure function of ``(seed, t)``, which is
@@ -31,6 +38,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import signal
@@ -46,6 +54,7 @@ import torch
 from betamcmc.errors import BetamcmcError, DivergenceError
 from betamcmc.heap import keep_freed_memory
 from betamcmc.params import RuntimeParams
+from betamcmc.runner import resolve_precision
 from betamcmc.vae.evaluate import validate
 from betamcmc.vae.model import TextVAE, VAEConfig, pad_batch
 from betamcmc.vae.params import PretrainParams
@@ -148,10 +157,24 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
 
 
 def autocast_for(device: torch.device | str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on a CUDA card that supports it; fp32 (no autocast) everywhere else."""
+    """The dialog CVAE's rule: bf16 autocast on a CUDA card that supports it; fp32 (no autocast)
+    everywhere else. (``pretrain`` follows ``runtime.precision``: :func:`precision_autocast`.)"""
     device = torch.device(device)
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def precision_autocast(
+    device: torch.device | str, precision: str
+) -> contextlib.AbstractContextManager:
+    """A fresh context for one forward pass: bf16 autocast on ``device``'s type for a resolved
+    ``precision`` of ``bf16``, none for ``fp32``. Autocast is per thread, so the batch split
+    enters one in each of its threads (:meth:`BatchSplitter.forward_backward`)."""
+    if precision == "bf16":
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    if precision != "fp32":
+        raise ValueError(f"precision must be a resolved fp32 or bf16 (got {precision!r})")
     return contextlib.nullcontext()
 
 
@@ -165,21 +188,25 @@ def train_step(
     where: str = "pretrain",
     iteration: int = 0,
     splitter: BatchSplitter | None = None,
+    precision: str = "fp32",
 ) -> dict[str, torch.Tensor]:
-    """One minibatch update: forward (autocast on CUDA), backward, clipping, Adam.
+    """One minibatch update: forward (under bf16 autocast for ``precision`` bf16), backward,
+    clipping, Adam.
 
     ``splitter``: run the forward and backward pass as row blocks of the batch on its threads
-    (:mod:`betamcmc.vae.split`: the same loss and gradient, CPU only).
+    (:mod:`betamcmc.vae.split`: the same loss and gradient, CPU only). ``precision``: a resolved
+    ``fp32`` or ``bf16`` (:func:`betamcmc.runner.resolve_precision`).
 
     Raises :class:`DivergenceError` naming ``where`` and the iteration, before the parameters
     are touched, when the loss or the gradient norm is not finite. Returns the loss parts
     (detached tensors: reading them synchronizes a GPU, so callers read them only when logging).
     """
     grads = None
+    autocast = functools.partial(precision_autocast, ids.device, precision)
     if splitter is not None:
-        out, grads = splitter.forward_backward(model, ids, lengths, beta)
+        out, grads = splitter.forward_backward(model, ids, lengths, beta, autocast)
     else:
-        with autocast_for(ids.device):
+        with autocast():
             out = model(ids, lengths, beta)
     loss = out["loss"]
     if not torch.isfinite(loss):
@@ -233,7 +260,8 @@ def train_vae(
     on_log: Callable[[str, int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train one VAE under ``params.schedules[schedule_name]``; see the module docstring.
-    ``runtime``: checkpoint and curve-point intervals (``checkpoint_every``, ``log_every``).
+    ``runtime``: checkpoint and curve-point intervals (``checkpoint_every``, ``log_every``) and
+    the training step's ``precision`` (resolved here for ``device``).
 
     ``resume_dir``: where the resumable checkpoint lives; it is reused only when its
     ``fingerprint`` (params + data digest) matches. ``on_iteration``: test hook, called before
@@ -248,6 +276,7 @@ def train_vae(
     tp = params.train
     total = tp.iterations
     device = torch.device(device)
+    precision = resolve_precision(runtime.precision, device.type)
     if device.type == "cpu":
         keep_freed_memory()  # no page faults on each step's fresh 10 MB tensors (betamcmc.heap)
     torch.manual_seed(seed)
@@ -326,6 +355,7 @@ def train_vae(
                 f"pretrain[{schedule_name}]",
                 it,
                 splitter,
+                precision,
             )
             recon, kl, loss = float(out["recon"]), float(out["kl"]), float(out["loss"])
             for key, value in (("beta", beta), ("recon", recon), ("kl", kl), ("elbo", -(recon + kl)),
@@ -374,8 +404,9 @@ def train_vae(
     model.load_state_dict(best_state)
     model.eval()
     return TrainResult(
-        model, best_iteration, best_valid, history, valid_history, resumed_from=start
-    )
+        model, best_iteration, best_valid, history, valid_history, resumed_from=start,
+        extra={"precision": precision},
+    )  # fmt: skip
 
 
 def clear_checkpoint(resume_dir: str | Path) -> None:
