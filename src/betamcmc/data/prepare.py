@@ -1,7 +1,9 @@
 """Turn a raw corpus into the prepared format: vocabulary on train, length limit, ids, stats.
 
-The vocabulary is built on the training split only (``data.min_count``, ``data.max_vocab``,
-ties broken alphabetically so it is deterministic); ``<pad> <unk> <bos> <eos>`` come first.
+The vocabulary is built on the training split only, from the text the prepared corpus keeps
+(after the length limit: :func:`build_vocab`), with ``data.min_count``, ``data.max_vocab`` and
+ties broken alphabetically so it is deterministic; ``<pad> <unk> <bos> <eos>`` come first.
+``<pad>``, ``<bos>`` and ``<eos>`` written in the text itself read as ``<unk>``.
 Sentences longer than ``data.max_len`` tokens are truncated or dropped
 (``data.long_sentences``). Dialog turns become context/response examples: every turn after
 the first is a response, the ``data.dialog_context`` turns before it its context.
@@ -20,6 +22,7 @@ from betamcmc.data.params import DataParams
 from betamcmc.data.prepared import (
     SPECIALS,
     SPLITS,
+    UNK,
     Dialog,
     PreparedCorpus,
     Sentence,
@@ -35,13 +38,18 @@ from betamcmc.stopping import signals_deferred
 
 
 def build_vocab(corpus: RawCorpus, data: DataParams) -> Vocab:
+    """The vocabulary of the training text as the prepared corpus keeps it: sentences after
+    ``data.max_len`` (truncated, or dropped by ``filter``) and dialog turns cut to
+    ``data.max_len``. Counting the raw text instead would give ids to words that only occur in
+    dropped or cut-off text: embeddings never trained, and test words that should count as
+    ``<unk>`` (the OOV rate) encoded as known."""
     counts: Counter[str] = Counter()
     for tokens, _ in corpus.sentences["train"]:
-        counts.update(tokens)
+        counts.update(_limit(tokens, data) or [])
     if corpus.dialog_text_separate:
         for dialog in corpus.dialogs["train"]:
             for turn in dialog.turns:
-                counts.update(turn)
+                counts.update(turn[: data.max_len])
     for special in SPECIALS:
         counts.pop(special, None)
     ranked = sorted(
@@ -49,6 +57,25 @@ def build_vocab(corpus: RawCorpus, data: DataParams) -> Vocab:
         key=lambda tok: (-counts[tok], tok),
     )
     return Vocab([*SPECIALS, *ranked[: data.max_vocab - len(SPECIALS)]])
+
+
+RESERVED = frozenset(SPECIALS) - {UNK}  # markers a text must not produce: <pad> <bos> <eos>
+
+
+def _plain_text(raw: RawCorpus) -> int:
+    """Read ``<pad>``, ``<bos>`` and ``<eos>`` written in the corpus text as ``<unk>`` (in
+    place); returns how many there were. Encoded as themselves they would end a sentence early
+    (``<eos>``) or vanish from the loss (``<pad>``). ``<unk>`` keeps its meaning (PTB marks its
+    rare words with it)."""
+    replaced = 0
+    rows = [tokens for split in raw.sentences.values() for tokens, _ in split]
+    rows += [turn for split in raw.dialogs.values() for d in split for turn in d.turns]
+    for tokens in rows:
+        for i, tok in enumerate(tokens):
+            if tok in RESERVED:
+                tokens[i] = UNK
+                replaced += 1
+    return replaced
 
 
 def _limit(tokens: list[str], data: DataParams) -> list[str] | None:
@@ -60,6 +87,9 @@ def _limit(tokens: list[str], data: DataParams) -> list[str] | None:
 def prepare(data: DataParams, seed: int) -> tuple[PreparedCorpus, dict[str, Any]]:
     """Load, split, build the vocabulary and encode. Returns the corpus and its statistics."""
     raw = load_corpus(data, seed)
+    reserved = _plain_text(raw)
+    if reserved:
+        raw.notes.append(f"{reserved} <pad>/<bos>/<eos> token(s) in the text read as <unk>")
     vocab = build_vocab(raw, data)
     act_index = {a: i for i, a in enumerate(raw.act_names)}
 
@@ -172,13 +202,11 @@ def run_prepare(params: Params, stage: StageItem) -> dict[str, Any]:
     """The ``prepare`` stage's work: prepare the corpus, write ``data/prepared/`` and the
     statistics file (both atomically, after everything loaded and validated), log the MLflow run
     (the statistics describe the data: logged as params). Returns the statistics."""
-    import mlflow  # lazy: MLflow's import costs seconds: only here, after the corpus is validated
-
     corpus, stats = prepare(params.data, params.seed)
     with tracking.stage_run(params, stage, identity={"corpus": params.data.corpus}):
         with signals_deferred():  # the corpus and its statistics are written as a pair
             write_prepared(stage.out, corpus)
             write_json(stage.path(".json"), stats)
         tracking.log_result(stats, as_params=list(stats))
-        mlflow.log_artifact(str(stage.path(".json")))
+        tracking.log_artifact(stage.path(".json"))
     return stats

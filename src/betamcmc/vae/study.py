@@ -24,6 +24,8 @@ to git). ``betamcmc study collect --keep`` collects a study piece by piece (expe
 different clones): it keeps the rows of the earlier ``metrics/studies/<name>.json`` for the
 experiments this repository does not have (:func:`keep_earlier`). The ``pretrain_report`` stage
 draws every collected study into ``reports/pretrain/study_<name>.md`` and ``.png``.
+``betamcmc study push`` / ``pull`` move a study's experiments (git refs and cached outputs)
+through a git remote and the DVC remote, so another clone collects them (docs/remote.md).
 """
 
 from __future__ import annotations
@@ -61,7 +63,39 @@ def load_spec(path: str | Path) -> dict[str, Any]:
         raise InputError("a study file is a mapping with a non-empty 'name'", path)
     if not (("grid" in spec) ^ ("experiments" in spec)):
         raise InputError("a study has either 'grid' or 'experiments' (exactly one)", path)
+    _check_block(spec, "the study", path)
+    extra = spec.get("extra") or []
+    if not isinstance(extra, list):
+        raise InputError(f"'extra' must be a list of blocks (got {type(extra).__name__})", path)
+    for i, block in enumerate(extra):
+        if not isinstance(block, dict) or not (("grid" in block) ^ ("experiments" in block)):
+            raise InputError(f"extra[{i}] must be a mapping with 'grid' or 'experiments'", path)
+        _check_block(block, f"extra[{i}]", path)
     return spec
+
+
+def _check_block(block: dict[str, Any], where: str, path: Path) -> None:
+    """The shapes :func:`experiments` relies on, so a malformed study file is one line naming
+    the part that is wrong (not a traceback from deep inside the expansion)."""
+    targets = block.get("targets", [])
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+        raise InputError(f"{where}: 'targets' must be a list of stage names", path)
+    if "grid" in block:
+        grid = block["grid"]
+        if not isinstance(grid, dict) or not grid:
+            raise InputError(f"{where}: 'grid' must map params to lists of values", path)
+        for param, values in grid.items():
+            if not isinstance(values, list) or not values:
+                raise InputError(f"{where}: grid.{param} must be a non-empty list of values",
+                                 path)  # fmt: skip
+        return
+    found = block["experiments"]
+    if not isinstance(found, dict) or not found:
+        raise InputError(f"{where}: 'experiments' must map names to their settings", path)
+    for key, sets in found.items():
+        if sets is not None and not isinstance(sets, dict):
+            raise InputError(f"{where}: experiments.{key} must be a mapping of param: value "
+                             "(or empty for the baseline)", path)  # fmt: skip
 
 
 def _key(value: Any) -> str:
@@ -127,6 +161,38 @@ def queue(spec: dict[str, Any], dry_run: bool = False) -> list[str]:
             if proc.returncode != 0:
                 raise InputError(f"`{shlex.join(cmd)}` failed: {proc.stderr.strip()[-300:]}")
     return lines
+
+
+# --------------------------------------------------------------------------- sharing
+def transfer(
+    spec: dict[str, Any], direction: str, remote: str, repo: str | Path = "."
+) -> tuple[list[str], list[str]]:
+    """``dvc exp push|pull <remote> <the study's experiments>``: their git refs go to (come
+    from) the git remote ``remote``, their cached outputs (models) to (from) the default DVC
+    remote, so ``betamcmc study collect`` and ``dvc exp apply`` work in another clone
+    (docs/remote.md). Only the experiments the source has (this clone for a push, ``remote``
+    for a pull) are moved: a study run piece by piece in several clones is pushed from each.
+    Returns (moved, missing) names."""
+    wanted = [e["name"] for e in experiments(spec)]
+    source = [] if direction == "push" else [remote]
+    have = set(_dvc_out(["dvc", "exp", "list", "--all-commits", "--name-only", *source], repo)
+               .split())  # fmt: skip
+    moved = [n for n in wanted if n in have]
+    if not moved:
+        where = "this repository" if direction == "push" else f"the git remote {remote!r}"
+        raise InputError(f"none of the {len(wanted)} experiment(s) of study '{spec['name']}' "
+                         f"is in {where}")  # fmt: skip
+    _dvc_out(["dvc", "exp", direction, remote, *moved], repo)
+    return moved, [n for n in wanted if n not in have]
+
+
+def _dvc_out(cmd: list[str], repo: str | Path) -> str:
+    """Run a DVC command in ``repo``; its stdout, or one :class:`InputError` line naming it."""
+    proc = subprocess.run(_dvc(cmd), cwd=repo, capture_output=True, text=True)
+    if proc.returncode != 0:
+        said = " ".join((proc.stderr or proc.stdout).split())[-300:]
+        raise InputError(f"`{shlex.join(cmd)}` failed: {said}")
+    return proc.stdout
 
 
 # --------------------------------------------------------------------------- collecting
