@@ -8,7 +8,12 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from betamcmc import tracking
+from betamcmc.params import load_params
+from betamcmc.pipeline import StageItem
 from betamcmc.progress import Progress
+
+from conftest import tiny_params, write_params
 
 
 class Tty(io.StringIO):
@@ -62,23 +67,27 @@ def test_a_bar_on_a_terminal_and_off_on_request(monkeypatch: pytest.MonkeyPatch)
 def test_mlflow_receives_step_metrics_while_running_in_few_batches(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    uri = f"sqlite:///{tmp_path / 'm.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # undone after the test
-    mlflow.set_tracking_uri(uri)
-    experiment = mlflow.MlflowClient(uri).create_experiment("progress")
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(tmp_path)
+    params = load_params(write_params(tmp_path / "params.yaml", tiny_params()))
     calls: list[int] = []
-    with mlflow.start_run(experiment_id=experiment) as run:
+    real = tracking.send_metrics
+
+    def counted(link: tracking.Link | None, points: list) -> None:
+        calls.append(len(points))
+        real(link, points)
+
+    monkeypatch.setattr(tracking, "send_metrics", counted)
+    with tracking.stage_run(params, StageItem("progress")) as run:
         progress = Progress("x", mlflow=True, prefix="train.", stream=io.StringIO(), flush_s=3600)
-        real = progress._client.log_batch
-        monkeypatch.setattr(progress._client, "log_batch",
-                            lambda run_id, metrics: (calls.append(len(metrics)), real(run_id, metrics=metrics)))  # fmt: skip
         for i in range(1, 601):
             progress(i, 600, {"kl": float(i), "beta": 0.5})
         # 1200 points: one batch of 1000 went out during the loop, the rest at the end
         assert calls == [1000]
         progress.close()
     assert calls == [1000, 200]
-    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "train.kl")
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    history = client.get_metric_history(run.run_id, "train.kl")
     assert [m.step for m in history] == list(range(1, 601))
     assert [m.value for m in history][-1] == 600.0
     assert history[0].timestamp <= history[-1].timestamp
@@ -91,4 +100,4 @@ def test_no_mlflow_import_for_untracked_runs(monkeypatch: pytest.MonkeyPatch) ->
     progress = Progress("x", mlflow=True, stream=io.StringIO())
     progress(1, 2, {"a": 1.0})
     progress.close()
-    assert "mlflow" not in sys.modules and progress._client is None
+    assert "mlflow" not in sys.modules and progress.link is None

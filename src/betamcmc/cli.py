@@ -8,6 +8,8 @@ fraction of a second.
 from __future__ import annotations
 
 import functools
+import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,7 +20,7 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer (pinned) vendors click
 from typer.exceptions import Abort, Exit
 
-from betamcmc.errors import BetamcmcError
+from betamcmc.errors import BetamcmcError, InputError
 
 app = typer.Typer(
     help="Cyclical beta-annealed text VAEs and asynchronous SG-MCMC: tools around the DVC pipeline.",
@@ -101,6 +103,40 @@ def study_collect(
         + (f"; missing: {', '.join(study['missing'])}" if study["missing"] else "")
     )
     typer.echo("draw it with `dvc repro pretrain_report` (reports/pretrain/study_<name>.md, .png)")
+
+
+def _study_transfer(spec: Path, direction: str, remote: str) -> None:
+    """Push or pull every experiment of a study (``betamcmc.vae.study.transfer``)."""
+    from betamcmc.vae.study import load_spec, transfer  # lazy: yaml, pipeline only for `study`
+
+    loaded = load_spec(spec)
+    moved, missing = transfer(loaded, direction, remote)
+    typer.echo(f"{direction}ed {len(moved)} experiment(s) of study '{loaded['name']}' "
+               f"({'to' if direction == 'push' else 'from'} {remote}): {', '.join(moved)}"
+               + (f"; not found there: {', '.join(missing)}" if missing else ""))  # fmt: skip
+
+
+GitRemote = Annotated[str, typer.Option("--remote", "-r", help="git remote of the experiments")]
+
+
+@study_app.command("push")
+@friendly
+def study_push(
+    spec: Annotated[Path, typer.Argument(help="the study file the experiments were queued from")],
+    remote: GitRemote = "origin",
+) -> None:
+    """Push the study's experiments (git refs to --remote, models to the DVC remote)."""
+    _study_transfer(spec, "push", remote)
+
+
+@study_app.command("pull")
+@friendly
+def study_pull(
+    spec: Annotated[Path, typer.Argument(help="the study file the experiments were queued from")],
+    remote: GitRemote = "origin",
+) -> None:
+    """Pull the study's experiments pushed from another clone; then `betamcmc study collect`."""
+    _study_transfer(spec, "pull", remote)
 
 
 results_app = typer.Typer(help="The committed results pages (docs/results).", no_args_is_help=True)
@@ -207,6 +243,32 @@ def params_show(
         typer.echo(f"{key} = {value}")
 
 
+# --------------------------------------------------------------------------- tracking
+tracking_app = typer.Typer(
+    help="The MLflow tracking store (docs/tracking.md).", no_args_is_help=True
+)
+app.add_typer(tracking_app, name="tracking")
+
+
+@tracking_app.command("replay")
+@friendly
+def tracking_replay() -> None:
+    """Send the tracking calls spooled while the store was unreachable (mlflow-spool/) to it;
+    one line per spool file. Exits 1 while some stay spooled (the store still does not answer)."""
+    from betamcmc import tracking  # lazy: pydantic and MLflow stay out of --help
+
+    outcomes = tracking.replay()
+    for outcome in outcomes:
+        typer.echo(outcome.line())
+    left = sum(o.left for o in outcomes)
+    if left:
+        raise BetamcmcError(
+            f"{left} tracking call(s) stay in {tracking.spool_dir()}: rerun once the store answers"
+        )
+    if not outcomes:
+        typer.echo(f"tracking: nothing spooled in {tracking.spool_dir()}")
+
+
 # --------------------------------------------------------------------------- text VAE (issue 4)
 schedule_app = typer.Typer(help="Beta schedules of the pretrain stage.", no_args_is_help=True)
 app.add_typer(schedule_app, name="schedule")
@@ -227,6 +289,8 @@ def schedule_plot(
     from betamcmc.params import load_params  # lazy: pydantic stays out of --help
 
     loaded = load_params(params)
+    if out.is_dir():
+        raise InputError("expected a PNG file to write, found a directory", out)
     total = iterations or loaded.pretrain.train.iterations
     from betamcmc.vae.figures import plot_schedules  # lazy: matplotlib after the params check
 
@@ -305,16 +369,22 @@ def ui(
     params: ParamsFile = Path("params.yaml"),
 ) -> None:
     """Start the MLflow UI over the project's tracking store (on 127.0.0.1 unless --host says
-    otherwise) and print its URL."""
+    otherwise) and print links that open the runs table and the README's comparisons."""
     # lazy: pydantic (params, tracking) stays out of --help; mlflow runs in its own process
     from betamcmc import tracking
     from betamcmc.params import load_params
 
     loaded = load_params(params) if params.exists() else None
+    busy = _cannot_bind(host, port)
+    if busy:  # before the store is touched: mlflow would log it and exit 0 after ~20 s
+        raise BetamcmcError(f"port {port} on {host} is not free ({busy}): stop what serves it "
+                            f"or choose another with --port")  # fmt: skip
     uri = tracking.tracking_uri(loaded)
-    tracking.setup(loaded)  # create the store once, so the UI does not race a stage
+    experiment_id = tracking.setup(loaded)  # create the store once: the UI does not race a stage
     url = f"http://{host}:{port}"
     typer.echo(f"MLflow UI for {uri}\n  -> {url}   (Ctrl-C to stop; it takes ~20 s to start)")
+    for line in _ui_links(uri, experiment_id, url):
+        typer.echo(line)
     if host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo(
             f"warning: --host {host} serves the runs, params and artifacts to every machine that "
@@ -336,6 +406,39 @@ def ui(
         "1",
     ]
     raise typer.Exit(subprocess.call(cmd))
+
+
+def _cannot_bind(host: str, port: int) -> str | None:
+    """Why the UI could not listen on ``host:port`` (None when it can): a probe bound the way
+    the server binds (SO_REUSEADDR, so a port in TIME_WAIT counts as free), then closed."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as err:
+        return f"cannot resolve {host}: {err.strerror or err}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as err:
+            return err.strerror or str(err)
+    return None
+
+
+def _ui_links(uri: str, experiment_id: str | None, base: str) -> list[str]:
+    """The links `betamcmc ui` prints (betamcmc.uilinks); the UI still starts if the store cannot
+    be searched, with one line saying why (none without an experiment id)."""
+    if experiment_id is None:
+        return []
+    import mlflow  # lazy: only `ui` pays MLflow's import, after the port and store checks
+
+    from betamcmc.uilinks import comparison_links  # lazy: with MLflow, only for `ui`
+
+    try:
+        return comparison_links(mlflow.MlflowClient(uri), experiment_id, base)
+    except mlflow.exceptions.MlflowException as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return [f"(no comparison links: {first})"]
 
 
 @app.command()
@@ -395,7 +498,29 @@ def main(argv: list[str] | None = None) -> int:
     except Abort:
         typer.echo("error: interrupted", err=True)
         return 130
+    except OSError as err:  # a file the command writes or reads: one line naming it
+        typer.echo(f"error: {_os_error(err)}", err=True)
+        return 1
+    except Exception as err:  # noqa: BLE001 - every failure is one line; the traceback on request
+        if os.environ.get("BETAMCMC_TRACEBACK"):
+            raise
+        typer.echo(f"error: {_unexpected(err)}", err=True)
+        return 1
     return result if isinstance(result, int) else 0
+
+
+def _os_error(err: OSError) -> str:
+    """One line for an operating-system error: the file it concerns and why."""
+    where = f"{err.filename}: " if err.filename else ""
+    return f"{where}{err.strerror or err}"
+
+
+def _unexpected(err: Exception) -> str:
+    """One line for an error no check foresaw (a bug): its type and first line, and how to see
+    the traceback, so a user gets no wall of text and a developer still gets the details."""
+    text = " ".join(str(err).split())[:300]
+    return (f"unexpected {type(err).__name__}: {text} (a bug: rerun with BETAMCMC_TRACEBACK=1 "
+            "and report the traceback)")  # fmt: skip
 
 
 def console() -> None:  # pragma: no cover - the installed ``betamcmc`` script

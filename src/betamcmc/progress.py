@@ -8,9 +8,11 @@ as it goes (``values``: the current loss, KL, beta, accuracy, ...); a stage pass
 * elsewhere (a log file, CI, ``dvc repro`` piped) prints one plain line every ``lines`` -th
   of the total (10 by default) and at the end: ``pretrain@cyclical 400/4000 (10%) kl 1.2 ...
   12 s, ETA 108 s``;
-* with ``mlflow=True`` sends the values as step metrics of the active MLflow run (or of
-  ``run_id``) with their real timestamps, batched: one ``log_batch`` call every ``flush_s``
-  seconds (and at the end), never one SQLite write per step.
+* with ``mlflow=True`` sends the values as step metrics of the stage's MLflow run (or of the
+  run ``link`` names: a seed's, in its own process) with their real timestamps, batched: one
+  call every ``flush_s`` seconds (and at the end), never one SQLite write per step. The calls go
+  through :mod:`betamcmc.tracking`, which sends them on a background thread: a slow or dead
+  tracking server never holds up the loop (what it does not take is spooled, see there).
 
 ``BETAMCMC_PROGRESS=bar|lines|off`` overrides the choice (``lines`` is forced where several
 processes share one terminal, e.g. pretrain's seeds). The loops never import this module; the
@@ -26,6 +28,8 @@ import sys
 import time
 from collections.abc import Mapping
 from typing import Any, TextIO
+
+from betamcmc import tracking
 
 MODES = ("bar", "lines", "off")
 
@@ -51,8 +55,7 @@ class Progress:
         *,
         mlflow: bool = False,
         prefix: str = "",
-        run_id: str | None = None,
-        tracking_uri: str | None = None,
+        link: tracking.Link | None = None,
         mode: str | None = None,
         lines: int = 10,
         flush_s: float = 5.0,
@@ -71,17 +74,11 @@ class Progress:
         self._bar: Any = None
         self._next_line = 0
         self._printed = -1
-        self._pending: list[Any] = []
+        self._pending: list[tuple[str, float, int, int]] = []
         self._last_flush = time.monotonic()
-        self._client: Any = None
-        self._run_id = run_id
-        if mlflow and run_id is None and "mlflow" in sys.modules:  # no import, no run: untracked
-            active = sys.modules["mlflow"].active_run()
-            self._run_id = active.info.run_id if active is not None else None
-        if self._run_id is not None:
-            import mlflow as _mlflow  # lazy: MLflow costs seconds; an untracked run never loads it
-
-            self._client = _mlflow.MlflowClient(tracking_uri)
+        # ``link``: a run of another process's stage (a seed's); else the stage run open here
+        self._owns_link = link is not None
+        self.link = link if link is not None else (tracking.current_link() if mlflow else None)
 
     # ----------------------------------------------------------------------- the callback
     def __call__(self, done: int, total: int, values: Mapping[str, float] | None = None) -> None:
@@ -90,11 +87,9 @@ class Progress:
             self.prefix + k: float(v) for k, v in (values or {}).items() if math.isfinite(float(v))
         }
         self.values.update(clean)
-        if self._client is not None and clean:
-            from mlflow.entities import Metric  # lazy: see __init__ (only with a run to log to)
-
+        if self.link is not None and clean:
             now = int(time.time() * 1000)
-            self._pending += [Metric(k, v, now, done) for k, v in clean.items()]
+            self._pending += [(k, v, now, done) for k, v in clean.items()]
             if time.monotonic() - self._last_flush >= self.flush_s or len(self._pending) >= 1000:
                 self.flush()
         if self.mode == "bar":
@@ -132,15 +127,19 @@ class Progress:
 
     # ----------------------------------------------------------------------- the end
     def flush(self) -> None:
-        """Send the buffered step metrics to MLflow (one batch call per 1000)."""
-        if self._client is not None and self._pending:
-            for i in range(0, len(self._pending), 1000):
-                self._client.log_batch(self._run_id, metrics=self._pending[i : i + 1000])
+        """Hand the buffered step metrics to the tracking thread (one call per 1000); returns at
+        once, whatever the store is doing."""
+        if self.link is not None and self._pending:
+            tracking.send_metrics(self.link, self._pending)
         self._pending = []
         self._last_flush = time.monotonic()
 
     def close(self) -> None:
+        """Flush; with a ``link`` of its own (a seed's process, which exits next), also wait,
+        bounded, for the calls to go out or be spooled, so none is lost with the process."""
         self.flush()
+        if self._owns_link:
+            tracking.flush_link(self.link)
         if self._bar is not None:
             self._bar.close()
             self._bar = None

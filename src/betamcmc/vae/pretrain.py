@@ -33,7 +33,6 @@ import math
 import shutil
 import statistics
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ from betamcmc.parallel import run_jobs, start_server
 from betamcmc.params import Params
 from betamcmc.pipeline import StageItem
 from betamcmc.progress import Progress
-from betamcmc.runner import resolve_device, seed_everything
+from betamcmc.runner import describe_precision, resolve_device, resolve_precision, seed_everything
 from betamcmc.stats import mean_std_ci
 
 RESUME = Path("models/.resume/pretrain")
@@ -122,8 +121,7 @@ class SeedJob:
     fingerprint: str
     model_path: Path
     device: str
-    tracking_uri: str | None = None
-    run_id: str | None = None
+    link: tracking.Link | None = None  # the seed's nested MLflow run (None: untracked)
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -135,10 +133,7 @@ class _Live:
     def __init__(self, job: SeedJob):
         self.where = f"pretrain@{job.name} seed {job.seed}"
         self.total = job.params.pretrain.train.iterations
-        run_id = job.run_id if job.tracking_uri else None
-        self.progress = Progress(
-            self.where, mode="lines", run_id=run_id, tracking_uri=job.tracking_uri
-        )
+        self.progress = Progress(self.where, mode="lines", link=job.link)
 
     def __call__(self, kind: str, iteration: int, values: dict[str, float]) -> None:
         prefix = "train." if kind == "train" else "valid_curve."
@@ -213,22 +208,24 @@ def run_pretrain(params: Params, stage: StageItem) -> dict[str, Any]:
     prepared = pipeline.stage_item("prepare").out
     corpus = load_prepared(prepared)  # fails fast (one line) before the heavy imports
 
-    # lazy: mlflow, vae.model and vae.train (these two import torch; seconds in all) load only
-    # after the corpus check
-    import mlflow
-
+    # lazy: vae.model and vae.train (they import torch; seconds in all) load only after the
+    # corpus check
     from betamcmc.vae.model import MODEL_FILE, VOCAB_FILE
     from betamcmc.vae.train import stop_on_signals
 
     device = resolve_device(params.device)
+    precision = resolve_precision(params.runtime.precision, device)  # fp32 | bf16, this machine
     pp = params.pretrain
     schedule = pp.schedules[name]
     keys = stage.params
     splits = {s: [x.ids for x in corpus.sentences[s]] for s in ("train", "valid", "test")}
-    # a checkpoint resumes only under the same settings (and curve spacing: runtime.log_every)
-    base_fingerprint = f"{params.digest([*keys, 'runtime.log_every'])}-{data_digest(prepared)}"
+    # a checkpoint resumes only under the same settings, curve spacing (runtime.log_every) and
+    # precision (runtime.precision is no stage param, and auto resolves per machine)
+    base_fingerprint = (
+        f"{params.digest([*keys, 'runtime.log_every'])}-{data_digest(prepared)}-{precision}"
+    )
     meta = {"schedule": name, "kind": schedule.kind, "params_hash": params.digest(keys),
-            "corpus": corpus.meta.get("corpus", "")}  # fmt: skip
+            "corpus": corpus.meta.get("corpus", ""), "precision": precision}  # fmt: skip
     # all seeds at once by default: on 2 cores three 1-thread processes share the cores evenly,
     # which beats two at a time plus one alone; one at a time on a GPU
     processes = 1 if device != "cpu" else (params.runtime.processes or len(pp.seeds))
@@ -239,22 +236,23 @@ def run_pretrain(params: Params, stage: StageItem) -> dict[str, Any]:
         stop_on_signals() as stop,
         tracking.stage_run(params, stage) as parent,
     ):  # fmt: skip
-        client = mlflow.MlflowClient()
-        seed_runs = {
-            seed: client.create_run(
-                parent.info.experiment_id,
-                run_name=f"pretrain@{name}/seed{seed}",
-                tags={
-                    "mlflow.parentRunId": parent.info.run_id,
-                    **{k: parent.data.tags[k] for k in ("item", "schedule", "pipeline_run")},
+        seed_links = {
+            seed: tracking.start_child(
+                parent,
+                f"pretrain@{name}/seed{seed}",
+                {
+                    **{k: parent.tags[k] for k in ("item", "schedule", "pipeline_run")},
                     "stage": "pretrain_seed",  # tags.stage = 'pretrain': the schedules only
                     "seed": str(seed),
-                },  # fmt: skip
-            ).info.run_id
+                    "precision": precision,
+                },
+            )
             for seed in pp.seeds
         }
         print(f"pretrain[{name}]: {len(pp.seeds)} seed(s) {pp.seeds}, {processes} process(es), "
-              f"{pp.train.iterations} iterations each, device {device}", flush=True)  # fmt: skip
+              f"{pp.train.iterations} iterations each, device {device}, "
+              f"{describe_precision(params.runtime.precision, precision, device)}",
+              flush=True)  # fmt: skip
         # the model folder first (whole or not at all), then the metrics that describe it
         with atomic_path(stage.out) as staged:
             staged.mkdir(parents=True)
@@ -270,8 +268,7 @@ def run_pretrain(params: Params, stage: StageItem) -> dict[str, Any]:
                     f"{base_fingerprint}-s{seed}",
                     staged / f"seed{seed}" / MODEL_FILE,
                     device,
-                    mlflow.get_tracking_uri(),
-                    seed_runs[seed],
+                    seed_links[seed],
                     meta,
                 )  # fmt: skip
                 for seed in pp.seeds
@@ -279,8 +276,8 @@ def run_pretrain(params: Params, stage: StageItem) -> dict[str, Any]:
             try:
                 results = run_jobs(train_seed, jobs, processes, stop, preload=SEED_MODULES)
             except BaseException:
-                for run_id in seed_runs.values():
-                    client.set_terminated(run_id, "FAILED")
+                for link in seed_links.values():
+                    tracking.end_run(link, "FAILED")
                 raise
             shutil.copyfile(prepared / "vocab.txt", staged / VOCAB_FILE)
             write_text(staged / "meta.json", _json({**meta, "seeds": list(pp.seeds)}))
@@ -289,6 +286,7 @@ def run_pretrain(params: Params, stage: StageItem) -> dict[str, Any]:
             "schedule": name,
             "kind": schedule.kind,
             "params_hash": params.digest(keys),
+            "precision": precision,  # runtime.precision as resolved here (not in params_hash)
             "iterations": pp.train.iterations,
             "seeds": list(pp.seeds),
             "n_seeds": len(results),
@@ -310,38 +308,29 @@ def run_pretrain(params: Params, stage: StageItem) -> dict[str, Any]:
         write_csv(files["_valid.csv"], VALID_COLUMNS, valid_curve)
         write_json(files[".json"], metrics)
 
+        # through tracking's queue like everything else: a store gone by now never holds this up
         for r in results:
-            run_id = seed_runs[r["seed"]]
+            link = seed_links[r["seed"]]
             flat = {f"{split}.{k}": r[split][k] for split in ("valid", "test") for k in METRIC_KEYS}
-            client.log_batch(run_id, metrics=_metrics(flat), params=_params({"seed": r["seed"]}))
-            client.set_terminated(run_id, "FINISHED")
+            tracking.log_metrics(flat, step=0, link=link)
+            tracking.log_params({"seed": r["seed"]}, link=link)
+            tracking.end_run(link, "FINISHED")
         tracking.log_result(
-            metrics, as_params=["iterations", "n_seeds", "lr_cycles"], skip=["per_seed"]
+            metrics,
+            as_params=["iterations", "n_seeds", "lr_cycles", "precision"],
+            skip=["per_seed"],
         )
         tracking.log_series({f"train.{k}": train_curve[k] for k in TRAIN_COLUMNS[1:]},
                             [int(i) for i in train_curve["iteration"]])  # fmt: skip
         tracking.log_series({f"valid_curve.{k}": valid_curve[k] for k in VALID_COLUMNS[1:]},
                             [int(i) for i in valid_curve["iteration"]])  # fmt: skip
         for path in files.values():
-            mlflow.log_artifact(str(path))
+            tracking.log_artifact(path)
         # a checkpoint file, not an MLflow model: see docs/tracking.md ("The trained VAE")
         model_file = stage.out / f"seed{pp.seeds[0]}" / MODEL_FILE
-        mlflow.log_artifact(str(model_file), artifact_path="model")
+        tracking.log_artifact(model_file, artifact_path="model")
     return metrics
 
 
 def _json(obj: Any) -> str:
     return json.dumps(obj, indent=2) + "\n"
-
-
-def _metrics(values: dict[str, float]) -> list:
-    from mlflow.entities import Metric  # lazy: mlflow, see run_pretrain
-
-    now = int(time.time() * 1000)
-    return [Metric(k, float(v), now, 0) for k, v in values.items() if math.isfinite(float(v))]
-
-
-def _params(values: dict[str, Any]) -> list:
-    from mlflow.entities import Param  # lazy: mlflow, see run_pretrain
-
-    return [Param(k, str(v)) for k, v in values.items()]

@@ -253,8 +253,7 @@ def run_report(params: Params, stage: StageItem, studies_dir: Path = STUDIES) ->
     """Read every schedule's outputs (where dvc.yaml puts them), write ``stage.out``, log the run."""
     corpus = load_prepared(pipeline.stage_item("prepare").out)  # fails fast, before heavy imports
 
-    # lazy: mlflow, torch and matplotlib (seconds) load only after the corpus check
-    import mlflow
+    # lazy: torch and matplotlib (seconds) load only after the corpus check
     import torch
 
     from betamcmc.vae import figures
@@ -369,6 +368,6 @@ def run_report(params: Params, stage: StageItem, studies_dir: Path = STUDIES) ->
         flat.update({f"toy.{n}.{k}": v for n, r in toy.items() for k, v in r.items()})
         flat.update(study_metrics)
         tracking.log_metrics(flat)
-        mlflow.log_artifacts(str(out), artifact_path=out.as_posix())
-        mlflow.log_artifact(str(stage.path("pretrain_comparison.json")))
+        tracking.log_artifacts(out, artifact_path=out.as_posix())
+        tracking.log_artifact(stage.path("pretrain_comparison.json"))
     return {"metrics": metrics, "toy": toy, "comparison": compared}
