@@ -176,7 +176,7 @@ def results_labels(
     params: Annotated[Path, typer.Option(help="params file")] = Path("params.yaml"),
 ) -> None:
     """Validation accuracy of every corpus label x schedule (after `dvc repro`; no test data):
-    writes metrics/studies/labels.json, shown in docs/results/protocol.md."""
+    writes metrics/labels.json, shown in docs/results/protocol.md."""
     from betamcmc.finetune.labels import OUT, run_labels  # lazy: torch, sklearn
     from betamcmc.params import load_params
 

@@ -13,7 +13,7 @@ What it answers: does the schedule comparison of the classify stage depend on wh
 predicted? Per label and fraction it pairs the schedules by VAE seed (:func:`betamcmc.stats.paired`).
 
 Inputs are the pipeline's outputs (``data/prepared``, ``models/pretrain/<schedule>``): run it
-after ``dvc repro`` with ``betamcmc results labels``; it writes ``metrics/studies/labels.json``.
+after ``dvc repro`` with ``betamcmc results labels``; it writes ``metrics/labels.json``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from betamcmc.finetune.classify import (
 from betamcmc.finetune.params import FinetuneParams
 from betamcmc.params import Params
 
-OUT = Path("metrics/studies/labels.json")
+OUT = Path("metrics/labels.json")
 
 
 def _label_cells(
