@@ -29,6 +29,7 @@ def imported_modules(*dirs: str) -> dict[str, set[str]]:
     """Top-level third-party module -> files importing it, for the Python files under ``dirs``."""
     local = {"betamcmc", "conftest"} | {p.stem for d in dirs for p in (REPO / d).glob("*.py")}
     local |= {f"stages_{p.stem}" for p in (REPO / "stages").glob("*.py")}  # scripts as modules
+    local |= {p.stem for p in (REPO / "bench").glob("*.py")}  # bench scripts a test imports
     found: dict[str, set[str]] = {}
     for d in dirs:
         for path in sorted((REPO / d).rglob("*.py")):
