@@ -34,7 +34,7 @@ def test_label_fraction_outside_unit_interval(bad: float, tmp_path: Path) -> Non
 
 def test_duplicates_and_bad_kinds_rejected(tmp_path: Path) -> None:
     for override, needle in (
-        ({"seeds": [1, 1]}, "seeds must be distinct"),
+        ({"seeds": [1, 1]}, "finetune.seeds: must be distinct"),
         ({"classifier": "svm"}, "finetune.classifier: must be one of"),
         ({"dialog": {"bow": ["bow", "bow"]}}, "bow settings must be distinct"),
         ({"dialog": {"bow": [True]}}, "finetune.dialog.bow.0: must be one of"),
