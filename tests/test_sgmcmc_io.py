@@ -29,7 +29,7 @@ from conftest import run_stage, shipped_section, tiny_params, write_params
             {"items": {"single-1": {"protocol": "sync", "workers": 1}}},
             "'single-1' must be named 'sync-1'",
         ),
-        ({"seeds": [0, 0]}, "sgmcmc: seeds: must be distinct"),
+        ({"seeds": [0, 0]}, "sgmcmc.seeds: must be distinct"),
         ({"period": 0}, "sgmcmc.period: must be >= 1 (got 0)"),
         ({"alpha": 1.5}, "sgmcmc.alpha: must be <= 1.0 (got 1.5)"),
         ({"alpha": 0.0}, "sgmcmc.alpha: must be > 0.0 (got 0.0)"),
