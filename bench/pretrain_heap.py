@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -71,13 +72,18 @@ def child(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.child_threads)
     stamps: list[tuple[float, int]] = []
 
-    def hook(iteration: int, model: object) -> None:
-        stamps.append((time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt))
+    real_step = train.train_step
 
-    train.train_vae(sentences, sentences[:64], 10002, params.pretrain, params.runtime,
-                    "constant", 0, on_iteration=hook)  # fmt: skip
+    def stamped_step(*step_args: Any, **step_kwargs: Any) -> Any:
+        stamps.append((time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt))
+        return real_step(*step_args, **step_kwargs)
+
+    train.train_step = stamped_step  # stamps each iteration before its training step
+    train.train_vae(
+        sentences, sentences[:64], 10002, params.pretrain, params.runtime, "constant", 0
+    )
     stream = train.BatchStream(sentences, params.pretrain.train.batch_size, 0)
-    last = args.iterations - 1  # the hook runs before each step: stamps[i] .. stamps[last]
+    last = args.iterations - 1  # a stamp is taken before each step: stamps[i] .. stamps[last]
     lengths = [stream(it)[1] for it in range(args.skip, last)]
     tokens = sum(int(n.sum()) + len(n) for n in lengths)
     (t0, f0), (t1, f1) = stamps[args.skip], stamps[last]

@@ -71,8 +71,9 @@ def profile_steps(args: argparse.Namespace, sentences: list[list[int]], threads:
     from pretrain_throughput import forward_flops
     from torch.profiler import ProfilerActivity, profile
 
+    from betamcmc.vae.batches import BatchStream
     from betamcmc.vae.model import TextVAE, VAEConfig
-    from betamcmc.vae.train import BatchStream, make_optimizer, train_step
+    from betamcmc.vae.step import make_optimizer, train_step
 
     best: dict | None = None
     for _ in range(args.repeats):

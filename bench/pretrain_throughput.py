@@ -5,8 +5,8 @@ as training data; vocabulary = the file's words + specials, padded with unused e
 (the real PTB training vocabulary size: the output layer dominates the cost); 1-layer LSTMs,
 embedding 256, hidden 256, latent 32, z as initial state and on every decoder input, dropout 0.5,
 batch 32, Adam 1e-3, gradient clipping 5; length-bucketed batches exactly as ``pretrain`` trains
-(:class:`betamcmc.vae.train.BatchStream`). Each timed step is the library's
-:func:`betamcmc.vae.train.train_step` (the one ``pretrain`` runs: padded oneDNN LSTMs, the fused
+(:class:`betamcmc.vae.batches.BatchStream`). Each timed step is the library's
+:func:`betamcmc.vae.step.train_step` (the one ``pretrain`` runs: padded oneDNN LSTMs, the fused
 output layer + cross-entropy, fused Adam), so the figures are the pipeline's own speed: the
 ``fp32`` figure on 1 thread, the ``--batch-split`` figure on 2 threads and more (``pretrain``
 splits the batch across its CPU threads); ``fp32`` on 2+ threads is the same step on intra-op
@@ -154,9 +154,10 @@ def measure(args: argparse.Namespace, sentences: list[list[int]], threads: int, 
     import torch
     from machine import foreign_load, gemm_peak, loadavg
 
+    from betamcmc.vae.batches import BatchStream
     from betamcmc.vae.model import TextVAE, VAEConfig
     from betamcmc.vae.split import BatchSplitter
-    from betamcmc.vae.train import BatchStream, make_optimizer, train_step
+    from betamcmc.vae.step import make_optimizer, train_step
 
     torch.set_num_threads(threads)
     torch.manual_seed(args.seed)

@@ -18,7 +18,8 @@ from betamcmc.params import validate_params
 from betamcmc.runner import describe_precision, resolve_precision
 from betamcmc.vae.model import TextVAE, VAEConfig, pad_batch
 from betamcmc.vae.split import BatchSplitter
-from betamcmc.vae.train import make_optimizer, precision_autocast, train_step, train_vae
+from betamcmc.vae.step import make_optimizer, precision_autocast, train_step
+from betamcmc.vae.train import train_vae
 
 from conftest import PipelineRun, tiny_params
 

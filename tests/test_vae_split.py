@@ -11,7 +11,7 @@ import torch
 from betamcmc.errors import DivergenceError
 from betamcmc.vae.model import TextVAE, VAEConfig, pad_batch
 from betamcmc.vae.split import BatchSplitter
-from betamcmc.vae.train import batch_splitter_for, make_optimizer, train_step
+from betamcmc.vae.step import batch_splitter_for, make_optimizer, train_step
 
 
 def _model(dropout: float = 0.5, word_dropout: float = 0.3, z_to_decoder: str = "both") -> TextVAE:

@@ -11,8 +11,10 @@ import torch
 from betamcmc.data.prepare import prepare
 from betamcmc.errors import DivergenceError
 from betamcmc.params import validate_params
+from betamcmc.vae import train as train_module
+from betamcmc.vae.batches import epoch_batches
 from betamcmc.vae.evaluate import evaluate_split, importance_sampled, length_sorted_batches
-from betamcmc.vae.train import CHECKPOINT_FILE, TrainingInterrupted, epoch_batches, train_vae
+from betamcmc.vae.train import CHECKPOINT_FILE, TrainingInterrupted, train_vae
 
 from conftest import tiny_params
 
@@ -69,19 +71,39 @@ def test_train_is_deterministic_and_keeps_best(tiny):
     assert not a.model.training
 
 
-def test_resume_after_interruption_matches_uninterrupted(tiny, tmp_path):
+def before_step(monkeypatch, action):
+    """Run ``action(model, iteration)`` before each training step's forward pass."""
+    real_step = train_module.train_step
+
+    def step(model, *args, iteration, **kwargs):
+        action(model, iteration)
+        return real_step(model, *args, iteration=iteration, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", step)
+
+
+def test_resume_after_interruption_matches_uninterrupted(tiny, tmp_path, monkeypatch):
     params, corpus, split = tiny
-    args = (split["train"], split["valid"], len(corpus.vocab), params.pretrain, params.runtime,
-            "monotonic", 3)  # fmt: skip
+    args = (
+        split["train"],
+        split["valid"],
+        len(corpus.vocab),
+        params.pretrain,
+        params.runtime,
+        "monotonic",
+        3,
+    )
     full = train_vae(*args)
     stop = threading.Event()
 
-    def stop_at(it, model):
-        if it == 23:
+    def stop_at(model, iteration):
+        if iteration == 23:
             stop.set()  # as the SIGTERM handler does
 
-    with pytest.raises(TrainingInterrupted, match="after iteration 24/40"):
-        train_vae(*args, resume_dir=tmp_path, fingerprint="f", stop=stop, on_iteration=stop_at)
+    with monkeypatch.context() as patch:
+        before_step(patch, stop_at)
+        with pytest.raises(TrainingInterrupted, match="after iteration 24/40"):
+            train_vae(*args, resume_dir=tmp_path, fingerprint="f", stop=stop)
     ckpt = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)  # plain tensors only
     assert ckpt["iteration"] == 24
     resumed = train_vae(*args, resume_dir=tmp_path, fingerprint="f")
@@ -97,17 +119,25 @@ def test_resume_after_interruption_matches_uninterrupted(tiny, tmp_path):
         train_vae(*args, resume_dir=tmp_path, fingerprint="other", stop=stop)
 
 
-def test_nan_stops_with_iteration(tiny):
+def test_nan_stops_with_iteration(tiny, monkeypatch):
     params, corpus, split = tiny
 
-    def poison(it, model):
-        if it == 7:
+    def poison(model, iteration):
+        if iteration == 7:
             with torch.no_grad():
                 model.output.bias[5] = float("nan")
 
+    before_step(monkeypatch, poison)
     with pytest.raises(DivergenceError, match=r"pretrain\[constant\]: loss is nan at iteration 7"):
-        train_vae(split["train"], split["valid"], len(corpus.vocab), params.pretrain, params.runtime, "constant", 0,
-                  on_iteration=poison)  # fmt: skip
+        train_vae(
+            split["train"],
+            split["valid"],
+            len(corpus.vocab),
+            params.pretrain,
+            params.runtime,
+            "constant",
+            0,
+        )
     assert DivergenceError.exit_code == 3
 
 
@@ -144,14 +174,25 @@ def test_is_nll_never_above_neg_elbo(tiny):
 @pytest.mark.parametrize("clip", [1e-3, 1e6])  # clipped at every step / never clipped
 def test_train_step_clips_as_clip_grad_norm_bit_for_bit(clip):
     from betamcmc.vae.model import TextVAE, VAEConfig, pad_batch
-    from betamcmc.vae.train import make_optimizer, train_step
+    from betamcmc.vae.step import make_optimizer, train_step
 
-    cfg = VAEConfig(vocab_size=30, emb_dim=8, hidden_dim=12, latent_dim=3, bidirectional=False,
-                    z_to_decoder="both", dropout=0.2, word_dropout=0.0)  # fmt: skip
+    cfg = VAEConfig(
+        vocab_size=30,
+        emb_dim=8,
+        hidden_dim=12,
+        latent_dim=3,
+        bidirectional=False,
+        z_to_decoder="both",
+        dropout=0.2,
+        word_dropout=0.0,
+    )
     gen = torch.Generator().manual_seed(3)
-    batches = [pad_batch([torch.randint(4, 30, (int(k),), generator=gen).tolist()
-                          for k in torch.randint(2, 7, (6,), generator=gen)])
-               for _ in range(4)]  # fmt: skip
+
+    def random_batch() -> tuple[torch.Tensor, torch.Tensor]:
+        lengths = torch.randint(2, 7, (6,), generator=gen)
+        return pad_batch([torch.randint(4, 30, (int(k),), generator=gen).tolist() for k in lengths])
+
+    batches = [random_batch() for _ in range(4)]
 
     def trained(reference: bool) -> list[torch.Tensor]:
         torch.manual_seed(0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -16,8 +16,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from betamcmc.vae.params import ConstantSchedule, CyclicalSchedule, MonotonicSchedule  # noqa: E402
+from betamcmc.vae.params import (  # noqa: E402
+    ConstantSchedule,
+    CyclicalSchedule,
+    MonotonicSchedule,
+    Schedule,
+    VAEModelParams,
+)
 from betamcmc.vae.schedules import beta_at, beta_curve  # noqa: E402
+
+if TYPE_CHECKING:
+    import torch
+
+    from betamcmc.vae.model import TextVAE
 
 
 def _save(fig: Any, path: str | Path) -> None:
@@ -30,8 +41,9 @@ def _save(fig: Any, path: str | Path) -> None:
 def plot_schedules(schedules: Mapping[str, Any], total: int, path: str | Path) -> None:
     """beta against the iteration for every configured schedule (one panel each)."""
     names = list(schedules)
-    fig, axes = plt.subplots(len(names), 1, figsize=(7, 1.6 * len(names) + 0.6), sharex=True,
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        len(names), 1, figsize=(7, 1.6 * len(names) + 0.6), sharex=True, squeeze=False
+    )
     steps = np.arange(total)
     for ax, name in zip(axes[:, 0], names, strict=True):
         ax.plot(steps, beta_curve(schedules[name], total), lw=1.5)
@@ -116,6 +128,24 @@ def plot_latent(
     _save(fig, path)
 
 
+TOY_SCHEDULES = {
+    "constant": ConstantSchedule(kind="constant"),
+    "monotonic": MonotonicSchedule(kind="monotonic", ratio=0.25),
+    "cyclical": CyclicalSchedule(kind="cyclical", cycles=4, ratio=0.5),
+}
+# the toy's LSTM VAE (vocabulary 100): small, 2-D latent space, no dropout
+TOY_MODEL = VAEModelParams(
+    emb_dim=32,
+    hidden_dim=64,
+    latent_dim=2,
+    bidirectional=False,
+    z_to_decoder="both",
+    dropout=0.0,
+    word_dropout=0.0,
+)
+TOY_VOCAB, TOY_LR, TOY_CLIP = 100, 3e-3, 5.0
+
+
 def toy_experiment(
     path: str | Path, seed: int = 0, iterations: int = 1200
 ) -> dict[str, dict[str, float]]:
@@ -131,72 +161,98 @@ def toy_experiment(
     # lazy: torch (a second) only for this figure, not for `betamcmc schedule plot`
     import torch
 
-    from betamcmc.vae.evaluate import mutual_information
-    from betamcmc.vae.model import TextVAE, VAEConfig, gaussian_kl, pad_batch
+    from betamcmc.vae.model import pad_batch
 
     gen = torch.Generator().manual_seed(seed)
-    sentences = torch.randint(4, 100, (10, 10), generator=gen).tolist()
-    ids, lengths = pad_batch(sentences)
-    schedules = {
-        "constant": ConstantSchedule(kind="constant"),
-        "monotonic": MonotonicSchedule(kind="monotonic", ratio=0.25),
-        "cyclical": CyclicalSchedule(kind="cyclical", cycles=4, ratio=0.5),
-    }
+    ids, lengths = pad_batch(torch.randint(4, TOY_VOCAB, (10, 10), generator=gen).tolist())
     results: dict[str, dict[str, float]] = {}
-    fig, axes = plt.subplots(len(schedules), 3, figsize=(12, 3.0 * len(schedules)))
-    for row, (name, schedule) in enumerate(schedules.items()):
-        torch.manual_seed(seed)
-        model = TextVAE(
-            VAEConfig(
-                vocab_size=100,
-                emb_dim=32,
-                hidden_dim=64,
-                latent_dim=2,
-                bidirectional=False,
-                z_to_decoder="both",
-                dropout=0.0,
-                word_dropout=0.0,
-            )
-        )
-        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-        betas, kls, recons = [], [], []
-        for it in range(iterations):
-            beta = beta_at(schedule, it, iterations)
-            out = model(ids, lengths, beta)
-            opt.zero_grad()
-            out["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            betas.append(beta)
-            kls.append(float(out["kl"]))
-            recons.append(float(out["recon"]))
-        model.eval()
-        with torch.no_grad():
-            mu, logvar = model.encode(ids, lengths)
-            z = mu
-            recon = float(model.reconstruction_nll(ids, lengths, z).mean())
-            kl = float(gaussian_kl(mu, logvar).mean())
-            mi, _ = mutual_information(mu, logvar, torch.Generator().manual_seed(seed))
-        results[name] = {"kl": kl, "recon": recon, "mi": mi}
-        ax_b, ax_k, ax_z = axes[row]
-        ax_b.plot(betas, color="k", lw=1)
-        ax_b.set_ylabel(f"{name}\nbeta")
-        ax_k.plot(kls, label="KL", lw=1)
-        ax_k.plot(recons, label="recon", lw=1)
-        ax_k.set_yscale("symlog")
-        ax_k.legend(fontsize=7)
-        std = np.exp(0.5 * logvar.numpy())
-        m = mu.numpy()
-        cmap = plt.get_cmap("tab10")
-        for i in range(len(m)):
-            ax_z.errorbar(m[i, 0], m[i, 1], xerr=std[i, 0], yerr=std[i, 1], fmt="o", ms=4,
-                          color=cmap(i), alpha=0.8)  # fmt: skip
-        ax_z.set_title(f"q(z|x) of 10 sequences: KL {kl:.2f}, MI {mi:.2f}", fontsize=9)
-        lim = max(3.0, float(np.abs(m).max() + std.max()) * 1.1)
-        ax_z.set_xlim(-lim, lim)
-        ax_z.set_ylim(-lim, lim)
-        for ax in (ax_b, ax_k):
-            ax.set_xlabel("iteration")
-            ax.grid(alpha=0.3)
+    fig, axes = plt.subplots(len(TOY_SCHEDULES), 3, figsize=(12, 3.0 * len(TOY_SCHEDULES)))
+    for row, (name, schedule) in enumerate(TOY_SCHEDULES.items()):
+        model, curves = train_toy(ids, lengths, schedule, seed, iterations)
+        results[name], codes = measure_toy(model, ids, lengths, seed)
+        plot_toy_row(axes[row], name, curves, codes, results[name])
     _save(fig, path)
     return results
+
+
+def train_toy(
+    ids: torch.Tensor, lengths: torch.Tensor, schedule: Schedule, seed: int, iterations: int
+) -> tuple[TextVAE, dict[str, list[float]]]:
+    """The toy VAE (initialized from ``seed``) trained full-batch under ``schedule`` with plain
+    Adam; returns it and its beta, KL and reconstruction at every step."""
+    # lazy: torch, as in toy_experiment
+    import torch
+
+    from betamcmc.vae.step import train_step
+    from betamcmc.vae.train import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(TOY_MODEL, TOY_VOCAB)
+    optimizer = torch.optim.Adam(model.parameters(), lr=TOY_LR)
+    curves: dict[str, list[float]] = {"beta": [], "kl": [], "recon": []}
+    for iteration in range(iterations):
+        beta = beta_at(schedule, iteration, iterations)
+        out = train_step(model, optimizer, ids, lengths, beta, TOY_CLIP, "toy", iteration)
+        curves["beta"].append(beta)
+        curves["kl"].append(float(out["kl"]))
+        curves["recon"].append(float(out["recon"]))
+    return model, curves
+
+
+def measure_toy(
+    model: TextVAE, ids: torch.Tensor, lengths: torch.Tensor, seed: int
+) -> tuple[dict[str, float], tuple[np.ndarray, np.ndarray]]:
+    """The trained toy model's KL, reconstruction (at z = mu) and mutual information, and the
+    posterior means and standard deviations of the ten sequences."""
+    # lazy: torch, as in toy_experiment
+    import torch
+
+    from betamcmc.vae.evaluate import mutual_information
+    from betamcmc.vae.model import gaussian_kl
+
+    model.eval()
+    with torch.no_grad():
+        mu, logvar = model.encode(ids, lengths)
+        recon = float(model.reconstruction_nll(ids, lengths, mu).mean())
+        kl = float(gaussian_kl(mu, logvar).mean())
+        mi, _ = mutual_information(mu, logvar, torch.Generator().manual_seed(seed))
+    return {"kl": kl, "recon": recon, "mi": mi}, (mu.numpy(), np.exp(0.5 * logvar.numpy()))
+
+
+def plot_toy_row(
+    axes: Sequence[Any],
+    name: str,
+    curves: Mapping[str, Sequence[float]],
+    codes: tuple[np.ndarray, np.ndarray],
+    measured: Mapping[str, float],
+) -> None:
+    """One schedule's row of the toy figure: beta, the KL and reconstruction curves, and the
+    posteriors (mean +-1 std) of the ten sequences."""
+    ax_b, ax_k, ax_z = axes
+    ax_b.plot(curves["beta"], color="k", lw=1)
+    ax_b.set_ylabel(f"{name}\nbeta")
+    ax_k.plot(curves["kl"], label="KL", lw=1)
+    ax_k.plot(curves["recon"], label="recon", lw=1)
+    ax_k.set_yscale("symlog")
+    ax_k.legend(fontsize=7)
+    mean, std = codes
+    cmap = plt.get_cmap("tab10")
+    for i in range(len(mean)):
+        ax_z.errorbar(
+            mean[i, 0],
+            mean[i, 1],
+            xerr=std[i, 0],
+            yerr=std[i, 1],
+            fmt="o",
+            ms=4,
+            color=cmap(i),
+            alpha=0.8,
+        )
+    kl, mi = measured["kl"], measured["mi"]
+    ax_z.set_title(f"q(z|x) of 10 sequences: KL {kl:.2f}, MI {mi:.2f}", fontsize=9)
+    lim = max(3.0, float(np.abs(mean).max() + std.max()) * 1.1)
+    ax_z.set_xlim(-lim, lim)
+    ax_z.set_ylim(-lim, lim)
+    for ax in (ax_b, ax_k):
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)

@@ -173,8 +173,9 @@ class TextVAE(nn.Module):
         c = self.config
         batch, width = ids.shape
         offsets = [0, *itertools.accumulate((lengths + 1).tolist())]
-        eps = torch.randn((batch, c.latent_dim), dtype=self.posterior.weight.dtype,
-                          device=ids.device)  # fmt: skip
+        eps = torch.randn(
+            (batch, c.latent_dim), dtype=self.posterior.weight.dtype, device=ids.device
+        )
         word = None
         if c.word_dropout > 0:
             word = torch.rand((batch, width + 1), device=ids.device)
@@ -319,8 +320,9 @@ def seed_dirs(schedule_dir: str | Path) -> list[Path]:
         seeds = json.loads((path / "meta.json").read_text(encoding="utf-8"))["seeds"]
         dirs = [path / f"seed{int(s)}" for s in seeds]
     except (ValueError, KeyError, TypeError):
-        raise InputError("not a pretrain model folder's meta.json (no list of seeds)",
-                         path / "meta.json") from None  # fmt: skip
+        raise InputError(
+            "not a pretrain model folder's meta.json (no list of seeds)", path / "meta.json"
+        ) from None
     if not dirs:
         raise InputError("meta.json lists no seeds", path / "meta.json")
     return dirs

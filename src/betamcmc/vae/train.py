@@ -1,27 +1,17 @@
 """Training loop of the text VAE under one beta schedule: resumable, deterministic, divergence-safe.
 
-- Iteration t (0-based) trains on one length-bucketed minibatch with loss recon + beta_t * KL
-  (:mod:`betamcmc.vae.schedules`), Adam (fused), global gradient-norm clipping; the learning rate
-  is constant or a cosine restarted every lr cycle (``pretrain.train.lr_schedule``; the cycles:
-  :meth:`~betamcmc.vae.params.PretrainParams.lr_cycles_of`). One update is
-  :func:`train_step`, the same function the throughput benchmark times.
-- Threads: on a CPU with 2 or more intra-op threads each batch is split across them
-  (:mod:`betamcmc.vae.split`: the same loss, random draws and gradient; faster than splitting
-  every operator at this model's sizes). On a CPU, glibc's heap keeps the memory the steps free
-  (:mod:`betamcmc.heap`): no page faults on each step's fresh multi-MB tensors.
-- Device: the model and every batch live on ``device`` (``cuda`` when ``device: auto`` finds a
-  GPU).
-- Precision (``runtime.precision``, resolved by :func:`betamcmc.runner.resolve_precision`):
-  ``bf16`` runs the training step's forward pass under bf16 autocast, on a CPU as on a GPU: the
-  matrix products and LSTM kernels in bf16, the weights, Adam and the latent statistics (KL,
-  reparameterization) in fp32, the softmax of the fused output layer in fp32. Validation and
-  the final evaluation always run in fp32, so the reported metrics measure the trained model,
-  not the arithmetic. ``auto`` picks bf16 only where the hardware has it natively (AVX-512 BF16,
-  AMX, CUDA bf16). Within one precision a CPU run is deterministic.
-- Minibatches: each epoch shuffles the training sentences with a generator seeded by
-  ``(seed, epoch)``, sorts them by length (stable, so ties stay shuffled), cuts batches and
-  shuffles the batch order. Batch ``t`` is therefore a pure function of ``(seed, t)``, which is
-  what makes resuming exact.
+- Iteration t (0-based) trains on one length-bucketed minibatch (:mod:`betamcmc.vae.batches`)
+  with loss recon + beta_t * KL (:mod:`betamcmc.vae.schedules`); one update is
+  :func:`~betamcmc.vae.step.train_step` (Adam, clipping, precision, batch split over threads).
+  The learning rate is constant or a cosine restarted every lr cycle
+  (``pretrain.train.lr_schedule``; the cycles:
+  :meth:`~betamcmc.vae.params.PretrainParams.lr_cycles_of`).
+- The run is a :class:`TrainSettings` (fixed) and a :class:`TrainState` (model, Adam, curves,
+  best model) that :func:`run_iteration` advances; :meth:`TrainState.save` / :meth:`TrainState.load`
+  are the resumable checkpoint.
+- On a CPU, glibc's heap keeps the memory the steps free (:mod:`betamcmc.heap`): no page faults
+  on each step's fresh multi-MB tensors. The model and every batch live on ``device`` (``cuda``
+  when ``device: auto`` finds a GPU).
 - Every ``eval_every`` iterations the validation -ELBO (beta = 1) is measured, with the KL,
   mutual information and active units of the validation codes (the curves that show whether and
   when the code collapses); the best model by -ELBO is kept (Fu et al. report the
@@ -31,14 +21,13 @@
   :class:`TrainingInterrupted`). A rerun with the same params resumes from it and reaches the same
   final weights as an uninterrupted run (CPU). It holds only tensors and primitives, so it loads
   with ``torch.load(..., weights_only=True)``.
-- A non-finite loss or gradient norm raises :class:`~betamcmc.errors.DivergenceError` naming the
-  iteration.
+- A non-finite loss, gradient norm or validation -ELBO raises
+  :class:`~betamcmc.errors.DivergenceError` naming the iteration.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import os
 import signal
@@ -53,13 +42,15 @@ import torch
 
 from betamcmc.errors import BetamcmcError, DivergenceError
 from betamcmc.heap import keep_freed_memory
-from betamcmc.params import RuntimeParams
+from betamcmc.paramfile import RuntimeParams
 from betamcmc.runner import resolve_precision
+from betamcmc.vae.batches import BatchStream
 from betamcmc.vae.evaluate import validate
-from betamcmc.vae.model import TextVAE, VAEConfig, pad_batch
-from betamcmc.vae.params import PretrainParams
+from betamcmc.vae.model import TextVAE, VAEConfig
+from betamcmc.vae.params import PretrainParams, Schedule, VAEModelParams
 from betamcmc.vae.schedules import beta_at, cosine_lr, cycle_index
 from betamcmc.vae.split import BatchSplitter
+from betamcmc.vae.step import batch_splitter_for, make_optimizer, train_step
 
 CHECKPOINT_FILE = "resume.pt"
 SERIES = ("beta", "recon", "kl", "elbo", "loss")
@@ -83,36 +74,6 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def epoch_batches(
-    lengths: Sequence[int], batch_size: int, seed: int, epoch: int
-) -> list[list[int]]:
-    """The minibatches (lists of sentence indices) of one epoch, bucketed by length."""
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    shuffled = torch.randperm(len(lengths), generator=gen).tolist()
-    by_length = sorted(shuffled, key=lambda i: lengths[i])  # stable: ties stay shuffled
-    batches = [by_length[i : i + batch_size] for i in range(0, len(by_length), batch_size)]
-    order = torch.randperm(len(batches), generator=gen).tolist()
-    return [batches[i] for i in order]
-
-
-class BatchStream:
-    """Batch of iteration t for any t (epochs recomputed lazily), for exact resume."""
-
-    def __init__(self, sentences: Sequence[Sequence[int]], batch_size: int, seed: int):
-        self.sentences = sentences
-        self.lengths = [len(s) for s in sentences]
-        self.batch_size, self.seed = batch_size, seed
-        self.per_epoch = math.ceil(len(sentences) / batch_size)
-        self._epoch, self._batches = -1, []
-
-    def __call__(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
-        epoch, pos = divmod(iteration, self.per_epoch)
-        if epoch != self._epoch:
-            self._epoch = epoch
-            self._batches = epoch_batches(self.lengths, self.batch_size, self.seed, epoch)
-        return pad_batch([list(self.sentences[i]) for i in self._batches[pos]])
-
-
 @contextmanager
 def stop_on_signals() -> Iterator[threading.Event]:
     """Turn SIGTERM/SIGINT into a flag checked between iterations (main thread only)."""
@@ -134,100 +95,9 @@ def stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(s, h)
 
 
-def build_model(params: PretrainParams, vocab_size: int) -> TextVAE:
-    m = params.model
-    return TextVAE(
-        VAEConfig(
-            vocab_size=vocab_size,
-            emb_dim=m.emb_dim,
-            hidden_dim=m.hidden_dim,
-            latent_dim=m.latent_dim,
-            bidirectional=m.bidirectional,
-            z_to_decoder=m.z_to_decoder,
-            dropout=m.dropout,
-            word_dropout=m.word_dropout,
-        )
-    )
-
-
-def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
-    """Adam with the fused (one kernel for all parameters) implementation: same update rule,
-    several times faster than the per-parameter loop on CPU for a 10k-word vocabulary."""
-    return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
-
-
-def autocast_for(device: torch.device | str) -> contextlib.AbstractContextManager:
-    """The dialog CVAE's rule: bf16 autocast on a CUDA card that supports it; fp32 (no autocast)
-    everywhere else. (``pretrain`` follows ``runtime.precision``: :func:`precision_autocast`.)"""
-    device = torch.device(device)
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def precision_autocast(
-    device: torch.device | str, precision: str
-) -> contextlib.AbstractContextManager:
-    """A fresh context for one forward pass: bf16 autocast on ``device``'s type for a resolved
-    ``precision`` of ``bf16``, none for ``fp32``. Autocast is per thread, so the batch split
-    enters one in each of its threads (:meth:`BatchSplitter.forward_backward`)."""
-    if precision == "bf16":
-        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
-    if precision != "fp32":
-        raise ValueError(f"precision must be a resolved fp32 or bf16 (got {precision!r})")
-    return contextlib.nullcontext()
-
-
-def train_step(
-    model: TextVAE,
-    optimizer: torch.optim.Optimizer,
-    ids: torch.Tensor,
-    lengths: torch.Tensor,
-    beta: float,
-    clip: float,
-    where: str = "pretrain",
-    iteration: int = 0,
-    splitter: BatchSplitter | None = None,
-    precision: str = "fp32",
-) -> dict[str, torch.Tensor]:
-    """One minibatch update: forward (under bf16 autocast for ``precision`` bf16), backward,
-    clipping, Adam.
-
-    ``splitter``: run the forward and backward pass as row blocks of the batch on its threads
-    (:mod:`betamcmc.vae.split`: the same loss and gradient, CPU only). ``precision``: a resolved
-    ``fp32`` or ``bf16`` (:func:`betamcmc.runner.resolve_precision`).
-
-    Raises :class:`DivergenceError` naming ``where`` and the iteration, before the parameters
-    are touched, when the loss or the gradient norm is not finite. Returns the loss parts
-    (detached tensors: reading them synchronizes a GPU, so callers read them only when logging).
-    """
-    grads = None
-    autocast = functools.partial(precision_autocast, ids.device, precision)
-    if splitter is not None:
-        out, grads = splitter.forward_backward(model, ids, lengths, beta, autocast)
-    else:
-        with autocast():
-            out = model(ids, lengths, beta)
-    loss = out["loss"]
-    if not torch.isfinite(loss):
-        raise DivergenceError(
-            f"{where}: loss is {float(loss.detach())} at iteration {iteration} "
-            f"(beta {beta:.3g}); lower pretrain.train.lr or pretrain.train.clip"
-        )
-    optimizer.zero_grad(set_to_none=True)
-    if grads is None:
-        loss.backward()
-    else:
-        for p, g in zip((p for p in model.parameters() if p.requires_grad), grads, strict=True):
-            p.grad = g
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-    if not torch.isfinite(grad_norm):
-        raise DivergenceError(
-            f"{where}: gradient norm is {float(grad_norm)} at iteration {iteration} "
-            f"(beta {beta:.3g}); lower pretrain.train.lr"
-        )
-    optimizer.step()
-    return {"loss": loss.detach(), "recon": out["recon"], "kl": out["kl"]}
+def build_model(model: VAEModelParams, vocab_size: int) -> TextVAE:
+    """The text VAE of a ``pretrain.model`` block for a vocabulary of ``vocab_size`` words."""
+    return TextVAE(VAEConfig(vocab_size=vocab_size, **model.model_dump()))
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -237,11 +107,202 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def batch_splitter_for(device: torch.device) -> BatchSplitter | None:
-    """The batch split over this process's intra-op threads (:mod:`betamcmc.vae.split`) on a
-    CPU with 2 or more of them (``runtime.threads``); None on one thread or on a GPU."""
-    threads = torch.get_num_threads()
-    return BatchSplitter(threads) if device.type == "cpu" and threads >= 2 else None
+@dataclass
+class TrainSettings:
+    """What one run fixes before its first iteration."""
+
+    params: PretrainParams
+    runtime: RuntimeParams
+    schedule_name: str
+    schedule: Schedule  # params.schedules[schedule_name]
+    seed: int
+    valid: Sequence[Sequence[int]]
+    stream: BatchStream
+    device: torch.device
+    precision: str  # resolved: fp32 | bf16
+    checkpoint: Path | None  # the resumable checkpoint file
+    fingerprint: str  # params + data digest a checkpoint must carry to be resumed
+    stop: threading.Event | None = None
+    on_log: Callable[[str, int, dict[str, float]], None] | None = None
+
+    @property
+    def where(self) -> str:
+        return f"pretrain[{self.schedule_name}]"
+
+    @property
+    def total(self) -> int:
+        return self.params.train.iterations
+
+
+def _empty_series(series: Sequence[str]) -> dict[str, list[float]]:
+    return {"iteration": [], **{s: [] for s in series}}
+
+
+@dataclass
+class TrainState:
+    """What changes from one iteration to the next: the model, Adam, the curves and the best
+    model so far. :meth:`save` and :meth:`load` are the resumable checkpoint (tensors and
+    primitives only)."""
+
+    model: TextVAE
+    optimizer: torch.optim.Optimizer
+    iteration: int = 0  # iterations done
+    history: dict[str, list[float]] = field(default_factory=lambda: _empty_series(SERIES))
+    valid_history: dict[str, list[float]] = field(
+        default_factory=lambda: _empty_series(VALID_SERIES)
+    )
+    window: dict[str, float] = field(default_factory=lambda: dict.fromkeys(SERIES, 0.0))
+    window_n: int = 0  # iterations summed in ``window`` since the last curve point
+    best_state: dict[str, torch.Tensor] | None = None
+    best_iteration: int = 0
+    best_valid: float = math.inf
+
+    @classmethod
+    def start(
+        cls, params: PretrainParams, vocab_size: int, seed: int, device: torch.device
+    ) -> TrainState:
+        """A fresh model (initialized from ``seed``) on ``device`` and its optimizer."""
+        torch.manual_seed(seed)
+        model = build_model(params.model, vocab_size).to(device)
+        return cls(model=model, optimizer=make_optimizer(model, params.train.lr))
+
+    def save(self, path: Path, fingerprint: str) -> None:
+        """Write the checkpoint atomically, with torch's RNG state and ``fingerprint``."""
+        state = {
+            "fingerprint": fingerprint,
+            "iteration": self.iteration,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": torch.get_rng_state(),
+            "best_model": self.best_state or {},
+            "best_iteration": self.best_iteration,
+            "best_valid": self.best_valid,
+            "history": self.history,
+            "valid_history": self.valid_history,
+            "window": self.window,
+            "window_n": self.window_n,
+        }
+        _atomic_save(state, path)
+
+    def load(self, path: Path, fingerprint: str, total: int, device: torch.device) -> bool:
+        """Resume from the checkpoint at ``path`` when it exists, carries ``fingerprint`` and
+        stopped part way through ``total`` iterations; returns whether it did."""
+        if not path.exists():
+            return False
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+        if ckpt.get("fingerprint") != fingerprint or not 0 < ckpt["iteration"] < total:
+            return False
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["rng"].cpu())
+        self.best_state = ckpt["best_model"] or None
+        self.best_iteration, self.best_valid = ckpt["best_iteration"], ckpt["best_valid"]
+        self.history, self.valid_history = ckpt["history"], ckpt["valid_history"]
+        self.window, self.window_n = ckpt["window"], ckpt["window_n"]
+        self.iteration = ckpt["iteration"]
+        return True
+
+
+def set_learning_rate(state: TrainState, settings: TrainSettings, iteration: int) -> None:
+    """Fresh Adam (rate and moments) at each cycle start of a ``restart_lr`` schedule; the
+    cosine rate of ``iteration`` under ``lr_schedule: cosine``."""
+    schedule, total, train = settings.schedule, settings.total, settings.params.train
+    if (
+        getattr(schedule, "restart_lr", False)
+        and iteration > 0
+        and cycle_index(iteration, total, schedule.cycles)
+        != cycle_index(iteration - 1, total, schedule.cycles)
+    ):
+        state.optimizer = make_optimizer(state.model, train.lr)
+    if train.lr_schedule == "cosine":
+        lr_cycles = settings.params.lr_cycles_of(settings.schedule_name)
+        for group in state.optimizer.param_groups:
+            group["lr"] = cosine_lr(iteration, total, train.lr, lr_cycles)
+
+
+def run_iteration(
+    state: TrainState, settings: TrainSettings, splitter: BatchSplitter | None
+) -> None:
+    """Train on the minibatch of iteration ``state.iteration``; add a curve point and validate
+    when due."""
+    iteration, total = state.iteration, settings.total
+    set_learning_rate(state, settings, iteration)
+    beta = beta_at(settings.schedule, iteration, total)
+    ids, lengths = (t.to(settings.device, non_blocking=True) for t in settings.stream(iteration))
+    out = train_step(
+        state.model,
+        state.optimizer,
+        ids,
+        lengths,
+        beta,
+        settings.params.train.clip,
+        where=settings.where,
+        iteration=iteration,
+        splitter=splitter,
+        precision=settings.precision,
+    )
+    recon, kl, loss = float(out["recon"]), float(out["kl"]), float(out["loss"])
+    values = {"beta": beta, "recon": recon, "kl": kl, "elbo": -(recon + kl), "loss": loss}
+    for key, value in values.items():
+        state.window[key] += value
+    state.window_n += 1
+    state.iteration = done = iteration + 1
+    if done % settings.runtime.log_every == 0 or done == total:
+        add_curve_point(state, settings)
+    if done % settings.params.train.eval_every == 0 or done == total:
+        run_validation(state, settings)
+
+
+def add_curve_point(state: TrainState, settings: TrainSettings) -> None:
+    """Append the window means of :data:`SERIES` to the history and start a new window."""
+    state.history["iteration"].append(state.iteration)
+    for key in SERIES:
+        state.history[key].append(state.window[key] / state.window_n)
+    if settings.on_log is not None:
+        point = {key: state.history[key][-1] for key in SERIES}
+        settings.on_log("train", state.iteration, point)
+    state.window, state.window_n = dict.fromkeys(SERIES, 0.0), 0
+
+
+def run_validation(state: TrainState, settings: TrainSettings) -> None:
+    """Measure :data:`VALID_SERIES` on the validation split and keep the best model by -ELBO."""
+    evaluation = settings.params.eval
+    values = validate(
+        state.model,
+        settings.valid,
+        evaluation.batch_size,
+        settings.seed,
+        evaluation.active_threshold,
+    )
+    state.model.train()
+    state.valid_history["iteration"].append(state.iteration)
+    for key in VALID_SERIES:
+        state.valid_history[key].append(values[key])
+    if settings.on_log is not None:
+        settings.on_log("valid", state.iteration, values)
+    neg_elbo = values["neg_elbo"]
+    if not math.isfinite(neg_elbo):
+        raise DivergenceError(
+            f"{settings.where}: validation -ELBO is {neg_elbo} at iteration {state.iteration - 1}"
+        )
+    if neg_elbo < state.best_valid:
+        state.best_valid, state.best_iteration = neg_elbo, state.iteration
+        state.best_state = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
+
+
+def checkpoint_or_stop(state: TrainState, settings: TrainSettings) -> None:
+    """Save the checkpoint every ``checkpoint_every`` iterations; on a stop request save it and
+    raise :class:`TrainingInterrupted` (neither after the last iteration)."""
+    done, total = state.iteration, settings.total
+    interrupted = settings.stop is not None and settings.stop.is_set()
+    due = done % settings.runtime.checkpoint_every == 0 or interrupted
+    if done < total and due and settings.checkpoint is not None:
+        state.save(settings.checkpoint, settings.fingerprint)
+    if interrupted and done < total:
+        raise TrainingInterrupted(
+            f"{settings.where}: interrupted after iteration {done}/{total}; "
+            f"checkpoint saved, rerun to resume"
+        )
 
 
 def train_vae(
@@ -255,7 +316,6 @@ def train_vae(
     resume_dir: str | Path | None = None,
     fingerprint: str = "",
     stop: threading.Event | None = None,
-    on_iteration: Callable[[int, TextVAE], None] | None = None,
     device: torch.device | str = "cpu",
     on_log: Callable[[str, int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
@@ -264,149 +324,57 @@ def train_vae(
     the training step's ``precision`` (resolved here for ``device``).
 
     ``resume_dir``: where the resumable checkpoint lives; it is reused only when its
-    ``fingerprint`` (params + data digest) matches. ``on_iteration``: test hook, called before
-    each iteration's forward pass. ``on_log(kind, iteration, values)``: called with
-    ``kind="train"`` every ``log_every`` iterations (window means of :data:`SERIES`) and
+    ``fingerprint`` (params + data digest) matches. ``on_log(kind, iteration, values)``: called
+    with ``kind="train"`` every ``log_every`` iterations (window means of :data:`SERIES`) and
     ``kind="valid"`` at every evaluation (:data:`VALID_SERIES`), for progress lines and live
     MLflow metrics.
     """
     if not train or not valid:
         raise BetamcmcError("pretrain needs non-empty train and valid splits")
-    schedule = params.schedules[schedule_name]
-    tp = params.train
-    total = tp.iterations
     device = torch.device(device)
-    precision = resolve_precision(runtime.precision, device.type)
+    settings = TrainSettings(
+        params=params,
+        runtime=runtime,
+        schedule_name=schedule_name,
+        schedule=params.schedules[schedule_name],
+        seed=seed,
+        valid=valid,
+        stream=BatchStream(train, params.train.batch_size, seed),
+        device=device,
+        precision=resolve_precision(runtime.precision, device.type),
+        checkpoint=Path(resume_dir) / CHECKPOINT_FILE if resume_dir is not None else None,
+        fingerprint=fingerprint,
+        stop=stop,
+        on_log=on_log,
+    )
     if device.type == "cpu":
         keep_freed_memory()  # no page faults on each step's fresh 10 MB tensors (betamcmc.heap)
-    torch.manual_seed(seed)
-    model = build_model(params, vocab_size).to(device)
-    optimizer = make_optimizer(model, tp.lr)
-    stream = BatchStream(train, tp.batch_size, seed)
-    history: dict[str, list[float]] = {"iteration": [], **{s: [] for s in SERIES}}
-    valid_history: dict[str, list[float]] = {"iteration": [], **{s: [] for s in VALID_SERIES}}
-    window = dict.fromkeys(SERIES, 0.0)
-    window_n = 0
-    best_state: dict[str, torch.Tensor] | None = None
-    best_iteration, best_valid = 0, math.inf
-    start = 0
-    ckpt_path = Path(resume_dir) / CHECKPOINT_FILE if resume_dir is not None else None
+    state = TrainState.start(params, vocab_size, seed, device)
+    if settings.checkpoint is not None:
+        state.load(settings.checkpoint, fingerprint, settings.total, device)
+    resumed_from = state.iteration
+    state.model.train()
+    with batch_splitter_for(device) or contextlib.nullcontext() as splitter:
+        while state.iteration < settings.total:
+            run_iteration(state, settings, splitter)
+            checkpoint_or_stop(state, settings)
+    return best_result(state, settings, resumed_from)
 
-    if ckpt_path is not None and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        if ckpt.get("fingerprint") == fingerprint and 0 < ckpt["iteration"] < total:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            torch.set_rng_state(ckpt["rng"].cpu())
-            best_state = ckpt["best_model"] or None
-            best_iteration, best_valid = ckpt["best_iteration"], ckpt["best_valid"]
-            history, valid_history = ckpt["history"], ckpt["valid_history"]
-            window, window_n = ckpt["window"], ckpt["window_n"]
-            start = ckpt["iteration"]
 
-    def checkpoint(done: int) -> None:
-        if ckpt_path is None:
-            return
-        _atomic_save(
-            {
-                "fingerprint": fingerprint,
-                "iteration": done,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "rng": torch.get_rng_state(),
-                "best_model": best_state or {},
-                "best_iteration": best_iteration,
-                "best_valid": best_valid,
-                "history": history,
-                "valid_history": valid_history,
-                "window": window,
-                "window_n": window_n,
-            },
-            ckpt_path,
-        )
-
-    restart_lr = getattr(schedule, "restart_lr", False)
-    lr_cycles = params.lr_cycles_of(schedule_name)  # the schedule's own, else train.lr_cycles
-    model.train()
-    splitter = batch_splitter_for(device)
-    try:
-        for it in range(start, total):
-            if (
-                restart_lr
-                and it > 0
-                and cycle_index(it, total, schedule.cycles)
-                != cycle_index(it - 1, total, schedule.cycles)
-            ):
-                optimizer = make_optimizer(model, tp.lr)  # fresh lr and moments
-            if tp.lr_schedule == "cosine":
-                for group in optimizer.param_groups:
-                    group["lr"] = cosine_lr(it, total, tp.lr, lr_cycles)
-            if on_iteration is not None:
-                on_iteration(it, model)
-            beta = beta_at(schedule, it, total)
-            ids, lengths = (t.to(device, non_blocking=True) for t in stream(it))
-            out = train_step(
-                model,
-                optimizer,
-                ids,
-                lengths,
-                beta,
-                tp.clip,
-                f"pretrain[{schedule_name}]",
-                it,
-                splitter,
-                precision,
-            )
-            recon, kl, loss = float(out["recon"]), float(out["kl"]), float(out["loss"])
-            for key, value in (("beta", beta), ("recon", recon), ("kl", kl), ("elbo", -(recon + kl)),
-                               ("loss", loss)):  # fmt: skip
-                window[key] += value
-            window_n += 1
-            done = it + 1
-            if done % runtime.log_every == 0 or done == total:
-                history["iteration"].append(done)
-                for key in SERIES:
-                    history[key].append(window[key] / window_n)
-                if on_log is not None:
-                    on_log("train", done, {key: history[key][-1] for key in SERIES})
-                window, window_n = dict.fromkeys(SERIES, 0.0), 0
-            if done % tp.eval_every == 0 or done == total:
-                values = validate(
-                    model, valid, params.eval.batch_size, seed, params.eval.active_threshold
-                )
-                model.train()
-                valid_history["iteration"].append(done)
-                for key in VALID_SERIES:
-                    valid_history[key].append(values[key])
-                if on_log is not None:
-                    on_log("valid", done, values)
-                neg_elbo = values["neg_elbo"]
-                if not math.isfinite(neg_elbo):
-                    raise DivergenceError(
-                        f"pretrain[{schedule_name}]: validation -ELBO is {neg_elbo} at iteration {it}"
-                    )
-                if neg_elbo < best_valid:
-                    best_valid, best_iteration = neg_elbo, done
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            interrupted = stop is not None and stop.is_set()
-            if done < total and (done % runtime.checkpoint_every == 0 or interrupted):
-                checkpoint(done)
-            if interrupted and done < total:
-                raise TrainingInterrupted(
-                    f"pretrain[{schedule_name}]: interrupted after iteration {done}/{total}; "
-                    f"checkpoint saved, rerun to resume"
-                )
-    finally:
-        if splitter is not None:
-            splitter.close()
-
-    assert best_state is not None
-    model.load_state_dict(best_state)
-    model.eval()
+def best_result(state: TrainState, settings: TrainSettings, resumed_from: int) -> TrainResult:
+    """The finished run's result, its model set to the best-validation weights (eval mode)."""
+    assert state.best_state is not None
+    state.model.load_state_dict(state.best_state)
+    state.model.eval()
     return TrainResult(
-        model, best_iteration, best_valid, history, valid_history, resumed_from=start,
-        extra={"precision": precision},
-    )  # fmt: skip
+        model=state.model,
+        best_iteration=state.best_iteration,
+        best_valid_neg_elbo=state.best_valid,
+        history=state.history,
+        valid_history=state.valid_history,
+        resumed_from=resumed_from,
+        extra={"precision": settings.precision},
+    )
 
 
 def clear_checkpoint(resume_dir: str | Path) -> None:
