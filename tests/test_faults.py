@@ -218,7 +218,7 @@ def test_pretrain_stop_during_final_evaluation_saves_nothing(project, monkeypatc
     checkpoint is kept, the run ends as interrupted."""
     import betamcmc.vae.evaluate as evaluate
     from betamcmc.params import validate_params
-    from betamcmc.vae.pretrain import RESUME, SeedJob, train_seed
+    from betamcmc.vae.pretrain_seed import RESUME, SeedJob, train_seed
     from betamcmc.vae.train import TrainingInterrupted
 
     params = validate_params(tiny_params({"pretrain": {"train": {"iterations": 20}}}))

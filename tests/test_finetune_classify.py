@@ -8,15 +8,15 @@ import torch
 
 from betamcmc.data.prepared import PreparedCorpus, Sentence, Vocab
 from betamcmc.errors import InputError
+from betamcmc.finetune.classifiers import fit_predict_mlp
 from betamcmc.finetune.classify import (
     bag_of_words,
-    fit_predict_logreg,
-    fit_predict_mlp,
     fraction_key,
     labeled_subset,
     pick_label,
     run_classification,
 )
+from betamcmc.vae.codes import fit_predict_logreg
 
 from conftest import shipped_section, vae_config
 

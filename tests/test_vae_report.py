@@ -10,8 +10,8 @@ import pytest
 
 from betamcmc import stats
 from betamcmc.params import Params
-from betamcmc.vae.pretrain import aggregate
-from betamcmc.vae.report import comparison_json, verdict
+from betamcmc.vae.seeds import aggregate
+from betamcmc.vae.verdict import comparison_json, verdict
 
 from conftest import tiny_params
 

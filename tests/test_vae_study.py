@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from betamcmc.errors import InputError
-from betamcmc.vae import study
+from betamcmc.vae import study, study_render
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -120,7 +120,7 @@ def test_render_grid_and_list_studies(tmp_path):
             "experiments": [{"name": f"g-{m}-{t}", "rev": "r", "schedules": {"cyclical": {"test": _metrics(m / 10)["test"], "curve": curve}},
                              "set": {"pretrain.schedules.cyclical.cycles": m, "pretrain.train.iterations": t}}
                             for m in (1, 4) for t in (20, 40)]}  # fmt: skip
-    assert study.render(grid, tmp_path) == {"g_points": 4.0}
+    assert study_render.render(grid, tmp_path) == {"g_points": 4.0}
     text = (tmp_path / "study_g.md").read_text()
     assert (
         "| g-4-40 | `pretrain.schedules.cyclical.cycles=4`, `pretrain.train.iterations=40` | cyclical | 0.40 ± 0.10 |"
@@ -128,7 +128,7 @@ def test_render_grid_and_list_studies(tmp_path):
     )
     assert "`betamcmc study queue studies/g.yaml`" in text  # no file recorded: the name's
     listed = {**grid, "name": "l", "spec": {"experiments": {}}, "file": "studies/my_l.yaml"}
-    assert study.render(listed, tmp_path) == {"l_experiments": 4.0}
+    assert study_render.render(listed, tmp_path) == {"l_experiments": 4.0}
     assert "`betamcmc study collect studies/my_l.yaml`" in (tmp_path / "study_l.md").read_text()
     assert (tmp_path / "study_g.png").stat().st_size > 10_000 and (
         tmp_path / "study_l.png"

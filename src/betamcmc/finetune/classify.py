@@ -20,15 +20,16 @@ baselines use the same labeled subsets and seeds, matched to the VAE seed index,
 comparison can be paired by seed. Validation accuracy of both readouts (posterior mean and
 sample) is recorded too (``valid.<readout>.<fraction>``), so the readout can be chosen on
 validation data; the test split is scored only with the configured ``finetune.features``.
+The classifiers live in :mod:`betamcmc.finetune.classifiers`, the encoding in
+:mod:`betamcmc.vae.codes`.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,15 +38,18 @@ from scipy import sparse
 from betamcmc import pipeline, stats, tracking
 from betamcmc.data.prepared import PreparedCorpus, load_prepared
 from betamcmc.errors import DivergenceError, InputError
-from betamcmc.finetune import limit_threads
+from betamcmc.finetune.classifiers import LabeledSplit, classify_codes, finetune_predict
 from betamcmc.finetune.params import FinetuneParams
-from betamcmc.io import write_json, write_text
-from betamcmc.params import Params
+from betamcmc.io import limit_threads, write_csv, write_json
 from betamcmc.pipeline import StageItem
 from betamcmc.progress import Progress
 from betamcmc.runner import seed_everything
 from betamcmc.stopping import signals_deferred
+from betamcmc.vae.codes import encode_sentences, fit_predict_logreg
 from betamcmc.vae.model import TextVAE, load_vae, pad_batch, seed_dirs
+
+if TYPE_CHECKING:
+    from betamcmc.params import Params
 
 
 # --------------------------------------------------------------------------- inputs
@@ -68,12 +72,6 @@ def pick_label(corpus: PreparedCorpus, label: str | None) -> str:
             corpus.path,
         )
     return label
-
-
-@dataclass
-class LabeledSplit:
-    ids: list[list[int]]
-    y: np.ndarray
 
 
 def labeled_split(corpus: PreparedCorpus, label: str, cap: int | None, split: str) -> LabeledSplit:
@@ -109,117 +107,6 @@ def bag_of_words(sentences: Any, vocab_size: int) -> sparse.csr_matrix:
             cols.append(t)
     data = np.ones(len(rows), dtype=np.float64)
     return sparse.csr_matrix((data, (rows, cols)), shape=(len(sentences), vocab_size))
-
-
-@torch.no_grad()
-def encode_sentences(
-    vae: Any, ids: list[list[int]], features: str, seed: int, batch: int = 256
-) -> np.ndarray:
-    """Posterior means (``features='mean'``) or one posterior sample per sentence (``'sample'``)."""
-    vae.eval()
-    generator = torch.Generator().manual_seed(seed)
-    out = []
-    for i in range(0, len(ids), batch):
-        x, lengths = pad_batch(ids[i : i + batch])
-        mu, logvar = vae.encode(x, lengths)
-        if features == "sample":
-            mu = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=generator)
-        out.append(mu)
-    codes = torch.cat(out).double().numpy()
-    if not np.isfinite(codes).all():
-        raise DivergenceError("the VAE encoder produced non-finite codes")
-    return codes
-
-
-# --------------------------------------------------------------------------- classifiers
-def fit_predict_logreg(
-    x_train: Any, y_train: np.ndarray, x_test: Any, c: float, scale: bool
-) -> np.ndarray:
-    """L2 logistic regression (lbfgs, deterministic); dense features standardized first."""
-    # lazy: sklearn adds ~1.5 s to this module's import (on top of torch): only a fit pays it
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    if len(np.unique(y_train)) < 2:  # one class labeled: predict it
-        return np.full(x_test.shape[0], y_train[0])
-    if scale:
-        scaler = StandardScaler().fit(x_train)
-        x_train, x_test = scaler.transform(x_train), scaler.transform(x_test)
-    model = LogisticRegression(C=c, max_iter=5000)
-    model.fit(x_train, y_train)
-    return model.predict(x_test)
-
-
-def fit_predict_mlp(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_test: np.ndarray,
-    n_classes: int,
-    p: FinetuneParams,
-    seed: int,
-) -> np.ndarray:
-    """One-hidden-layer MLP (tanh), full-batch Adam for ``p.epochs`` epochs, standardized inputs."""
-    torch.manual_seed(seed)
-    mean, std = x_train.mean(0), x_train.std(0) + 1e-8
-    xt = torch.tensor((x_train - mean) / std, dtype=torch.float32)
-    xs = torch.tensor((x_test - mean) / std, dtype=torch.float32)
-    yt = torch.tensor(y_train)
-    net = torch.nn.Sequential(
-        torch.nn.Linear(xt.shape[1], p.mlp_hidden),
-        torch.nn.Tanh(),
-        torch.nn.Linear(p.mlp_hidden, n_classes),
-    )
-    opt = torch.optim.Adam(net.parameters(), lr=p.lr, weight_decay=1e-4)
-    for epoch in range(p.epochs):
-        loss = torch.nn.functional.cross_entropy(net(xt), yt)
-        if not torch.isfinite(loss):
-            raise DivergenceError(f"classifier loss is {loss.item()} at epoch {epoch}")
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        return net(xs).argmax(-1).numpy()
-
-
-def finetune_predict(
-    vae: Any, train: LabeledSplit, test: LabeledSplit, n_classes: int, p: FinetuneParams, seed: int
-) -> np.ndarray:
-    """Encoder (embedding + LSTM + posterior mean layer) and a linear layer trained end to end
-    with cross-entropy on the labeled sentences; the VAE passed in is not modified."""
-    torch.manual_seed(seed)
-    model = copy.deepcopy(vae)
-    model.train()
-    head = torch.nn.Linear(model.config.latent_dim, n_classes)
-    params = [
-        q
-        for name, q in model.named_parameters()
-        if name.split(".")[0] in ("embedding", "encoder", "posterior")
-    ]
-    opt = torch.optim.Adam([*params, *head.parameters()], lr=p.finetune_lr)
-    generator = torch.Generator().manual_seed(seed)
-    y = torch.tensor(train.y)
-    for epoch in range(p.finetune_epochs):
-        order = torch.randperm(len(train.ids), generator=generator).tolist()
-        for i in range(0, len(order), p.batch_size):
-            rows = order[i : i + p.batch_size]
-            x, lengths = pad_batch([train.ids[r] for r in rows])
-            mu, _ = model.encode(x, lengths)
-            loss = torch.nn.functional.cross_entropy(head(mu), y[rows])
-            if not torch.isfinite(loss):
-                raise DivergenceError(
-                    f"end-to-end fine-tuning loss is {loss.item()} at epoch {epoch}"
-                )
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([*params, *head.parameters()], 5.0)
-            opt.step()
-    model.eval()
-    with torch.no_grad():
-        preds = []
-        for i in range(0, len(test.ids), 256):
-            x, lengths = pad_batch(test.ids[i : i + 256])
-            preds.append(head(model.encode(x, lengths)[0]).argmax(-1))
-    return torch.cat(preds).numpy()
 
 
 # --------------------------------------------------------------------------- the experiment
@@ -297,14 +184,6 @@ def _vae_cell(
         pred = finetune_predict(vae, sub, d.test, d.n_classes, p, seed)
         out["vae_finetuned"] = float((pred == d.test.y).mean())
     return out
-
-
-def classify_codes(
-    p: FinetuneParams, n_classes: int, x_tr: Any, y_tr: np.ndarray, x_te: Any, seed: int
-) -> np.ndarray:
-    if p.classifier == "mlp":
-        return fit_predict_mlp(x_tr, y_tr, x_te, n_classes, p, seed)
-    return fit_predict_logreg(x_tr, y_tr, x_te, p.logreg_c, scale=True)
 
 
 def _vae_seed_cells(
@@ -400,19 +279,25 @@ def _table(
     }
 
 
-def accuracy_rows(metrics: dict[str, Any]) -> str:
+ACCURACY_COLUMNS = ("fraction", "labeled", "series", "accuracy", "std")
+
+
+def accuracy_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     """CSV plot data: one row per (label fraction, method), the method in the ``series`` column,
     so ``dvc plots`` (template ``series``, ``.dvc/plots/series.json``) draws one line per method
-    against the fraction."""
-    lines = ["fraction,labeled,series,accuracy,std"]
-    for row in metrics["fractions"].values():
-        for method, value in row.items():
-            if isinstance(value, dict):
-                lines.append(
-                    f"{row['fraction']:g},{row['labeled']},{method},{value['mean']:.6f},"
-                    f"{value['std']:.6f}"
-                )
-    return "\n".join(lines) + "\n"
+    against the fraction; accuracy and std to 6 decimals."""
+    return [
+        {
+            "fraction": f"{row['fraction']:g}",
+            "labeled": row["labeled"],
+            "series": method,
+            "accuracy": f"{value['mean']:.6f}",
+            "std": f"{value['std']:.6f}",
+        }
+        for row in metrics["fractions"].values()
+        for method, value in row.items()
+        if isinstance(value, dict)
+    ]
 
 
 # --------------------------------------------------------------------------- the stage
@@ -429,7 +314,7 @@ def run_classify(params: Params, stage: StageItem) -> dict[str, Any]:
         table = run_classification(vaes, corpus, params.finetune, label, report=progress)
         metrics = {"schedule": schedule, **table}
         with signals_deferred():  # the plot data and the metrics are written as a pair
-            write_text(stage.path("_accuracy.csv"), accuracy_rows(metrics))
+            write_csv(stage.path("_accuracy.csv"), ACCURACY_COLUMNS, accuracy_rows(metrics))
             write_json(stage.path(".json"), metrics)
         tracking.log_result(
             metrics,

@@ -9,16 +9,16 @@ an input error naming it (run the stage first).
 
 from __future__ import annotations
 
-import csv
 import itertools
 import math
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from betamcmc import pipeline
 from betamcmc.errors import InputError
 from betamcmc.io import read_json
-from betamcmc.params import Params
+
+if TYPE_CHECKING:
+    from betamcmc.params import Params
 
 
 def number(tree: Any, dotted: str) -> float | None:
@@ -43,20 +43,6 @@ def read_metrics(stage: pipeline.StageItem) -> dict[str, Any]:
         raise InputError(f"metrics of {stage.name} are not JSON ({err})", path) from None
 
 
-def read_csv(path: Path) -> dict[str, list[float]]:
-    """A plot file as columns of floats (non-numeric cells become NaN)."""
-    with open(path, encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-
-    def value(cell: str) -> float:
-        try:
-            return float(cell)
-        except ValueError:
-            return math.nan
-
-    return {k: [value(r[k]) for r in rows] for k in (rows[0] if rows else {})}
-
-
 def items(params: Params) -> dict[str, dict[str, pipeline.StageItem]]:
     """Every stage item the results page reads, per area, keyed by its DVC item key."""
     schedules = list(params.pretrain.schedules)
@@ -69,7 +55,6 @@ def items(params: Params) -> dict[str, dict[str, pipeline.StageItem]]:
             out[item.key or stage] = item
         return out
 
-    sg, rl = params.sgmcmc, params.rl
     return {
         "pretrain": each("pretrain", schedule=schedules),
         "classify": each("classify", schedule=downstream),
@@ -77,11 +62,11 @@ def items(params: Params) -> dict[str, dict[str, pipeline.StageItem]]:
         "vae_head": each("sgmcmc_vae_head", schedule=downstream),
         "sgmcmc": {
             key: pipeline.stage_item("sgmcmc", protocol=item.protocol, workers=item.workers)
-            for key, item in sg.items.items()
+            for key, item in params.sgmcmc.items.items()
         },
         "sgmcmc_sgd": each("sgmcmc_sgd"),
         "consistency": each("sgmcmc_consistency"),
-        "rl": each("rl", method=list(rl.methods), workers=list(rl.workers)),
+        "rl": each("rl", method=list(params.rl.methods), workers=list(params.rl.workers)),
     }
 
 

@@ -82,7 +82,8 @@ def machine(src: Source, rel: str) -> str:
     return ", ".join(p for p in parts if p)
 
 
-def _tp(mode: dict[str, Any] | None) -> str:
+def _throughput_cell(mode: dict[str, Any] | None) -> str:
+    """Tokens/s (median and range of the repeats) and utilization of one thread mode."""
     if not mode:
         return "–"
     return f"{_rng(mode['tokens_per_s'])}, {format_value(mode['utilization']['median'], 'pct:.0f')}"
@@ -94,14 +95,14 @@ def throughput(src: Source, *patterns: str) -> str:
     rows = []
     for rel in _files(src, patterns):
         d = src.load(rel)
-        fp, split = d.get("fp32", {}), d.get("fp32_batch_split", {})
+        fp32, split = d.get("fp32", {}), d.get("fp32_batch_split", {})
         ratio = d.get("scaling_2_over_1_threads_batch_split") or d.get("scaling_2_over_1_threads")
         rows.append(
             [
                 _label(rel),
-                _tp(fp.get("threads_1")),
-                _tp(fp.get("threads_2")),
-                _tp(split.get("threads_2")),
+                _throughput_cell(fp32.get("threads_1")),
+                _throughput_cell(fp32.get("threads_2")),
+                _throughput_cell(split.get("threads_2")),
                 format_value(ratio, "x") if ratio else "–",
             ]
         )

@@ -8,10 +8,10 @@ Registered on import by :mod:`betamcmc.results.docs`.
 
 from __future__ import annotations
 
-import csv
 from typing import Any
 
 from betamcmc import stats
+from betamcmc.io import read_csv_rows
 from betamcmc.results.cells import against, ci_cell, convergence_cell, fixed, paired_line, table
 from betamcmc.results.docs_blocks import block
 from betamcmc.results.docs_values import LookupFailed, Source
@@ -119,10 +119,15 @@ def labels_pairs(src: Source, rel: str) -> str:
     """The schedule pairs of the labels study whose paired interval excludes 0, and how many did not."""
     pairs = src.load(rel)["pairs"]
     called = [c for c in pairs if c["verdict"] != "indistinguishable"]
-    lines = [f"- {c['label']}, {c['fraction']}: {c['a']} vs {c['b']}: {stats.fmt_paired(c)} → "
-             f"{c['verdict']}" for c in called]  # fmt: skip
-    lines.append(f"- the other {len(pairs) - len(called)} of {len(pairs)} pairs: indistinguishable "
-                 "(paired 95 % interval includes 0)")  # fmt: skip
+    lines = [
+        f"- {c['label']}, {c['fraction']}: {c['a']} vs {c['b']}: {stats.fmt_paired(c)} → "
+        f"{c['verdict']}"
+        for c in called
+    ]
+    lines.append(
+        f"- the other {len(pairs) - len(called)} of {len(pairs)} pairs: indistinguishable "
+        "(paired 95 % interval includes 0)"
+    )
     return _md(lines)
 
 
@@ -141,11 +146,15 @@ def dialog_table(src: Source, *items: str) -> str:
 def dialog_pairs(src: Source, metric: str, *items: str) -> str:
     """Each later item against each earlier one on ``metric`` (higher is better), by seed."""
     metrics = {i: src.load(f"metrics/dialog/{i}.json") for i in items}
-    return _md([
-        paired_line(a, b, metrics[a]["per_seed"][metric], metrics[b]["per_seed"][metric], metric, True)
-        for k, a in enumerate(items)
-        for b in items[:k]
-    ])  # fmt: skip
+    return _md(
+        [
+            paired_line(
+                a, b, metrics[a]["per_seed"][metric], metrics[b]["per_seed"][metric], metric, True
+            )
+            for k, a in enumerate(items)
+            for b in items[:k]
+        ]
+    )
 
 
 @block("head_table")
@@ -190,11 +199,15 @@ def sgmcmc_table(src: Source, *items: str) -> str:
 def sgmcmc_pairs(src: Source, ref: str, *items: str) -> str:
     """Each item against the reference item, paired by seed (accuracy, log-likelihood, time)."""
     base = src.load(f"metrics/sgmcmc/{ref}.json")
-    return _md([
-        line
-        for item in items
-        for line in against(item, ref, src.load(f"metrics/sgmcmc/{item}.json"), base, SGMCMC_COMPARED)
-    ])  # fmt: skip
+    return _md(
+        [
+            line
+            for item in items
+            for line in against(
+                item, ref, src.load(f"metrics/sgmcmc/{item}.json"), base, SGMCMC_COMPARED
+            )
+        ]
+    )
 
 
 @block("consistency")
@@ -224,8 +237,16 @@ def rl_table(src: Source, baseline: str, *items: str) -> str:
         if item != baseline:
             ours, theirs = (_returns(x) for x in (m, base))
             both = sorted(set(ours) & set(theirs), key=int)
-            lines.append(paired_line(item, baseline, [ours[s] for s in both],
-                                     [theirs[s] for s in both], "final return", True))  # fmt: skip
+            lines.append(
+                paired_line(
+                    item,
+                    baseline,
+                    [ours[s] for s in both],
+                    [theirs[s] for s in both],
+                    "final return",
+                    True,
+                )
+            )
     return _md([*table(["item", "seeds", "final return", "solved"], rows), "", *lines])
 
 
@@ -277,8 +298,7 @@ def valid_curves(src: Source, column: str, *schedules: str) -> str:
         path = src.root / rel
         if not path.is_file():
             raise LookupFailed(f"no file {rel}")
-        with open(path, encoding="utf-8") as fh:
-            curves[s] = list(csv.DictReader(fh))
+        curves[s] = read_csv_rows(path)
     iterations = [row["iteration"] for row in curves[schedules[0]]]
     rows = [[s, *(fixed(float(r[column]), ".2f") for r in rows)] for s, rows in curves.items()]
     return _md(table(["schedule", *(f"it. {i}" for i in iterations)], rows))

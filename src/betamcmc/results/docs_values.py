@@ -81,6 +81,7 @@ class Source:
 
 
 def _num(value: Any) -> float:
+    """A looked-up value as a float; :class:`LookupFailed` when it is no number (or a bool)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise LookupFailed(f"expected a number, got {value!r}")
     return float(value)

@@ -13,19 +13,27 @@ compares the schedules, protocols and RL methods, and ``dvc plots diff`` two exp
 
 from __future__ import annotations
 
+from typing import Any
+
 from betamcmc import pipeline
-from betamcmc.results.collect import read_csv
+from betamcmc.io import csv_text, read_csv
+
+
+def _cell(value: Any) -> str:
+    """A cell of an overlay: the series name as it is, every number (the first column too) to
+    6 significant figures."""
+    return value if isinstance(value, str) else f"{value:.6g}"
 
 
 def _long(series: dict[str, dict[str, list[float]]], columns: tuple[str, ...]) -> str:
     """``first column, series, other columns`` rows of every series' table."""
     head = [columns[0], "series", *columns[1:]]
-    lines = [",".join(head)]
-    for name, table in series.items():
-        for i in range(len(table[columns[0]])):
-            cells = [f"{table[c][i]:.6g}" for c in columns]
-            lines.append(",".join([cells[0], name, *cells[1:]]))
-    return "\n".join(lines) + "\n"
+    rows = [
+        {"series": name, **{c: table[c][i] for c in columns}}
+        for name, table in series.items()
+        for i in range(len(table[columns[0]]))
+    ]
+    return csv_text(head, rows, cell=_cell)
 
 
 def overlay_tables(found: dict[str, dict[str, pipeline.StageItem]]) -> dict[str, str]:

@@ -11,10 +11,9 @@ how to open the runs in MLflow. Every number is read from the metrics files
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from betamcmc import stats
-from betamcmc.params import Params
 from betamcmc.results.cells import (
     DASH,
     against,
@@ -25,7 +24,10 @@ from betamcmc.results.cells import (
     table,
 )
 from betamcmc.results.collect import number
-from betamcmc.vae.report import verdict  # the pretrain report's own reading of the numbers
+from betamcmc.vae.verdict import verdict  # the pretrain report's own reading of the numbers
+
+if TYPE_CHECKING:
+    from betamcmc.params import Params
 
 REFERENCE_CHAIN = "single-1"  # the sgmcmc item every protocol is compared with
 BASELINE_METHOD = "sgd"  # the noise-free RL update the samplers are compared with
@@ -82,8 +84,10 @@ def classify_lines(classify: dict[str, Any]) -> tuple[list[str], list[str]]:
     the schedules at the fewest labels, by VAE seed."""
     first = next(iter(classify.values()), {})
     fracs = list(first.get("fractions") or {})
-    head = ["codes of", *[f"{100 * (number(first, f'fractions.{f}.fraction') or 0):g}% labels"
-                          for f in fracs]]  # fmt: skip
+    head = [
+        "codes of",
+        *[f"{100 * (number(first, f'fractions.{f}.fraction') or 0):g}% labels" for f in fracs],
+    ]
     rows = [
         [f"VAE, {n}", *[ci_cell(m, f"fractions.{f}.vae") for f in fracs]]
         for n, m in classify.items()
@@ -138,9 +142,7 @@ def finetune_section(res: dict[str, Any], figures: set[str]) -> list[str]:
         "Bayesian classifier head (SG-MCMC, one chain per seed) on the codes against its MAP "
         "point estimate (test accuracy over the seeds):",
         "",
-        *table(
-            ["schedule", "BMA accuracy", "MAP accuracy", "majority class", "chains"], head_rows
-        ),  # fmt: skip
+        *table(["schedule", "BMA accuracy", "MAP accuracy", "majority class", "chains"], head_rows),
         "",
         "Full reports: [finetune/classify.md](finetune/classify.md), "
         "[finetune/dialog.md](finetune/dialog.md).",
@@ -191,7 +193,7 @@ def sgmcmc_section(res: dict[str, Any], figures: set[str]) -> list[str]:
         "",
         *table(
             ["item", "accuracy", "log-lik", "s to 0.95", "gradients", "MB/sample", "chains"], rows
-        ),  # fmt: skip
+        ),
         "",
         *_figure("BMA accuracy against wall-clock", "sgmcmc/accuracy_vs_time.png", figures),
     ]
@@ -250,8 +252,11 @@ def rl_section(res: dict[str, Any], figures: set[str]) -> list[str]:
             for x in (m, items[base])
         )
         both = sorted(set(ours) & set(theirs), key=int)
-        lines.append(paired_line(name, base, [ours[s] for s in both], [theirs[s] for s in both],
-                                  "final return", True))  # fmt: skip
+        lines.append(
+            paired_line(
+                name, base, [ours[s] for s in both], [theirs[s] for s in both], "final return", True
+            )
+        )
     first = next(iter(items.values()), {})
     return [
         f"## Reinforcement learning: does SG-MCMC noise help exploration? ({first.get('env', '?')})",

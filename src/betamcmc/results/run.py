@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from betamcmc import tracking
 from betamcmc.io import write_json, write_text
-from betamcmc.params import Params
 from betamcmc.pipeline import StageItem
 from betamcmc.results.collect import collect, items
 from betamcmc.results.overlays import overlay_tables
 from betamcmc.results.page import render
 from betamcmc.results.summary import headline
 from betamcmc.stopping import signals_deferred
+
+if TYPE_CHECKING:
+    from betamcmc.params import Params
 
 
 def run_report(params: Params, stage: StageItem) -> dict[str, float]:

@@ -23,7 +23,8 @@ it trained (``metrics/pretrain/<schedule>.json``) and their validation curves
 to git). ``betamcmc study collect --keep`` collects a study piece by piece (experiments run in
 different clones): it keeps the rows of the earlier ``metrics/studies/<name>.json`` for the
 experiments this repository does not have (:func:`keep_earlier`). The ``pretrain_report`` stage
-draws every collected study into ``reports/pretrain/study_<name>.md`` and ``.png``.
+draws every collected study into ``reports/pretrain/study_<name>.md`` and ``.png``
+(:mod:`betamcmc.vae.study_render`).
 ``betamcmc study push`` / ``pull`` move a study's experiments (git refs and cached outputs)
 through a git remote and the DVC remote, so another clone collects them (docs/remote.md).
 """
@@ -43,8 +44,9 @@ from typing import Any
 import yaml
 
 from betamcmc import pipeline
-from betamcmc.errors import InputError
-from betamcmc.params import Params
+from betamcmc.errors import InputError, ParamsError
+from betamcmc.paramfile import stage_model, validate
+from betamcmc.vae.params import PretrainParams
 
 STUDIES = Path("metrics/studies")
 TEST_KEYS = ("kl", "kl_std", "mi", "mi_std", "au", "au_std", "nll", "nll_std", "ppl")
@@ -86,16 +88,18 @@ def _check_block(block: dict[str, Any], where: str, path: Path) -> None:
             raise InputError(f"{where}: 'grid' must map params to lists of values", path)
         for param, values in grid.items():
             if not isinstance(values, list) or not values:
-                raise InputError(f"{where}: grid.{param} must be a non-empty list of values",
-                                 path)  # fmt: skip
+                raise InputError(f"{where}: grid.{param} must be a non-empty list of values", path)
         return
     found = block["experiments"]
     if not isinstance(found, dict) or not found:
         raise InputError(f"{where}: 'experiments' must map names to their settings", path)
     for key, sets in found.items():
         if sets is not None and not isinstance(sets, dict):
-            raise InputError(f"{where}: experiments.{key} must be a mapping of param: value "
-                             "(or empty for the baseline)", path)  # fmt: skip
+            raise InputError(
+                f"{where}: experiments.{key} must be a mapping of param: value "
+                "(or empty for the baseline)",
+                path,
+            )
 
 
 def _key(value: Any) -> str:
@@ -175,13 +179,15 @@ def transfer(
     Returns (moved, missing) names."""
     wanted = [e["name"] for e in experiments(spec)]
     source = [] if direction == "push" else [remote]
-    have = set(_dvc_out(["dvc", "exp", "list", "--all-commits", "--name-only", *source], repo)
-               .split())  # fmt: skip
+    have = set(
+        _dvc_out(["dvc", "exp", "list", "--all-commits", "--name-only", *source], repo).split()
+    )
     moved = [n for n in wanted if n in have]
     if not moved:
         where = "this repository" if direction == "push" else f"the git remote {remote!r}"
-        raise InputError(f"none of the {len(wanted)} experiment(s) of study '{spec['name']}' "
-                         f"is in {where}")  # fmt: skip
+        raise InputError(
+            f"none of the {len(wanted)} experiment(s) of study '{spec['name']}' is in {where}"
+        )
     _dvc_out(["dvc", "exp", direction, remote, *moved], repo)
     return moved, [n for n in wanted if n not in have]
 
@@ -233,11 +239,17 @@ def collect(spec: dict[str, Any], repo: str | Path = ".") -> dict[str, Any]:
             continue
         params = _params_of(rev)
         if params is None and "pretrain" in exp["targets"]:  # which schedules it ran is unknown
-            missing.append(f"{exp['name']} (its params.yaml does not validate against this "
-                           "version's schema: collect it with the version it ran)")  # fmt: skip
+            missing.append(
+                f"{exp['name']} (its params.yaml does not validate against this "
+                "version's schema: collect it with the version it ran)"
+            )
             continue
-        row: dict[str, Any] = {"name": exp["name"], "rev": rev["rev"], "set": exp["set"],
-                               "schedules": {}}  # fmt: skip
+        row: dict[str, Any] = {
+            "name": exp["name"],
+            "rev": rev["rev"],
+            "set": exp["set"],
+            "schedules": {},
+        }
         for schedule in _schedules_of(exp["targets"], params):
             item = pipeline.stage_item("pretrain", Path(repo) / "dvc.yaml", schedule=schedule)
             # an item's metrics file is an output committed with the experiment, not a DVC
@@ -289,8 +301,12 @@ def keep_earlier(study: dict[str, Any], earlier: dict[str, Any]) -> dict[str, An
     }
     rows |= kept
     missing = [m for m in study["missing"] if m.split(":")[0].split(" (")[0] not in kept]
-    return {**study, "experiments": [rows[n] for n in order if n in rows], "missing": missing,
-            "kept": sorted(kept)}  # fmt: skip
+    return {
+        **study,
+        "experiments": [rows[n] for n in order if n in rows],
+        "missing": missing,
+        "kept": sorted(kept),
+    }
 
 
 def _read_at(repo: str | Path, rev: str, path: str) -> str | None:
@@ -305,11 +321,12 @@ def _read_at(repo: str | Path, rev: str, path: str) -> str | None:
 
 
 def _params_of(rev: dict[str, Any]) -> Any:
-    """The experiment's validated params (None when they cannot be read)."""
+    """The experiment's validated root and ``pretrain`` params, what the pretrain stage's hash
+    covers (None when they cannot be read: an older version of the file)."""
     raw = rev["data"].get("params", {}).get("params.yaml", {}).get("data")
     try:
-        return Params.model_validate(raw) if raw else None
-    except ValueError:
+        return validate(raw, stage_model(pretrain=PretrainParams)) if raw else None
+    except (ParamsError, ValueError):
         return None
 
 
@@ -322,154 +339,6 @@ def _measured_under(data: dict[str, Any], params: Any, keys: list[str]) -> bool:
     return data["params_hash"] == params.digest(keys)
 
 
-# --------------------------------------------------------------------------- drawing
-def render(study: dict[str, Any], out_dir: Path) -> dict[str, float]:
-    """``study_<name>.md`` and ``study_<name>.png``: a grid study (two varying params) as lines
-    against the first, one per value of the second; any other study as a table and bars."""
-    grid = study["spec"].get("grid")
-    if grid and len(grid) == 2:
-        return _render_grid(study, out_dir)
-    return _render_list(study, out_dir)
-
-
-def _fmt(test: dict[str, float], key: str) -> str:
-    std = test.get(f"{key}_std")
-    return f"{test[key]:.2f} ± {std:.2f}" if std is not None else f"{test[key]:.2f}"
-
-
-def _table(study: dict[str, Any]) -> list[str]:
-    lines = [
-        "| experiment | settings | schedule | KL | MI | AU | NLL (IS) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in study["experiments"]:
-        name = row["name"]
-        sets = ", ".join(f"`{k}={v}`" for k, v in row["set"].items()) or "(defaults)"
-        for schedule, m in row["schedules"].items():
-            t = m["test"]
-            lines.append(f"| {name} | {sets} | {schedule} | {_fmt(t, 'kl')} | "
-                         f"{_fmt(t, 'mi')} | {_fmt(t, 'au')} | {_fmt(t, 'nll')} |")  # fmt: skip
-            name = sets = ""  # named once per experiment
-    return lines
-
-
-def _write(study: dict[str, Any], out_dir: Path, intro: list[str]) -> None:
-    name = study["name"]
-    missing = study.get("missing") or []
-    text = [f"# Study `{name}` ({len(study['experiments'])} DVC experiments)", "", *intro, "",
-            *_table(study), ""]  # fmt: skip
-    if missing:
-        text += [f"Not (yet) collected: {', '.join(missing)}.", ""]
-    file = study.get("file", f"studies/{name}.yaml")
-    text += [f"Figure: study_{name}.png. Reproduce: `betamcmc study queue {file}`, "
-             f"`dvc queue start`, `betamcmc study collect {file}` (docs/pretrain.md).", ""]  # fmt: skip
-    (out_dir / f"study_{name}.md").write_text("\n".join(text), encoding="utf-8")
-
-
-def _render_grid(study: dict[str, Any], out_dir: Path) -> dict[str, float]:
-    import matplotlib  # lazy: a plotting import costs a second: only drawing pays it, not the CLI
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    (x_param, xs), (s_param, series) = list(study["spec"]["grid"].items())
-    refs = {}  # reference schedules (from `extra`) by the series value
-    points: dict[Any, list[tuple[Any, dict[str, float]]]] = {s: [] for s in series}
-    for row in study["experiments"]:
-        for schedule, m in row["schedules"].items():
-            if x_param in row["set"]:
-                points[row["set"][s_param]].append((row["set"][x_param], m["test"]))
-            elif s_param in row["set"]:
-                refs[row["set"][s_param]] = (schedule, m["test"])
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
-    for ax, key, title in zip(axes, ("kl", "mi", "au", "nll"),
-                              ("KL (nats)", "MI", "active units", "NLL (IS, nats)"), strict=True):  # fmt: skip
-        for k, s in enumerate(series):
-            pts = sorted(points[s], key=lambda p: p[0])
-            if pts:
-                ax.errorbar([p[0] for p in pts], [p[1][key] for p in pts],
-                            yerr=[p[1].get(f"{key}_std") or 0.0 for p in pts], marker="o",
-                            capsize=3, color=f"C{k}", label=f"{s_param.split('.')[-1]}={s}")  # fmt: skip
-            if s in refs:
-                ax.axhline(refs[s][1][key], color=f"C{k}", ls="--", lw=1,
-                           label=f"{refs[s][0]} ({s_param.split('.')[-1]}={s})")  # fmt: skip
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(list(xs), [str(x) for x in xs])
-        ax.set_xlabel(x_param.split(".")[-1])
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_dir / f"study_{study['name']}.png", dpi=110)
-    plt.close(fig)
-    intro = [f"Test metrics (mean ± std over seeds) against `{x_param}`, one line per `{s_param}`; "
-             "dashed: the reference schedule at the same setting."]  # fmt: skip
-    _write(study, out_dir, intro)
-    return {f"{study['name']}_points": float(sum(len(p) for p in points.values()))}
-
-
-# one line style per schedule of a listed study, in sorted order: matplotlib's code -> its name
-_LINESTYLES = {"-": "solid", "--": "dashed", ":": "dotted", "-.": "dash-dot"}
-
-
-def _render_list(study: dict[str, Any], out_dir: Path) -> dict[str, float]:
-    import matplotlib  # lazy: see _render_grid (numpy with it)
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    rows = study["experiments"]
-    schedules = sorted({s for r in rows for s in r["schedules"]})
-    fig = plt.figure(figsize=(15, 6.8))
-    bars = [fig.add_subplot(2, 3, i + 1) for i in range(3)]
-    x = np.arange(len(rows))
-    width = 0.8 / max(1, len(schedules))
-    for k, schedule in enumerate(schedules):
-        for ax, key in zip(bars, ("kl", "mi", "nll"), strict=True):
-            vals = [r["schedules"].get(schedule, {}).get("test", {}).get(key, np.nan) for r in rows]
-            errs = [
-                r["schedules"].get(schedule, {}).get("test", {}).get(f"{key}_std") or 0.0
-                for r in rows
-            ]
-            ax.bar(x + k * width, vals, width, yerr=errs, capsize=2, label=schedule, color=f"C{k}")
-    for ax, title in zip(bars, ("test KL (nats)", "test MI", "test NLL (IS, nats)"), strict=True):
-        ax.set_xticks(x + 0.4 - width / 2, [r["name"].split("-", 1)[1] for r in rows],
-                      rotation=40, ha="right", fontsize=7)  # fmt: skip
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3, axis="y")
-    bars[2].set_ylim(bottom=min([v for r in rows for s in r["schedules"].values()
-                                 for v in [s["test"]["nll"]]] or [0]) * 0.97)  # fmt: skip
-    bars[0].legend(fontsize=8)
-    # curves: colour = experiment, line style = schedule (the same in all three panels)
-    codes = list(_LINESTYLES)
-    style = {s: codes[k % len(codes)] for k, s in enumerate(schedules)}
-    styles = ", ".join(f"{_LINESTYLES[style[s]]}: {s}" for s in schedules)
-    for i, key in enumerate(("kl", "mi", "au")):  # validation curves of every experiment
-        ax = fig.add_subplot(2, 3, 4 + i)
-        for j, row in enumerate(rows):
-            label = row["name"].split("-", 1)[1]  # on the experiment's first curve only
-            for schedule in schedules:
-                c = row["schedules"].get(schedule, {}).get("curve")
-                if c:
-                    ax.plot(c["iteration"], c[key], color=f"C{j % 10}", ls=style[schedule], lw=1,
-                            label=label)  # fmt: skip
-                    label = None
-        if i == 0:  # the legend's key to the line styles
-            for schedule in schedules:
-                ax.plot([], [], color="0.3", ls=style[schedule], lw=1, label=schedule)
-        ax.set_title(f"validation {key.upper()} during training ({styles})", fontsize=8)
-        ax.set_xlabel("iteration")
-        ax.grid(alpha=0.3)
-    fig.axes[-3].legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    fig.savefig(out_dir / f"study_{study['name']}.png", dpi=110)
-    plt.close(fig)
-    _write(
-        study, out_dir, ["Test metrics (mean ± std over seeds) of every experiment of the study."]
-    )
-    return {f"{study['name']}_experiments": float(len(rows))}
-
-
 def load_studies(directory: Path = STUDIES) -> list[dict[str, Any]]:
+    """Every collected study of ``directory`` (``metrics/studies/*.json``), in name order."""
     return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(directory.glob("*.json"))]
