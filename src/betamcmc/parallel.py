@@ -23,7 +23,7 @@ import os
 import signal
 import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import wait
 from typing import Any
 
@@ -77,45 +77,81 @@ def run_jobs(
     forwarded = False
     try:
         while pending or running:
-            while pending and len(running) < processes and failure is None and not stop.is_set():
-                index, job = pending.pop(0)
-                parent_end, child_end = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_child, args=(fn, job, child_end), daemon=True)
-                proc.start()
-                child_end.close()
-                running[parent_end] = (index, proc)
+            if failure is None and not stop.is_set():
+                _start_jobs(ctx, fn, pending, running, processes)
             if not running:
                 break
             if stop.is_set() and not forwarded:
-                for _, proc in running.values():
-                    if proc.is_alive():
-                        os.kill(proc.pid, signal.SIGTERM)
+                _forward_stop(running)
                 forwarded = True
-            for conn in wait(list(running), timeout=0.2):
-                index, proc = running.pop(conn)
-                try:
-                    message = conn.recv()
-                except EOFError:
-                    proc.join()
-                    message = ("crash", f"worker process exited with code {proc.exitcode}")
-                proc.join()
+            for index, message in _finished(running):
                 if message[0] == "ok":
                     results[index] = message[1]
                 elif failure is None:
                     failure = message
                     stop.set()  # stop the others: the stage fails as a whole
     finally:
-        for _index, proc in running.values():
-            if proc.is_alive():
-                proc.terminate()
-            proc.join()
+        _end_all(running)
     if failure is not None:
-        if failure[0] == "crash":
-            raise RuntimeError(f"a worker process failed:\n{failure[1]}")
-        _, _name, message, exit_code = failure
-        err = BetamcmcError(message)
-        err.exit_code = exit_code  # the child's meaning (2 bad input, 3 divergence, 143 stopped)
-        raise err
+        raise _failure_error(failure)
     if len(results) != len(jobs):
         raise BetamcmcError("interrupted before every job was done")
     return [results[i] for i in range(len(jobs))]
+
+
+def _start_jobs(
+    ctx: Any,
+    fn: Callable[[Any, threading.Event], Any],
+    pending: list[tuple[int, Any]],
+    running: dict[Any, tuple[int, Any]],
+    processes: int,
+) -> None:
+    """Start pending jobs (in order) until ``processes`` run; each reports through a pipe."""
+    while pending and len(running) < processes:
+        index, job = pending.pop(0)
+        parent_end, child_end = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_child, args=(fn, job, child_end), daemon=True)
+        proc.start()
+        child_end.close()
+        running[parent_end] = (index, proc)
+
+
+def _forward_stop(running: dict[Any, tuple[int, Any]]) -> None:
+    """Pass a stop request on to the running children as SIGTERM."""
+    for _, proc in running.values():
+        if proc.is_alive():
+            os.kill(proc.pid, signal.SIGTERM)
+
+
+def _finished(running: dict[Any, tuple[int, Any]]) -> Iterator[tuple[int, tuple]]:
+    """``(job index, message)`` of every child that reported within 0.2 s (removed from
+    ``running``); a child that died without a word reports a crash."""
+    for conn in wait(list(running), timeout=0.2):
+        index, proc = running.pop(conn)
+        try:
+            message = conn.recv()
+        except EOFError:
+            proc.join()
+            message = ("crash", f"worker process exited with code {proc.exitcode}")
+        proc.join()
+        yield index, message
+
+
+def _end_all(running: dict[Any, tuple[int, Any]]) -> None:
+    """Terminate and reap the children still running (after a failure or an interruption)."""
+    for _index, proc in running.values():
+        if proc.is_alive():
+            proc.terminate()
+        proc.join()
+
+
+def _failure_error(failure: tuple) -> Exception:
+    """A child's failure as the parent raises it: a crash with its traceback, a
+    :class:`BetamcmcError` with the child's message and exit code (2 bad input, 3 divergence,
+    143 stopped)."""
+    if failure[0] == "crash":
+        return RuntimeError(f"a worker process failed:\n{failure[1]}")
+    _, _name, message, exit_code = failure
+    err = BetamcmcError(message)
+    err.exit_code = exit_code
+    return err

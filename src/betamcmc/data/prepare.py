@@ -12,7 +12,7 @@ the first is a response, the ``data.dialog_context`` turns before it its context
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,9 +32,11 @@ from betamcmc.data.prepared import (
 from betamcmc.data.raw import RawCorpus
 from betamcmc.errors import InputError
 from betamcmc.io import write_json
-from betamcmc.params import Params
 from betamcmc.pipeline import StageItem
 from betamcmc.stopping import signals_deferred
+
+if TYPE_CHECKING:
+    from betamcmc.params import Params
 
 
 def build_vocab(corpus: RawCorpus, data: DataParams) -> Vocab:
@@ -91,8 +93,20 @@ def prepare(data: DataParams, seed: int) -> tuple[PreparedCorpus, dict[str, Any]
     if reserved:
         raw.notes.append(f"{reserved} <pad>/<bos>/<eos> token(s) in the text read as <unk>")
     vocab = build_vocab(raw, data)
-    act_index = {a: i for i, a in enumerate(raw.act_names)}
+    sentences, dropped, truncated = build_sentences(raw, vocab, data)
+    _check_splits(raw, sentences, dropped, data)
+    dialogs = {split: build_dialog_examples(raw, split, vocab, data) for split in SPLITS}
+    corpus = PreparedCorpus(
+        meta=_meta(raw, data), vocab=vocab, sentences=sentences, dialogs=dialogs
+    )
+    return corpus, statistics(corpus, dropped, truncated)
 
+
+def build_sentences(
+    raw: RawCorpus, vocab: Vocab, data: DataParams
+) -> tuple[dict[str, list[Sentence]], dict[str, int], dict[str, int]]:
+    """Every split's sentences under the length limit, encoded; with the number dropped (too long
+    under ``filter``, or empty) and truncated per split."""
     sentences: dict[str, list[Sentence]] = {}
     dropped: dict[str, int] = {}
     truncated: dict[str, int] = {}
@@ -106,6 +120,14 @@ def prepare(data: DataParams, seed: int) -> tuple[PreparedCorpus, dict[str, Any]
             truncated[split] += len(limited) < len(tokens)
             rows.append(Sentence(vocab.encode(limited), dict(labels)))
         sentences[split] = rows
+    return sentences, dropped, truncated
+
+
+def _check_splits(
+    raw: RawCorpus, sentences: dict[str, list[Sentence]], dropped: dict[str, int], data: DataParams
+) -> None:
+    """Every split must keep a sentence: training needs one, the later stages evaluate on the
+    others."""
     if not sentences["train"]:
         raise InputError(
             f"no training sentence is left after data.max_len={data.max_len} "
@@ -114,31 +136,42 @@ def prepare(data: DataParams, seed: int) -> tuple[PreparedCorpus, dict[str, Any]
         )
     for split in ("valid", "test"):
         if not sentences[split]:
-            raise InputError(_empty_split(split, len(raw.sentences[split]), dropped[split], data),
-                             data.path or raw.source)  # fmt: skip
+            raise InputError(
+                _empty_split(split, len(raw.sentences[split]), dropped[split], data),
+                data.path or raw.source,
+            )
 
-    dialogs: dict[str, list[Dialog]] = {}
-    for split in SPLITS:
-        examples = []
-        for d in raw.dialogs[split]:
-            turns = [(t[: data.max_len] or ["<unk>"]) for t in d.turns]
-            for i in range(1, len(turns)):
-                if not d.turns[i]:
-                    continue
-                lo = max(0, i - data.dialog_context)
-                act = d.acts[i]
-                examples.append(
-                    Dialog(
-                        context=[vocab.encode(t) for t in turns[lo:i]],
-                        speakers=d.speakers[lo:i],
-                        response=vocab.encode(turns[i]),
-                        response_speaker=d.speakers[i],
-                        act=act_index[act] if act is not None and act in act_index else None,
-                    )
+
+def build_dialog_examples(
+    raw: RawCorpus, split: str, vocab: Vocab, data: DataParams
+) -> list[Dialog]:
+    """One example per non-empty turn after the first of every dialog of ``split``: that turn is
+    the response, the ``data.dialog_context`` turns before it (cut to ``data.max_len``) its
+    context; the act is an index into ``raw.act_names`` (None when unknown)."""
+    act_index = {a: i for i, a in enumerate(raw.act_names)}
+    examples = []
+    for d in raw.dialogs[split]:
+        turns = [(t[: data.max_len] or ["<unk>"]) for t in d.turns]
+        for i in range(1, len(turns)):
+            if not d.turns[i]:
+                continue
+            lo = max(0, i - data.dialog_context)
+            act = d.acts[i]
+            examples.append(
+                Dialog(
+                    context=[vocab.encode(t) for t in turns[lo:i]],
+                    speakers=d.speakers[lo:i],
+                    response=vocab.encode(turns[i]),
+                    response_speaker=d.speakers[i],
+                    act=act_index[act] if act is not None and act in act_index else None,
                 )
-        dialogs[split] = examples
+            )
+    return examples
 
-    meta = {
+
+def _meta(raw: RawCorpus, data: DataParams) -> dict[str, Any]:
+    """The prepared corpus's ``meta.json``: its format, origin, label names and settings."""
+    return {
         "format": "betamcmc.prepared/1",
         "corpus": raw.name,
         "source": raw.source,
@@ -150,15 +183,15 @@ def prepare(data: DataParams, seed: int) -> tuple[PreparedCorpus, dict[str, Any]
         "dialog_context": data.dialog_context,
         "notes": raw.notes,
     }
-    corpus = PreparedCorpus(meta=meta, vocab=vocab, sentences=sentences, dialogs=dialogs)
-    return corpus, statistics(corpus, dropped, truncated)
 
 
 def _empty_split(split: str, read: int, dropped: int, data: DataParams) -> str:
     """Why split ``split`` is empty, and what to change (later stages evaluate on it)."""
     if read and dropped == read:
-        why = (f"all {read} of its sentences are longer than data.max_len={data.max_len} "
-               "and data.long_sentences=filter drops them")  # fmt: skip
+        why = (
+            f"all {read} of its sentences are longer than data.max_len={data.max_len} "
+            "and data.long_sentences=filter drops them"
+        )
         fix = "raise data.max_len or use data.long_sentences: truncate"
     else:
         why = "the corpus gives it no sentence (an empty split file, or too few sentences to split)"

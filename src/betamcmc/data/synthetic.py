@@ -257,8 +257,12 @@ def generate_sentences(n: int, seed: int, sharpness: float = 4.0) -> list[Labele
         u = rng.standard_normal(LATENT_DIM)
         length = int(rng.integers(len(LENGTHS)))
         tokens = Grammar(rng, u, sharpness).sentence(clauses=length + 1)
-        labels = {"register": int(u[3] > 0), "topic": nearest_topic(u),
-                  "sentiment": int(u[2] > 0), "length": length}  # fmt: skip
+        labels = {
+            "register": int(u[3] > 0),
+            "topic": nearest_topic(u),
+            "sentiment": int(u[2] > 0),
+            "length": length,
+        }
         out.append(LabeledSentence(tokens, labels))
     return out
 

@@ -271,8 +271,9 @@ def load_cvae(model_dir: str | Path, map_location: str = "cpu") -> tuple[DialogC
     """Load a model written by :func:`save_cvae` (weights only: no pickled code)."""
     model_dir = Path(model_dir)
     if model_dir.is_file():
-        raise InputError("expected a dialog model directory (models/dialog/<item>), found a file",
-                         model_dir)  # fmt: skip
+        raise InputError(
+            "expected a dialog model directory (models/dialog/<item>), found a file", model_dir
+        )
     file = model_dir / "model.pt"
     if not file.exists():
         raise InputError("dialog model not found (run `dvc repro dialog` first)", file)
@@ -286,6 +287,8 @@ def load_cvae(model_dir: str | Path, map_location: str = "cpu") -> tuple[DialogC
     model = build(file, "dialog CVAE", make).eval()
     vocab = load_vocab(model_dir / "vocab.txt")
     if len(vocab) != model.config.vocab_size:
-        raise InputError(f"vocabulary has {len(vocab)} entries but the model expects "
-                         f"{model.config.vocab_size}", model_dir / "vocab.txt")  # fmt: skip
+        raise InputError(
+            f"vocabulary has {len(vocab)} entries but the model expects {model.config.vocab_size}",
+            model_dir / "vocab.txt",
+        )
     return model, vocab

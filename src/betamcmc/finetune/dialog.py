@@ -1,42 +1,44 @@
 """Train and evaluate the dialog CVAE (:mod:`betamcmc.finetune.cvae`) under one beta schedule.
 
 The stage ``dialog@<schedule>-<bow>`` calls :func:`check_dialog_corpus`, :func:`build_model`,
-:func:`train_cvae` and :func:`evaluate_dialog`; :func:`respond` serves ``betamcmc respond``.
-beta_t comes from :func:`betamcmc.vae.schedules.beta_at` over the CVAE's own iterations
-(``epochs * batches per epoch``), the same schedule functions the pretraining used.
+:func:`~betamcmc.finetune.dialog_train.train_cvae` (the training loop, in ``dialog_train``) and
+:func:`evaluate_dialog`; :func:`respond` serves ``betamcmc respond``.
 """
 
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from betamcmc import pipeline, stats, tracking
 from betamcmc.data.prepared import Dialog, PreparedCorpus, Vocab, load_prepared, load_vocab
-from betamcmc.errors import DivergenceError, InputError
-from betamcmc.finetune import limit_threads
+from betamcmc.errors import InputError
 from betamcmc.finetune.cvae import CVAEConfig, DialogCVAE, collate
 from betamcmc.finetune.dialog_metrics import (
     ActClassifier,
     corpus_bleu_precision_recall,
     distinct_n,
 )
+from betamcmc.finetune.dialog_train import (
+    TrainResult,
+    evaluate_elbo,
+    minibatches,
+    model_device,
+    train_cvae,
+)
 from betamcmc.finetune.params import DialogParams
-from betamcmc.io import atomic_path, write_json, write_text
-from betamcmc.params import Params
+from betamcmc.io import atomic_path, limit_threads, write_csv, write_json
 from betamcmc.pipeline import StageItem
 from betamcmc.progress import Progress
 from betamcmc.runner import resolve_device, seed_everything
 from betamcmc.stopping import signals_deferred
 from betamcmc.vae.model import load_vae, seed_dirs
-from betamcmc.vae.schedules import beta_at
-from betamcmc.vae.train import autocast_for
+
+if TYPE_CHECKING:
+    from betamcmc.params import Params
 
 
 def check_dialog_corpus(corpus: PreparedCorpus) -> None:
@@ -112,120 +114,6 @@ def build_model(
     return model
 
 
-def _device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-@dataclass
-class TrainResult:
-    iterations: int
-    best_epoch: int
-    best_valid_elbo: float
-    steps: list[int] = field(default_factory=list)
-    series: dict[str, list[float]] = field(default_factory=dict)  # beta/loss/rec/kl/bow per step
-    epochs: list[dict[str, float]] = field(default_factory=list)  # valid metrics per epoch
-
-
-def _batches(
-    dialogs: list[Dialog], size: int, generator: torch.Generator | None
-) -> list[list[Dialog]]:
-    order = (
-        torch.randperm(len(dialogs), generator=generator).tolist()
-        if generator
-        else range(len(dialogs))
-    )
-    ordered = [dialogs[i] for i in order]
-    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
-
-
-def train_cvae(
-    model: DialogCVAE,
-    corpus: PreparedCorpus,
-    schedule: object,
-    params: DialogParams,
-    seed: int,
-    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-    report: Callable[[int, int, dict[str, float]], None] | None = None,
-) -> TrainResult:
-    """Adam on rec + beta_t KL (+ bow), beta_t from ``schedule``; keeps the best-valid-ELBO weights
-    in ``model`` on return. Raises :class:`DivergenceError` on a non-finite loss.
-    ``report(iteration, of iterations, values)``: progress after every iteration (beta and the
-    minibatch's loss terms)."""
-    train = corpus.dialogs["train"]
-    per_epoch = math.ceil(len(train) / params.batch_size)
-    total = per_epoch * params.epochs
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
-    result = TrainResult(iterations=total, best_epoch=-1, best_valid_elbo=-math.inf)
-    keys = ("beta", "loss", "rec", "kl", "bow")
-    result.series = {k: [] for k in keys}
-    best_state: dict[str, torch.Tensor] | None = None
-    device = _device(model)
-    it = 0
-    for epoch in range(params.epochs):
-        model.train()
-        for chunk in _batches(train, params.batch_size, generator):
-            beta = beta_at(schedule, it, total)
-            with autocast_for(device):
-                out = model(collate(chunk, model.config.max_context).to(device), beta=beta)
-            loss = out["loss"]
-            if not torch.isfinite(loss):
-                raise DivergenceError(
-                    f"dialog CVAE loss is {loss.item()} at iteration {it} (epoch {epoch}, beta {beta:.4g})"
-                )
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), params.clip)
-            optimizer.step()
-            result.steps.append(it)
-            result.series["beta"].append(beta)
-            for k in keys[1:]:
-                result.series[k].append(float(out[k].item()))
-            it += 1
-            if report is not None:
-                report(it, total, {k: result.series[k][-1] for k in keys})
-        valid = evaluate_elbo(model, corpus.dialogs["valid"], params.batch_size, seed)
-        result.epochs.append(valid)
-        if on_epoch is not None:
-            on_epoch(epoch, valid)
-        if valid["elbo"] > result.best_valid_elbo:
-            result.best_valid_elbo, result.best_epoch = valid["elbo"], epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    return result
-
-
-@torch.no_grad()
-def evaluate_elbo(
-    model: DialogCVAE, dialogs: list[Dialog], batch_size: int, seed: int
-) -> dict[str, float]:
-    """Per-response means of reconstruction (-log p(x|z,c), one z ~ q), KL, bow loss and ELBO
-    (beta = 1), plus per-word reconstruction; z noise from a fixed seed so it is repeatable."""
-    was_training = model.training
-    model.eval()
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed + 7919)
-    sums = {"rec": 0.0, "kl": 0.0, "bow": 0.0, "elbo": 0.0}
-    words = 0
-    for chunk in _batches(dialogs, batch_size, None):
-        batch = collate(chunk, model.config.max_context).to(_device(model))
-        out = model(batch, beta=1.0)
-        for k in sums:
-            sums[k] += float(out[k].item()) * len(chunk)
-        words += int(batch.resp_lens.sum().item()) + len(chunk)  # + <eos> per response
-    torch.random.set_rng_state(state)
-    model.train(was_training)
-    n = max(len(dialogs), 1)
-    result = {k: v / n for k, v in sums.items()}
-    result["rec_per_word"] = sums["rec"] / max(words, 1)
-    for k, v in result.items():
-        if not math.isfinite(v):
-            raise DivergenceError(f"dialog CVAE evaluation: {k} is {v}")
-    return result
-
-
 @torch.no_grad()
 def sample_responses(
     model: DialogCVAE, dialogs: list[Dialog], n: int, max_len: int, seed: int, batch_size: int = 64
@@ -235,9 +123,11 @@ def sample_responses(
     state = torch.random.get_rng_state()
     torch.manual_seed(seed + 104729)
     out: list[list[list[int]]] = []
-    for chunk in _batches(dialogs, batch_size, None):
+    for chunk in minibatches(dialogs, batch_size, None):
         out.extend(
-            model.sample(collate(chunk, model.config.max_context).to(_device(model)), n, max_len)
+            model.sample(
+                collate(chunk, model.config.max_context).to(model_device(model)), n, max_len
+            )
         )
     torch.random.set_rng_state(state)
     return out
@@ -314,9 +204,9 @@ def respond(
     example = Dialog(context=turns, speakers=speakers, response=[], response_speaker="B")
     torch.manual_seed(seed)
     model.eval()
-    ids = model.sample(collate([example], model.config.max_context).to(_device(model)), n, max_len)[
-        0
-    ]
+    ids = model.sample(
+        collate([example], model.config.max_context).to(model_device(model)), n, max_len
+    )[0]
     return [vocab.decode(s) for s in ids]
 
 
@@ -338,8 +228,14 @@ def aggregate_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
             continue
         values = [float(r[key]) for r in runs]
         s = stats.mean_std_ci(values)
-        out.update({key: s["mean"], f"{key}_std": s["std"], f"{key}_ci_low": s["ci_low"],
-                    f"{key}_ci_high": s["ci_high"]})  # fmt: skip
+        out.update(
+            {
+                key: s["mean"],
+                f"{key}_std": s["std"],
+                f"{key}_ci_low": s["ci_low"],
+                f"{key}_ci_high": s["ci_high"],
+            }
+        )
         per_seed[key] = values
     out["n_seeds"] = len(runs)
     out["per_seed"] = per_seed
@@ -357,29 +253,29 @@ def _one_seed(
     """Train and evaluate the CVAE of ``finetune.dialog.seeds[position]``; its utterance encoder
     starts from pretrained VAE seed ``position`` (cycling over the VAE seeds)."""
     schedule, bow = stage.identity["schedule"], stage.identity["bow"] == "bow"
-    dp = params.finetune.dialog
-    seed = dp.seeds[position]
+    dialog = params.finetune.dialog
+    seed = dialog.seeds[position]
     seed_everything(seed)
     pretrained = None
-    if dp.init_encoder == "pretrained":
+    if dialog.init_encoder == "pretrained":
         dirs = seed_dirs(pipeline.stage_item("pretrain", schedule=schedule).out)
         pretrained = dirs[position % len(dirs)]
-    model = build_model(dp, bow, corpus.vocab, params.data.dialog_context, pretrained)
+    model = build_model(dialog, bow, corpus.vocab, params.data.dialog_context, pretrained)
     model.to(resolve_device(params.device))  # a GPU under device: auto (bf16 autocast there)
-    offset = position * dp.epochs
+    offset = position * dialog.epochs
     result = train_cvae(
         model,
         corpus,
         params.pretrain.schedules[schedule],
-        dp,
+        dialog,
         seed,
         on_epoch=lambda epoch, valid: tracking.log_metrics(
             {f"valid_epoch.{k}": v for k, v in valid.items()}, step=offset + epoch
         ),
         report=progress,
     )
-    max_len = dp.max_decode_len or params.data.max_len
-    measured, samples = evaluate_dialog(model, corpus, dp, max_len, seed, acts)
+    max_len = dialog.max_decode_len or params.data.max_len
+    measured, samples = evaluate_dialog(model, corpus, dialog, max_len, seed, acts)
     metrics = {
         "iterations": result.iterations,
         "best_epoch": result.best_epoch,
@@ -395,7 +291,7 @@ def run_dialog(params: Params, stage: StageItem) -> dict[str, Any]:
     The model directory and training curve are the first seed's."""
     from betamcmc.finetune.cvae import save_cvae  # lazy: looked up at call time (tests patch it)
 
-    dp = params.finetune.dialog
+    dialog = params.finetune.dialog
     limit_threads(params.runtime.threads)
     corpus = load_prepared(pipeline.stage_item("prepare").out)
     check_dialog_corpus(corpus)
@@ -404,7 +300,7 @@ def run_dialog(params: Params, stage: StageItem) -> dict[str, Any]:
         Progress(stage.name, mlflow=True, prefix="train.") as progress,  # live curves
     ):
         runs, first, acts = [], None, act_classifier(corpus)
-        for position in range(len(dp.seeds)):
+        for position in range(len(dialog.seeds)):
             out = _one_seed(params, stage, corpus, position, progress, acts)
             first = first or out
             runs.append(out[2])
@@ -412,20 +308,15 @@ def run_dialog(params: Params, stage: StageItem) -> dict[str, Any]:
         metrics = {
             "schedule": stage.identity["schedule"],
             "bow": stage.identity["bow"] == "bow",
-            "init_encoder": dp.init_encoder,
-            "seeds": list(dp.seeds),
+            "init_encoder": dialog.init_encoder,
+            "seeds": list(dialog.seeds),
             **aggregate_seeds(runs),
         }
-        header = "step," + ",".join(result.series)
-        lines = [header] + [
-            f"{s}," + ",".join(f"{result.series[k][i]:.6g}" for k in result.series)
-            for i, s in enumerate(result.steps)
-        ]
         with signals_deferred():  # the model and its metrics are written as a pair
             with atomic_path(stage.out) as tmp:
                 save_cvae(tmp, model, corpus.vocab)
                 (tmp / "samples.json").write_text(json.dumps(samples, indent=2) + "\n", "utf-8")
-            write_text(stage.path("_train.csv"), "\n".join(lines) + "\n")
+            write_train_curve(stage.path("_train.csv"), result)
             write_json(stage.path(".json"), metrics)
         tracking.log_result(
             metrics,
@@ -435,3 +326,19 @@ def run_dialog(params: Params, stage: StageItem) -> dict[str, Any]:
         tracking.log_artifact(stage.path(".json"))
         tracking.log_artifact(stage.out / "samples.json")
     return metrics
+
+
+def _step_or_six_figures(value: str | float) -> str:
+    """A cell of ``<item>_train.csv``: the step (already text) as it is, a series value to 6
+    significant figures (always ``:.6g``, unlike :func:`betamcmc.io.csv_cell`, which writes a
+    whole number such as 1e+06 in full)."""
+    return value if isinstance(value, str) else f"{value:.6g}"
+
+
+def write_train_curve(path: Path, result: TrainResult) -> None:
+    """``<item>_train.csv``: ``step`` and the per-iteration series (beta, loss, rec, kl, bow)."""
+    rows = [
+        {"step": str(step), **{k: values[i] for k, values in result.series.items()}}
+        for i, step in enumerate(result.steps)
+    ]
+    write_csv(path, ["step", *result.series], rows, cell=_step_or_six_figures)

@@ -19,17 +19,15 @@ after ``dvc repro`` with ``betamcmc results labels``; it writes ``metrics/labels
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from betamcmc import pipeline, stats
 from betamcmc.data.prepared import PreparedCorpus, load_prepared
+from betamcmc.finetune.classifiers import classify_codes
 from betamcmc.finetune.classify import (
     bag_of_words,
-    classify_codes,
-    encode_sentences,
-    fit_predict_logreg,
     fraction_key,
     labeled_split,
     labeled_subset,
@@ -37,7 +35,10 @@ from betamcmc.finetune.classify import (
     spread,
 )
 from betamcmc.finetune.params import FinetuneParams
-from betamcmc.params import Params
+from betamcmc.vae.codes import encode_sentences, fit_predict_logreg
+
+if TYPE_CHECKING:
+    from betamcmc.params import Params
 
 OUT = Path("metrics/labels.json")
 
@@ -87,8 +88,12 @@ def _encoded(
     out = []
     for i, vae in enumerate(vaes):
         seed = pair_seed(i, p.seeds[0])
-        out.append({s: encode_sentences(vae, ids[s], p.features, seed + k)
-                    for k, s in enumerate(("train", "valid"))})  # fmt: skip
+        out.append(
+            {
+                s: encode_sentences(vae, ids[s], p.features, seed + k)
+                for k, s in enumerate(("train", "valid"))
+            }
+        )
     return out
 
 
@@ -100,8 +105,16 @@ def _pairs(by_schedule: dict[str, dict[str, Any]], label: str) -> list[dict[str,
             for f, cell in by_schedule[a][label]["fractions"].items():
                 other = by_schedule[b][label]["fractions"][f]
                 c = stats.paired(cell["vae"]["per_seed"], other["vae"]["per_seed"], True)
-                out.append({"label": label, "fraction": f, "a": a, "b": b, **c,
-                            "verdict": stats.verdict(c)})  # fmt: skip
+                out.append(
+                    {
+                        "label": label,
+                        "fraction": f,
+                        "a": a,
+                        "b": b,
+                        **c,
+                        "verdict": stats.verdict(c),
+                    }
+                )
     return out
 
 

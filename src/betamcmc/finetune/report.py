@@ -14,13 +14,15 @@ interval excludes 0, otherwise the pair is "indistinguishable" at this number of
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from betamcmc import pipeline, stats, tracking
 from betamcmc.errors import InputError
 from betamcmc.io import atomic_path, read_json
-from betamcmc.params import Params
 from betamcmc.pipeline import StageItem
+
+if TYPE_CHECKING:
+    from betamcmc.params import Params
 
 
 def load_metrics(paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
@@ -188,8 +190,12 @@ def _dialog_metrics(first: dict[str, Any]) -> dict[str, tuple[str, bool | None]]
 
 
 def _cell(m: dict[str, Any], key: str) -> dict[str, Any]:
-    return {"mean": m[key], "std": m.get(f"{key}_std"), "ci_low": m.get(f"{key}_ci_low"),
-            "ci_high": m.get(f"{key}_ci_high")}  # fmt: skip
+    return {
+        "mean": m[key],
+        "std": m.get(f"{key}_std"),
+        "ci_low": m.get(f"{key}_ci_low"),
+        "ci_high": m.get(f"{key}_ci_high"),
+    }
 
 
 def dialog_table(by_item: dict[str, dict[str, Any]]) -> str:
@@ -204,7 +210,7 @@ def dialog_table(by_item: dict[str, dict[str, Any]]) -> str:
         "pretrained VAE seed i); rec / KL / ELBO in nats per response; BLEU smoothed sentence "
         "BLEU precision / recall against the reference; act agreement: share of samples whose "
         "predicted dialog act matches the reference's (act classifier accuracy on real "
-        f"responses: {_num(first.get('act_classifier_accuracy'))}).",
+        f"responses: {_three_decimals(first.get('act_classifier_accuracy'))}).",
         "",
         "| metric | " + " | ".join(arms) + " |",
         "|" + "---|" * (len(arms) + 1),
@@ -241,18 +247,27 @@ def vae_head_table(by_schedule: dict[str, dict[str, Any]]) -> str:
             a = [r[key] for r in per.get("sgmcmc", [])] or [bma["mean"]]
             b = [r[key] for r in per.get("point_estimate", [])] or [point["mean"]]
             c = stats.paired(a, b, higher_is_better=higher)
-            lines.append(f"| {schedule} | {key} | {_ci(bma)} | {_ci(point)} | "
-                         f"{stats.verdict(c)} ({stats.fmt_paired(c)}) |")  # fmt: skip
-    lines += ["", "| schedule | R-hat max | bulk ESS min | tail ESS min | converged |",
-              "|---|---|---|---|---|"]  # fmt: skip
+            lines.append(
+                f"| {schedule} | {key} | {_ci(bma)} | {_ci(point)} | "
+                f"{stats.verdict(c)} ({stats.fmt_paired(c)}) |"
+            )
+    lines += [
+        "",
+        "| schedule | R-hat max | bulk ESS min | tail ESS min | converged |",
+        "|---|---|---|---|---|",
+    ]
     for schedule, m in by_schedule.items():
         flag = "yes" if m.get("converged") else "**NO: do not read its BMA as a posterior average**"
-        lines.append(f"| {schedule} | {stats.fmt(m.get('rhat_max'), 4)} | "
-                     f"{stats.fmt(m.get('ess_bulk_min'))} | {stats.fmt(m.get('ess_tail_min'))} | {flag} |")  # fmt: skip
+        lines.append(
+            f"| {schedule} | {stats.fmt(m.get('rhat_max'), 4)} | "
+            f"{stats.fmt(m.get('ess_bulk_min'))} | {stats.fmt(m.get('ess_tail_min'))} | {flag} |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def _num(value: Any) -> str:
+def _three_decimals(value: float | None) -> str:
+    """The act classifier's accuracy as the dialog table prints it: 3 decimals, ``n/a`` without
+    acts (not :func:`betamcmc.stats.fmt`: that rounds to significant figures and prints ``-``)."""
     return "n/a" if value is None else f"{value:.3f}"
 
 

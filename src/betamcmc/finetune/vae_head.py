@@ -1,8 +1,8 @@
-"""A Bayesian classifier head on the frozen codes of a pretrained text VAE (issue 6, item 5).
+"""A Bayesian classifier head on the frozen codes of a pretrained text VAE.
 
 The semi-supervised setting of the ``classify`` stage (Kingma et al. 2014's M1), with the
 classifier sampled instead of fitted: every labeled sentence is encoded once by the frozen VAE
-encoder to its posterior mean mu (:func:`betamcmc.finetune.classify.encode_sentences`), the codes
+encoder to its posterior mean mu (:func:`betamcmc.vae.codes.encode_sentences`), the codes
 are standardized with the train split's mean and std, and a softmax regression (``hidden: 0``) or
 one-hidden-layer MLP over them is
 
@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,15 +37,13 @@ from torch import nn
 from betamcmc import pipeline, stats, tracking
 from betamcmc.data.prepared import PreparedCorpus, load_prepared
 from betamcmc.errors import DivergenceError, InputError
-from betamcmc.finetune import limit_threads
-from betamcmc.finetune.classify import encode_sentences, fit_predict_logreg, labeled_split
+from betamcmc.finetune.classify import labeled_split
 from betamcmc.finetune.params import VaeHeadParams
-from betamcmc.io import write_json
-from betamcmc.params import Params
+from betamcmc.io import limit_threads, write_json
 from betamcmc.pipeline import StageItem
 from betamcmc.progress import Progress
 from betamcmc.runner import resolve_device, seed_everything
-from betamcmc.sgmcmc.config import EngineConfig, RunSpec
+from betamcmc.sgmcmc.config import EngineConfig, RunSpec, SamplerConfig
 from betamcmc.sgmcmc.evaluate import (
     chain_functionals,
     diagnose,
@@ -57,7 +55,11 @@ from betamcmc.sgmcmc.samples import read_samples
 from betamcmc.sgmcmc.sampling import finalize_dir, fresh_partial, is_worker_rank, sample
 from betamcmc.sgmcmc.tasks import MLP, Task
 from betamcmc.stopping import signals_deferred
+from betamcmc.vae.codes import encode_sentences, fit_predict_logreg
 from betamcmc.vae.model import load_vae
+
+if TYPE_CHECKING:
+    from betamcmc.params import Params
 
 PREDICTIVE = ("accuracy", "log_likelihood", "log_likelihood_median", "log_likelihood_worst", "ece")
 
@@ -198,16 +200,16 @@ def _chain(
     """One independent chain (engine seed ``seed``) into ``directory``: (run result, BMA
     metrics, chain functionals); None on a torchrun worker rank."""
     p = params.finetune.vae_head
-    config = EngineConfig.from_params(
-        params.sgmcmc,
-        params.runtime,
-        prior_std=p.prior_std,
-        burn_in=p.burn_in,
-        thinning=p.thinning,
-        samples=p.samples,
+    config = EngineConfig.build(
+        sampler=SamplerConfig.of(params.sgmcmc.sampler, step_size=p.step_size),
+        prior=p,
+        exchange=params.sgmcmc,
+        chain=p,
+        runtime=params.runtime,
+        staleness=params.sgmcmc.staleness,
         straggler_delay=0.0,
         step_size_key="finetune.vae_head.step_size",
-    ).with_sampler(step_size=p.step_size)
+    )
     spec = RunSpec(config, p.protocol, p.workers, seed, factory, device)
     info = {"item": directory.parent.name, "task": "vae_head", "label": p.label, "seed": seed}
     with Progress(f"Bayesian head seed {seed}", mlflow=True, prefix="sampling.") as progress:

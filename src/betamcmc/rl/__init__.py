@@ -1,4 +1,4 @@
-"""Asynchronous policy optimisation with SG-MCMC exploration (issue 7), on the ``sgmcmc`` engine.
+"""Asynchronous policy optimisation with SG-MCMC exploration, on the ``sgmcmc`` engine.
 
 An actor-critic agent (``agent``) learns on classic-control environments (``envs``); worker
 processes of the SG-MCMC engine collect rollouts and compute gradients (``task``), the master owns

@@ -10,14 +10,13 @@ the states visited. Curves of several seeds are aligned by level (same budget sc
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from betamcmc.errors import InputError
+from betamcmc.io import csv_text, read_csv_rows
 
 COLUMNS = (
     "level",
@@ -77,16 +76,8 @@ class CurveTable:
     rows: list[dict[str, float]]
 
     def to_csv(self) -> str:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
-        writer.writeheader()
-        for row in self.rows:
-            writer.writerow({k: _fmt(row[k]) for k in COLUMNS})
-        return buf.getvalue()
-
-
-def _fmt(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:.6g}"
+        """The ``<item>_curve.csv`` text: :data:`COLUMNS`, cells by :func:`betamcmc.io.csv_cell`."""
+        return csv_text(COLUMNS, self.rows)
 
 
 def _std(values: list[float]) -> float:
@@ -125,13 +116,11 @@ def read_curve(path: str | Path) -> dict[str, list[float]]:
     """Read a ``<item>_curve.csv`` back into columns."""
     path = Path(path)
     try:
-        with open(path, encoding="utf-8", newline="") as fh:
-            reader = csv.DictReader(fh)
-            if reader.fieldnames is None or set(COLUMNS) - set(reader.fieldnames):
-                raise InputError(f"not a learning-curve CSV (columns {list(COLUMNS)})", path)
-            rows = list(reader)
+        rows = read_csv_rows(path)
     except FileNotFoundError:
         raise InputError("learning-curve CSV not found (run the rl stage first)", path) from None
+    if not rows or set(COLUMNS) - set(rows[0]):  # the stage always writes level 0
+        raise InputError(f"not a learning-curve CSV (columns {list(COLUMNS)})", path)
     try:
         return {k: [float(r[k]) for r in rows] for k in COLUMNS}
     except (TypeError, ValueError) as err:

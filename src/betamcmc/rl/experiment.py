@@ -25,15 +25,15 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from betamcmc import tracking
 from betamcmc.errors import DivergenceError
-from betamcmc.io import write_json, write_text
-from betamcmc.params import Params, RuntimeParams
+from betamcmc.io import limit_threads, write_json, write_text
+from betamcmc.paramfile import RuntimeParams
 from betamcmc.pipeline import StageItem
 from betamcmc.progress import Progress
 from betamcmc.rl.agent import ActorCritic, LossConfig
@@ -41,14 +41,17 @@ from betamcmc.rl.envs import EnvInfo, check_env, run_episodes
 from betamcmc.rl.evaluate import SeedCurve, aggregate_curves, read_curve, steps_to_threshold
 from betamcmc.rl.params import RlParams, split_method
 from betamcmc.rl.task import RlTask
-from betamcmc.sgmcmc.config import EngineConfig, RunSpec, SamplerConfig
+from betamcmc.sgmcmc.config import ChainSteps, EngineConfig, RunSpec, SamplerConfig
 from betamcmc.sgmcmc.flat import FlatModel, all_finite
-from betamcmc.sgmcmc.launch import run_local, set_threads
-from betamcmc.sgmcmc.result import require_complete
-from betamcmc.sgmcmc.samples import read_samples
+from betamcmc.sgmcmc.launch import run_local
+from betamcmc.sgmcmc.result import RunResult, require_complete
+from betamcmc.sgmcmc.samples import Samples, read_samples
 from betamcmc.sgmcmc.sampling import finalize_dir
 from betamcmc.stats import mean_std_ci
 from betamcmc.stopping import Stopped, signals_deferred, stop_on_signals
+
+if TYPE_CHECKING:
+    from betamcmc.params import Params
 
 EVAL_SEED, FINAL_SEED = 10_000, 20_000  # evaluation episodes' environment seeds (+ 100 x seed)
 
@@ -81,7 +84,7 @@ def engine_spec(
     update, protocol = split_method(method)
     sched = schedule(rl, protocol, workers)
     momentum = update in ("sgdm", "sghmc")
-    config = EngineConfig(
+    config = EngineConfig.build(
         sampler=SamplerConfig(
             kind="sghmc" if momentum else "sgld",
             step_size=rl.step_size * rl.friction if momentum else rl.step_size,
@@ -90,29 +93,29 @@ def engine_spec(
             decay=0.0,  # a constant step size (rl has no decay setting)
             decay_steps=1,  # unused at decay 0
         ),
-        prior_std=rl.prior_std,
-        period=rl.period,
-        alpha=rl.alpha,
-        overlap=rl.overlap,
-        burn_in=sched.thinning,
-        thinning=sched.thinning,
-        samples=sched.snapshots,
-        straggler_delay=0.0,  # no simulated straggler in RL
-        threads=runtime.threads,
-        worker_timeout=runtime.worker_timeout,
+        prior=rl,
+        exchange=rl,
+        chain=ChainSteps(burn_in=sched.thinning, thinning=sched.thinning, samples=sched.snapshots),
+        runtime=runtime,
         staleness="none",  # every worker steps with the sampler's step size
+        straggler_delay=0.0,  # no simulated straggler in RL
         step_size_key="rl.step_size",
     )
-    task = RlTask(
-        rl.env,
-        list(rl.hidden),
-        rl.envs_per_worker,
-        rl.rollout_length,
-        LossConfig(
-            rl.gamma, rl.gae_lambda, rl.entropy_coef, rl.value_coef, rl.normalize_advantages
-        ),
+    loss = LossConfig(
+        gamma=rl.gamma,
+        gae_lambda=rl.gae_lambda,
+        entropy_coef=rl.entropy_coef,
+        value_coef=rl.value_coef,
+        normalize_advantages=rl.normalize_advantages,
     )
-    return RunSpec(config, protocol, workers, seed, task_factory=task)
+    task = RlTask(
+        env_id=rl.env,
+        hidden=list(rl.hidden),
+        envs_per_worker=rl.envs_per_worker,
+        rollout_length=rl.rollout_length,
+        loss=loss,
+    )
+    return RunSpec(config=config, protocol=protocol, workers=workers, seed=seed, task_factory=task)
 
 
 def initial_model(spec: RunSpec) -> tuple[ActorCritic, FlatModel]:
@@ -149,12 +152,51 @@ def run_seed(
     """Train one seed through the engine, evaluate its snapshots and final policy, save it."""
     spec = engine_spec(rl, runtime, method, workers, seed)
     sched = schedule(rl, spec.protocol, workers)
-    greedy = rl.eval_mode == "greedy"
     started = time.perf_counter()
+    result = _sample(rl, spec, seed_dir / "samples", {**info, "seed": seed}, method)
+    total_s = time.perf_counter() - started
+    kept = f"seed {seed}'s snapshots are discarded, nothing was written"
+    require_complete(result, rl.allow_partial, "rl.allow_partial", kept, "policy snapshots")
+    samples = read_samples(seed_dir / "samples")
+    model, flat = initial_model(spec)
+    where = f"rl {method} W={workers} seed {seed}"
+    curve, snapshots = evaluate_snapshots(rl, model, flat, samples, sched, seed, where)
+    assert result.final_theta is not None
+    if not all_finite(result.final_theta):
+        raise DivergenceError(
+            f"rl {method} with {workers} workers, seed {seed}: the master's parameters are "
+            f"non-finite; lower rl.step_size (now {rl.step_size:g})"
+        )
+    flat.load(result.final_theta)
+    greedy = rl.eval_mode == "greedy"
+    final, _ = run_episodes(model, rl.env, rl.final_episodes, FINAL_SEED + 100 * seed, greedy)
+    save_policy(
+        seed_dir / "policy.pt",
+        model,
+        {"env": rl.env, "method": method, "workers": workers, "seed": seed},
+    )
+    record = {
+        "seed": seed,
+        "engine": result.as_dict(),
+        "total_s": round(total_s, 3),
+        "env_steps": float(result.grad_evals) * sched.steps_per_gradient,
+        "final_returns": final.returns,
+        "final_return_mean": final.mean,
+        "final_entropy": final.entropy,
+        "snapshots": snapshots,
+    }
+    return curve, record
+
+
+def _sample(
+    rl: RlParams, spec: RunSpec, samples_dir: Path, info: dict[str, Any], method: str
+) -> RunResult:
+    """Run the engine for one seed; a diverged policy says which setting to lower."""
+    seed, workers = spec.seed, spec.workers
     try:
         where = f"rl {method} W={workers} seed {seed}"
         with Progress(where, mlflow=True, prefix=f"seed{seed}.sampling.") as progress:
-            result = run_local(spec, seed_dir / "samples", {**info, "seed": seed}, report=progress)
+            return run_local(spec, samples_dir, info, report=progress)
     except DivergenceError as err:
         raise DivergenceError(
             f"rl {method} with {workers} workers, seed {seed}: the policy diverged "
@@ -165,18 +207,26 @@ def run_seed(
                 else ""
             )
         ) from None
-    total_s = time.perf_counter() - started
-    kept = f"seed {seed}'s snapshots are discarded, nothing was written"
-    require_complete(result, rl.allow_partial, "rl.allow_partial", kept, "policy snapshots")
-    samples = read_samples(seed_dir / "samples")
-    model, flat = initial_model(spec)
+
+
+def evaluate_snapshots(
+    rl: RlParams,
+    model: ActorCritic,
+    flat: FlatModel,
+    samples: Samples,
+    sched: Schedule,
+    seed: int,
+    where: str,
+) -> tuple[SeedCurve, list[dict[str, Any]]]:
+    """The seed's learning curve and one record per snapshot: the initial policy (level 0, at 0
+    steps and 0 s), then every snapshot loaded into ``model`` and run for ``rl.eval_episodes``."""
+    greedy = rl.eval_mode == "greedy"
     eval_seed = EVAL_SEED + 100 * seed
-    # level 0: the initial policy, at 0 steps and 0 s
     levels: dict[int, list[tuple[float, float, float, float]]] = {}
     stats, _ = run_episodes(model, rl.env, rl.eval_episodes, eval_seed, greedy)
     levels[0] = [(0.0, 0.0, stats.mean, stats.entropy)]
     snapshots = []
-    evaluating = Progress(f"rl {method} W={workers} seed {seed}: evaluating snapshots")
+    evaluating = Progress(f"{where}: evaluating snapshots")
     for i in range(len(samples)):
         flat.load(torch.tensor(samples.theta[i]))
         stats, _ = run_episodes(model, rl.env, rl.eval_episodes, eval_seed, greedy)
@@ -197,31 +247,7 @@ def run_seed(
             }
         )
     evaluating.close()
-    curve = SeedCurve.from_levels(seed, levels)
-    assert result.final_theta is not None
-    if not all_finite(result.final_theta):
-        raise DivergenceError(
-            f"rl {method} with {workers} workers, seed {seed}: the master's parameters are "
-            f"non-finite; lower rl.step_size (now {rl.step_size:g})"
-        )
-    flat.load(result.final_theta)
-    final, _ = run_episodes(model, rl.env, rl.final_episodes, FINAL_SEED + 100 * seed, greedy)
-    save_policy(
-        seed_dir / "policy.pt",
-        model,
-        {"env": rl.env, "method": method, "workers": workers, "seed": seed},
-    )
-    record = {
-        "seed": seed,
-        "engine": result.as_dict(),
-        "total_s": round(total_s, 3),
-        "env_steps": float(result.grad_evals) * sched.steps_per_gradient,
-        "final_returns": final.returns,
-        "final_return_mean": final.mean,
-        "final_entropy": final.entropy,
-        "snapshots": snapshots,
-    }
-    return curve, record
+    return SeedCurve.from_levels(seed, levels), snapshots
 
 
 def _spread(name: str, values: list[float]) -> dict[str, Any]:
@@ -301,7 +327,7 @@ def run_item(params: Params, stage: StageItem, track: bool = True) -> dict[str, 
     rl = params.rl
     method = stage.identity["method"]
     env = check_env(rl.env)
-    set_threads(params.runtime.threads)
+    limit_threads(params.runtime.threads)
     progress: list[int] = []  # seeds finished
     try:
         with stop_on_signals():

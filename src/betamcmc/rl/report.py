@@ -9,17 +9,19 @@ seeds against environment steps and against wall-clock seconds, policy entropy a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from betamcmc import pipeline, tracking
 from betamcmc.errors import InputError
 from betamcmc.io import atomic_path, read_json
-from betamcmc.params import Params
 from betamcmc.pipeline import StageItem
 from betamcmc.rl.evaluate import read_curve
 from betamcmc.stats import fmt_ci, fmt_paired, paired, verdict
+
+if TYPE_CHECKING:
+    from betamcmc.params import Params
 
 BASELINE = "sgd-downpour"  # the noise-free method every SG-MCMC method is compared with
 
@@ -40,8 +42,10 @@ def load_items(params: Params) -> list[tuple[str, dict[str, Any], dict[str, list
     return out
 
 
-def _num(value: Any, fmt: str = "{:.1f}") -> str:
-    return "never" if value is None else fmt.format(value)
+def _steps_or_never(steps: float | None) -> str:
+    """Steps to the threshold as the table prints them: whole steps, ``never`` for None (not
+    :func:`betamcmc.stats.fmt`, which rounds to 3 significant figures and prints None as ``-``)."""
+    return "never" if steps is None else f"{steps:.0f}"
 
 
 def markdown_table(items: list[tuple[str, dict[str, Any], dict[str, list[float]]]]) -> str:
@@ -63,7 +67,7 @@ def markdown_table(items: list[tuple[str, dict[str, Any], dict[str, list[float]]
         lines.append(
             f"| {item} | {s['temperature']:g} | {s['seeds']} | {_ci(s, 'final_return')} "
             f"| {_ci(s, 'curve_return')} | {s['solved_runs']}/{s['seeds']} "
-            f"| {_num(s['steps_to_threshold_median'], '{:.0f}')} | {s['env_steps_mean']:.0f} "
+            f"| {_steps_or_never(s['steps_to_threshold_median'])} | {s['env_steps_mean']:.0f} "
             f"| {_ci(s, 'wall_s')} | {s['env_steps_per_s']:.0f} | {s['entropy_final_mean']:.3f} "
             f"| {s['dead_workers']} |"
         )
