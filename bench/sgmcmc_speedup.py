@@ -57,8 +57,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import facts, foreign_load, gemm_peak, loadavg  # noqa: E402
 
 from betamcmc.params import validate_params  # noqa: E402
-from betamcmc.sgmcmc.config import EngineConfig, RunSpec  # noqa: E402
+from betamcmc.sgmcmc.config import RunSpec  # noqa: E402
 from betamcmc.sgmcmc.evaluate import evaluate_samples, first_time_at  # noqa: E402
+from betamcmc.sgmcmc.experiment import engine_config  # noqa: E402
 from betamcmc.sgmcmc.launch import run_local  # noqa: E402
 from betamcmc.sgmcmc.samples import read_samples  # noqa: E402
 from betamcmc.sgmcmc.tasks import DigitsTask, build_task  # noqa: E402
@@ -105,7 +106,7 @@ def spec_for(model: dict[str, Any], protocol: str, workers: int, seed: int, **ov
     shipped["runtime"]["threads"] = THREADS
     params = validate_params(shipped)
     sg = params.sgmcmc
-    config = EngineConfig.from_params(sg, params.runtime, **over)
+    config = engine_config(params).replace(**over)
     factory = functools.partial(build_task, sg.task, sg.batch_size)
     return RunSpec(config, protocol, workers, seed, factory)
 

@@ -118,18 +118,19 @@ def test_master_counts_a_scaled_push_as_fewer_chain_steps(tmp_path: Path) -> Non
     """downpour's master: a push of 2 steps scaled by 0.25 advances its chain by 0.5."""
     import torch
 
-    from betamcmc.sgmcmc import wire
+    from betamcmc.sgmcmc import protocols, wire
     from betamcmc.sgmcmc.master import Master
-    from betamcmc.sgmcmc.protocols import downpour
     from betamcmc.sgmcmc.samples import SampleWriter
 
     s = spec("downpour", 2)
     writer = SampleWriter(tmp_path, [("w", [3])], {})
     master = Master(s.config, 2, 3, writer, torch.zeros(3))
-    header = [0.0] * wire.HEADER
-    header[wire.STEP_SCALE], header[wire.PUSH_STEPS] = 0.25, 2
+    values = [0.0] * wire.HEADER
+    values[wire.STEP_SCALE], values[wire.PUSH_STEPS] = 0.25, 2
+    header = wire.WorkerHeader(*values)
+    assert (header.step_scale, header.push_steps) == (0.25, 2)
     for pushes in range(1, 5):
-        reply = downpour.on_message(master, 1, wire.PUSH, header, torch.ones(3))
+        reply = protocols.get("downpour").on_message(master, 1, wire.PUSH, header, torch.ones(3))
         assert master.chain_steps == pytest.approx(0.5 * pushes) and master.version == pushes
         assert reply.kind == wire.PARAMS and reply.header[wire.REPLY_VERSION] == pushes
     writer.close()

@@ -155,7 +155,7 @@ def test_a_send_a_dead_worker_announced_does_not_block_the_others(tmp_path: Path
     import torch.distributed as dist
     import torch.multiprocessing as mp
 
-    from betamcmc.sgmcmc.master import Receivers, join_receivers
+    from betamcmc.sgmcmc.receivers import Receivers, join_receivers
 
     dim, init_method = 100, f"file://{tmp_path}/store"
     procs = [

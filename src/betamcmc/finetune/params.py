@@ -24,8 +24,8 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, Field, model_validator
 
+from betamcmc.chainparams import Chain, Prior, ProtocolRun, StepSize
 from betamcmc.schema import Section, Seeds
-from betamcmc.sgmcmc.params import Protocol
 
 
 def _label_fraction(value: float) -> float:
@@ -75,7 +75,7 @@ class DialogParams(Section):
     )
 
 
-class VaeHeadParams(Section):
+class VaeHeadParams(ProtocolRun, StepSize, Prior, Chain):
     """Bayesian classifier head on the frozen VAE codes (stage ``sgmcmc_vae_head@<schedule>``,
     ``betamcmc.finetune.vae_head``).
 
@@ -83,10 +83,10 @@ class VaeHeadParams(Section):
     each: ``features``), standardized with the train split's mean and std. The sampler kind, friction and temperature come from
     ``sgmcmc.sampler``; protocol, step size, prior and sample budget are the head's own. The
     point estimate it is compared with is the MAP of the same model and prior (full-batch Adam).
+    ``protocol`` / ``workers``, ``step_size``, ``prior_std`` and ``burn_in`` / ``thinning`` /
+    ``samples`` / ``batch_size`` come from the blocks (:mod:`betamcmc.chainparams`).
     """
 
-    protocol: Protocol
-    workers: int = Field(ge=1)
     label: str = Field(
         min_length=1, description="label factor (checked against the corpus at run time)"
     )
@@ -95,12 +95,6 @@ class VaeHeadParams(Section):
         "the decoder receives; a collapsed code is then noise)"
     )
     hidden: int = Field(ge=0, description="0: softmax regression; > 0: MLP with this width")
-    step_size: float = Field(gt=0.0)
-    prior_std: float = Field(gt=0.0)
-    burn_in: int = Field(ge=0)
-    thinning: int = Field(ge=1)
-    samples: int = Field(ge=1)
-    batch_size: int = Field(ge=1)
     max_train: int | None = Field(ge=1, description="cap on labeled train sentences")
     max_test: int | None = Field(ge=1, description="cap on labeled test sentences")
     map_steps: int = Field(ge=1, description="full-batch Adam steps of the MAP baseline")

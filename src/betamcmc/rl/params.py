@@ -21,7 +21,8 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import Field, model_validator
 
-from betamcmc.schema import Section, Seeds
+from betamcmc.chainparams import Exchange, Prior, SamplerNoise
+from betamcmc.schema import Seeds
 
 UPDATES: tuple[str, ...] = ("sgd", "sgdm", "sgld", "sghmc")
 RL_PROTOCOLS: tuple[str, ...] = ("downpour", "elastic")
@@ -44,24 +45,20 @@ def split_method(method: str) -> tuple[str, str]:
     return update, protocol
 
 
-class RlParams(Section):
+class RlParams(SamplerNoise, Prior, Exchange):
+    """The ``rl`` section; ``friction`` / ``temperature`` (of sgld and sghmc; 0: the baseline),
+    ``prior_std`` and ``period`` / ``alpha`` / ``overlap`` come from the engine's blocks
+    (:mod:`betamcmc.chainparams`). ``step_size`` is the learning rate (module docstring), not
+    the sampler's eta, so it is declared here."""
+
     env: str = Field(min_length=1, description="gymnasium id (discrete actions)")
     methods: list[Method] = Field(min_length=1)
     workers: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
     seeds: Seeds = Field(
         description="one run per seed (model init, worker env seeds, noise); >= 3 for mean +- std",
     )
-    # sampler (the engine's SGLD / SGHMC)
+    # sampler: the learning rate (friction, temperature, prior, exchange: the blocks)
     step_size: float = Field(gt=0.0, description="learning rate (see module docstring)")
-    temperature: float = Field(ge=0.0, description="T of sgld / sghmc (0: the baseline)")
-    friction: float = Field(gt=0.0, le=1.0, description="SGHMC alpha = 1 - momentum")
-    prior_std: float = Field(gt=0.0, description="N(0, s^2) prior: weight decay 1/s^2")
-    period: int = Field(ge=1, description="tau: local steps between master exchanges")
-    alpha: float = Field(gt=0.0, le=1.0, description="elastic coupling strength")
-    overlap: bool = Field(
-        description="keep computing while an exchange travels (sgmcmc.overlap): faster, but a "
-        "W = 1 run no longer repeats exactly (timing decides where the rebase happens)"
-    )
     # agent
     hidden: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, description="tanh MLP widths")
     envs_per_worker: int = Field(ge=1)

@@ -10,14 +10,12 @@ present the worker computes on the GPU.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from betamcmc import tracking
 from betamcmc.io import write_json
-from betamcmc.params import Params
 from betamcmc.pipeline import StageItem
-from betamcmc.sgmcmc.config import RunSpec
+from betamcmc.sgmcmc.config import ChainSteps, EngineConfig, RunSpec, SamplerConfig
 from betamcmc.sgmcmc.evaluate import evaluate_samples
 from betamcmc.sgmcmc.experiment import make_spec
 from betamcmc.sgmcmc.samples import read_samples
@@ -25,27 +23,26 @@ from betamcmc.sgmcmc.sampling import finalize_dir, fresh_partial, sample
 from betamcmc.sgmcmc.seeds import aggregate
 from betamcmc.stopping import signals_deferred
 
+if TYPE_CHECKING:
+    from betamcmc.params import Params
+
 PREDICTIVE = ("accuracy", "log_likelihood", "log_likelihood_median", "log_likelihood_worst", "ece")
 
 
 def sgd_spec(params: Params, device: str, seed: int) -> RunSpec:
     """The configured sampler at temperature 0 and ``sgd.step_size`` for ``sgd.steps`` steps."""
     sg = params.sgmcmc
-    spec = make_spec(
-        params,
-        "single",
-        1,
-        device,
-        seed=seed,
-        burn_in=sg.sgd.steps,
-        samples=1,
-        thinning=1,
+    config = EngineConfig.build(
+        sampler=SamplerConfig.of(sg.sampler, step_size=sg.sgd.step_size, temperature=0.0),
+        prior=sg,
+        exchange=sg,
+        chain=ChainSteps(burn_in=sg.sgd.steps, thinning=1, samples=1),
+        runtime=params.runtime,
+        staleness=sg.staleness,
         straggler_delay=0.0,
+        step_size_key="sgmcmc.sgd.step_size",
     )
-    config = spec.config.with_sampler(temperature=0.0, step_size=sg.sgd.step_size).replace(
-        step_size_key="sgmcmc.sgd.step_size"
-    )
-    return dataclasses.replace(spec, config=config)
+    return make_spec(params, "single", 1, device, seed=seed, config=config)
 
 
 def run_sgd(

@@ -1,12 +1,20 @@
 """What one engine run needs: the sampler and chain settings (:class:`EngineConfig`) and the run
 itself (:class:`RunSpec`: protocol, worker count, seed, device, task).
 
-The engine reads nothing else. Stages build an :class:`EngineConfig` from their own params section
-(:meth:`EngineConfig.from_params` for ``sgmcmc``, with the fields the consistency study and the
-VAE head set themselves replaced; the RL stage fills in every field from ``rl``), so the engine
-never sees a whole ``params.yaml``. No field has a default: the numbers live in ``params.yaml``
-only. Both classes are plain frozen dataclasses: they are pickled once per worker process at
-start-up.
+The engine reads nothing else. Every stage builds its :class:`EngineConfig` one way,
+:meth:`EngineConfig.build`, from the params blocks its section shares
+(:mod:`betamcmc.chainparams`: prior, exchange, chain) plus the settings named at the call, so
+the engine never sees a whole ``params.yaml``::
+
+    sg = params.sgmcmc
+    EngineConfig.build(
+        sampler=SamplerConfig.of(sg.sampler), prior=sg, exchange=sg, chain=sg,
+        runtime=params.runtime, staleness=sg.staleness,
+        straggler_delay=sg.straggler_delay, step_size_key="sgmcmc.sampler.step_size",
+    )
+
+No field has a default: the numbers live in ``params.yaml`` only. The classes are plain frozen
+dataclasses: they are pickled once per worker process at start-up.
 """
 
 from __future__ import annotations
@@ -22,8 +30,9 @@ from betamcmc.sgmcmc.sghmc import SGHMC
 from betamcmc.sgmcmc.sgld import SGLD
 
 if TYPE_CHECKING:  # typing only: the engine does not need pydantic's params at run time
-    from betamcmc.params import RuntimeParams
-    from betamcmc.sgmcmc.params import SgmcmcParams
+    from betamcmc.chainparams import Chain, Exchange, Prior
+    from betamcmc.paramfile import RuntimeParams
+    from betamcmc.sgmcmc.params import SamplerParams
     from betamcmc.sgmcmc.tasks import Task
 
 StalenessRule = Literal["none", "inverse", "inverse_square"]
@@ -51,6 +60,35 @@ class SamplerConfig:
             self.decay_steps,
             generator,
         )
+
+    @classmethod
+    def of(
+        cls,
+        sampler: SamplerParams,
+        *,
+        step_size: float | None = None,
+        temperature: float | None = None,
+    ) -> SamplerConfig:
+        """The ``sgmcmc.sampler`` settings; ``step_size`` / ``temperature`` replace its own
+        (a section with its own step size, the temperature-0 SGD baseline)."""
+        return cls(
+            kind=sampler.kind,
+            step_size=sampler.step_size if step_size is None else step_size,
+            friction=sampler.friction,
+            temperature=sampler.temperature if temperature is None else temperature,
+            decay=sampler.decay,
+            decay_steps=sampler.decay_steps,
+        )
+
+
+@dataclass(frozen=True)
+class ChainSteps:
+    """The chain steps that become samples, where a stage computes them instead of reading a
+    ``Chain`` block (the RL budget, the SGD baseline)."""
+
+    burn_in: int
+    thinning: int
+    samples: int
 
 
 @dataclass(frozen=True)
@@ -86,36 +124,43 @@ class EngineConfig:
     step_size_key: str  # named in a divergence's one-line error
 
     @classmethod
-    def from_params(
-        cls, sg: SgmcmcParams, runtime: RuntimeParams, **overrides: Any
+    def build(
+        cls,
+        *,
+        sampler: SamplerConfig,
+        prior: Prior,
+        exchange: Exchange,
+        chain: Chain | ChainSteps,
+        runtime: RuntimeParams,
+        staleness: StalenessRule,
+        straggler_delay: float,
+        step_size_key: str,
     ) -> EngineConfig:
-        """The engine settings of the ``sgmcmc`` params section and of ``runtime`` (threads,
-        worker timeout; ``overrides`` replace fields)."""
-        s = sg.sampler
-        fields: dict[str, Any] = {
-            "sampler": SamplerConfig(
-                s.kind, s.step_size, s.friction, s.temperature, s.decay, s.decay_steps
-            ),
-            "prior_std": sg.prior_std,
-            "period": sg.period,
-            "alpha": sg.alpha,
-            "overlap": sg.overlap,
-            "burn_in": sg.burn_in,
-            "thinning": sg.thinning,
-            "samples": sg.samples,
-            "straggler_delay": sg.straggler_delay,
-            "threads": runtime.threads,
-            "worker_timeout": runtime.worker_timeout,
-            "staleness": sg.staleness,
-            "step_size_key": "sgmcmc.sampler.step_size",
-        }
-        fields.update(overrides)
-        return cls(**fields)
+        """The one way to make an engine config: the prior, exchange and chain blocks of a
+        params section (or :class:`ChainSteps`), ``runtime``'s threads and worker timeout, and
+        the settings a section may lack, named."""
+        return cls(
+            sampler=sampler,
+            prior_std=prior.prior_std,
+            period=exchange.period,
+            alpha=exchange.alpha,
+            overlap=exchange.overlap,
+            burn_in=chain.burn_in,
+            thinning=chain.thinning,
+            samples=chain.samples,
+            straggler_delay=straggler_delay,
+            threads=runtime.threads,
+            worker_timeout=runtime.worker_timeout,
+            staleness=staleness,
+            step_size_key=step_size_key,
+        )
 
     def replace(self, **changes: Any) -> EngineConfig:
+        """A copy with fields changed (the consistency study's period per arm)."""
         return dataclasses.replace(self, **changes)
 
     def with_sampler(self, **changes: Any) -> EngineConfig:
+        """A copy with sampler fields changed."""
         return dataclasses.replace(self, sampler=dataclasses.replace(self.sampler, **changes))
 
 

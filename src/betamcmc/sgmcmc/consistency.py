@@ -22,16 +22,15 @@ from __future__ import annotations
 import functools
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from betamcmc import tracking
 from betamcmc.io import atomic_path, write_json
-from betamcmc.params import Params
 from betamcmc.pipeline import StageItem
-from betamcmc.sgmcmc.config import EngineConfig, RunSpec
+from betamcmc.sgmcmc.config import EngineConfig, RunSpec, SamplerConfig
 from betamcmc.sgmcmc.flat import FlatModel
 from betamcmc.sgmcmc.launch import run_local
 from betamcmc.sgmcmc.samples import read_samples
@@ -39,6 +38,9 @@ from betamcmc.sgmcmc.seeds import aggregate
 from betamcmc.sgmcmc.tasks import LogregTask
 from betamcmc.stats import fmt, fmt_ci, fmt_paired, paired, verdict
 from betamcmc.stopping import Stopped, signals_deferred, stop_on_signals
+
+if TYPE_CHECKING:
+    from betamcmc.params import Params
 
 # the per-seed numbers of a run the metrics file reports as mean / std / CI over seeds
 SUMMARISED = ("mean_error", "var_error", "wall_s", "staleness_mean", "bytes_per_sample")
@@ -188,14 +190,17 @@ def _run_study(params: Params, out_dir: Path, metrics_path: Path | None) -> dict
     )
     torch.manual_seed(params.seed)
     assert FlatModel(factory().build_model()).dim == len(ref["mean"])
-    base = EngineConfig.from_params(
-        params.sgmcmc,
-        params.runtime,
-        burn_in=c.burn_in,
-        thinning=c.thinning,
-        samples=c.samples,
+    sg = params.sgmcmc
+    base = EngineConfig.build(
+        sampler=SamplerConfig.of(sg.sampler, step_size=c.step_size),
+        prior=sg,
+        exchange=sg,
+        chain=c,
+        runtime=params.runtime,
+        staleness=sg.staleness,
         straggler_delay=0.0,
-    ).with_sampler(step_size=c.step_size)
+        step_size_key="sgmcmc.sampler.step_size",
+    )
     per_seed: dict[str, list[dict[str, Any]]] = {}
     curves: dict[tuple[str, int], list[tuple]] = {}
     with atomic_path(out_dir) as tmp:

@@ -25,16 +25,15 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from betamcmc import tracking
 from betamcmc.io import write_json, write_text
-from betamcmc.params import Params
 from betamcmc.pipeline import StageItem
 from betamcmc.progress import Progress
-from betamcmc.sgmcmc.config import EngineConfig, RunSpec
+from betamcmc.sgmcmc.config import EngineConfig, RunSpec, SamplerConfig
 from betamcmc.sgmcmc.evaluate import (
     ESS_MIN,
     RHAT_MAX,
@@ -51,6 +50,9 @@ from betamcmc.sgmcmc.sampling import finalize_dir, fresh_partial, is_worker_rank
 from betamcmc.sgmcmc.seeds import aggregate, mean_series
 from betamcmc.sgmcmc.tasks import build_task
 from betamcmc.stopping import signals_deferred
+
+if TYPE_CHECKING:
+    from betamcmc.params import Params
 
 TARGETS = (0.95, 0.97)
 # the per-seed numbers every item's metrics file reports as mean / std / CI over seeds
@@ -77,19 +79,34 @@ AGGREGATED = (
 )
 
 
+def engine_config(params: Params) -> EngineConfig:
+    """The ``sgmcmc`` section's engine settings (sampler, prior, exchange, chain)."""
+    sg = params.sgmcmc
+    return EngineConfig.build(
+        sampler=SamplerConfig.of(sg.sampler),
+        prior=sg,
+        exchange=sg,
+        chain=sg,
+        runtime=params.runtime,
+        staleness=sg.staleness,
+        straggler_delay=sg.straggler_delay,
+        step_size_key="sgmcmc.sampler.step_size",
+    )
+
+
 def make_spec(
     params: Params,
     protocol: str,
     workers: int,
     device: str = "cpu",
     seed: int | None = None,
-    **config: Any,
+    config: EngineConfig | None = None,
 ) -> RunSpec:
-    """The engine run of an item: ``sgmcmc``'s settings (``config`` overrides fields) and task;
-    ``seed`` None: ``params.seed``."""
+    """The engine run of an item: ``config`` (None: :func:`engine_config`) on ``sgmcmc``'s
+    task; ``seed`` None: ``params.seed``."""
     sg = params.sgmcmc
     return RunSpec(
-        EngineConfig.from_params(sg, params.runtime, **config),
+        engine_config(params) if config is None else config,
         protocol,
         workers,
         params.seed if seed is None else seed,

@@ -33,27 +33,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.distributed import distributed_c10d
 
 from betamcmc.errors import BetamcmcError, ParamsError
-from betamcmc.io import write_json
+from betamcmc.io import limit_threads, write_json
 from betamcmc.sgmcmc import protocols
 from betamcmc.sgmcmc.config import RunSpec
-from betamcmc.sgmcmc.master import WorkerLost, join_receivers, run_master
+from betamcmc.sgmcmc.master import WorkerLost, run_master
+from betamcmc.sgmcmc.receivers import join_receivers
 from betamcmc.sgmcmc.result import RunResult, run_result
 from betamcmc.sgmcmc.worker import run_worker
 
 OPERATION_TIMEOUT_S = 600.0
 Report = Callable[[int, int, dict[str, float]], None]  # progress: (samples, of samples, values)
-
-
-def set_threads(threads: int) -> None:
-    """torch's CPU threads of this process (``runtime.threads``; 0 keeps torch's default)."""
-    if threads > 0:
-        torch.set_num_threads(threads)
 
 
 def startup_timeout(worker_timeout: float) -> float:
@@ -99,7 +93,7 @@ def _master(
 
 
 def _worker_entry(rank: int, world: int, init_method: str, spec: RunSpec) -> None:
-    set_threads(spec.config.threads)
+    limit_threads(spec.config.threads)
     _init(rank, world, init_method, loopback=True)
     group = _worker_group(spec, world)
     try:
@@ -154,7 +148,7 @@ def run_local(
         )
         if on_spawn is not None:
             on_spawn(procs)
-        set_threads(spec.config.threads)
+        limit_threads(spec.config.threads)
         wait = startup_timeout(spec.config.worker_timeout)
         try:
             _init(0, world, init_method, True, wait)
@@ -206,7 +200,7 @@ def run_torchrun(
             f"torchrun started {world - 1} workers but the item asks for {spec.workers} "
             "(world size must be workers + 1)"
         )
-    set_threads(spec.config.threads)
+    limit_threads(spec.config.threads)
     started = time.perf_counter()
     timeout = startup_timeout(spec.config.worker_timeout) if rank == 0 else OPERATION_TIMEOUT_S
     _init(rank, world, "env://", False, timeout)

@@ -6,7 +6,7 @@ messages in the order they arrive. It hands each to the protocol (``protocols/``
 streams thinned samples to disk (``samples.py``). Between messages it does as little as possible:
 a header read, the protocol's few vector operations, at most one sample record.
 
-**Liveness** comes from the workers' heartbeats and, locally, from their process handles, never
+Receiving is :mod:`betamcmc.sgmcmc.receivers`'s job. **Liveness** comes from the workers' heartbeats and, locally, from their process handles, never
 from a timeout on the computation: every worker sends something at least every second (its
 heartbeat thread covers burn-in, slow gradients and stragglers), so
 
@@ -24,16 +24,13 @@ heartbeat thread covers burn-in, slow gradients and stragglers), so
 
 from __future__ import annotations
 
-import datetime
-import queue
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -42,7 +39,11 @@ from betamcmc.errors import BetamcmcError, DivergenceError
 from betamcmc.sgmcmc import wire
 from betamcmc.sgmcmc.config import EngineConfig, RunSpec
 from betamcmc.sgmcmc.flat import FlatModel, all_finite
+from betamcmc.sgmcmc.receivers import Receivers
 from betamcmc.sgmcmc.samples import SampleWriter
+
+if TYPE_CHECKING:  # typing only: the protocols import this module
+    from betamcmc.sgmcmc.protocols.base import SamplingProtocol
 
 ABORT_REASONS = {
     wire.ABORT_PEER_LOST: "a collective with a lost peer failed",
@@ -50,11 +51,6 @@ ABORT_REASONS = {
     wire.ABORT_SIGINT: "stopped by SIGINT",
 }
 IDLE_CHECK_S = 0.1  # how often a master with no message looks at its workers' liveness
-# a receive from a worker waits this long at most: far longer than any run goes on after that
-# worker went silent (gloo closes every connection when a receive times out; see Receivers)
-RECEIVE_TIMEOUT = datetime.timedelta(days=7)
-JOIN_RECEIVERS_S = 5.0  # how long a leaving process waits for its receive threads to end
-_RECEIVING: set[threading.Thread] = set()  # this process's receive threads still running
 # A worker's last message (an ABORT saying it was stopped by SIGTERM) can still be on its way
 # when its process is already gone: it is handled first, and its reason recorded.
 EXIT_GRACE_S = 1.0
@@ -222,91 +218,7 @@ def gloo_text(error: str) -> str:
     return line[:160]
 
 
-class Receivers:
-    """One receive per running worker, from that worker only, each waited for on a helper thread;
-    the master takes whichever message arrives first (:meth:`next`).
-
-    Why not one receive from any source: gloo matches such a receive to the first announced send,
-    and a send that a worker announced just before it died (its ABORT, say) stays announced; its
-    connection is closed, so every later receive from any source fails on it, whoever else sends
-    (CI, a SIGTERMed worker under load: the run failed with "Connection closed by peer" although
-    the other worker was fine). A receive from one worker fails only with that worker's
-    connection, at once when its process dies, also under ``torchrun``.
-
-    The main thread posts every receive (``irecv``) and only the waiting happens on the threads,
-    which put ``(worker, None)`` or ``(worker, gloo's error as text)`` on one queue. A worker's
-    next receive is posted only once the master has handled its last message (:meth:`again`):
-    each worker has its own inbox, free again at that point. Receives are posted to a worker until
-    its connection closes, also once it is done or lost: a late heartbeat is taken and ignored
-    rather than left blocking its sender (a gloo send completes only when received). The waits have no practical timeout
-    (``RECEIVE_TIMEOUT``): a gloo receive that times out closes every connection of the process,
-    and whether a worker is there is decided by heartbeats and process handles instead.
-    """
-
-    def __init__(self, workers: list[int], dim: int) -> None:
-        self.inboxes = {w: wire.Message(dim) for w in workers}
-        self._answers: queue.SimpleQueue[tuple[int, str | None]] = queue.SimpleQueue()
-        self._works: dict[int, queue.SimpleQueue[Any]] = {}
-        for w in workers:
-            self._works[w] = queue.SimpleQueue()
-            thread = threading.Thread(
-                target=self._wait, args=(w,), name=f"sgmcmc-receive-{w}", daemon=True
-            )
-            _RECEIVING.add(thread)
-            thread.start()
-            self.again(w)
-
-    def again(self, worker: int) -> None:
-        """Post the next receive from ``worker`` (its inbox is free)."""
-        try:
-            work = dist.irecv(self.inboxes[worker].tensor, src=worker)
-        except RuntimeError as err:  # its connection is closed already
-            self._answers.put((worker, str(err)))
-            return
-        self._works[worker].put(work)
-
-    def _wait(self, worker: int) -> None:
-        works = self._works[worker]
-        while (work := works.get()) is not None:
-            try:
-                work.wait(timeout=RECEIVE_TIMEOUT)
-            except RuntimeError as err:  # only the text: the traceback would hold the buffer
-                self._answers.put((worker, str(err)))
-                return
-            self._answers.put((worker, None))
-
-    def next(self, wait_s: float) -> tuple[int, str | None] | None:
-        """``(worker, None)``: a message from ``worker`` is in its inbox; ``(worker, error)``:
-        the receive from ``worker`` failed (its connection is gone, no more receives from it);
-        None: nothing within ``wait_s``."""
-        try:
-            return self._answers.get(timeout=wait_s)
-        except queue.Empty:
-            return None
-
-    def close(self) -> None:
-        """End the threads that are not waiting; a posted receive stays until its worker's
-        connection closes (see :func:`join_receivers`)."""
-        for works in self._works.values():
-            works.put(None)
-
-
-def join_receivers(timeout: float = JOIN_RECEIVERS_S) -> None:
-    """Wait, ``timeout`` at most, until this process's receive threads have ended: call it once
-    the workers are gone (their connections are closed, so every receive still posted fails at
-    once). A thread that comes back from gloo while the interpreter shuts down aborts the process:
-    Python 3.11 ends such a daemon thread with ``pthread_exit``, which pybind11's GIL guard turns
-    into ``std::terminate`` ("terminate called without an active exception", exit 134).
-    A thread is done only once it has ended: dropping its last work object runs C++ code
-    without the GIL too (torch releases it while destroying a work object)."""
-    deadline = time.monotonic() + timeout
-    for thread in list(_RECEIVING):
-        thread.join(max(0.0, deadline - time.monotonic()))
-        if not thread.is_alive():
-            _RECEIVING.discard(thread)
-
-
-def master_loop(master: Master, protocol: Any) -> None:
+def master_loop(master: Master, protocol: SamplingProtocol) -> None:
     """Serve whichever worker is ready until the protocol is finished or every worker is lost."""
     receivers = Receivers(master.live(), master.dim)
     try:
@@ -315,7 +227,7 @@ def master_loop(master: Master, protocol: Any) -> None:
         receivers.close()
 
 
-def _serve(master: Master, protocol: Any, receivers: Receivers) -> None:
+def _serve(master: Master, protocol: SamplingProtocol, receivers: Receivers) -> None:
     last_check = time.monotonic()
     while master.live():
         got = receivers.next(IDLE_CHECK_S)
@@ -334,36 +246,36 @@ def _serve(master: Master, protocol: Any, receivers: Receivers) -> None:
             last_check = now
 
 
-def _handle(master: Master, protocol: Any, src: int, inbox: wire.Message) -> None:
+def _handle(master: Master, protocol: SamplingProtocol, src: int, inbox: wire.Message) -> None:
     handled = time.perf_counter()
     rec = master.records[src]
     rec.last_seen = time.monotonic()
     if rec.status != "running":  # a late heartbeat of a finished or lost worker
         return
-    h = inbox.fields()
-    kind = int(h[wire.KIND])
+    header = inbox.worker_header()
+    kind = int(header.kind)
     if kind == wire.HEARTBEAT:
         rec.heartbeats += 1
         return
     rec.messages += 1
     rec.bytes_received += inbox.nbytes
-    rec.steps, rec.grads = int(h[wire.STEP]), int(h[wire.GRADS])
-    rec.comm_s, rec.compute_s, rec.wait_s = h[wire.COMM_S], h[wire.COMPUTE_S], h[wire.WAIT_S]
-    rec.collective_bytes = h[wire.COLLECTIVE_BYTES]
+    rec.steps, rec.grads = int(header.step), int(header.grads)
+    rec.comm_s, rec.compute_s, rec.wait_s = header.comm_s, header.compute_s, header.wait_s
+    rec.collective_bytes = header.collective_bytes
     if kind == wire.ERROR:
         raise DivergenceError(
-            f"worker {src} diverged at step {int(h[wire.STEP])} (loss {h[wire.LOSS]:g}): "
+            f"worker {src} diverged at step {int(header.step)} (loss {header.loss:g}): "
             f"non-finite values; lower {master.cfg.step_size_key} "
             f"(now {master.cfg.sampler.step_size:g})"
         )
     if kind == wire.ABORT:
-        master.mark_dead(src, ABORT_REASONS.get(h[wire.LOSS], "aborted"))
+        master.mark_dead(src, ABORT_REASONS.get(header.abort_reason, "aborted"))
         protocol.on_abort(master, src)
         return
     if kind == wire.DONE:
         rec.status = "done"
         return
-    reply = protocol.on_message(master, src, kind, h, inbox.payload)
+    reply = protocol.on_message(master, src, kind, header, inbox.payload)
     if reply is not None:  # sent without waiting: the master goes back to receiving
         try:
             master.sending[src] = dist.isend(reply.tensor, dst=src)
@@ -377,7 +289,7 @@ def _handle(master: Master, protocol: Any, src: int, inbox: wire.Message) -> Non
 
 def run_master(
     spec: RunSpec,
-    protocol: Any,
+    protocol: SamplingProtocol,
     samples_dir: Path,
     info: dict[str, Any],
     exitcode: Callable[[int], int | None] | None,

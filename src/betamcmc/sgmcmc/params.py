@@ -1,13 +1,11 @@
 """The ``sgmcmc`` params section: samplers, protocols, workers, task, evaluation, consistency.
 
-Every range check lives in a ``Field`` constraint or a validator here, so a bad value (e.g.
-``workers: [0]``, ``period: 0``, ``alpha: 1.5``, ``step_size: -1``) ends the stage with one line::
+Every range check lives in a ``Field`` constraint or a validator, here or in the shared blocks
+(:mod:`betamcmc.chainparams`: step size, sampler noise, prior, exchange, chain, protocol run;
+units of ``burn_in`` and ``thinning`` there), so a bad value (e.g. ``workers: [0]``,
+``period: 0``, ``alpha: 1.5``, ``step_size: -1``) ends the stage with one line::
 
     params.yaml:61: sgmcmc.period: must be >= 1 (got 0)
-
-Units. ``burn_in`` and ``thinning`` count gradient steps of the chain that samples are taken
-from: the worker's own chain for ``single``/``sync``/``elastic``, the master's chain for
-``downpour`` (where one worker push of ``period`` local steps advances it by ``period``).
 """
 
 from __future__ import annotations
@@ -16,13 +14,22 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from betamcmc.chainparams import (
+    PROTOCOLS,
+    Chain,
+    Exchange,
+    Prior,
+    Protocol,
+    ProtocolRun,
+    SamplerNoise,
+    StepSize,
+)
 from betamcmc.schema import Section, Seeds
 
-Protocol = Literal["single", "sync", "downpour", "elastic"]
-PROTOCOLS: tuple[str, ...] = ("single", "sync", "downpour", "elastic")
+__all__ = ["PROTOCOLS", "Protocol", "SamplerParams", "SgmcmcParams", "TaskParams"]
 
 
-class SamplerParams(Section):
+class SamplerParams(StepSize, SamplerNoise):
     """SG-MCMC update (see ``sgld.py`` / ``sghmc.py`` for the equations).
 
     ``step_size`` is the learning rate eta of the SGD(-momentum) form; ``temperature`` 0 turns
@@ -30,9 +37,6 @@ class SamplerParams(Section):
     """
 
     kind: Literal["sgld", "sghmc"]
-    step_size: float = Field(gt=0.0, description="eta (per-step learning rate on U)")
-    friction: float = Field(gt=0.0, le=1.0, description="SGHMC alpha = 1 - momentum")
-    temperature: float = Field(ge=0.0, description="posterior temperature T (0 = SGD)")
     decay: float = Field(
         ge=0.0, le=1.0, description="gamma in eta_t = eta (1+t/decay_steps)^-gamma"
     )
@@ -60,55 +64,45 @@ class TaskParams(Section):
         return self
 
 
-class SgdParams(Section):
+class SgdParams(StepSize):
     """The point-estimate baseline: the same sampler at temperature 0 (SGD / SGD-momentum on the MAP loss)."""
 
     steps: int = Field(ge=1)
-    step_size: float = Field(gt=0.0)
 
 
-class ConsistencyParams(Section):
+class ConsistencyParams(Chain, StepSize):
     """Bias vs staleness on Bayesian logistic regression against a long full-batch MALA reference."""
 
     seeds: Seeds = Field(description="the study runs once per seed")
     protocols: list[Protocol] = Field(min_length=1)
     periods: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
     workers: int = Field(ge=1)
-    step_size: float = Field(gt=0.0)
-    burn_in: int = Field(ge=0)
-    thinning: int = Field(ge=1)
-    samples: int = Field(ge=2)
-    batch_size: int = Field(ge=1)
+    samples: int = Field(
+        ge=2, description="samples per run (two at least: a variance is estimated)"
+    )
     reference_steps: int = Field(ge=100, description="full-batch MALA steps of the reference")
     reference_step_size: float = Field(gt=0.0)
 
 
-class ItemParams(Section):
+class ItemParams(ProtocolRun):
     """One item of the ``sgmcmc`` stage: a protocol with W workers."""
 
-    protocol: Protocol
-    workers: int = Field(ge=1)
 
+class SgmcmcParams(Prior, Exchange, Chain):
+    """The ``sgmcmc`` section: the stage items and everything they share; ``prior_std``,
+    ``period`` / ``alpha`` / ``overlap`` and ``burn_in`` / ``thinning`` / ``samples`` /
+    ``batch_size`` come from the blocks (:mod:`betamcmc.chainparams`)."""
 
-class SgmcmcParams(Section):
     sampler: SamplerParams
-    prior_std: float = Field(gt=0.0, description="std of the N(0, s^2) prior on every weight")
     items: dict[str, ItemParams] = Field(
         min_length=1, description="the sgmcmc stage items, '<protocol>-<W>' -> protocol and W"
     )
     seeds: Seeds = Field(description="every item runs every seed")
-    period: int = Field(ge=1, description="tau: local steps between communications")
-    alpha: float = Field(gt=0.0, le=1.0, description="elastic coupling strength")
-    overlap: bool = Field(description="downpour/elastic: keep sampling while an exchange travels")
     staleness: Literal["none", "inverse", "inverse_square"] = Field(
         description="downpour step size: none = step_size; inverse = step_size / (1 + s), "
         "inverse_square = step_size / (1 + s)^2 for a worker whose pushes arrive s master "
         "versions stale (measured, running mean); chain steps count the scaled steps",
     )
-    burn_in: int = Field(ge=0)
-    thinning: int = Field(ge=1)
-    samples: int = Field(ge=1, description="samples the master collects (all chains together)")
-    batch_size: int = Field(ge=1)
     straggler_delay: float = Field(
         ge=0.0, description="seconds added to each step of the last worker (W >= 2)"
     )

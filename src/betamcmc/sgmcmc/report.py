@@ -26,14 +26,16 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from betamcmc import pipeline, tracking
 from betamcmc.errors import InputError
 from betamcmc.io import atomic_path
-from betamcmc.params import Params
 from betamcmc.pipeline import StageItem
 from betamcmc.stats import fmt, fmt_ci, fmt_paired, paired, verdict
+
+if TYPE_CHECKING:
+    from betamcmc.params import Params
 
 ORDER = {"single": 0, "sync": 1, "downpour": 2, "elastic": 3}
 REFERENCE = "single-1"

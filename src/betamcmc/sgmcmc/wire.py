@@ -13,16 +13,19 @@ that a reply has fully arrived by reading one float, and only then call ``wait()
 at once. That lets a worker keep sampling while its exchange travels without a helper thread.
 
 Header of a worker's message: ``kind, chain step, master version last pulled, gradients so far,
-comm seconds, compute seconds, collective bytes, last minibatch loss, step scale, steps`` (the
+comm seconds, compute seconds, collective bytes, last minibatch loss, step scale, steps, wait seconds`` (the
 factor a staleness-aware step size applied to the steps pushed, 1 otherwise; the local steps
-this push or exchange carries; seconds the sampler waited for late replies). Header of a master's reply:
-``kind, master version, staleness of the push just applied`` (the rest zero). Heartbeats are
-header-only in meaning (the payload is not read) and keep a silent worker visibly alive.
+this push or exchange carries; seconds the sampler waited for late replies), read by name as a
+:class:`WorkerHeader`; an ABORT sends its reason in the loss slot
+(:attr:`WorkerHeader.abort_reason`). Header of a master's reply: ``kind, master version,
+staleness of the push just applied`` (the rest zero). Heartbeats are header-only in meaning
+(the payload is not read) and keep a silent worker visibly alive.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -53,8 +56,31 @@ PARAMS, STOP = 10, 11
 # header slots of a master's reply (KIND as above)
 REPLY_VERSION, REPLY_STALENESS = 1, 2
 
-# why a worker aborted (the LOSS slot of an ABORT message)
+# why a worker aborted: an ABORT message carries no loss, so its LOSS slot holds the reason
+ABORT_REASON = LOSS
 ABORT_PEER_LOST, ABORT_SIGTERM, ABORT_SIGINT = 1.0, 15.0, 2.0
+
+
+class WorkerHeader(NamedTuple):
+    """A worker's message header, read by name (the slots above, in order; all floats)."""
+
+    kind: float
+    step: float
+    version: float
+    grads: float
+    comm_s: float
+    compute_s: float
+    collective_bytes: float
+    loss: float
+    step_scale: float
+    push_steps: float
+    wait_s: float
+    spare: float
+
+    @property
+    def abort_reason(self) -> float:
+        """Why the worker aborted (``ABORT_*``; an ABORT message's LOSS slot)."""
+        return self.loss
 
 
 class Message:
@@ -98,3 +124,7 @@ class Message:
 
     def fields(self) -> list[float]:
         return self.header.tolist()
+
+    def worker_header(self) -> WorkerHeader:
+        """The header of a worker's message, by name."""
+        return WorkerHeader(*self.header.tolist())

@@ -30,7 +30,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -39,6 +39,9 @@ from betamcmc.errors import DivergenceError
 from betamcmc.sgmcmc import wire
 from betamcmc.sgmcmc.config import RunSpec
 from betamcmc.sgmcmc.flat import FlatModel, all_finite, seed_for
+
+if TYPE_CHECKING:  # typing only: the protocols import this module
+    from betamcmc.sgmcmc.protocols.base import SamplingProtocol
 
 REPORT_WAIT_S = 1.0  # how long a leaving worker waits for the master to take its last word
 
@@ -303,7 +306,7 @@ def _leave(why: str) -> None:
     os._exit(1)
 
 
-def run_worker(spec: RunSpec, rank: int, worker_group: Any, protocol: Any) -> None:
+def run_worker(spec: RunSpec, rank: int, worker_group: Any, protocol: SamplingProtocol) -> None:
     """Build this worker and run ``protocol.worker`` until the master says stop; report a
     divergence, a lost peer or a stop signal to the master before leaving."""
 
@@ -356,14 +359,15 @@ def _ignore(signum: int, frame: Any) -> None:
     return None
 
 
-def _report(ctx: WorkerContext | None, kind: int, loss: float) -> None:
+def _report(ctx: WorkerContext | None, kind: int, loss_slot: float) -> None:
     """Tell the master why this worker leaves, if it is still listening: a gloo send completes
     only when the master receives it, so wait a moment at most (the master may be gone or be
-    terminating this worker)."""
+    terminating this worker). ``loss_slot``: NaN for an ERROR, the reason (``wire.ABORT_*``,
+    read back as ``WorkerHeader.abort_reason``) for an ABORT."""
     if ctx is None:
         return
     ctx.close()
-    ctx.loss = loss
+    ctx.loss = loss_slot
 
     def send() -> None:
         try:

@@ -15,8 +15,9 @@ schedule's run; null uses ``pretrain.train.lr_cycles`` (:meth:`PretrainParams.lr
 the headline schedules share one learning-rate schedule and a named variant (Fu et al.'s recipe:
 one restart per beta cycle) differs from its arm in that one setting.
 
-A user adds a schedule by adding an entry; ``dvc exp run -S pretrain.schedules.cyclical.cycles=8``
-changes one. The paper's PTB setting: 1-layer LSTMs, 256 hidden, 256 embedding, latent 32,
+Each schedule class evaluates itself: ``schedule.beta(t, T)`` (the pure functions of
+:mod:`betamcmc.vae.schedules`). A user adds a schedule by adding an entry;
+``dvc exp run -S pretrain.schedules.cyclical.cycles=8`` changes one. The paper's PTB setting: 1-layer LSTMs, 256 hidden, 256 embedding, latent 32,
 dropout 0.5, batch 32, Adam 1e-3, gradient clipping; params.yaml (the only place for the values)
 shrinks them for a fast pipeline.
 """
@@ -29,7 +30,13 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from betamcmc.schema import Section, Seeds
-from betamcmc.vae.schedules import Shape, schedule_cycles  # the ramp shapes: where ramp() is
+from betamcmc.vae.schedules import (  # the ramp shapes and beta functions: where ramp() is
+    Shape,
+    constant_beta,
+    cyclical_beta,
+    monotonic_beta,
+    schedule_cycles,
+)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -49,6 +56,9 @@ class ConstantSchedule(_ScheduleBase):
     kind: Literal["constant"]
     value: float = Field(1.0, ge=0.0)
 
+    def beta(self, iteration: int, total: int) -> float:
+        return constant_beta(iteration, total, self.value)
+
 
 class _RampSchedule(_ScheduleBase):
     ratio: float = Field(0.5, gt=0.0, le=1.0, description="share of a cycle spent ramping")
@@ -63,6 +73,9 @@ class MonotonicSchedule(_RampSchedule):
     kind: Literal["monotonic"]
     ratio: float = Field(0.25, gt=0.0, le=1.0, description="share of all iterations spent ramping")
 
+    def beta(self, iteration: int, total: int) -> float:
+        return monotonic_beta(iteration, total, self.ratio, self.start, self.stop, self.shape)
+
 
 class CyclicalSchedule(_RampSchedule):
     """``cycles`` repetitions of a ramp (first ``ratio`` of each cycle) then hold (Fu et al.)."""
@@ -75,6 +88,18 @@ class CyclicalSchedule(_RampSchedule):
     restart_lr: bool = Field(
         False, description="reset the learning rate and Adam moments at the start of every cycle"
     )
+
+    def beta(self, iteration: int, total: int) -> float:
+        return cyclical_beta(
+            iteration,
+            total,
+            cycles=self.cycles,
+            ratio=self.ratio,
+            start=self.start,
+            stop=self.stop,
+            shape=self.shape,
+            zero=self.zero,
+        )
 
     @model_validator(mode="after")
     def _fits_in_cycle(self) -> CyclicalSchedule:

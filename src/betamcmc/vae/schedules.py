@@ -14,7 +14,7 @@ then hold); ``constant`` is a fixed beta (beta = 1 is the plain VAE). Iterations
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, Protocol
 
 Shape = Literal["linear", "sigmoid", "cosine"]
 
@@ -108,21 +108,18 @@ def cosine_lr(iteration: int, total: int, base: float, cycles: int = 1) -> float
     return base * 0.5 * (1.0 + math.cos(math.pi * tau))
 
 
-def beta_at(schedule: object, iteration: int, total: int) -> float:
-    """Beta of a schedule params object (:mod:`betamcmc.vae.params`) at ``iteration``."""
-    kind = schedule.kind  # type: ignore[attr-defined]
-    if kind == "constant":
-        return constant_beta(iteration, total, schedule.value)  # type: ignore[attr-defined]
-    if kind == "monotonic":
-        s = schedule
-        return monotonic_beta(iteration, total, s.ratio, s.start, s.stop, s.shape)  # type: ignore[attr-defined]
-    if kind == "cyclical":
-        s = schedule
-        return cyclical_beta(iteration, total, s.cycles, s.ratio, s.start, s.stop, s.shape, s.zero)  # type: ignore[attr-defined]
-    raise ValueError(f"unknown schedule kind {kind!r}")
+class BetaSchedule(Protocol):
+    """A schedule params object (:mod:`betamcmc.vae.params`): its beta at an iteration."""
+
+    def beta(self, iteration: int, total: int) -> float: ...
 
 
-def beta_curve(schedule: object, total: int) -> list[float]:
+def beta_at(schedule: BetaSchedule, iteration: int, total: int) -> float:
+    """Beta of a schedule params object at ``iteration`` of ``total``."""
+    return schedule.beta(iteration, total)
+
+
+def beta_curve(schedule: BetaSchedule, total: int) -> list[float]:
     """Beta at every iteration 0..total-1 (for plots)."""
     return [beta_at(schedule, t, total) for t in range(total)]
 

@@ -1,9 +1,10 @@
 """Communication protocols between the master and the workers, one module each.
 
-A protocol module provides the worker's loop and the master's message handler::
+A protocol module defines one :class:`~betamcmc.sgmcmc.protocols.base.SamplingProtocol` (the
+worker's loop, the master's message handler and two hooks that default to doing nothing)::
 
     worker(ctx: worker.WorkerContext) -> None
-    on_message(master: master.Master, src, kind, header, payload) -> master.reply(...) | None
+    on_message(master, src, kind, header: wire.WorkerHeader, payload) -> master.reply(...) | None
     after_message(master) -> None          # checks after each message (e.g. sync: no worker lost)
     on_abort(master, src) -> None          # a worker reported a failed collective or a signal
 
@@ -17,19 +18,21 @@ engine's launcher imports this registry (no import cycle).
 
 from __future__ import annotations
 
-from types import ModuleType
+from betamcmc.sgmcmc.protocols.base import SamplingProtocol
+from betamcmc.sgmcmc.protocols.downpour import Downpour
+from betamcmc.sgmcmc.protocols.elastic import Elastic
+from betamcmc.sgmcmc.protocols.single import Single
+from betamcmc.sgmcmc.protocols.sync import Sync
 
-from betamcmc.sgmcmc.protocols import downpour, elastic, single, sync
-
-PROTOCOLS: dict[str, ModuleType] = {
-    "single": single,
-    "sync": sync,
-    "downpour": downpour,
-    "elastic": elastic,
+PROTOCOLS: dict[str, SamplingProtocol] = {
+    "single": Single(),
+    "sync": Sync(),
+    "downpour": Downpour(),
+    "elastic": Elastic(),
 }
 
 
-def get(name: str) -> ModuleType:
+def get(name: str) -> SamplingProtocol:
     try:
         return PROTOCOLS[name]
     except KeyError:

@@ -25,49 +25,40 @@ of up to one more version of staleness.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from betamcmc.sgmcmc import wire
 from betamcmc.sgmcmc.master import Master
+from betamcmc.sgmcmc.protocols.base import SamplingProtocol
 from betamcmc.sgmcmc.protocols.exchange import exchange_loop
 from betamcmc.sgmcmc.worker import WorkerContext
 
 
-def worker(ctx: WorkerContext) -> None:
-    base = ctx.theta.clone()
+class Downpour(SamplingProtocol):
+    def worker(self, ctx: WorkerContext) -> None:
+        base = ctx.theta.clone()
 
-    def rebase(centre: torch.Tensor, sent: torch.Tensor) -> None:
-        ctx.theta.sub_(sent).add_(centre)
-        base.copy_(centre)
-        ctx.scale_step_for_staleness()
+        def rebase(centre: torch.Tensor, sent: torch.Tensor) -> None:
+            ctx.theta.sub_(sent).add_(centre)
+            base.copy_(centre)
+            ctx.scale_step_for_staleness()
 
-    exchange_loop(ctx, wire.PUSH, lambda: ctx.theta - base, rebase)
+        exchange_loop(ctx, wire.PUSH, lambda: ctx.theta - base, rebase)
 
-
-def on_message(
-    master: Master, src: int, kind: int, header: list[float], payload: torch.Tensor
-) -> Any:
-    staleness = master.version - int(header[wire.VERSION])
-    master.staleness.append(staleness)
-    master.theta.add_(payload)
-    master.version += 1
-    # the steps the push carries (tau, more when a reply was late), scaled if staleness-aware
-    master.chain_steps += header[wire.PUSH_STEPS] * header[wire.STEP_SCALE]
-    step = round(master.chain_steps)
-    if not master.stopping and master.due(0, step):
-        master.record_sample(0, step, master.theta)
-        master.stopping = master.samples >= master.cfg.samples
-    if master.stopping:
-        master.records[src].status = "done"
-        return master.reply(src, wire.STOP)
-    return master.reply(src, wire.PARAMS, master.theta, staleness)
-
-
-def after_message(master: Master) -> None:
-    return None
-
-
-def on_abort(master: Master, src: int) -> None:
-    return None
+    def on_message(
+        self, master: Master, src: int, kind: int, header: wire.WorkerHeader, payload: torch.Tensor
+    ) -> wire.Message | None:
+        staleness = master.version - int(header.version)
+        master.staleness.append(staleness)
+        master.theta.add_(payload)
+        master.version += 1
+        # the steps the push carries (tau, more when a reply was late), scaled if staleness-aware
+        master.chain_steps += header.push_steps * header.step_scale
+        step = round(master.chain_steps)
+        if not master.stopping and master.due(0, step):
+            master.record_sample(0, step, master.theta)
+            master.stopping = master.samples >= master.cfg.samples
+        if master.stopping:
+            master.records[src].status = "done"
+            return master.reply(src, wire.STOP)
+        return master.reply(src, wire.PARAMS, master.theta, staleness)

@@ -17,48 +17,40 @@ applies the elastic pull, computed against the parameters it sent, when the cent
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from betamcmc.sgmcmc import wire
 from betamcmc.sgmcmc.master import Master
+from betamcmc.sgmcmc.protocols.base import SamplingProtocol
 from betamcmc.sgmcmc.protocols.exchange import exchange_loop
 from betamcmc.sgmcmc.worker import WorkerContext
 
 
-def worker(ctx: WorkerContext) -> None:
-    alpha = ctx.cfg.alpha
+class Elastic(SamplingProtocol):
+    def worker(self, ctx: WorkerContext) -> None:
+        alpha = ctx.cfg.alpha
 
-    def pull(centre: torch.Tensor, sent: torch.Tensor) -> None:
-        ctx.theta.add_(centre - sent, alpha=alpha)
+        def pull(centre: torch.Tensor, sent: torch.Tensor) -> None:
+            ctx.theta.add_(centre - sent, alpha=alpha)
 
-    exchange_loop(ctx, wire.EXCHANGE, lambda: ctx.theta, pull)
+        exchange_loop(ctx, wire.EXCHANGE, lambda: ctx.theta, pull)
 
-
-def on_message(
-    master: Master, src: int, kind: int, header: list[float], payload: torch.Tensor
-) -> Any:
-    staleness = master.version - int(header[wire.VERSION])
-    master.staleness.append(staleness)
-    step = int(header[wire.STEP])
-    if not master.stopping and master.due(src - 1, step):
-        master.record_sample(src - 1, step, payload)
-        master.stopping = master.samples >= master.cfg.samples
-    if master.stopping:
-        master.records[src].status = "done"
-        return master.reply(src, wire.STOP)
-    # the centre before this exchange goes back; the version after it is the one this worker saw
-    reply = master.reply(src, wire.PARAMS, master.theta, staleness)
-    master.theta.add_(payload - master.theta, alpha=master.cfg.alpha)
-    master.version += 1
-    reply.header[wire.REPLY_VERSION] = master.version
-    return reply
-
-
-def after_message(master: Master) -> None:
-    return None
-
-
-def on_abort(master: Master, src: int) -> None:
-    return None
+    def on_message(
+        self, master: Master, src: int, kind: int, header: wire.WorkerHeader, payload: torch.Tensor
+    ) -> wire.Message | None:
+        staleness = master.version - int(header.version)
+        master.staleness.append(staleness)
+        step = int(header.step)
+        if not master.stopping and master.due(src - 1, step):
+            master.record_sample(src - 1, step, payload)
+            master.stopping = master.samples >= master.cfg.samples
+        if master.stopping:
+            master.records[src].status = "done"
+            return master.reply(src, wire.STOP)
+        # the centre before this exchange goes back; the version after it is the one this
+        # worker saw
+        reply = master.reply(src, wire.PARAMS, master.theta, staleness)
+        master.theta.add_(payload - master.theta, alpha=master.cfg.alpha)
+        master.version += 1
+        reply.header[wire.REPLY_VERSION] = master.version
+        return reply

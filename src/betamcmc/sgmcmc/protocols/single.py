@@ -9,12 +9,11 @@ only the collection phase. The master only writes what arrives (chain = worker -
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from betamcmc.sgmcmc import wire
 from betamcmc.sgmcmc.master import Master
+from betamcmc.sgmcmc.protocols.base import SamplingProtocol
 from betamcmc.sgmcmc.worker import WorkerContext
 
 
@@ -23,30 +22,22 @@ def quota(samples: int, workers: int, index: int) -> int:
     return samples // workers + (1 if index - 1 < samples % workers else 0)
 
 
-def worker(ctx: WorkerContext) -> None:
-    wanted = quota(ctx.cfg.samples, ctx.workers, ctx.index)
-    taken = 0
-    while taken < wanted:
-        ctx.step()
-        if ctx.sample_due():
-            ctx.check_finite()
-            ctx.post(wire.SAMPLE, ctx.theta)
-            taken += 1
-    ctx.close()
-    ctx.send(wire.DONE)
+class Single(SamplingProtocol):
+    def worker(self, ctx: WorkerContext) -> None:
+        wanted = quota(ctx.cfg.samples, ctx.workers, ctx.index)
+        taken = 0
+        while taken < wanted:
+            ctx.step()
+            if ctx.sample_due():
+                ctx.check_finite()
+                ctx.post(wire.SAMPLE, ctx.theta)
+                taken += 1
+        ctx.close()
+        ctx.send(wire.DONE)
 
-
-def on_message(
-    master: Master, src: int, kind: int, header: list[float], payload: torch.Tensor
-) -> Any:
-    if kind == wire.SAMPLE:
-        master.record_sample(src - 1, int(header[wire.STEP]), payload)
-    return None
-
-
-def after_message(master: Master) -> None:
-    return None
-
-
-def on_abort(master: Master, src: int) -> None:
-    return None
+    def on_message(
+        self, master: Master, src: int, kind: int, header: wire.WorkerHeader, payload: torch.Tensor
+    ) -> wire.Message | None:
+        if kind == wire.SAMPLE:
+            master.record_sample(src - 1, int(header.step), payload)
+        return None

@@ -11,12 +11,11 @@ so ``sync`` stops with an error instead of going on (use downpour or elastic for
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from betamcmc.sgmcmc import wire
 from betamcmc.sgmcmc.master import Master, WorkerLost
+from betamcmc.sgmcmc.protocols.base import SamplingProtocol
 from betamcmc.sgmcmc.worker import WorkerContext
 
 
@@ -24,35 +23,33 @@ def total_steps(burn_in: int, thinning: int, samples: int) -> int:
     return max(burn_in, 1) + (samples - 1) * thinning
 
 
-def worker(ctx: WorkerContext) -> None:
-    cfg = ctx.cfg
-    for _ in range(total_steps(cfg.burn_in, cfg.thinning, cfg.samples)):
-        ctx.gradient()
-        if ctx.workers > 1:
-            ctx.all_reduce_gradient()
-        ctx.update()
-        if ctx.sample_due() and ctx.index == 1:
-            ctx.check_finite()
-            ctx.post(wire.SAMPLE, ctx.theta)
-    ctx.close()
-    ctx.send(wire.DONE)
+class Sync(SamplingProtocol):
+    def worker(self, ctx: WorkerContext) -> None:
+        cfg = ctx.cfg
+        for _ in range(total_steps(cfg.burn_in, cfg.thinning, cfg.samples)):
+            ctx.gradient()
+            if ctx.workers > 1:
+                ctx.all_reduce_gradient()
+            ctx.update()
+            if ctx.sample_due() and ctx.index == 1:
+                ctx.check_finite()
+                ctx.post(wire.SAMPLE, ctx.theta)
+        ctx.close()
+        ctx.send(wire.DONE)
 
+    def on_message(
+        self, master: Master, src: int, kind: int, header: wire.WorkerHeader, payload: torch.Tensor
+    ) -> wire.Message | None:
+        if kind == wire.SAMPLE:
+            master.record_sample(0, int(header.step), payload)
+        return None
 
-def on_message(
-    master: Master, src: int, kind: int, header: list[float], payload: torch.Tensor
-) -> Any:
-    if kind == wire.SAMPLE:
-        master.record_sample(0, int(header[wire.STEP]), payload)
-    return None
+    def after_message(self, master: Master) -> None:
+        if master.dead:
+            self.on_abort(master, master.dead[0]["worker"])
 
-
-def after_message(master: Master) -> None:
-    if master.dead:
-        on_abort(master, master.dead[0]["worker"])
-
-
-def on_abort(master: Master, src: int) -> None:
-    raise WorkerLost(
-        f"sync: worker {src} was lost and an all-reduce needs every worker; "
-        "the run stops (downpour and elastic go on without a lost worker)"
-    )
+    def on_abort(self, master: Master, src: int) -> None:
+        raise WorkerLost(
+            f"sync: worker {src} was lost and an all-reduce needs every worker; "
+            "the run stops (downpour and elastic go on without a lost worker)"
+        )
