@@ -168,9 +168,9 @@ def check_run(
     """Is the latest ``pretrain@<schedule>`` run on the server complete: every point of the
     curves the stage wrote (``metrics/pretrain/<schedule>_{train,valid}.csv``) in every seed's
     run and the schedule's, its final metrics, its model?"""
-    import mlflow
+    from betamcmc import tracking  # lazy: mlflow, only for the check after the runs
 
-    client = mlflow.MlflowClient(server.uri)
+    client = tracking.store_client(server.uri)
     exp = client.get_experiment_by_name(params["tracking"]["experiment"])
     runs = client.search_runs([exp.experiment_id], order_by=["start_time DESC"], max_results=200)
     name = f"pretrain@{schedule}"

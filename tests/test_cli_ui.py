@@ -86,8 +86,11 @@ def _check_links(printed: str, repo: Path, base: str) -> None:
         assert head in printed and ", ".join(comparison.metrics) in printed, printed
         search = f"{comparison.runs_filter} and tags.pipeline_run = '{pipeline_run}'"
         assert f"  table:   {runs_table_url(base, exp_id, search)}\n" in printed
-        line = next(ln for ln in printed.splitlines() if ln.startswith("  compare: ")
-                    and all(i in ln for i in ids))  # fmt: skip
+        line = next(
+            ln
+            for ln in printed.splitlines()
+            if ln.startswith("  compare: ") and all(i in ln for i in ids)
+        )
         assert line == f"  compare: {compare_url(base, exp_id, _in_order(line, ids))}"
 
 
@@ -97,11 +100,14 @@ def _in_order(line: str, ids: list[str]) -> list[str]:
 
 def test_links_encode_the_mode_the_filter_and_the_runs() -> None:
     url = runs_table_url("http://h:1", "7", "tags.stage = 'pretrain'")
-    assert url == ("http://h:1/#/experiments/7/runs?workflowType=machine_learning"
-                   "&searchFilter=tags.stage%20%3D%20%27pretrain%27")  # fmt: skip
+    assert url == (
+        "http://h:1/#/experiments/7/runs?workflowType=machine_learning"
+        "&searchFilter=tags.stage%20%3D%20%27pretrain%27"
+    )
     compare = compare_url("http://h:1", "7", ["a1", "b2"])
-    assert compare == ("http://h:1/#/compare-runs?runs=%5B%22a1%22%2C%20%22b2%22%5D"
-                       "&experiments=%5B%227%22%5D")  # fmt: skip
+    assert compare == (
+        "http://h:1/#/compare-runs?runs=%5B%22a1%22%2C%20%22b2%22%5D&experiments=%5B%227%22%5D"
+    )
 
 
 def test_a_taken_port_is_one_line_and_a_nonzero_exit(tmp_path: Path) -> None:
@@ -112,9 +118,16 @@ def test_a_taken_port_is_one_line_and_a_nonzero_exit(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = subprocess.run([str(cli), "ui", "--port", str(port)], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        proc = subprocess.run(
+            [str(cli), "ui", "--port", str(port)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert proc.returncode == 1
-    assert proc.stderr == (f"error: port {port} on 127.0.0.1 is not free (Address already in "
-                           "use): stop what serves it or choose another with --port\n")  # fmt: skip
+    assert proc.stderr == (
+        f"error: port {port} on 127.0.0.1 is not free (Address already in "
+        "use): stop what serves it or choose another with --port\n"
+    )
     assert proc.stdout == "" and not (tmp_path / "mlflow.db").exists()

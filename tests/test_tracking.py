@@ -18,6 +18,7 @@ from betamcmc import tracking
 from betamcmc.errors import ParamsError
 from betamcmc.params import load_params
 from betamcmc.pipeline import StageItem
+from betamcmc.tracking import sender
 
 from conftest import tiny_params, write_params
 
@@ -151,8 +152,9 @@ def test_item_params_line_up_across_items(tmp_path: Path, monkeypatch: pytest.Mo
     got = {}
     for name in ("constant", "cyclical"):
         key = f"pretrain.schedules.{name}"
-        stage = StageItem("pretrain", {"schedule": name}, params=["seed", key],
-                          item_params={key: "schedule"})  # fmt: skip
+        stage = StageItem(
+            "pretrain", {"schedule": name}, params=["seed", key], item_params={key: "schedule"}
+        )
         got[name] = tracking.run_params(params, stage)
     assert got["cyclical"]["schedule.cycles"] == params.pretrain.schedules["cyclical"].cycles
     assert (
@@ -167,8 +169,14 @@ def test_log_result_dotted_names_counts_as_params(
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     monkeypatch.chdir(tmp_path)
     params = load_params(write_params(tmp_path / "params.yaml", tiny_params()))
-    result = {"schedule": "x", "workers": 2, "test": {"kl": 1.5, "au": 3}, "per_seed": {"0": {"kl": 9.0}},
-              "fractions": {"10pct": {"labeled": 30, "vae": {"mean": 0.5}}}, "flag": True}  # fmt: skip
+    result = {
+        "schedule": "x",
+        "workers": 2,
+        "test": {"kl": 1.5, "au": 3},
+        "per_seed": {"0": {"kl": 9.0}},
+        "fractions": {"10pct": {"labeled": 30, "vae": {"mean": 0.5}}},
+        "flag": True,
+    }
     with tracking.stage_run(params, StageItem("r")) as run:
         tracking.log_result(result, as_params=["workers", "labeled"], skip=["per_seed"])
     got = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(run.run_id)
@@ -258,8 +266,10 @@ def test_corrupt_store_fails_the_stage_or_runs_untracked_when_optional(
         tracking.log_artifact(tmp_path / "params.yaml")
     assert run.run_id is None and run.link is None
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"warning: tracking store {uri}: not an SQLite database (the file starts with "
-                   "b'\\x00garbage\\x00gar'); BETAMCMC_TRACKING=optional, so s runs untracked"]  # fmt: skip
+    assert err == [
+        f"warning: tracking store {uri}: not an SQLite database (the file starts with "
+        "b'\\x00garbage\\x00gar'); BETAMCMC_TRACKING=optional, so s runs untracked"
+    ]
     monkeypatch.setenv("BETAMCMC_TRACKING", "sometimes")
     with pytest.raises(ParamsError, match="BETAMCMC_TRACKING: must be 'required' or 'optional'"):
         tracking.tracking_mode()
@@ -277,12 +287,12 @@ def test_lost_store_spools_and_the_next_stage_sends_it(
     """The store goes away after the run is opened: one warning, the body is never held up,
     every call is spooled; the next stage on the store sends them before its own run."""
     params, uri = _project(tmp_path, monkeypatch)
-    real = tracking._apply
+    real = sender.apply_call
 
     def down(client: Any, op: Any, base: Any = None) -> None:
         raise ConnectionError("[Errno 111] Connection refused")
 
-    monkeypatch.setattr(tracking, "_apply", down)
+    monkeypatch.setattr(sender, "apply_call", down)
     original = (tmp_path / "params.yaml").read_text()
     with tracking.stage_run(params, StageItem("lost")) as run:
         tracking.log_series({"train.kl": [3.0, 2.0, 1.0]}, [1, 2, 3])
@@ -291,13 +301,15 @@ def test_lost_store_spools_and_the_next_stage_sends_it(
     (tmp_path / "params.yaml").write_text("replaced since\n")  # the spool kept its own copy
     err = capsys.readouterr().err.splitlines()
     warnings = [line for line in err if line.startswith("warning:")]  # MLflow logs its own INFO
-    assert len(warnings) == 1 and warnings[0].startswith(f"warning: tracking store {uri} lost "
-                                                         "during lost (cannot reach the server (Connection refused)); ")  # fmt: skip
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"warning: tracking store {uri} lost "
+        "during lost (cannot reach the server (Connection refused)); "
+    )
     assert _runs_by_name(uri)["lost"].info.status == "RUNNING"  # nothing arrived
     (spooled,) = (tmp_path / "mlflow-spool").glob("*.jsonl")
     assert not list((tmp_path / "mlflow-spool").glob("*.lost"))  # the stage's marker is gone
 
-    monkeypatch.setattr(tracking, "_apply", real)
+    monkeypatch.setattr(sender, "apply_call", real)
     with tracking.stage_run(params, StageItem("next")):
         pass
     assert f"tracking: sent 5 spooled call(s) to {uri} ({spooled.name})" in capsys.readouterr().out
@@ -318,20 +330,20 @@ def test_store_that_never_answers_is_left_behind(
     """A call that hangs (a server that takes the connection and never answers): the stage
     waits DRAIN_S at its end, no longer, and spools the rest; a live spool is not replayed."""
     params, uri = _project(tmp_path, monkeypatch)
-    real, release = tracking._apply, threading.Event()
+    real, release = sender.apply_call, threading.Event()
 
     def hangs(client: Any, op: Any, base: Any = None) -> None:
         release.wait(30)
         raise ConnectionError("too late")
 
-    monkeypatch.setattr(tracking, "_apply", hangs)
-    monkeypatch.setattr(tracking, "DRAIN_S", 0.3)
+    monkeypatch.setattr(sender, "apply_call", hangs)
+    monkeypatch.setattr(sender, "DRAIN_S", 0.3)
     with tracking.stage_run(params, StageItem("hung")) as run:
         tracking.log_metrics({"a": 1.0}, step=4)
     assert "lost during hung (no answer within 0 s)" in capsys.readouterr().err
     (spooled,) = (tmp_path / "mlflow-spool").glob("*.jsonl")
     release.set()
-    monkeypatch.setattr(tracking, "_apply", real)
+    monkeypatch.setattr(sender, "apply_call", real)
     with spooled.open() as fh:  # a live process holds its spool: a replay leaves it alone
         fcntl.flock(fh, fcntl.LOCK_EX)
         assert tracking.replay(uri) == []
@@ -360,8 +372,11 @@ def test_replay_command_keeps_what_a_store_still_refuses(
     spooled.write_text(json.dumps({"uri": uri}) + "\n" + json.dumps(end) + "\n")
     assert main(["tracking", "replay"]) == 1
     out, err = capsys.readouterr()
-    assert out == (f"tracking: 1 spooled call(s) for {uri} kept in {spooled.name} "
-                   "(cannot reach the server (Connection refused))\n")  # fmt: skip
-    assert err == (f"error: 1 tracking call(s) stay in {spooled.parent}: rerun once the store "
-                   "answers\n")  # fmt: skip
+    assert out == (
+        f"tracking: 1 spooled call(s) for {uri} kept in {spooled.name} "
+        "(cannot reach the server (Connection refused))\n"
+    )
+    assert err == (
+        f"error: 1 tracking call(s) stay in {spooled.parent}: rerun once the store answers\n"
+    )
     assert spooled.read_text().count("\n") == 2  # kept whole

@@ -53,15 +53,26 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        command = [str(Path(sys.executable).parent / "mlflow"), "server",
-                   "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
-                   "--artifacts-destination", str(self.root / "artifacts"),
-                   "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]  # fmt: skip
+        command = [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{self.root / 'server.db'}",
+            "--artifacts-destination",
+            str(self.root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+        ]
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         env.pop("MLFLOW_TRACKING_URI", None)
         log = (self.root / "server.log").open("ab")
-        self.proc = subprocess.Popen(command, env=env, stdout=log, stderr=log,
-                                     start_new_session=True)  # fmt: skip
+        self.proc = subprocess.Popen(
+            command, env=env, stdout=log, stderr=log, start_new_session=True
+        )
         deadline = time.monotonic() + SERVER_START_S
         while time.monotonic() < deadline and self.proc.poll() is None:
             try:
@@ -103,15 +114,22 @@ def _env(uri: str | None, **extra: str) -> dict[str, str]:
 
 def _dvc(repo: Path, uri: str, *args: str) -> str:
     command, _ = dvc_command(*args)
-    proc = subprocess.run(command, cwd=repo, env=_env(uri), capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+    proc = subprocess.run(
+        command, cwd=repo, env=_env(uri), capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, f"dvc {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout + proc.stderr
 
 
 def _stage(repo: Path, uri: str | None, *args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=repo, env=_env(uri, **env),
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=repo,
+        env=_env(uri, **env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _runs(client: Any) -> dict[str, Any]:
@@ -131,8 +149,16 @@ def _artifacts(client: Any, run_id: str, path: str | None = None) -> list[str]:
 def _shape(client: Any, run: Any) -> dict[str, Any]:
     """What must match between two stores: tag names and the values that do not name the
     invocation, params, metric names and the length of every step series, artifact paths."""
-    own = {"pipeline_run", "git_commit", "project_root", "mlflow.parentRunId", "mlflow.user",
-           "mlflow.source.name", "mlflow.source.git.commit", "mlflow.runName"}  # fmt: skip
+    own = {
+        "pipeline_run",
+        "git_commit",
+        "project_root",
+        "mlflow.parentRunId",
+        "mlflow.user",
+        "mlflow.source.name",
+        "mlflow.source.git.commit",
+        "mlflow.runName",
+    }
     tags = run.data.tags
     return {
         "status": run.info.status,
@@ -162,8 +188,10 @@ def test_pipeline_logs_to_a_server_as_to_the_local_store(
     for name in ITEMS:
         assert _shape(client, got[name]) == _shape(local, want[name]), name
     assert got["pretrain@constant"].data.tags["pipeline_run"].startswith("repro-")
-    assert len(client.get_metric_history(got["pretrain@constant/seed0"].info.run_id,
-                                         "train.kl")) == 40 // 5  # fmt: skip
+    assert (
+        len(client.get_metric_history(got["pretrain@constant/seed0"].info.run_id, "train.kl"))
+        == 40 // 5
+    )
     # the artifacts live in the server's own store, uploaded through it
     exp = client.get_experiment_by_name("betamcmc")
     assert exp.artifact_location.startswith("mlflow-artifacts:")
@@ -189,13 +217,20 @@ def test_a_server_that_dies_mid_stage_loses_nothing(
 ) -> None:
     repo = copy_repo(tmp_path / "repo")
     iterations = 200
-    write_params(repo / "params.yaml", tiny_params({"pretrain": {"train": {
-        "iterations": iterations, "eval_every": 100}}}))  # fmt: skip
+    write_params(
+        repo / "params.yaml",
+        tiny_params({"pretrain": {"train": {"iterations": iterations, "eval_every": 100}}}),
+    )
     prepared = "data/prepared"  # the tiny corpus, as the shared pipeline prepared it
     shutil.copytree(pipeline.repo / prepared, repo / prepared)
-    proc = subprocess.Popen([sys.executable, "stages/pretrain.py", "constant"], cwd=repo,
-                            env=_env(server.uri), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "stages/pretrain.py", "constant"],
+        cwd=repo,
+        env=_env(server.uri),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines = []
     assert proc.stdout is not None
     for line in proc.stdout:  # the seeds' progress: a line every tenth

@@ -22,9 +22,19 @@ def test_ui_links_show_the_runs_and_metrics(pipeline: PipelineRun, tmp_path: Pat
     if find_browser() is None:
         pytest.skip(f"no headless browser ({', '.join(BROWSERS)}): apt-get install chromium")
     repo = copy_pipeline(pipeline, tmp_path / "repo")
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "ui_check.py"), "--repo",
-                           str(repo), "--out", str(tmp_path / "shots")],
-                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "ui_check.py"),
+            "--repo",
+            str(repo),
+            "--out",
+            str(tmp_path / "shots"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("PASS: ") == 5, proc.stdout
     assert len(list((tmp_path / "shots").glob("*.png"))) == 5

@@ -106,8 +106,14 @@ class Progress:
         if self._bar is None:
             from tqdm import tqdm  # lazy: only a terminal bar needs it, the plain lines do not
 
-            self._bar = tqdm(total=self.total, desc=self.desc, file=self.stream, leave=True,
-                             dynamic_ncols=True, mininterval=0.5)  # fmt: skip
+            self._bar = tqdm(
+                total=self.total,
+                desc=self.desc,
+                file=self.stream,
+                leave=True,
+                dynamic_ncols=True,
+                mininterval=0.5,
+            )
         self._bar.total = self.total
         self._bar.n = self.done
         self._bar.set_postfix({k: _fmt(v) for k, v in self.values.items()}, refresh=False)

@@ -1,0 +1,41 @@
+"""What ``betamcmc ui`` needs from MLflow: the command that serves its UI over the project store
+(MLflow's own CLI, in a process of its own) and the links into it (:mod:`betamcmc.uilinks`)."""
+
+from __future__ import annotations
+
+import sys
+
+from betamcmc.uilinks import comparison_links
+
+
+def ui_server_command(uri: str, host: str, port: int) -> list[str]:
+    """The ``mlflow ui`` command line over the store ``uri`` on ``host:port`` (one worker)."""
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+
+
+def ui_links(uri: str, experiment_id: str | None, base: str) -> list[str]:
+    """The links ``betamcmc ui`` prints (:func:`betamcmc.uilinks.comparison_links`); the UI still
+    starts if the store cannot be searched, with one line saying why (none without an
+    experiment id)."""
+    if experiment_id is None:
+        return []
+    import mlflow  # lazy: only `ui` pays MLflow's import, after the port and store checks
+
+    try:
+        return comparison_links(mlflow.MlflowClient(uri), experiment_id, base)
+    except mlflow.exceptions.MlflowException as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return [f"(no comparison links: {first})"]
