@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 
 from betamcmc import pipeline
-from betamcmc.params import load_params, require_item
+from betamcmc.finetune.params import FinetuneParams
+from betamcmc.paramfile import load_stage_params, require_item
 from betamcmc.runner import run_stage
 
 
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("schedule", help="an entry of finetune.schedules")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
-    params = load_params(args.params)
+    params = load_stage_params(args.params, finetune=FinetuneParams)
     require_item(args.params, "finetune.schedules", args.schedule, params.finetune.schedules)
 
     # lazy: torch loads only after the params check (a bad value fails in a fraction of a second)

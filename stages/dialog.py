@@ -14,9 +14,11 @@ from __future__ import annotations
 import argparse
 
 from betamcmc import pipeline
-from betamcmc.finetune.params import BOW
-from betamcmc.params import load_params, require_item
+from betamcmc.data.params import DataParams
+from betamcmc.finetune.params import BOW, FinetuneParams
+from betamcmc.paramfile import load_stage_params, require_item
 from betamcmc.runner import run_stage
+from betamcmc.vae.params import PretrainParams
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,7 +27,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bow", required=True, help="the bag-of-words setting (finetune.dialog.bow)")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
-    params = load_params(args.params)
+    params = load_stage_params(
+        args.params, data=DataParams, finetune=FinetuneParams, pretrain=PretrainParams
+    )
     require_item(args.params, "finetune.schedules", args.schedule, params.finetune.schedules)
     require_item(args.params, "finetune.dialog.bow", args.bow, BOW)
 

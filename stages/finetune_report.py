@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 
 from betamcmc import pipeline
+from betamcmc.finetune.params import FinetuneParams
 from betamcmc.finetune.report import run_report
-from betamcmc.params import load_params
+from betamcmc.paramfile import load_stage_params
 from betamcmc.runner import run_stage
 
 
@@ -20,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
-    params = load_params(args.params)
+    params = load_stage_params(args.params, finetune=FinetuneParams)
 
     stage = pipeline.stage_item("finetune_report")
     run_report(params, stage)

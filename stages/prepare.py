@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 
 from betamcmc import pipeline
+from betamcmc.data.params import DataParams
 from betamcmc.data.prepare import run_prepare
-from betamcmc.params import load_params
+from betamcmc.paramfile import load_stage_params
 from betamcmc.runner import run_stage
 
 
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
 
-    params = load_params(args.params)
+    params = load_stage_params(args.params, data=DataParams)
     stats = run_prepare(params, pipeline.stage_item("prepare"))
     print(
         f"prepared {params.data.corpus}: "

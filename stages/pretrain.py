@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 
 from betamcmc import pipeline
-from betamcmc.params import load_params, require_item
+from betamcmc.paramfile import load_stage_params, require_item
 from betamcmc.runner import run_stage
+from betamcmc.vae.params import PretrainParams
 from betamcmc.vae.pretrain import run_pretrain
 
 
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("schedule", help="a key of pretrain.schedules")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
-    params = load_params(args.params)
+    params = load_stage_params(args.params, pretrain=PretrainParams)
     require_item(args.params, "pretrain.schedules", args.schedule, params.pretrain.schedules)
     metrics = run_pretrain(params, pipeline.stage_item("pretrain", schedule=args.schedule))
     t = metrics["test"]

@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 
 from betamcmc import pipeline
-from betamcmc.params import load_params
+from betamcmc.paramfile import load_stage_params
 from betamcmc.runner import run_stage
+from betamcmc.vae.params import PretrainParams
 from betamcmc.vae.report import run_report
 
 
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
-    params = load_params(args.params)
+    params = load_stage_params(args.params, pretrain=PretrainParams)
 
     if params.runtime.threads:
         import torch  # lazy: torch loads only after the params check

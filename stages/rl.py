@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 
 from betamcmc import pipeline
-from betamcmc.params import WORKER_COUNTS, load_params, require_item
-from betamcmc.rl.params import METHODS
+from betamcmc.paramfile import WORKER_COUNTS, load_stage_params, require_item
+from betamcmc.rl.params import METHODS, RlParams
 from betamcmc.runner import run_stage
 
 
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--no-track", action="store_true", help="skip MLflow (quick local runs)")
     args = ap.parse_args(argv)
-    params = load_params(args.params)
+    params = load_stage_params(args.params, rl=RlParams)
     require_item(args.params, "rl.methods", args.method, METHODS)
     require_item(args.params, "rl.workers", args.workers, WORKER_COUNTS)
     # lazy: torch loads only after the params check (a bad value fails in a fraction of a second)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 
 from betamcmc import pipeline
-from betamcmc.params import load_params
+from betamcmc.paramfile import load_stage_params
+from betamcmc.rl.params import RlParams
 from betamcmc.runner import run_stage
 
 
@@ -18,7 +19,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
-    params = load_params(args.params)
+    params = load_stage_params(args.params, rl=RlParams)
     # lazy: numpy (~0.15 s) loads only after the params check
     from betamcmc.rl.report import run_report
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 
 from betamcmc import pipeline
-from betamcmc.params import WORKER_COUNTS, load_params, require_item
+from betamcmc.paramfile import WORKER_COUNTS, load_stage_params, require_item
 from betamcmc.runner import resolve_device, run_stage
-from betamcmc.sgmcmc.params import PROTOCOLS
+from betamcmc.sgmcmc.params import PROTOCOLS, SgmcmcParams
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--no-track", action="store_true", help="skip MLflow (quick local runs)")
     args = ap.parse_args(argv)
-    params = load_params(args.params)
+    params = load_stage_params(args.params, sgmcmc=SgmcmcParams)
     require_item(args.params, "sgmcmc.protocols", args.protocol, PROTOCOLS)
     require_item(args.params, "sgmcmc.workers", args.workers, WORKER_COUNTS)
     require_item(

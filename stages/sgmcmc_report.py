@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 
 from betamcmc import pipeline
-from betamcmc.params import load_params
+from betamcmc.paramfile import load_stage_params
 from betamcmc.runner import run_stage
+from betamcmc.sgmcmc.params import SgmcmcParams
 from betamcmc.sgmcmc.report import run_report
 
 
@@ -19,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
-    params = load_params(args.params)
+    params = load_stage_params(args.params, sgmcmc=SgmcmcParams)
 
     stage = pipeline.stage_item("sgmcmc_report")
     run_report(params, stage)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 
 from betamcmc import pipeline
-from betamcmc.params import load_params
+from betamcmc.paramfile import load_stage_params
 from betamcmc.runner import resolve_device, run_stage
+from betamcmc.sgmcmc.params import SgmcmcParams
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--no-track", action="store_true")
     args = ap.parse_args(argv)
-    params = load_params(args.params)
+    params = load_stage_params(args.params, sgmcmc=SgmcmcParams)
     # lazy: torch loads only after the params check (a bad value fails in a fraction of a second)
     from betamcmc.sgmcmc.baseline import run_sgd
 

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from betamcmc.errors import ParamsError
-from betamcmc.params import WORKER_COUNTS, load_params, require_item
+from betamcmc.paramfile import WORKER_COUNTS, require_item
+from betamcmc.params import load_params
 from betamcmc.runner import run_stage
 
 from conftest import REPO, tiny_params, write_params

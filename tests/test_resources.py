@@ -106,14 +106,21 @@ def test_the_core_count_is_the_affinity_capped_by_the_cgroup_quota(
 
 def test_a_stage_start_refuses_it_before_writing_anything(tmp_path: Path) -> None:
     """The same check at stage start, in a real stage process (cores from the environment:
-    sched_getaffinity cannot be patched there, so the request is far above any machine)."""
+    sched_getaffinity cannot be patched there, so the request is far above any machine), on a
+    setting the stage reads (a stage loads only its sections: ``runtime`` is read by all)."""
     repo = copy_repo(tmp_path / "repo")
-    write_params(repo / "params.yaml", tiny_params({"rl": {"workers": [100000]}}))
+    write_params(repo / "params.yaml", tiny_params({"runtime": {"threads": 100000}}))
     env = {k: v for k, v in os.environ.items() if k != resources.OVERSUBSCRIBE_ENV}
-    proc = subprocess.run([sys.executable, "stages/prepare.py"], cwd=repo, capture_output=True,
-                          text=True, env=env, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "stages/prepare.py"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.count("\n") == 1 and "rl.workers.0: 100000 worker processes" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "runtime.threads: 100000 threads" in proc.stderr
     assert not (repo / "data" / "prepared").exists()
 
 

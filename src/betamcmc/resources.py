@@ -56,27 +56,28 @@ def _cgroup_quota() -> int | None:
 
 
 def process_requests(params: Any) -> list[ProcessRequest]:
-    """Every setting that starts processes (threads) at once, with how many."""
+    """Every setting that starts processes (threads) at once, with how many, in the sections
+    ``params`` holds (a stage loads only the sections it reads)."""
     per_run = "worker processes per run"
-    found = [
-        ProcessRequest(("sgmcmc", "items", name, "workers"), item.workers, per_run)
-        for name, item in params.sgmcmc.items.items()
-    ]
-    found += [
-        ProcessRequest(("rl", "workers", i), w, per_run) for i, w in enumerate(params.rl.workers)
-    ]
-    found += [
-        ProcessRequest(
-            ("sgmcmc", "consistency", "workers"), params.sgmcmc.consistency.workers, per_run
-        ),
-        ProcessRequest(
-            ("finetune", "vae_head", "workers"), params.finetune.vae_head.workers, per_run
-        ),
-        ProcessRequest(("runtime", "threads"), params.runtime.threads, "threads per process"),
-    ]
+    found = [ProcessRequest(("runtime", "threads"), params.runtime.threads, "threads per process")]
     if params.runtime.processes:  # 0: every seed at once, by design (docs/robustness.md)
         seeds = "pretrain seeds trained at once"
         found.append(ProcessRequest(("runtime", "processes"), params.runtime.processes, seeds))
+    if hasattr(params, "sgmcmc"):
+        found += [
+            ProcessRequest(("sgmcmc", "items", name, "workers"), item.workers, per_run)
+            for name, item in params.sgmcmc.items.items()
+        ]
+        consistency = params.sgmcmc.consistency.workers
+        found.append(ProcessRequest(("sgmcmc", "consistency", "workers"), consistency, per_run))
+    if hasattr(params, "rl"):
+        found += [
+            ProcessRequest(("rl", "workers", i), w, per_run)
+            for i, w in enumerate(params.rl.workers)
+        ]
+    if hasattr(params, "finetune"):
+        head = params.finetune.vae_head.workers
+        found.append(ProcessRequest(("finetune", "vae_head", "workers"), head, per_run))
     return found
 
 
