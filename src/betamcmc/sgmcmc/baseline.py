@@ -31,14 +31,14 @@ PREDICTIVE = ("accuracy", "log_likelihood", "log_likelihood_median", "log_likeli
 
 def sgd_spec(params: Params, device: str, seed: int) -> RunSpec:
     """The configured sampler at temperature 0 and ``sgd.step_size`` for ``sgd.steps`` steps."""
-    sg = params.sgmcmc
+    section = params.sgmcmc
     config = EngineConfig.build(
-        sampler=SamplerConfig.of(sg.sampler, step_size=sg.sgd.step_size, temperature=0.0),
-        prior=sg,
-        exchange=sg,
-        chain=ChainSteps(burn_in=sg.sgd.steps, thinning=1, samples=1),
+        sampler=SamplerConfig.of(section.sampler, step_size=section.sgd.step_size, temperature=0.0),
+        prior=section,
+        exchange=section,
+        chain=ChainSteps(burn_in=section.sgd.steps, thinning=1, samples=1),
         runtime=params.runtime,
-        staleness=sg.staleness,
+        staleness=section.staleness,
         straggler_delay=0.0,
         step_size_key="sgmcmc.sgd.step_size",
     )
@@ -52,28 +52,28 @@ def run_sgd(
     compared with it seed by seed) and write its outputs (paths: dvc.yaml); returns its metrics:
     each of :data:`PREDICTIVE` and ``wall_s`` as mean / std / CI over seeds, ``per_seed``."""
     models_dir, metrics_path = stage.out, stage.path(".json")
-    sg = params.sgmcmc
+    section = params.sgmcmc
 
     def body() -> dict[str, Any]:
         partial = fresh_partial(models_dir)
         per_seed, runs, task = [], [], None
-        for seed in sg.seeds:
+        for seed in section.seeds:
             spec = sgd_spec(params, device, seed)
             seed_dir = partial / f"seed-{seed}"
-            info = {"item": "sgd", "task": sg.task.kind, "seed": seed}
+            info = {"item": "sgd", "task": section.task.kind, "seed": seed}
             result = sample(spec, seed_dir, info)
             assert result is not None
             task = task or spec.make_task()
-            metrics, _ = evaluate_samples(task, read_samples(seed_dir), sg.eval_points)
+            metrics, _ = evaluate_samples(task, read_samples(seed_dir), section.eval_points)
             per_seed.append({"seed": seed, **{k: metrics[k] for k in PREDICTIVE}})
             per_seed[-1]["wall_s"] = result.wall_s
             runs.append({"seed": seed, **result.as_dict(), "evaluation": metrics})
-        kind = sg.sampler.kind
+        kind = section.sampler.kind
         summary = {
             "method": f"{kind} at temperature 0 "
             f"({'SGD' if kind == 'sgld' else 'SGD with momentum'})",
-            "steps": sg.sgd.steps,
-            "seeds": list(sg.seeds),
+            "steps": section.sgd.steps,
+            "seeds": list(section.seeds),
             **aggregate(per_seed, (*PREDICTIVE, "wall_s")),
         }
         write_json(partial / "run.json", {"runs": runs})

@@ -6,11 +6,11 @@ The engine reads nothing else. Every stage builds its :class:`EngineConfig` one 
 (:mod:`betamcmc.chainparams`: prior, exchange, chain) plus the settings named at the call, so
 the engine never sees a whole ``params.yaml``::
 
-    sg = params.sgmcmc
+    section = params.sgmcmc
     EngineConfig.build(
-        sampler=SamplerConfig.of(sg.sampler), prior=sg, exchange=sg, chain=sg,
-        runtime=params.runtime, staleness=sg.staleness,
-        straggler_delay=sg.straggler_delay, step_size_key="sgmcmc.sampler.step_size",
+        sampler=SamplerConfig.of(section.sampler), prior=section, exchange=section, chain=section,
+        runtime=params.runtime, staleness=section.staleness,
+        straggler_delay=section.straggler_delay, step_size_key="sgmcmc.sampler.step_size",
     )
 
 No field has a default: the numbers live in ``params.yaml`` only. The classes are plain frozen

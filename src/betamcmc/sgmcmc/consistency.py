@@ -190,14 +190,14 @@ def _run_study(params: Params, out_dir: Path, metrics_path: Path | None) -> dict
     )
     torch.manual_seed(params.seed)
     assert FlatModel(factory().build_model()).dim == len(ref["mean"])
-    sg = params.sgmcmc
+    section = params.sgmcmc
     base = EngineConfig.build(
-        sampler=SamplerConfig.of(sg.sampler, step_size=c.step_size),
-        prior=sg,
-        exchange=sg,
+        sampler=SamplerConfig.of(section.sampler, step_size=c.step_size),
+        prior=section,
+        exchange=section,
         chain=c,
         runtime=params.runtime,
-        staleness=sg.staleness,
+        staleness=section.staleness,
         straggler_delay=0.0,
         step_size_key="sgmcmc.sampler.step_size",
     )

@@ -81,15 +81,15 @@ AGGREGATED = (
 
 def engine_config(params: Params) -> EngineConfig:
     """The ``sgmcmc`` section's engine settings (sampler, prior, exchange, chain)."""
-    sg = params.sgmcmc
+    section = params.sgmcmc
     return EngineConfig.build(
-        sampler=SamplerConfig.of(sg.sampler),
-        prior=sg,
-        exchange=sg,
-        chain=sg,
+        sampler=SamplerConfig.of(section.sampler),
+        prior=section,
+        exchange=section,
+        chain=section,
         runtime=params.runtime,
-        staleness=sg.staleness,
-        straggler_delay=sg.straggler_delay,
+        staleness=section.staleness,
+        straggler_delay=section.straggler_delay,
         step_size_key="sgmcmc.sampler.step_size",
     )
 
@@ -104,13 +104,13 @@ def make_spec(
 ) -> RunSpec:
     """The engine run of an item: ``config`` (None: :func:`engine_config`) on ``sgmcmc``'s
     task; ``seed`` None: ``params.seed``."""
-    sg = params.sgmcmc
+    section = params.sgmcmc
     return RunSpec(
         engine_config(params) if config is None else config,
         protocol,
         workers,
         params.seed if seed is None else seed,
-        functools.partial(build_task, sg.task, sg.batch_size),
+        functools.partial(build_task, section.task, section.batch_size),
         device,
     )
 
@@ -241,25 +241,25 @@ def _run_and_write(
     """Each seed samples into ``<item>.partial/seed-<s>/`` and is evaluated; then the item's
     ``run.json``, figure (seed-mean running BMA) and metrics go out together."""
     protocol, workers = stage.identity["protocol"], stage.identity["workers"]
-    sg = params.sgmcmc
+    section = params.sgmcmc
     partial = fresh_partial(stage.out)
     task, per_seed, runs, curves, chains = None, [], [], [], []
     for seed in item_seeds(params):
         spec = make_spec(params, protocol, workers, device, seed=seed)
         seed_dir = partial / f"seed-{seed}"
-        info = {"item": stage.key, "task": sg.task.kind, "seed": seed}
+        info = {"item": stage.key, "task": section.task.kind, "seed": seed}
         with Progress(f"{stage.name} seed {seed}", mlflow=True, prefix="sampling.") as progress:
-            result = sample(spec, seed_dir, info, sg.allow_partial, report=progress)
+            result = sample(spec, seed_dir, info, section.allow_partial, report=progress)
         if result is None:  # a torchrun worker rank
             return None
         task = task or spec.make_task()
         samples = read_samples(seed_dir)
         log_probs, targets = sample_log_probs(task, samples), task.test_targets.numpy()
-        metrics, series = evaluate_log_probs(log_probs, targets, samples, sg.eval_points)
+        metrics, series = evaluate_log_probs(log_probs, targets, samples, section.eval_points)
         per_seed.append({"seed": seed, **summarize(result, metrics, series)})
         runs.append({"seed": seed, **result.as_dict(), "evaluation": metrics})
         curves.append(series)
-        chains += chain_functionals(log_probs, targets, samples.chain, sg.eval_points)
+        chains += chain_functionals(log_probs, targets, samples.chain, section.eval_points)
     diagnostics = diagnose(chains)
     summary = summarize_seeds(per_seed, diagnostics)
     series = mean_series(curves)
