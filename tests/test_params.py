@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -287,3 +288,29 @@ def test_stage_argument_naming_no_item_one_line_exit_2(
     assert done.value.code == 2 and err.count("\n") == 1, err
     assert err.startswith(head) and err.rstrip().endswith(tail), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_a_stages_params_cross_into_a_fresh_process(tmp_path: Path) -> None:
+    """A stage's params model is made at run time (root + its sections); the pretrain seeds'
+    worker processes get the params pickled, in a process that never made that model."""
+    from betamcmc.paramfile import load_stage_params
+    from betamcmc.vae.params import PretrainParams
+
+    path = tmp_path / "params.yaml"
+    write_params(path, tiny_params())
+    params = load_stage_params(path, pretrain=PretrainParams)
+    assert not hasattr(params, "rl")  # only the sections the stage reads
+    blob = tmp_path / "params.pkl"
+    blob.write_bytes(pickle.dumps(params))
+    code = (
+        "import pickle, sys; p = pickle.loads(open(sys.argv[1], 'rb').read()); "
+        "print(p.digest(), p.pretrain.train.iterations, type(p).__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(blob)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    digest, iterations, name = out.stdout.split()
+    assert (digest, int(iterations), name) == (
+        params.digest(),
+        params.pretrain.train.iterations,
+        "StageParams",
+    )

@@ -116,6 +116,14 @@ class RootParams(ParamsFile):
     tracking: TrackingParams
     runtime: RuntimeParams
 
+    def __reduce__(self) -> Any:
+        """Pickle a stage's params (they cross into the seeds' worker processes) as its sections'
+        classes and its state: the model class itself is made at run time, not importable."""
+        sections = _SECTIONS_OF.get(type(self))
+        if sections is None:
+            return super().__reduce__()
+        return _restore, (sections, self.__getstate__())
+
 
 P = TypeVar("P", bound=ParamsFile)
 
@@ -128,11 +136,21 @@ def stage_model(**sections: type[Section]) -> type[RootParams]:
     key = tuple(sorted((name, id(cls)) for name, cls in sections.items()))
     if key not in _STAGE_MODELS:
         fields: dict[str, Any] = {name: (cls, ...) for name, cls in sections.items()}
-        _STAGE_MODELS[key] = create_model("StageParams", __base__=RootParams, **fields)
+        model = create_model("StageParams", __base__=RootParams, **fields)
+        _STAGE_MODELS[key], _SECTIONS_OF[model] = model, dict(sections)
     return _STAGE_MODELS[key]
 
 
+def _restore(sections: dict[str, type[Section]], state: dict[str, Any]) -> RootParams:
+    """A pickled stage's params back (:meth:`RootParams.__reduce__`)."""
+    model = stage_model(**sections)
+    params = model.__new__(model)
+    params.__setstate__(state)
+    return params
+
+
 _STAGE_MODELS: dict[tuple[tuple[str, int], ...], type[RootParams]] = {}
+_SECTIONS_OF: dict[type[RootParams], dict[str, type[Section]]] = {}
 
 
 def _get_dotted(tree: dict[str, Any], dotted: str) -> Any:
