@@ -3,10 +3,15 @@
     python bench/ui_check.py [--repo PATH] [--port P] [--out DIR (default: $TMPDIR/betamcmc-ui-check)]
 
 Starts `betamcmc ui` over the store of ``--repo`` (a project where the pipeline ran), opens
-every link it prints in headless Chromium (Debian's ``chromium`` package), saves a screenshot of
-each under ``--out`` and reads the rendered page: the runs table must show runs, not MLflow 3's
-GenAI overview ("Traces"); each comparison's table and compare page must show its runs and
-metric names (``test.kl`` ..., ``accuracy`` ...). One line per link: ``PASS`` / ``FAIL``; exit 1
+every link it prints in headless Chromium (Debian's ``chromium`` package) in a 1600x1000
+window (a laptop screen), saves a screenshot of each under ``--out`` and reads the rendered
+page: the runs table must show runs, not MLflow 3's GenAI overview ("Traces"). Each
+comparison's table (a saved view) must show its runs and its metric columns *in view*: the
+grid renders a header cell for each (ag-grid leaves out columns scrolled off to the side) and
+needs no horizontal scroll bar, with MLflow's Assistant panel open as a new browser shows it.
+Each compare page must show its runs and its Metrics section (that page takes no metric
+choice from a link and lists every metric of the runs in a 300 px scrolling grid, so the
+README's metrics are checked on the table). One line per link: ``PASS`` / ``FAIL``; exit 1
 when one fails. Without a browser it prints ``SKIP: ...`` and exits 0 (the suite's
 ``tests/test_ui_browser.py`` then skips with that reason). Install one with
 ``apt-get install chromium``. docs/tracking.md describes the check.
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import socket
@@ -28,6 +34,8 @@ from pathlib import Path
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 RENDER_BUDGET_MS = 30_000  # virtual time for the single-page app to fetch and draw the runs
+WINDOW = "1600,1000"  # a laptop screen; the metric columns must fit it, not a wider one
+H_SCROLL = re.compile(r'ag-body-horizontal-scroll"[^>]*?style="height: (\d+)px')
 
 
 def find_browser() -> str | None:
@@ -71,22 +79,34 @@ def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 240) -> Non
 
 
 def render(browser: str, url: str, shot: Path) -> str:
-    """The page's DOM after its scripts ran, and a screenshot (1600x1000) of it."""
+    """The page's DOM after its scripts ran, and a screenshot (``WINDOW``) of it."""
     common = [browser, "--headless=new", "--no-sandbox", "--disable-gpu",
-              "--window-size=1600,1000", f"--virtual-time-budget={RENDER_BUDGET_MS}"]  # fmt: skip
+              f"--window-size={WINDOW}", f"--virtual-time-budget={RENDER_BUDGET_MS}"]  # fmt: skip
     subprocess.run([*common, f"--screenshot={shot}", url], capture_output=True, timeout=180)
     dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True,
                          timeout=180)  # fmt: skip
     return dom.stdout
 
 
-def expectations(lines: list[str]) -> list[tuple[str, str, list[str], list[str]]]:
-    """(name, url, texts that must show, texts that must not) for every printed link."""
+def out_of_view(dom: str, metrics: tuple[str, ...]) -> list[str]:
+    """What keeps ``metrics`` from showing in the runs table of ``dom``: a metric whose column
+    has no rendered header cell (hidden, or virtualized away off-screen), or a horizontal
+    scroll bar (the columns are wider than the table: some sit outside the window)."""
+    missing = [m for m in metrics if f'col-id="metrics.`{m}`"' not in dom]
+    scroll = H_SCROLL.search(dom)
+    if scroll is None or int(scroll.group(1)) > 0:
+        missing.append("columns wider than the table (horizontal scroll bar)")
+    return missing
+
+
+def expectations(lines: list[str]) -> list[tuple[str, str, list[str], tuple[str, ...]]]:
+    """(name, url, texts that must show, metric columns that must be in view) for every
+    printed link; no page may show MLflow's GenAI overview ("Traces 0")."""
     from betamcmc.uilinks import COMPARISONS
 
     checks = []
     table = next(ln for ln in lines if ln.startswith("runs table (Model training): "))
-    checks.append(("runs-table", table.split(": ", 1)[1], ["@"], ["Traces 0"]))
+    checks.append(("runs-table", table.split(": ", 1)[1], ["@"], ()))
     for k, comparison in enumerate(COMPARISONS):
         head = next((ln for ln in lines if ln.startswith(comparison.title)), "")
         names = head.split(": ", 1)[1].split(")")[0].split(", ") if "pipeline run" in head else []
@@ -94,7 +114,12 @@ def expectations(lines: list[str]) -> list[tuple[str, str, list[str], list[str]]
         for kind in ("table", "compare"):
             link = next((ln for ln in lines[at + 1 : at + 3] if ln.strip().startswith(kind)), "")
             url = link.split(": ", 1)[1].strip() if link else ""
-            checks.append((f"{k}-{kind}", url, [*names, *comparison.metrics], ["Traces 0"]))
+            if kind == "table":
+                checks.append(
+                    (f"{k}-{kind}", url, [*names, *comparison.metrics], comparison.metrics)
+                )
+            else:
+                checks.append((f"{k}-{kind}", url, [*names, "Metrics"], ()))
     return checks
 
 
@@ -114,9 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     try:
         wait_healthy(port, proc)
-        for name, url, shown, absent in expectations(lines):
+        for name, url, shown, in_view in expectations(lines):
             dom = render(browser, url, args.out / f"{name}.png") if url else ""
-            missing = [t for t in shown if t not in dom] + [t for t in absent if t in dom]
+            missing = [t for t in shown if t not in dom] + [t for t in ["Traces 0"] if t in dom]
+            missing += out_of_view(dom, in_view) if in_view else []
             failed += bool(missing) or not url
             said = "PASS" if url and not missing else f"FAIL (missing or wrong: {missing or url})"
             print(f"{said}: {name}: {url} (screenshot {args.out / f'{name}.png'})")

@@ -1,6 +1,7 @@
 """`betamcmc ui` serves the MLflow UI on 127.0.0.1 over the project's store, prints links that
-open the runs table in Model-training mode and the README's comparisons, and refuses a taken
-port with one line."""
+open the runs table in Model-training mode and the README's comparisons (saved views, stored as
+experiment tags in the format MLflow 3.17's UI reads), and refuses a taken port with one
+line."""
 
 from __future__ import annotations
 
@@ -16,11 +17,19 @@ from pathlib import Path
 
 import pytest
 
-from betamcmc.uilinks import COMPARISONS, compare_url, runs_table_url
+from betamcmc.uilinks import (
+    COMPARISONS,
+    SHARED_VIEW_TAG,
+    Comparison,
+    compare_url,
+    comparison_links,
+    runs_table_url,
+    shared_view_tag,
+    view_state,
+    view_url,
+)
 
 from conftest import PipelineRun, copy_pipeline
-
-pytestmark = pytest.mark.slow
 
 
 def _free_port() -> int:
@@ -29,6 +38,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_ui_serves_the_project_store(pipeline: PipelineRun, tmp_path: Path) -> None:
     tiny_repo = copy_pipeline(pipeline, tmp_path / "repo")  # a store with the pipeline's runs
     port = _free_port()
@@ -85,7 +95,11 @@ def _check_links(printed: str, repo: Path, base: str) -> None:
         head = f"{comparison.title} (pipeline run {pipeline_run}: "
         assert head in printed and ", ".join(comparison.metrics) in printed, printed
         search = f"{comparison.runs_filter} and tags.pipeline_run = '{pipeline_run}'"
-        assert f"  table:   {runs_table_url(base, exp_id, search)}\n" in printed
+        tags = client.get_experiment(exp_id).tags
+        key = _view_key(printed, comparison.title)
+        state = _opened_state(tags[SHARED_VIEW_TAG + key])
+        assert state == view_state(search, comparison.metrics), state
+        assert f"  table:   {view_url(base, exp_id, key)}\n" in printed
         line = next(
             ln
             for ln in printed.splitlines()
@@ -96,6 +110,107 @@ def _check_links(printed: str, repo: Path, base: str) -> None:
 
 def _in_order(line: str, ids: list[str]) -> list[str]:
     return sorted(ids, key=line.index)
+
+
+def _view_key(printed: str, title: str) -> str:
+    """The ``viewStateShareKey`` of the table link printed under the comparison ``title``."""
+    lines = printed.splitlines()
+    at = next(i for i, ln in enumerate(lines) if ln.startswith(title))
+    return lines[at + 1].rsplit("viewStateShareKey=", 1)[1]
+
+
+# What MLflow 3.17's runs page takes from a saved view (static/js: 57637 `sO` search facets;
+# 1395 `HC` UI state keys less `hN`, the per-browser ones it never restores).
+FACETS = {"searchFilter", "orderByKey", "orderByAsc", "startTime", "lifecycleFilter",
+          "modelVersionFilter", "datasetsFilter"}  # fmt: skip
+UI_KEYS = {"selectedColumns", "columnOrder", "columnWidths", "runsHiddenMode",
+           "compareRunCharts", "compareRunSections", "viewMaximized", "runListHidden",
+           "isAccordionReordered", "groupBy", "groupsExpanded", "useGroupedValuesInCharts",
+           "hideEmptyCharts", "globalLineChartConfig", "chartsSearchFilter"}  # fmt: skip
+
+
+def _opened_state(value: str) -> dict:
+    """The state the UI restores from a ``mlflow.sharedViewState.*`` tag value, read the way its
+    loader does: the saved-view envelope (``name`` a string, ``createdAt`` a number, ``state``
+    a string of JSON), then only the keys it knows."""
+    envelope = json.loads(value)
+    assert isinstance(envelope["name"], str) and isinstance(envelope["state"], str)
+    assert isinstance(envelope["createdAt"], int) and envelope["updatedAt"] >= 0
+    state = json.loads(envelope["state"])
+    assert set(state) <= FACETS | UI_KEYS, set(state) - FACETS - UI_KEYS
+    return state
+
+
+def test_the_saved_view_holds_the_filter_and_exactly_the_metric_columns() -> None:
+    state = view_state("tags.stage = 'pretrain'", ("test.kl", "time_to_acc95_s"))
+    columns = ["metrics.`test.kl`", "metrics.`time_to_acc95_s`"]
+    assert state["selectedColumns"] == columns == state["columnOrder"]
+    assert list(state["columnWidths"]) == columns
+    assert state["columnWidths"]["metrics.`time_to_acc95_s`"] > 100  # the name reads whole
+    assert state["searchFilter"] == "tags.stage = 'pretrain'" and state["orderByAsc"] is True
+    assert set(state) >= FACETS  # every facet set: none falls back to the browser's own
+    tag, value = shared_view_tag("a view", state, 1_700_000_000_000)
+    assert tag.startswith(SHARED_VIEW_TAG + "betamcmc-")
+    assert _opened_state(value) == state
+    assert json.loads(value)["createdAt"] == 1_700_000_000_000
+    assert shared_view_tag("a view", dict(reversed(state.items())), 1_700_000_000_000) == (
+        tag,
+        value,
+    )  # deterministic: same state, same tag, whatever the dict order
+    assert shared_view_tag("a view", state, 1)[0] != tag
+
+
+class _Run:
+    def __init__(self, run_id: str, name: str, start: int, pipeline_run: str) -> None:
+        self.info = type("Info", (), {"run_id": run_id, "run_name": name, "start_time": start})
+        self.data = type("Data", (), {"tags": {"pipeline_run": pipeline_run}})
+
+
+class _Client:
+    """The two MlflowClient calls :func:`comparison_links` makes, over two runs per filter."""
+
+    def __init__(self) -> None:
+        self.tags: dict[str, str] = {}
+
+    def search_runs(self, ids, search, order_by, max_results):  # noqa: ANN001, ANN201
+        runs = [_Run("r1", "a", 1000, "p7"), _Run("r2", "b", 2000, "p7")]
+        return runs[::-1][:max_results] if "DESC" in order_by[0] else runs
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
+        assert experiment_id == "3"
+        self.tags[key] = value
+
+    def get_experiment(self, experiment_id: str) -> object:
+        return type("Experiment", (), {"tags": dict(self.tags)})
+
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        del self.tags[key]
+
+
+def test_each_comparison_link_opens_its_own_saved_view(monkeypatch: pytest.MonkeyPatch) -> None:
+    comparison = Comparison("the schedules", "tags.stage = 'pretrain'", ("test.kl", "test.mi"))
+    monkeypatch.setattr("betamcmc.uilinks.COMPARISONS", (comparison,))
+    client = _Client()
+    lines = comparison_links(client, "3", "http://h:1")
+    (tag, value), = client.tags.items()  # fmt: skip
+    key = tag.removeprefix(SHARED_VIEW_TAG)
+    assert lines[2] == f"  table:   {view_url('http://h:1', '3', key)}"
+    assert "searchFilter" not in lines[2]  # a facet in the link would make the UI skip the view
+    state = _opened_state(value)
+    assert state["searchFilter"] == "tags.stage = 'pretrain' and tags.pipeline_run = 'p7'"
+    assert state["selectedColumns"] == ["metrics.`test.kl`", "metrics.`test.mi`"]
+    envelope = json.loads(value)
+    assert envelope["createdAt"] == 2000 and "p7" in envelope["name"]
+    assert comparison_links(client, "3", "http://h:1") == lines  # a rerun reuses the tag
+    assert len(client.tags) == 1
+    mine = "mlflow.sharedViewState.my-view"  # a user's own view stays
+    client.tags[mine] = json.dumps({"name": "betamcmc: the schedules (mine)", "state": "{}"})
+    client.tags[f"{SHARED_VIEW_TAG}betamcmc-old"] = json.dumps(
+        {"name": "betamcmc: the schedules (p6)"}
+    )
+    client.tags[f"{SHARED_VIEW_TAG}betamcmc-other"] = json.dumps({"name": "betamcmc: another (p6)"})
+    assert comparison_links(client, "3", "http://h:1") == lines
+    assert set(client.tags) == {tag, mine, f"{SHARED_VIEW_TAG}betamcmc-other"}  # p6's view went
 
 
 def test_links_encode_the_mode_the_filter_and_the_runs() -> None:
@@ -110,6 +225,7 @@ def test_links_encode_the_mode_the_filter_and_the_runs() -> None:
     )
 
 
+@pytest.mark.slow
 def test_a_taken_port_is_one_line_and_a_nonzero_exit(tmp_path: Path) -> None:
     """A real socket listens on the port: the command says so at once, before the store or
     MLflow are touched (mlflow itself would log it and exit 0 after ~20 s)."""

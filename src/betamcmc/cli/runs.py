@@ -47,7 +47,8 @@ def ui(
     params: ParamsFile = Path("params.yaml"),
 ) -> None:
     """Start the MLflow UI over the project's tracking store (on 127.0.0.1 unless --host says
-    otherwise) and print links that open the runs table and the README's comparisons."""
+    otherwise) and print links that open the runs table and the README's comparisons (each a
+    saved view with exactly its metric columns, stored as an experiment tag)."""
     # lazy: pydantic (params, tracking) stays out of --help; mlflow runs in its own process
     from betamcmc import tracking
     from betamcmc.params import load_params

@@ -1,5 +1,7 @@
 """What ``betamcmc ui`` needs from MLflow: the command that serves its UI over the project store
-(MLflow's own CLI, in a process of its own) and the links into it (:mod:`betamcmc.uilinks`)."""
+(MLflow's own CLI, in a process of its own) and the links into it (:mod:`betamcmc.uilinks`),
+whose saved views it writes to the store as experiment tags
+(``mlflow.sharedViewState.betamcmc-<hash>``, one per comparison and pipeline run)."""
 
 from __future__ import annotations
 
@@ -27,9 +29,9 @@ def ui_server_command(uri: str, host: str, port: int) -> list[str]:
 
 
 def ui_links(uri: str, experiment_id: str | None, base: str) -> list[str]:
-    """The links ``betamcmc ui`` prints (:func:`betamcmc.uilinks.comparison_links`); the UI still
-    starts if the store cannot be searched, with one line saying why (none without an
-    experiment id)."""
+    """The links ``betamcmc ui`` prints (:func:`betamcmc.uilinks.comparison_links`, which also
+    tags the experiment with one saved view per comparison); the UI still starts if the store
+    cannot be searched or tagged, with one line saying why (none without an experiment id)."""
     if experiment_id is None:
         return []
     import mlflow  # lazy: only `ui` pays MLflow's import, after the port and store checks
