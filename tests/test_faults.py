@@ -178,7 +178,7 @@ def test_classify_sigterm_keeps_previous_metrics(project, monkeypatch, capsys):
     (metrics / "constant_accuracy.csv").write_text("previous\n")
     import betamcmc.finetune.classify as classify
 
-    monkeypatch.setattr(classify, "run_classification", _signal_then(classify.run_classification))
+    monkeypatch.setattr(classify, "classify_vaes", _signal_then(classify.classify_vaes))
     capsys.readouterr()
     assert _run("classify", ["constant"]) == 143
     assert "error: stopped by SIGTERM; outputs are replaced whole" in _errors(capsys)

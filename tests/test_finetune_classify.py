@@ -11,10 +11,10 @@ from betamcmc.errors import InputError
 from betamcmc.finetune.classifiers import fit_predict_mlp
 from betamcmc.finetune.classify import (
     bag_of_words,
+    classify_vaes,
     fraction_key,
     labeled_subset,
     pick_label,
-    run_classification,
 )
 from betamcmc.vae.codes import fit_predict_logreg
 
@@ -105,7 +105,7 @@ def test_pick_label_errors() -> None:
         pick_label(corpus, "topic")
 
 
-def test_run_classification_table_on_a_toy_corpus() -> None:
+def test_classify_vaes_table_on_a_toy_corpus() -> None:
     from betamcmc.vae.model import TextVAE
 
     torch.manual_seed(0)
@@ -118,15 +118,15 @@ def test_run_classification_table_on_a_toy_corpus() -> None:
         finetune_encoder=True,
         finetune_epochs=2,
     )
-    out = run_classification(vae, corpus, p, "sentiment")
+    out = classify_vaes(vae, corpus, p, "sentiment")
     assert set(out["fractions"]) == {"50pct", "100pct"}
     row = out["fractions"]["100pct"]
     assert set(row) == {"fraction", "labeled", "vae", "random_encoder", "bow", "vae_finetuned"}
     assert row["bow"]["mean"] == 1.0  # the sentiment word is in every sentence
-    assert run_classification(vae, corpus, p, "sentiment") == out  # deterministic
+    assert classify_vaes(vae, corpus, p, "sentiment") == out  # deterministic
 
 
-def test_run_classification_spread_is_between_vae_seeds(monkeypatch) -> None:
+def test_classify_vaes_spread_is_between_vae_seeds(monkeypatch) -> None:
     """Hand case: 2 VAE seeds x 2 classifier seeds with test accuracies [[0.5, 0.7], [0.6, 0.8]].
     The cell is one value per VAE seed (the mean over its classifier seeds: 0.6, 0.7), so the std
     is theirs (0.0707), not the pooled std of the four correlated runs (0.129)."""
@@ -145,7 +145,7 @@ def test_run_classification_spread_is_between_vae_seeds(monkeypatch) -> None:
         torch.manual_seed(seed)
         vaes.append(TextVAE(vae_config(8, emb_dim=8, hidden_dim=8, latent_dim=4)))
     p = shipped_section("finetune", label_fractions=[0.5], seeds=[0, 1], features="sample")
-    out = run_classification(vaes, _corpus({"sentiment": ["neg", "pos"]}), p, "sentiment")
+    out = classify_vaes(vaes, _corpus({"sentiment": ["neg", "pos"]}), p, "sentiment")
     vae = out["fractions"]["50pct"]["vae"]
     assert vae["per_seed"] == pytest.approx([0.6, 0.7])
     assert vae["mean"] == pytest.approx(0.65) and vae["n_seeds"] == out["n_seeds"] == 2
@@ -160,7 +160,7 @@ def test_run_classification_spread_is_between_vae_seeds(monkeypatch) -> None:
     assert len(bow["per_seed"]) == 2 and bow["n_seeds"] == 2
 
 
-def test_run_classification_valid_readout_keys() -> None:
+def test_classify_vaes_valid_readout_keys() -> None:
     """Both readouts are scored on the valid split, whatever finetune.features says."""
     from betamcmc.vae.model import TextVAE
 
@@ -169,7 +169,7 @@ def test_run_classification_valid_readout_keys() -> None:
     corpus = _corpus({"sentiment": ["neg", "pos"]})
     for features in ("mean", "sample"):
         p = shipped_section("finetune", label_fractions=[0.5, 1.0], seeds=[0], features=features)
-        out = run_classification(vae, corpus, p, "sentiment")
+        out = classify_vaes(vae, corpus, p, "sentiment")
         for readout in ("sample", "mean"):
             assert set(out["valid"][readout]) == {"50pct", "100pct"}
             cell = out["valid"][readout]["100pct"]

@@ -216,7 +216,7 @@ def _vae_seed_cells(
 SPLITS = ("train", "valid", "test")
 
 
-def run_classification(
+def classify_vaes(
     vaes: Any,
     corpus: PreparedCorpus,
     p: FinetuneParams,
@@ -311,7 +311,7 @@ def run_classify(params: Params, stage: StageItem) -> dict[str, Any]:
     seed_everything(params.seed)
 
     with tracking.stage_run(params, stage), Progress(stage.name) as progress:
-        table = run_classification(vaes, corpus, params.finetune, label, report=progress)
+        table = classify_vaes(vaes, corpus, params.finetune, label, report=progress)
         metrics = {"schedule": schedule, **table}
         with signals_deferred():  # the plot data and the metrics are written as a pair
             write_csv(stage.path("_accuracy.csv"), ACCURACY_COLUMNS, accuracy_rows(metrics))
