@@ -99,6 +99,14 @@ def out_of_view(dom: str, metrics: tuple[str, ...]) -> list[str]:
     return missing
 
 
+def printed_metrics(head: str) -> tuple[str, ...]:
+    """The metric columns ``betamcmc ui`` says a comparison's view shows (the comparison's
+    metrics that its runs logged): ``...; metrics a, b (not logged by these runs: c)``."""
+    listed = head.split("; metrics ", 1)[1] if "; metrics " in head else ""
+    listed = listed.split(" (not logged", 1)[0].strip()
+    return tuple(m for m in listed.split(", ") if m)
+
+
 def expectations(lines: list[str]) -> list[tuple[str, str, list[str], tuple[str, ...]]]:
     """(name, url, texts that must show, metric columns that must be in view) for every
     printed link; no page may show MLflow's GenAI overview ("Traces 0")."""
@@ -115,9 +123,8 @@ def expectations(lines: list[str]) -> list[tuple[str, str, list[str], tuple[str,
             link = next((ln for ln in lines[at + 1 : at + 3] if ln.strip().startswith(kind)), "")
             url = link.split(": ", 1)[1].strip() if link else ""
             if kind == "table":
-                checks.append(
-                    (f"{k}-{kind}", url, [*names, *comparison.metrics], comparison.metrics)
-                )
+                shown = printed_metrics(head) or comparison.metrics
+                checks.append((f"{k}-{kind}", url, [*names, *shown], shown))
             else:
                 checks.append((f"{k}-{kind}", url, [*names, "Metrics"], ()))
     return checks

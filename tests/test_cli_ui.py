@@ -93,12 +93,14 @@ def _check_links(printed: str, repo: Path, base: str) -> None:
         ids = sorted(r.info.run_id for r in runs)
         assert len(ids) >= 2, comparison.title
         head = f"{comparison.title} (pipeline run {pipeline_run}: "
-        assert head in printed and ", ".join(comparison.metrics) in printed, printed
+        logged = {m for r in runs for m in r.data.metrics}
+        shown = tuple(m for m in comparison.metrics if m in logged)
+        assert head in printed and f"; metrics {', '.join(shown)}" in printed, printed
         search = f"{comparison.runs_filter} and tags.pipeline_run = '{pipeline_run}'"
         tags = client.get_experiment(exp_id).tags
         key = _view_key(printed, comparison.title)
         state = _opened_state(tags[SHARED_VIEW_TAG + key])
-        assert state == view_state(search, comparison.metrics), state
+        assert state == view_state(search, shown), state
         assert f"  table:   {view_url(base, exp_id, key)}\n" in printed
         line = next(
             ln
@@ -163,7 +165,8 @@ def test_the_saved_view_holds_the_filter_and_exactly_the_metric_columns() -> Non
 class _Run:
     def __init__(self, run_id: str, name: str, start: int, pipeline_run: str) -> None:
         self.info = type("Info", (), {"run_id": run_id, "run_name": name, "start_time": start})
-        self.data = type("Data", (), {"tags": {"pipeline_run": pipeline_run}})
+        metrics = {"test.kl": 0.5, "test.mi": 0.25}
+        self.data = type("Data", (), {"tags": {"pipeline_run": pipeline_run}, "metrics": metrics})
 
 
 class _Client:
@@ -203,6 +206,7 @@ def test_each_comparison_link_opens_its_own_saved_view(monkeypatch: pytest.Monke
     assert envelope["createdAt"] == 2000 and "p7" in envelope["name"]
     assert comparison_links(client, "3", "http://h:1") == lines  # a rerun reuses the tag
     assert len(client.tags) == 1
+
     mine = "mlflow.sharedViewState.my-view"  # a user's own view stays
     client.tags[mine] = json.dumps({"name": "betamcmc: the schedules (mine)", "state": "{}"})
     client.tags[f"{SHARED_VIEW_TAG}betamcmc-old"] = json.dumps(
@@ -247,3 +251,15 @@ def test_a_taken_port_is_one_line_and_a_nonzero_exit(tmp_path: Path) -> None:
         "use): stop what serves it or choose another with --port\n"
     )
     assert proc.stdout == "" and not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_metric_no_run_logged_is_no_column_and_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A comparison metric none of its runs logged (a null in the metrics file, e.g. the time to
+    an accuracy never reached) cannot be a column: the view leaves it out and the line says so."""
+    comparison = Comparison("the schedules", "tags.stage = 'pretrain'", ("test.kl", "test.au"))
+    monkeypatch.setattr("betamcmc.uilinks.COMPARISONS", (comparison,))
+    client = _Client()
+    lines = comparison_links(client, "3", "http://h:1")
+    assert lines[1].endswith("; metrics test.kl (not logged by these runs: test.au)")
+    (value,) = client.tags.values()
+    assert _opened_state(value)["selectedColumns"] == ["metrics.`test.kl`"]

@@ -152,8 +152,9 @@ def save_view(
     search: str,
     runs: list[Any],
     pipeline_run: str,
+    metrics: tuple[str, ...],
 ) -> str:
-    """Write the comparison's saved view as an experiment tag and return its key for
+    """Write the comparison's saved view (columns: ``metrics``) as an experiment tag and return its key for
     ``viewStateShareKey``. Idempotent: ``createdAt`` is the newest run's start, so the value
     (and key) does not depend on when ``betamcmc ui`` ran. The views this wrote for the
     comparison's earlier pipeline runs are deleted: MLflow's UI allows 40 saved views per
@@ -161,7 +162,7 @@ def save_view(
     created_ms = max(int(r.info.start_time or 0) for r in runs)
     prefix = f"betamcmc: {comparison.title} ("
     name = f"{prefix}{pipeline_run})"
-    tag, value = shared_view_tag(name, view_state(search, comparison.metrics), created_ms)
+    tag, value = shared_view_tag(name, view_state(search, metrics), created_ms)
     client.set_experiment_tag(experiment_id, tag, value)
     for old, old_value in client.get_experiment(experiment_id).tags.items():
         if old != tag and old.startswith(f"{SHARED_VIEW_TAG}betamcmc-"):
@@ -178,6 +179,15 @@ def _view_name(value: str) -> str:
         return ""
 
 
+def logged_metrics(comparison: Comparison, runs: list[Any]) -> tuple[tuple[str, ...], list[str]]:
+    """The comparison's metrics that at least one of ``runs`` logged (a column MLflow can
+    show), and those none did (e.g. ``time_to_acc95_s`` of runs that never reached 0.95: the
+    metrics file holds null, which is not logged)."""
+    logged = {name for r in runs for name in getattr(r.data, "metrics", {})}
+    shown = tuple(m for m in comparison.metrics if m in logged)
+    return shown, [m for m in comparison.metrics if m not in logged]
+
+
 def comparison_links(client: Any, experiment_id: str, base: str) -> list[str]:
     """The lines ``betamcmc ui`` prints: per comparison, its runs table (a saved view of the
     latest pipeline run's runs with exactly the comparison's metric columns) and the compare
@@ -185,16 +195,18 @@ def comparison_links(client: Any, experiment_id: str, base: str) -> list[str]:
     lines = [f"runs table (Model training): {runs_table_url(base, experiment_id)}"]
     for comparison in COMPARISONS:
         pipeline_run, runs = latest_pipeline_runs(client, experiment_id, comparison)
-        columns = ", ".join(comparison.metrics)
         if pipeline_run is None:
             lines.append(f"{comparison.title}: no runs yet ({comparison.runs_filter})")
             lines.append(f"  table: {runs_table_url(base, experiment_id, comparison.runs_filter)}")
             continue
         names = ", ".join(r.info.run_name for r in runs)
         search = f"{comparison.runs_filter} and tags.pipeline_run = '{pipeline_run}'"
-        key = save_view(client, experiment_id, comparison, search, runs, pipeline_run)
+        shown, absent = logged_metrics(comparison, runs)
+        key = save_view(client, experiment_id, comparison, search, runs, pipeline_run, shown)
+        note = f" (not logged by these runs: {', '.join(absent)})" if absent else ""
         lines.append(
-            f"{comparison.title} (pipeline run {pipeline_run}: {names}); metrics {columns}"
+            f"{comparison.title} (pipeline run {pipeline_run}: {names}); "
+            f"metrics {', '.join(shown)}{note}"
         )
         lines.append(f"  table:   {view_url(base, experiment_id, key)}")
         lines.append(
