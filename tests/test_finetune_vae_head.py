@@ -10,7 +10,6 @@ be valid numbers, not to beat chance."""
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from pathlib import Path
 
@@ -33,10 +32,18 @@ def repo(pipeline: PipelineRun, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return copy_pipeline(pipeline, tmp_path_factory.mktemp("vae_head") / "repo")
 
 
-def _check_predictive(m: dict) -> None:
-    assert 0.0 <= m["accuracy"] <= 1.0 and 0.0 <= m["ece"] <= 1.0
-    assert m["log_likelihood"] <= 0.0 and math.isfinite(m["log_likelihood"])
-    assert m["log_likelihood_worst"] <= m["log_likelihood_median"] <= 0.0
+PREDICTIVE = ("accuracy", "log_likelihood", "log_likelihood_median", "log_likelihood_worst", "ece")
+
+
+def _check_predictive(m: dict, per_seed: list[dict], n_test: int) -> None:
+    """Each predictive number is the seed mean of what the seeds measured; a seed's accuracy is
+    a count of the ``n_test`` test sentences; its worst test point is no better than its median."""
+    for key in PREDICTIVE:
+        values = [r[key] for r in per_seed]
+        assert m[key] == pytest.approx(sum(values) / len(values)), key
+    for r in per_seed:
+        assert r["accuracy"] * n_test == pytest.approx(round(r["accuracy"] * n_test))
+        assert r["log_likelihood_worst"] <= r["log_likelihood_median"]
 
 
 @pytest.mark.slow
@@ -47,9 +54,10 @@ def test_stage_writes_metrics_samples_and_mlflow_run(repo: Path) -> None:
     assert m["schedule"] == SCHEDULE and m["label"] == "register" and m["classes"] == 2
     assert m["train_sentences"] == 120 and m["test_sentences"] == 30 and m["code_dim"] == 4
     assert m["head"] == "softmax regression" and m["samples"] == 12
-    _check_predictive(m["sgmcmc"])
-    _check_predictive(m["point_estimate"])
-    assert 0.0 <= m["sklearn_logreg_accuracy"] <= 1.0
+    for method in ("sgmcmc", "point_estimate"):
+        _check_predictive(m[method], m["per_seed"][method], m["test_sentences"])
+    logreg = m["sklearn_logreg_accuracy"] * m["test_sentences"]
+    assert logreg == pytest.approx(round(logreg))  # a count of the test sentences
     assert m["delta"]["accuracy"] == pytest.approx(
         m["sgmcmc"]["accuracy"] - m["point_estimate"]["accuracy"]
     )
@@ -102,8 +110,8 @@ def test_mlp_head_on_topic_with_two_workers(repo: Path, monkeypatch: pytest.Monk
     s = run_head(params, data, SCHEDULE, Path("again/models"), Path("again/metrics.json"))
     assert s["label"] == "topic" and s["classes"] == len(corpus.label_names["topic"]) > 2
     assert s["head"] == "MLP (hidden 4)" and s["protocol"] == "elastic" and s["workers"] == 2
-    _check_predictive(s["sgmcmc"])
-    _check_predictive(s["point_estimate"])
+    for method in ("sgmcmc", "point_estimate"):
+        _check_predictive(s[method], s["per_seed"][method], s["test_sentences"])
     assert json.loads(Path("again/metrics.json").read_text()) == s
 
 
