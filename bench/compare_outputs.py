@@ -28,6 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from betamcmc.io import read_csv_rows
+
 TIMING = re.compile(r"(time|wall|_s$|_s_|_s\.|per_s|seconds|staleness|elapsed|load|duration)")
 ASYNC = re.compile(
     r"(downpour|elastic|rl[/_]|sgmcmc_bma|rl_return|summary\.json|index\.md|\.png$|"
@@ -76,8 +78,8 @@ def classify(before: Path, after: Path, rel: str) -> str:
 
 def csv_columns(path: Path) -> dict[str, list[str]]:
     """A CSV file as its columns of cells (text)."""
-    lines = [line.split(",") for line in path.read_text().splitlines()]
-    return {name: [row[i] for row in lines[1:]] for i, name in enumerate(lines[0])} if lines else {}
+    rows = read_csv_rows(path)
+    return {name: [row[name] for row in rows] for name in (rows[0] if rows else {})}
 
 
 def commit_of(project: Path) -> str | None:
