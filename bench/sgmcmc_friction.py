@@ -79,10 +79,10 @@ STUDIES: dict[str, tuple[list[Item], dict[str, str]]] = {
         [
             (BASE, "single", 1, {}),
             ("downpour-w2-f0.1", "downpour", 2, {}),
-            *[(f"single-d1-{s}", "single", 1, {"decay": 1.0, "decay_steps": s}) for s in (500, 1000)],
-            *[(f"downpour-w2-d1-{s}", "downpour", 2, {"decay": 1.0, "decay_steps": s})
+            *[(f"single-d1-{s}", "single", 1, {"schedule": "decay", "decay": 1.0, "decay_steps": s}) for s in (500, 1000)],
+            *[(f"downpour-w2-d1-{s}", "downpour", 2, {"schedule": "decay", "decay": 1.0, "decay_steps": s})
               for s in (125, 250, 500)],
-            *[(f"downpour-w4-d1-{s}", "downpour", 4, {"decay": 1.0, "decay_steps": s})
+            *[(f"downpour-w4-d1-{s}", "downpour", 4, {"schedule": "decay", "decay": 1.0, "decay_steps": s})
               for s in (60, 125)],
         ],
         {"downpour-w2-f0.1": BASE, "downpour-w2-d1-250": "single-d1-500",

@@ -90,8 +90,12 @@ def engine_spec(
             step_size=rl.step_size * rl.friction if momentum else rl.step_size,
             friction=rl.friction,
             temperature=rl.temperature if update in ("sgld", "sghmc") else 0.0,
-            decay=0.0,  # a constant step size (rl has no decay setting)
+            schedule="constant",  # rl has no step-size schedule
+            decay=0.0,
             decay_steps=1,  # unused at decay 0
+            cycles=1,  # unused unless cyclical
+            exploration=0.0,
+            phase=0.0,
         ),
         prior=rl,
         exchange=rl,

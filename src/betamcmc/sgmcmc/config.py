@@ -20,6 +20,7 @@ dataclasses: they are pickled once per worker process at start-up.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,6 +29,7 @@ import torch
 
 from betamcmc.sgmcmc.sghmc import SGHMC
 from betamcmc.sgmcmc.sgld import SGLD
+from betamcmc.sgmcmc.stepsize import Cycle, worker_phase
 
 if TYPE_CHECKING:  # typing only: the engine does not need pydantic's params at run time
     from betamcmc.chainparams import Chain, Exchange, Prior
@@ -46,20 +48,33 @@ class SamplerConfig:
     step_size: float
     friction: float
     temperature: float
+    schedule: Literal["constant", "decay", "cyclical"]
     decay: float
     decay_steps: int
+    cycles: int  # cyclical: M cycles over a chain's step budget
+    exploration: float  # cyclical: share of a cycle explored (no noise, no samples)
+    phase: float  # cyclical: worker w's cycle shifted by w x phase cycles
 
-    def build(self, generator: torch.Generator) -> SGLD | SGHMC:
-        if self.kind == "sgld":
-            return SGLD(self.step_size, self.temperature, self.decay, self.decay_steps, generator)
-        return SGHMC(
-            self.step_size,
-            self.friction,
-            self.temperature,
-            self.decay,
-            self.decay_steps,
-            generator,
+    def build(self, generator: torch.Generator, cycle: Cycle | None = None) -> SGLD | SGHMC:
+        """The sampler; ``cycle``: this chain's cyclical schedule (:meth:`cycle_for`)."""
+        common = dict(
+            step_size=self.step_size,
+            temperature=self.temperature,
+            decay=self.decay,
+            decay_steps=self.decay_steps,
+            generator=generator,
+            cycle=cycle,
         )
+        if self.kind == "sgld":
+            return SGLD(**common)
+        return SGHMC(friction=self.friction, **common)
+
+    def cycle_for(self, total: int, worker: int, workers: int) -> Cycle | None:
+        """Worker ``worker``'s (1-based) cycle over ``total`` steps; None unless cyclical."""
+        if self.schedule != "cyclical":
+            return None
+        phase = worker_phase(worker - 1, workers, self.phase)
+        return Cycle(total, self.cycles, self.exploration, phase)
 
     @classmethod
     def of(
@@ -76,9 +91,24 @@ class SamplerConfig:
             step_size=sampler.step_size if step_size is None else step_size,
             friction=sampler.friction,
             temperature=sampler.temperature if temperature is None else temperature,
+            schedule=sampler.schedule,
             decay=sampler.decay,
             decay_steps=sampler.decay_steps,
+            cycles=sampler.cycles,
+            exploration=sampler.exploration,
+            phase=sampler.phase,
         )
+
+
+def chain_steps(burn_in: int, thinning: int, samples: int) -> int:
+    """Steps a chain takes to collect ``samples`` at steps ``burn_in, burn_in + thinning, ...``
+    (the first at step >= 1): the step budget of a chain block."""
+    return max(burn_in, 1) + (samples - 1) * thinning
+
+
+def quota(samples: int, workers: int, index: int) -> int:
+    """Samples worker ``index`` (1-based) contributes: an even split, remainder to the first ones."""
+    return samples // workers + (1 if index - 1 < samples % workers else 0)
 
 
 @dataclass(frozen=True)
@@ -154,6 +184,35 @@ class EngineConfig:
             staleness=staleness,
             step_size_key=step_size_key,
         )
+
+    @property
+    def cyclical(self) -> bool:
+        """Does every chain run on a step budget (cyclical steps) instead of a sample count?"""
+        return self.sampler.schedule == "cyclical"
+
+    def chain_budget(self, protocol: str, workers: int, worker: int) -> int:
+        """The steps worker ``worker``'s (1-based) chain takes under a cyclical schedule, the
+        steps its cycles are laid over: ``single`` / ``elastic``: its own chain with its quota
+        of the samples; ``sync``: the one chain; ``downpour``: its share of the master's chain
+        (the master stops at :meth:`master_budget`). Every arm with the same chain block so
+        takes the same gradients as the constant-step run (elastic: one burn-in per chain)."""
+        whole = chain_steps(self.burn_in, self.thinning, self.samples)
+        if protocol in ("single", "elastic"):
+            return chain_steps(self.burn_in, self.thinning, quota(self.samples, workers, worker))
+        if protocol == "downpour":
+            return math.ceil(whole / workers)
+        return whole
+
+    def master_budget(self) -> int:
+        """Steps of the master's chain (downpour) under a cyclical schedule."""
+        return chain_steps(self.burn_in, self.thinning, self.samples)
+
+    def worker_cycle(self, protocol: str, workers: int, worker: int) -> Cycle | None:
+        """Worker ``worker``'s cycle (None unless cyclical); ``sync`` replicas share one."""
+        budget = self.chain_budget(protocol, workers, worker)
+        if protocol == "sync":
+            return self.sampler.cycle_for(budget, 1, 1)
+        return self.sampler.cycle_for(budget, worker, workers)
 
     def replace(self, **changes: Any) -> EngineConfig:
         """A copy with fields changed (the consistency study's period per arm)."""

@@ -105,6 +105,7 @@ class Master:
     records: dict[int, WorkerRecord] = field(default_factory=dict)
     dead: list[dict[str, Any]] = field(default_factory=list)
     stopping: bool = False
+    protocol: str = ""  # the run's protocol (cyclical steps: whose step budget counts)
     busy_s: float = 0.0  # time spent handling messages (not waiting for them)
     # a worker's process exit code, None while it runs (local runs: the process handles)
     exitcode: Callable[[int], int | None] | None = None
@@ -150,6 +151,21 @@ class Master:
             return False
         last = self.last_sample_step.get(chain)
         return last is None or step - last >= self.cfg.thinning
+
+    def in_sampling_stage(self, worker: int, step: int) -> bool:
+        """Was worker ``worker``'s last step (it has taken ``step``) in a sampling stage of its
+        cycle? Always true unless the step size is cyclical."""
+        cycle = self.cfg.worker_cycle(self.protocol, self.workers, worker)
+        return cycle is None or step < 1 or cycle.sampling(step - 1)
+
+    def budget_spent(self, worker: int, step: int) -> bool:
+        """Under a cyclical step size: has worker ``worker``'s chain taken its step budget
+        (``step`` steps; downpour: the master's chain, ``step`` its chain steps)?"""
+        if not self.cfg.cyclical:
+            return False
+        if self.protocol == "downpour":
+            return step >= self.cfg.master_budget()
+        return step >= self.cfg.chain_budget(self.protocol, self.workers, worker)
 
     def reply(
         self, worker: int, kind: int, payload: torch.Tensor | None = None, staleness: int = 0
@@ -313,6 +329,7 @@ def run_master(
         flat.theta.clone(),
         exitcode=exitcode,
         report=report,
+        protocol=spec.protocol,
     )
     try:
         try:

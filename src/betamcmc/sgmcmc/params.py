@@ -37,10 +37,32 @@ class SamplerParams(StepSize, SamplerNoise):
     """
 
     kind: Literal["sgld", "sghmc"]
+    schedule: Literal["constant", "decay", "cyclical"] = Field(
+        description="step size over the run: constant eta; decay (polynomial, decay / "
+        "decay_steps); cyclical (cSG-MCMC: cycles, exploration, phase; see stepsize.py)"
+    )
     decay: float = Field(
-        ge=0.0, le=1.0, description="gamma in eta_t = eta (1+t/decay_steps)^-gamma"
+        ge=0.0, le=1.0, description="gamma in eta_t = eta (1+t/decay_steps)^-gamma (decay)"
     )
     decay_steps: int = Field(ge=1)
+    cycles: int = Field(ge=1, description="cyclical: M cycles over each chain's step budget")
+    exploration: float = Field(
+        ge=0.0, lt=1.0, description="cyclical: share of a cycle explored (no noise, no samples)"
+    )
+    phase: float = Field(
+        ge=0.0, lt=1.0, description="cyclical: worker w's cycle is shifted by w x phase cycles"
+    )
+
+    @model_validator(mode="after")
+    def _decay_only_when_decaying(self) -> SamplerParams:
+        if self.schedule == "decay" and self.decay == 0.0:
+            raise ValueError("decay must be > 0 when schedule is 'decay'")
+        if self.schedule != "decay" and self.decay != 0.0:
+            raise ValueError(
+                f"decay is used only with schedule: decay (got decay {self.decay:g} with "
+                f"schedule {self.schedule!r}; set decay: 0.0 or schedule: decay)"
+            )
+        return self
 
 
 class TaskParams(Section):

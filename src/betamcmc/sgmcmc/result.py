@@ -47,13 +47,29 @@ class RunResult:
     # variable; single/sync: the initial parameters, which the master never moves). Not part of
     # ``as_dict`` (a tensor, not a metric); the RL stage evaluates it as the final policy.
     final_theta: torch.Tensor | None = field(default=None, repr=False)
+    # Cyclical steps: did every chain take its step budget (the run's end, not a sample count;
+    # see ``EngineConfig.chain_budget``)? None for the other schedules.
+    budget_reached: bool | None = None
 
     @property
     def complete(self) -> bool:
+        if self.budget_reached is not None:
+            return self.budget_reached
         return self.samples >= self.samples_wanted
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "final_theta"}
+        skip = {"final_theta"} | ({"budget_reached"} if self.budget_reached is None else set())
+        return {k: v for k, v in self.__dict__.items() if k not in skip}
+
+
+def budget_reached(master: Master) -> bool | None:
+    """Cyclical steps: downpour's master chain took its budget; in the other protocols every
+    worker's chain did (none was lost). None for the other schedules."""
+    if not master.cfg.cyclical:
+        return None
+    if master.protocol == "downpour":
+        return master.stopping
+    return not master.dead and all(r.status == "done" for r in master.records.values())
 
 
 def run_result(master: Master, protocol: str, wall_s: float, setup_s: float) -> RunResult:
@@ -100,6 +116,7 @@ def run_result(master: Master, protocol: str, wall_s: float, setup_s: float) -> 
         dead=master.dead,
         per_worker=per_worker,
         final_theta=master.theta.detach().cpu().clone(),
+        budget_reached=budget_reached(master),
     )
 
 
@@ -112,6 +129,11 @@ def require_complete(
     if result.complete or allow_partial:
         return
     lost = ", ".join(f"worker {d['worker']} ({d['reason']})" for d in result.dead) or "none"
+    if result.budget_reached is not None:
+        raise IncompleteRun(
+            f"the chains did not take their step budgets ({result.samples} {what} collected; "
+            f"lost: {lost}); {kept}; set {flag}: true to accept partial results"
+        )
     raise IncompleteRun(
         f"only {result.samples} of {result.samples_wanted} {what} collected (lost: {lost}); "
         f"{kept}; set {flag}: true to accept partial results"

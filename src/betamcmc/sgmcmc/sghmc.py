@@ -20,10 +20,11 @@ import math
 
 import torch
 
-from betamcmc.sgmcmc.sgld import decayed_step_size
+from betamcmc.sgmcmc.sgld import ScheduledStep
+from betamcmc.sgmcmc.stepsize import Cycle
 
 
-class SGHMC:
+class SGHMC(ScheduledStep):
     """SGHMC on a flat parameter tensor, updated in place, with its momentum ``v``."""
 
     def __init__(
@@ -34,6 +35,7 @@ class SGHMC:
         decay: float = 0.0,
         decay_steps: int = 1000,
         generator: torch.Generator | None = None,
+        cycle: Cycle | None = None,
     ):
         self.step_size = step_size
         self.friction = friction
@@ -41,11 +43,9 @@ class SGHMC:
         self.decay = decay
         self.decay_steps = decay_steps
         self.generator = generator
+        self.cycle = cycle
         self.momentum: torch.Tensor | None = None
         self.t = 0
-
-    def current_step_size(self) -> float:
-        return decayed_step_size(self.step_size, self.t, self.decay, self.decay_steps)
 
     def step(self, theta: torch.Tensor, grad: torch.Tensor) -> None:
         """One update of ``theta`` (and the momentum) in place, given ``grad`` = grad U~(theta)."""
@@ -54,7 +54,7 @@ class SGHMC:
         eta = self.current_step_size()
         v = self.momentum
         v.mul_(1.0 - self.friction).add_(grad, alpha=-eta)
-        if self.temperature > 0.0:
+        if self.noisy():
             noise = torch.randn(
                 theta.shape, generator=self.generator, dtype=theta.dtype, device=theta.device
             )

@@ -11,7 +11,9 @@ one step with step size ``eta_t`` and temperature ``T`` is::
 
 ``T = 1`` samples the posterior, ``T < 1`` a tempered (sharper) one, and ``T = 0`` is plain
 SGD on the MAP loss ``U`` with learning rate ``eta_t``, exactly (no noise is drawn).
-The step size follows ``eta_t = eta * (1 + t / decay_steps) ** -decay`` (``decay = 0``: constant).
+The step size follows ``eta_t = eta * (1 + t / decay_steps) ** -decay`` (``decay = 0``: constant),
+or a cyclical schedule (``cycle``, :class:`~betamcmc.sgmcmc.stepsize.Cycle`: cSG-MCMC), whose
+exploration stages take their steps without noise.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from __future__ import annotations
 import math
 
 import torch
+
+from betamcmc.sgmcmc.stepsize import Cycle
 
 
 def decayed_step_size(step_size: float, t: int, decay: float, decay_steps: int) -> float:
@@ -28,7 +32,27 @@ def decayed_step_size(step_size: float, t: int, decay: float, decay_steps: int) 
     return step_size * (1.0 + t / decay_steps) ** (-decay)
 
 
-class SGLD:
+class ScheduledStep:
+    """The step size and noise rule both samplers share: ``t`` counts the steps taken."""
+
+    step_size: float
+    temperature: float
+    decay: float
+    decay_steps: int
+    cycle: Cycle | None  # cyclical schedule; None: constant / polynomial decay
+    t: int
+
+    def current_step_size(self) -> float:
+        if self.cycle is not None:
+            return self.cycle.step_size(self.step_size, self.t)
+        return decayed_step_size(self.step_size, self.t, self.decay, self.decay_steps)
+
+    def noisy(self) -> bool:
+        """Is noise injected at this step? Not at temperature 0, nor in a cycle's exploration."""
+        return self.temperature > 0.0 and (self.cycle is None or self.cycle.sampling(self.t))
+
+
+class SGLD(ScheduledStep):
     """SGLD on a flat parameter tensor, updated in place. ``t`` counts steps taken."""
 
     def __init__(
@@ -38,22 +62,21 @@ class SGLD:
         decay: float = 0.0,
         decay_steps: int = 1000,
         generator: torch.Generator | None = None,
+        cycle: Cycle | None = None,
     ):
         self.step_size = step_size
         self.temperature = temperature
         self.decay = decay
         self.decay_steps = decay_steps
         self.generator = generator
+        self.cycle = cycle
         self.t = 0
-
-    def current_step_size(self) -> float:
-        return decayed_step_size(self.step_size, self.t, self.decay, self.decay_steps)
 
     def step(self, theta: torch.Tensor, grad: torch.Tensor) -> None:
         """One update of ``theta`` in place, given ``grad`` = grad U~(theta)."""
         eta = self.current_step_size()
         theta.add_(grad, alpha=-eta)
-        if self.temperature > 0.0:
+        if self.noisy():
             noise = torch.randn(
                 theta.shape, generator=self.generator, dtype=theta.dtype, device=theta.device
             )

@@ -21,6 +21,7 @@ the beta schedules of :mod:`betamcmc.vae.schedules`.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 
 def cycle_length(total: int, cycles: int) -> int:
@@ -54,3 +55,22 @@ def worker_phase(worker: int, workers: int, offset: float) -> float:
     """Worker ``worker``'s (0-based) phase: ``offset`` of a cycle per worker, modulo one cycle
     (``offset = 0``: every worker in step with the master's cycle)."""
     return (worker * offset) % 1.0 if workers > 1 else 0.0
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """One chain's cyclical schedule: ``total`` steps (its budget) in ``cycles`` cycles, the first
+    ``exploration`` of each explored, the chain's cycle shifted by ``phase``."""
+
+    total: int
+    cycles: int
+    exploration: float
+    phase: float = 0.0
+
+    def step_size(self, step_size: float, t: int) -> float:
+        """The step size of step ``t`` (0-based) for the base ``step_size`` (alpha_0)."""
+        return cyclical_step_size(step_size, t, self.total, self.cycles, self.phase)
+
+    def sampling(self, t: int) -> bool:
+        """Is step ``t`` (0-based) in a sampling stage (noise on, samples kept)?"""
+        return is_sampling(t, self.total, self.cycles, self.exploration, self.phase)

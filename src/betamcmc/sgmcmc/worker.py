@@ -76,7 +76,10 @@ class WorkerContext:
         shared_noise = spec.protocol == "sync"  # replicas must stay identical
         noise_seed = seed_for(spec.seed, 2, 0 if shared_noise else rank)
         self.noise_gen = torch.Generator(device=self.device).manual_seed(noise_seed)
-        self.sampler = self.cfg.sampler.build(self.noise_gen)
+        # cyclical steps (stepsize.py): this chain's cycle over its step budget; None otherwise
+        self.budget = self.cfg.chain_budget(spec.protocol, spec.workers, rank)
+        self.cycle = self.cfg.worker_cycle(spec.protocol, spec.workers, rank)
+        self.sampler = self.cfg.sampler.build(self.noise_gen, self.cycle)
         self.base_step_size = self.sampler.step_size
         self.worker_group = worker_group
         self.prior_precision = 1.0 / self.cfg.prior_std**2
@@ -147,9 +150,16 @@ class WorkerContext:
         self.update()
 
     def sample_due(self) -> bool:
-        """Chain steps ``burn_in, burn_in + thinning, ...`` are sampled (first at step >= 1)."""
+        """Chain steps ``burn_in, burn_in + thinning, ...`` are sampled (first at step >= 1),
+        under a cyclical schedule only those whose step was in a sampling stage."""
         first = max(self.cfg.burn_in, 1)
-        return self.steps >= first and (self.steps - first) % self.cfg.thinning == 0
+        due = self.steps >= first and (self.steps - first) % self.cfg.thinning == 0
+        return due and (self.cycle is None or self.cycle.sampling(self.steps - 1))
+
+    def chain_done(self, taken: int, wanted: int) -> bool:
+        """Has this worker's chain done its share: ``wanted`` samples, or under a cyclical
+        schedule its step budget (its samples are then the due steps in sampling stages)?"""
+        return self.steps >= self.budget if self.cycle is not None else taken >= wanted
 
     def all_reduce_gradient(self) -> None:
         """Average the gradient over the workers (``sync``)."""

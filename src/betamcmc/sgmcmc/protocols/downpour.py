@@ -21,6 +21,11 @@ and the pull travel and rebases the steps it took meanwhile onto the pulled para
 (``theta <- theta_c + (theta - theta_sent)``, ``base <- theta_c``), so the next push carries
 exactly the steps not yet pushed; the round-trip latency is hidden behind compute, at the price
 of up to one more version of staleness.
+
+Under a cyclical step size each worker runs its own cycles over its share of the master's step
+budget (``EngineConfig.chain_budget``, phase-shifted by ``phase`` per worker), the master keeps a
+due sample only when the push that made it was taken in the pushing worker's sampling stage, and
+it answers STOP once its chain has taken ``EngineConfig.master_budget`` steps.
 """
 
 from __future__ import annotations
@@ -55,9 +60,14 @@ class Downpour(SamplingProtocol):
         # the steps the push carries (tau, more when a reply was late), scaled if staleness-aware
         master.chain_steps += header.push_steps * header.step_scale
         step = round(master.chain_steps)
-        if not master.stopping and master.due(0, step):
+        if (
+            not master.stopping
+            and master.due(0, step)
+            and master.in_sampling_stage(src, int(header.step))
+        ):
             master.record_sample(0, step, master.theta)
-            master.stopping = master.samples >= master.cfg.samples
+            master.stopping = not master.cfg.cyclical and master.samples >= master.cfg.samples
+        master.stopping = master.stopping or master.budget_spent(src, step)
         if master.stopping:
             master.records[src].status = "done"
             return master.reply(src, wire.STOP)

@@ -13,6 +13,10 @@ it answers STOP. Staleness = centre versions between a worker's two exchanges.
 With ``overlap: true`` the worker keeps sampling while the exchange travels (``exchange.py``) and
 applies the elastic pull, computed against the parameters it sent, when the centre arrives:
 ``theta_w <- theta_w - alpha (theta_sent - theta_c)``.
+
+Under a cyclical step size every worker's chain runs its own cycles (phase-shifted by ``phase``
+per worker) over its step budget (``EngineConfig.chain_budget``); the master keeps its due
+samples from sampling stages only and answers STOP to each worker once its budget is taken.
 """
 
 from __future__ import annotations
@@ -41,10 +45,14 @@ class Elastic(SamplingProtocol):
         staleness = master.version - int(header.version)
         master.staleness.append(staleness)
         step = int(header.step)
-        if not master.stopping and master.due(src - 1, step):
+        if (
+            not master.stopping
+            and master.due(src - 1, step)
+            and master.in_sampling_stage(src, step)
+        ):
             master.record_sample(src - 1, step, payload)
-            master.stopping = master.samples >= master.cfg.samples
-        if master.stopping:
+            master.stopping = not master.cfg.cyclical and master.samples >= master.cfg.samples
+        if master.stopping or master.budget_spent(src, step):
             master.records[src].status = "done"
             return master.reply(src, wire.STOP)
         # the centre before this exchange goes back; the version after it is the one this

@@ -4,7 +4,9 @@ With W = 1 this is the plain single chain every speedup is measured against. Wit
 independent chains (different minibatch and noise streams, same start) that share the sample
 budget: worker ``i`` sends ``samples / W`` thinned samples, taken at its chain steps
 ``burn_in, burn_in + thinning, ...``; each chain pays its own burn-in, so parallel chains shorten
-only the collection phase. The master only writes what arrives (chain = worker - 1).
+only the collection phase. The master only writes what arrives (chain = worker - 1). Under a
+cyclical step size each chain instead runs its step budget (``EngineConfig.chain_budget``) and
+sends the due samples that fall in sampling stages.
 """
 
 from __future__ import annotations
@@ -12,21 +14,17 @@ from __future__ import annotations
 import torch
 
 from betamcmc.sgmcmc import wire
+from betamcmc.sgmcmc.config import quota
 from betamcmc.sgmcmc.master import Master
 from betamcmc.sgmcmc.protocols.base import SamplingProtocol
 from betamcmc.sgmcmc.worker import WorkerContext
-
-
-def quota(samples: int, workers: int, index: int) -> int:
-    """Samples worker ``index`` (1-based) contributes: an even split, remainder to the first ones."""
-    return samples // workers + (1 if index - 1 < samples % workers else 0)
 
 
 class Single(SamplingProtocol):
     def worker(self, ctx: WorkerContext) -> None:
         wanted = quota(ctx.cfg.samples, ctx.workers, ctx.index)
         taken = 0
-        while taken < wanted:
+        while not ctx.chain_done(taken, wanted):
             ctx.step()
             if ctx.sample_due():
                 ctx.check_finite()

@@ -14,19 +14,16 @@ from __future__ import annotations
 import torch
 
 from betamcmc.sgmcmc import wire
+from betamcmc.sgmcmc.config import chain_steps
 from betamcmc.sgmcmc.master import Master, WorkerLost
 from betamcmc.sgmcmc.protocols.base import SamplingProtocol
 from betamcmc.sgmcmc.worker import WorkerContext
 
 
-def total_steps(burn_in: int, thinning: int, samples: int) -> int:
-    return max(burn_in, 1) + (samples - 1) * thinning
-
-
 class Sync(SamplingProtocol):
     def worker(self, ctx: WorkerContext) -> None:
         cfg = ctx.cfg
-        for _ in range(total_steps(cfg.burn_in, cfg.thinning, cfg.samples)):
+        for _ in range(chain_steps(cfg.burn_in, cfg.thinning, cfg.samples)):
             ctx.gradient()
             if ctx.workers > 1:
                 ctx.all_reduce_gradient()
