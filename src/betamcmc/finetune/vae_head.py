@@ -99,11 +99,11 @@ def encode_codes(vae: Any, corpus: PreparedCorpus, p: VaeHeadParams) -> HeadData
     x_te = encode_sentences(vae, test.ids, p.features, 1)
     mean, std = x_tr.mean(axis=0), x_tr.std(axis=0) + 1e-8
     return HeadData(
-        ((x_tr - mean) / std).astype(np.float32),
-        train.y,
-        ((x_te - mean) / std).astype(np.float32),
-        test.y,
-        len(corpus.label_names[p.label]),
+        x_train=((x_tr - mean) / std).astype(np.float32),
+        y_train=train.y,
+        x_test=((x_te - mean) / std).astype(np.float32),
+        y_test=test.y,
+        n_classes=len(corpus.label_names[p.label]),
     )
 
 
@@ -210,7 +210,14 @@ def _chain(
         straggler_delay=0.0,
         step_size_key="finetune.vae_head.step_size",
     )
-    spec = RunSpec(config, p.protocol, p.workers, seed, factory, device)
+    spec = RunSpec(
+        config=config,
+        protocol=p.protocol,
+        workers=p.workers,
+        seed=seed,
+        task_factory=factory,
+        device=device,
+    )
     info = {"item": directory.parent.name, "task": "vae_head", "label": p.label, "seed": seed}
     with Progress(f"Bayesian head seed {seed}", mlflow=True, prefix="sampling.") as progress:
         result = sample(spec, directory, info, params.sgmcmc.allow_partial, report=progress)

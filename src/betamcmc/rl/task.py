@@ -41,7 +41,11 @@ class RlTask:
 
     def __call__(self) -> RlTask:  # the engine's ``task_factory``
         return RlTask(
-            self.env_id, self.hidden, self.envs_per_worker, self.rollout_length, self.loss
+            env_id=self.env_id,
+            hidden=self.hidden,
+            envs_per_worker=self.envs_per_worker,
+            rollout_length=self.rollout_length,
+            loss=self.loss,
         )
 
     def build_model(self) -> nn.Module:

@@ -181,17 +181,11 @@ def tau_comparisons(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _run_study(params: Params, out_dir: Path, metrics_path: Path | None) -> dict[str, Any]:
-    c = params.sgmcmc.consistency
-    t = params.sgmcmc.task
-    ref = reference_posterior(params)
-    factory = functools.partial(
-        _logreg_factory, t.logreg_n, t.logreg_dim, c.batch_size, t.test_fraction
-    )
-    torch.manual_seed(params.seed)
-    assert FlatModel(factory().build_model()).dim == len(ref["mean"])
-    section = params.sgmcmc
-    base = EngineConfig.build(
+def engine_config(params: Params) -> EngineConfig:
+    """The study's engine settings: the ``sgmcmc`` sampler at the study's step size and its chain
+    block; the period is set per arm."""
+    section, c = params.sgmcmc, params.sgmcmc.consistency
+    return EngineConfig.build(
         sampler=SamplerConfig.of(section.sampler, step_size=c.step_size),
         prior=section,
         exchange=section,
@@ -201,13 +195,31 @@ def _run_study(params: Params, out_dir: Path, metrics_path: Path | None) -> dict
         straggler_delay=0.0,
         step_size_key="sgmcmc.sampler.step_size",
     )
+
+
+def _run_study(params: Params, out_dir: Path, metrics_path: Path | None) -> dict[str, Any]:
+    c = params.sgmcmc.consistency
+    t = params.sgmcmc.task
+    ref = reference_posterior(params)
+    factory = functools.partial(
+        _logreg_factory, t.logreg_n, t.logreg_dim, c.batch_size, t.test_fraction
+    )
+    torch.manual_seed(params.seed)
+    assert FlatModel(factory().build_model()).dim == len(ref["mean"])
+    base = engine_config(params)
     per_seed: dict[str, list[dict[str, Any]]] = {}
     curves: dict[tuple[str, int], list[tuple]] = {}
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         for seed in c.seeds:
             for protocol, tau, workers in arms(params):
-                spec = RunSpec(base.replace(period=tau), protocol, workers, seed, factory)
+                spec = RunSpec(
+                    config=base.replace(period=tau),
+                    protocol=protocol,
+                    workers=workers,
+                    seed=seed,
+                    task_factory=factory,
+                )
                 sdir = tmp / "samples" / f"seed-{seed}" / f"{protocol}-tau{tau}"
                 run, curve = _one_run(spec, sdir, ref)
                 per_seed.setdefault(f"{protocol}-tau{tau}", []).append(run)

@@ -106,12 +106,12 @@ def make_spec(
     task; ``seed`` None: ``params.seed``."""
     section = params.sgmcmc
     return RunSpec(
-        engine_config(params) if config is None else config,
-        protocol,
-        workers,
-        params.seed if seed is None else seed,
-        functools.partial(build_task, section.task, section.batch_size),
-        device,
+        config=engine_config(params) if config is None else config,
+        protocol=protocol,
+        workers=workers,
+        seed=params.seed if seed is None else seed,
+        task_factory=functools.partial(build_task, section.task, section.batch_size),
+        device=device,
     )
 
 

@@ -322,11 +322,11 @@ def run_master(
         {**info, "protocol": spec.protocol, "workers": spec.workers},
     )
     master = Master(
-        spec.config,
-        spec.workers,
-        flat.dim,
-        writer,
-        flat.theta.clone(),
+        cfg=spec.config,
+        workers=spec.workers,
+        dim=flat.dim,
+        writer=writer,
+        theta=flat.theta.clone(),
         exitcode=exitcode,
         report=report,
         protocol=spec.protocol,

@@ -295,6 +295,10 @@ def build_task(params: TaskParams, batch_size: int) -> Task:
     if params.kind == "mnist":
         assert params.path is not None
         return MnistTask(
-            params.path, params.channels, batch_size, params.max_train, params.max_test
+            path=params.path,
+            channels=params.channels,
+            batch_size=batch_size,
+            max_train=params.max_train,
+            max_test=params.max_test,
         )
     return LogregTask(params.logreg_n, params.logreg_dim, batch_size, params.test_fraction)

@@ -92,7 +92,9 @@ def _replay_file(path: Path, only_uri: str | None) -> Replayed | None:
             shutil.rmtree(path.with_suffix(".files"), ignore_errors=True)
         elif sent:
             _rewrite(path, header, ops[sent:])
-        return Replayed(path.name, header["uri"], sent, len(ops) - sent, cause)
+        return Replayed(
+            file=path.name, uri=header["uri"], sent=sent, left=len(ops) - sent, cause=cause
+        )
 
 
 def _same_file(path: Path, fh: Any) -> bool:

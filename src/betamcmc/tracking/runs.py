@@ -139,7 +139,9 @@ def _open_run(params: Params, name: str, tags: dict[str, str]) -> StageRun:
     if is_http(uri):
         where = f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run.info.run_id}"
         print(f"tracking: {name} -> {where}", flush=True)
-    return StageRun(name, tags, run.info.run_id, experiment_id, link)
+    return StageRun(
+        name=name, tags=tags, run_id=run.info.run_id, experiment_id=experiment_id, link=link
+    )
 
 
 def _create_run(

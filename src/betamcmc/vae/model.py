@@ -88,11 +88,11 @@ class Noise:
         """The draws of sentences ``a:b`` of the batch."""
         o = self.offsets
         return Noise(
-            self.eps[a:b],
-            None if self.word is None else self.word[a:b],
-            None if self.emb is None else self.emb[a:b],
-            None if self.out is None else self.out[o[a] : o[b]],
-            [x - o[a] for x in o[a : b + 1]],
+            eps=self.eps[a:b],
+            word=None if self.word is None else self.word[a:b],
+            emb=None if self.emb is None else self.emb[a:b],
+            out=None if self.out is None else self.out[o[a] : o[b]],
+            offsets=[x - o[a] for x in o[a : b + 1]],
         )
 
 
@@ -181,7 +181,7 @@ class TextVAE(nn.Module):
             word = torch.rand((batch, width + 1), device=ids.device)
         emb = _dropout_mask((batch, width + 1, c.emb_dim), c.dropout, ids.device)
         out = _dropout_mask((offsets[-1], c.hidden_dim), c.dropout, ids.device)
-        return Noise(eps, word, emb, out, offsets)
+        return Noise(eps=eps, word=word, emb=emb, out=out, offsets=offsets)
 
     @staticmethod
     def reparameterize(
