@@ -7,6 +7,7 @@ The tiny params (``conftest.TINY``): burn_in 20, thinning 2, samples 12, so a ch
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -70,12 +71,13 @@ def test_sghmc_explores_as_momentum_sgd() -> None:
 def test_constant_and_decay_samplers_have_no_cycle() -> None:
     assert config(schedule="constant").worker_cycle("single", 1, 1) is None
     cfg = config(schedule="decay", decay=0.5)
-    assert cfg.worker_cycle("elastic", 2, 2) is None and not cfg.cyclical
+    assert cfg.worker_cycle("elastic", 2, 2) is None and not cfg.on_budget
 
 
 # ----------------------------------------------------------------------------- budgets
 def test_chain_budgets_per_protocol() -> None:
     cfg = config()
+    assert cfg.on_budget  # a cyclical run always ends on its step budget
     assert chain_steps(20, 2, 12) == 42 and [quota(12, 2, w) for w in (1, 2)] == [6, 6]
     assert [cfg.chain_budget("single", 2, w) for w in (1, 2)] == [30, 30]  # 20 + 5 x 2 each
     assert [cfg.chain_budget("elastic", 2, w) for w in (1, 2)] == [30, 30]
@@ -157,3 +159,16 @@ def test_elastic_chains_sample_only_in_sampling_stages(runs: Any) -> None:
     cycle = Cycle(30, 2, 0.5)
     assert len(s) > 0 and all(cycle.sampling(int(step) - 1) for step in s.step)
     assert (s.step >= 20).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol", ["single", "downpour"])
+def test_a_constant_step_can_end_on_the_budget(tmp_path: Path, protocol: str) -> None:
+    base = spec(protocol, schedule="constant")
+    run = dataclasses.replace(base, config=dataclasses.replace(base.config, stop="budget"))
+    result = run_local(run, tmp_path)
+    assert result.complete and result.budget_reached
+    if protocol == "single":  # 30 steps each, due at 20, 22, .., 30: 6 samples per chain
+        assert worker_steps(result) == [30, 30] and result.samples == 12
+    else:  # the master's chain took its 42 steps; a push may carry past a due step
+        assert sum(worker_steps(result)) >= 42 and 0 < result.samples <= 12

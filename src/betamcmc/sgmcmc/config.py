@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # typing only: the engine does not need pydantic's params at 
     from betamcmc.sgmcmc.tasks import Task
 
 StalenessRule = Literal["none", "inverse", "inverse_square"]
+StopRule = Literal["samples", "budget"]
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,7 @@ class EngineConfig:
     worker_timeout: float
     staleness: StalenessRule
     step_size_key: str  # named in a divergence's one-line error
+    stop: StopRule  # end on the sample count, or on each chain's step budget (chain_budget)
 
     @classmethod
     def build(
@@ -165,10 +167,11 @@ class EngineConfig:
         staleness: StalenessRule,
         straggler_delay: float,
         step_size_key: str,
+        stop: StopRule = "samples",
     ) -> EngineConfig:
         """The one way to make an engine config: the prior, exchange and chain blocks of a
         params section (or :class:`ChainSteps`), ``runtime``'s threads and worker timeout, and
-        the settings a section may lack, named."""
+        the settings a section may lack, named; ``stop``: see :attr:`on_budget`."""
         return cls(
             sampler=sampler,
             prior_std=prior.prior_std,
@@ -183,16 +186,20 @@ class EngineConfig:
             worker_timeout=runtime.worker_timeout,
             staleness=staleness,
             step_size_key=step_size_key,
+            stop=stop,
         )
 
     @property
-    def cyclical(self) -> bool:
-        """Does every chain run on a step budget (cyclical steps) instead of a sample count?"""
-        return self.sampler.schedule == "cyclical"
+    def on_budget(self) -> bool:
+        """Does every chain end on its step budget (:meth:`chain_budget`) instead of the sample
+        count? Under ``stop: budget`` and always under a cyclical step size; the samples are then
+        the due steps (in sampling stages) the budget holds, so a protocol that misses due
+        steps (downpour) keeps fewer, and every arm takes the same gradients."""
+        return self.stop == "budget" or self.sampler.schedule == "cyclical"
 
     def chain_budget(self, protocol: str, workers: int, worker: int) -> int:
-        """The steps worker ``worker``'s (1-based) chain takes under a cyclical schedule, the
-        steps its cycles are laid over: ``single`` / ``elastic``: its own chain with its quota
+        """The steps worker ``worker``'s (1-based) chain takes on a step budget
+        (:attr:`on_budget`), the steps its cycles are laid over: ``single`` / ``elastic``: its own chain with its quota
         of the samples; ``sync``: the one chain; ``downpour``: its share of the master's chain
         (the master stops at :meth:`master_budget`). Every arm with the same chain block so
         takes the same gradients as the constant-step run (elastic: one burn-in per chain)."""
@@ -204,7 +211,7 @@ class EngineConfig:
         return whole
 
     def master_budget(self) -> int:
-        """Steps of the master's chain (downpour) under a cyclical schedule."""
+        """Steps of the master's chain (downpour) on a step budget."""
         return chain_steps(self.burn_in, self.thinning, self.samples)
 
     def worker_cycle(self, protocol: str, workers: int, worker: int) -> Cycle | None:

@@ -105,7 +105,7 @@ class Master:
     records: dict[int, WorkerRecord] = field(default_factory=dict)
     dead: list[dict[str, Any]] = field(default_factory=list)
     stopping: bool = False
-    protocol: str = ""  # the run's protocol (cyclical steps: whose step budget counts)
+    protocol: str = ""  # the run's protocol (on a step budget: whose budget counts)
     busy_s: float = 0.0  # time spent handling messages (not waiting for them)
     # a worker's process exit code, None while it runs (local runs: the process handles)
     exitcode: Callable[[int], int | None] | None = None
@@ -159,9 +159,9 @@ class Master:
         return cycle is None or step < 1 or cycle.sampling(step - 1)
 
     def budget_spent(self, worker: int, step: int) -> bool:
-        """Under a cyclical step size: has worker ``worker``'s chain taken its step budget
+        """On a step budget (``EngineConfig.on_budget``): has worker ``worker``'s chain taken it
         (``step`` steps; downpour: the master's chain, ``step`` its chain steps)?"""
-        if not self.cfg.cyclical:
+        if not self.cfg.on_budget:
             return False
         if self.protocol == "downpour":
             return step >= self.cfg.master_budget()

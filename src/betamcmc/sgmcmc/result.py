@@ -47,8 +47,8 @@ class RunResult:
     # variable; single/sync: the initial parameters, which the master never moves). Not part of
     # ``as_dict`` (a tensor, not a metric); the RL stage evaluates it as the final policy.
     final_theta: torch.Tensor | None = field(default=None, repr=False)
-    # Cyclical steps: did every chain take its step budget (the run's end, not a sample count;
-    # see ``EngineConfig.chain_budget``)? None for the other schedules.
+    # On a step budget (``EngineConfig.on_budget``): did every chain take its budget (the run's
+    # end, not a sample count)? None when the run ends on the sample count.
     budget_reached: bool | None = None
 
     @property
@@ -63,9 +63,9 @@ class RunResult:
 
 
 def budget_reached(master: Master) -> bool | None:
-    """Cyclical steps: downpour's master chain took its budget; in the other protocols every
-    worker's chain did (none was lost). None for the other schedules."""
-    if not master.cfg.cyclical:
+    """On a step budget: downpour's master chain took its budget; in the other protocols every
+    worker's chain did (none was lost). None when the run ends on the sample count."""
+    if not master.cfg.on_budget:
         return None
     if master.protocol == "downpour":
         return master.stopping

@@ -76,7 +76,8 @@ class WorkerContext:
         shared_noise = spec.protocol == "sync"  # replicas must stay identical
         noise_seed = seed_for(spec.seed, 2, 0 if shared_noise else rank)
         self.noise_gen = torch.Generator(device=self.device).manual_seed(noise_seed)
-        # cyclical steps (stepsize.py): this chain's cycle over its step budget; None otherwise
+        # the step budget (EngineConfig.on_budget) and, for cyclical steps (stepsize.py), this
+        # chain's cycle over it (None otherwise)
         self.budget = self.cfg.chain_budget(spec.protocol, spec.workers, rank)
         self.cycle = self.cfg.worker_cycle(spec.protocol, spec.workers, rank)
         self.sampler = self.cfg.sampler.build(self.noise_gen, self.cycle)
@@ -157,9 +158,9 @@ class WorkerContext:
         return due and (self.cycle is None or self.cycle.sampling(self.steps - 1))
 
     def chain_done(self, taken: int, wanted: int) -> bool:
-        """Has this worker's chain done its share: ``wanted`` samples, or under a cyclical
-        schedule its step budget (its samples are then the due steps in sampling stages)?"""
-        return self.steps >= self.budget if self.cycle is not None else taken >= wanted
+        """Has this worker's chain done its share: ``wanted`` samples, or on a step budget
+        (``EngineConfig.on_budget``) its budget (its samples: the due steps it held)?"""
+        return self.steps >= self.budget if self.cfg.on_budget else taken >= wanted
 
     def all_reduce_gradient(self) -> None:
         """Average the gradient over the workers (``sync``)."""

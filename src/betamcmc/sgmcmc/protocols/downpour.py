@@ -22,10 +22,11 @@ and the pull travel and rebases the steps it took meanwhile onto the pulled para
 exactly the steps not yet pushed; the round-trip latency is hidden behind compute, at the price
 of up to one more version of staleness.
 
-Under a cyclical step size each worker runs its own cycles over its share of the master's step
-budget (``EngineConfig.chain_budget``, phase-shifted by ``phase`` per worker), the master keeps a
-due sample only when the push that made it was taken in the pushing worker's sampling stage, and
-it answers STOP once its chain has taken ``EngineConfig.master_budget`` steps.
+On a step budget (``EngineConfig.on_budget``: ``stop: budget`` or a cyclical step size) the
+master answers STOP once its chain has taken ``EngineConfig.master_budget`` steps, whatever the
+samples. Under a cyclical step size each worker runs its own cycles over its share of that budget
+(``EngineConfig.chain_budget``, phase-shifted by ``phase`` per worker) and the master keeps a due
+sample only when the push that made it was taken in the pushing worker's sampling stage.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class Downpour(SamplingProtocol):
             and master.in_sampling_stage(src, int(header.step))
         ):
             master.record_sample(0, step, master.theta)
-            master.stopping = not master.cfg.cyclical and master.samples >= master.cfg.samples
+            master.stopping = not master.cfg.on_budget and master.samples >= master.cfg.samples
         master.stopping = master.stopping or master.budget_spent(src, step)
         if master.stopping:
             master.records[src].status = "done"

@@ -14,9 +14,10 @@ With ``overlap: true`` the worker keeps sampling while the exchange travels (``e
 applies the elastic pull, computed against the parameters it sent, when the centre arrives:
 ``theta_w <- theta_w - alpha (theta_sent - theta_c)``.
 
-Under a cyclical step size every worker's chain runs its own cycles (phase-shifted by ``phase``
-per worker) over its step budget (``EngineConfig.chain_budget``); the master keeps its due
-samples from sampling stages only and answers STOP to each worker once its budget is taken.
+On a step budget (``EngineConfig.on_budget``: ``stop: budget`` or a cyclical step size) the master
+answers STOP to each worker once its chain has taken its budget (``EngineConfig.chain_budget``).
+Under a cyclical step size every worker's chain runs its own cycles over it (phase-shifted by
+``phase`` per worker) and the master keeps the due samples from sampling stages only.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class Elastic(SamplingProtocol):
             and master.in_sampling_stage(src, step)
         ):
             master.record_sample(src - 1, step, payload)
-            master.stopping = not master.cfg.cyclical and master.samples >= master.cfg.samples
+            master.stopping = not master.cfg.on_budget and master.samples >= master.cfg.samples
         if master.stopping or master.budget_spent(src, step):
             master.records[src].status = "done"
             return master.reply(src, wire.STOP)

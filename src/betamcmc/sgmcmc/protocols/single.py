@@ -4,9 +4,10 @@ With W = 1 this is the plain single chain every speedup is measured against. Wit
 independent chains (different minibatch and noise streams, same start) that share the sample
 budget: worker ``i`` sends ``samples / W`` thinned samples, taken at its chain steps
 ``burn_in, burn_in + thinning, ...``; each chain pays its own burn-in, so parallel chains shorten
-only the collection phase. The master only writes what arrives (chain = worker - 1). Under a
-cyclical step size each chain instead runs its step budget (``EngineConfig.chain_budget``) and
-sends the due samples that fall in sampling stages.
+only the collection phase. The master only writes what arrives (chain = worker - 1). On a step
+budget (``EngineConfig.on_budget``) each chain instead runs its budget
+(``EngineConfig.chain_budget``) and sends its due samples (under a cyclical step size those that
+fall in sampling stages).
 """
 
 from __future__ import annotations
