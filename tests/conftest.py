@@ -72,6 +72,14 @@ TINY: dict[str, Any] = {
             "thinning": 2,
             "reference_steps": 400,
         },
+        "cyclical": {  # 6 arms x 2 seeds, K = 220 steps per chain block
+            "seeds": [10, 11],
+            "burn_in": 20,
+            "thinning": 5,
+            "samples": 41,
+            "cycles": 4,
+            "curve_points": 5,
+        },
     },
     "finetune": {
         "vae_head": {"burn_in": 20, "thinning": 2, "samples": 12, "map_steps": 50, "seeds": [0, 1]},

@@ -70,6 +70,8 @@ def process_requests(params: Any) -> list[ProcessRequest]:
         ]
         consistency = params.sgmcmc.consistency.workers
         found.append(ProcessRequest(("sgmcmc", "consistency", "workers"), consistency, per_run))
+        cyclical = params.sgmcmc.cyclical.workers
+        found.append(ProcessRequest(("sgmcmc", "cyclical", "workers"), cyclical, per_run))
     if hasattr(params, "rl"):
         found += [
             ProcessRequest(("rl", "workers", i), w, per_run)

@@ -1,7 +1,7 @@
 """Read what every area's stages measured, from the files dvc.yaml says they wrote.
 
 :func:`collect` returns one mapping per area (``pretrain``, ``classify``, ``dialog``,
-``vae_head``, ``sgmcmc``, ``sgmcmc_sgd``, ``consistency``, ``rl``), each item's metrics file
+``vae_head``, ``sgmcmc``, ``sgmcmc_sgd``, ``consistency``, ``cyclical``, ``rl``), each item's metrics file
 parsed as it is. Readers of the result use ``.get`` and :func:`number`: metrics files grow keys
 over time (the pretrain metrics gained ``_std`` and ``per_seed`` entries), and a missing file is
 an input error naming it (run the stage first).
@@ -66,6 +66,7 @@ def items(params: Params) -> dict[str, dict[str, pipeline.StageItem]]:
         },
         "sgmcmc_sgd": each("sgmcmc_sgd"),
         "consistency": each("sgmcmc_consistency"),
+        "cyclical": each("sgmcmc_cyclical"),
         "rl": each("rl", method=list(params.rl.methods), workers=list(params.rl.workers)),
     }
 

@@ -24,6 +24,7 @@ from betamcmc.results.cells import (
     table,
 )
 from betamcmc.results.collect import number
+from betamcmc.sgmcmc.coverage_report import TABLE_HEAD, table_rows, verdict_lines
 from betamcmc.vae.verdict import verdict  # the pretrain report's own reading of the numbers
 
 if TYPE_CHECKING:
@@ -199,9 +200,16 @@ def sgmcmc_section(res: dict[str, Any], figures: set[str]) -> list[str]:
     ]
     for m in res["consistency"].values():
         lines += consistency_lines(m, figures)
+    for m in res.get("cyclical", {}).values():
+        lines += cyclical_lines(m, figures)
     lines += [
         "Full reports: [sgmcmc/table.md](sgmcmc/table.md), "
-        "[sgmcmc_consistency/table.md](sgmcmc_consistency/table.md).",
+        "[sgmcmc_consistency/table.md](sgmcmc_consistency/table.md)"
+        + (
+            ", [sgmcmc_cyclical/table.md](sgmcmc_cyclical/table.md)."
+            if res.get("cyclical")
+            else "."
+        ),
         "",
     ]
     return lines
@@ -227,6 +235,29 @@ def consistency_lines(m: dict[str, Any], figures: set[str]) -> list[str]:
         ),
         "",
         *_figure("error against wall-clock", "sgmcmc_consistency/consistency.png", figures),
+    ]
+
+
+def cyclical_lines(m: dict[str, Any], figures: set[str]) -> list[str]:
+    """The 25-Gaussian benchmark: cyclical against constant steps per protocol (the verdict
+    read from the paired comparisons), the table over seeds and the figure."""
+    k = (m.get("settings") or {}).get("chain_steps", "?")
+    return [
+        "Mode coverage on the 25-Gaussian target of cSG-MCMC (Zhang et al. 2020): each protocol "
+        f"with constant and with cyclical steps, the same step budget ({k} steps per chain "
+        f"block), over {len(m.get('seeds') or [])} seeds. Cyclical against constant steps per "
+        "protocol, then the asynchronous cyclical arms against the single cyclical chain, paired "
+        "by seed:",
+        "",
+        *verdict_lines(m),
+        "",
+        *table(TABLE_HEAD, table_rows(m)),
+        "",
+        *_figure(
+            "samples over the 25 modes, coverage against gradients",
+            "sgmcmc_cyclical/mixture.png",
+            figures,
+        ),
     ]
 
 

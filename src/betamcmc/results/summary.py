@@ -15,6 +15,8 @@ What is a headline, per area:
 * sgmcmc: BMA test accuracy and log-likelihood per protocol x workers, gradients to BMA accuracy
   0.95 (the time-free measure of speed), the SGD baseline's accuracy and log-likelihood;
 * consistency: relative error of the posterior mean per protocol and tau;
+* cyclical: modes visited and mode TV distance on the 25-Gaussian target per arm (protocol x
+  step schedule);
 * rl: final return (mean over seeds) per method x workers.
 """
 
@@ -59,6 +61,10 @@ def headline(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, float]:
     for m in results["consistency"].values():
         for run, r in (m.get("runs") or {}).items():
             out[f"consistency.{run}.mean_error"] = number(r, "mean_error")
+    for m in results.get("cyclical", {}).values():
+        for arm, r in (m.get("arms") or {}).items():
+            out[f"cyclical.{arm}.modes_visited"] = number(r, "modes_visited")
+            out[f"cyclical.{arm}.mode_tv"] = number(r, "mode_tv")
     for name, m in results["rl"].items():
         out[f"rl.{name}.final_return"] = number(m, "final_return_mean")
     return {k: v for k, v in out.items() if v is not None}

@@ -10,5 +10,6 @@ come from. Modules, in the order a run uses them:
 * ``launch``: local processes or a torchrun rank; ``result``: what a run reports;
 * ``sampling``: the rules every sampling stage shares (signals, partial runs, output directory);
 * ``tasks``, ``samples``, ``evaluate``: what is sampled, the samples file, BMA and diagnostics;
-* ``experiment``, ``baseline``, ``consistency``, ``report``: the stages' work.
+* ``mixture``, ``mixture_task``: the 25-Gaussian target (numpy metrics; the engine task);
+* ``experiment``, ``baseline``, ``consistency``, ``coverage`` (+ ``coverage_report``), ``report``: the stages' work.
 """

@@ -106,6 +106,46 @@ class ConsistencyParams(Chain, StepSize):
     reference_step_size: float = Field(gt=0.0)
 
 
+Schedule = Literal["constant", "cyclical"]
+
+
+class CyclicalParams(Prior, Exchange, SamplerNoise, StepSize):
+    """The 25-Gaussian benchmark of cSG-MCMC (stage ``sgmcmc_cyclical``): every protocol in
+    ``protocols`` (``single`` with one worker, the others with ``workers``) under every step
+    schedule in ``schedules``, with one chain block (``burn_in`` / ``thinning`` / ``samples``:
+    the step budget K, so every arm takes the same gradients) and its own sampler settings
+    (``step_size``: the constant arms' eta; ``cyclical_step_size``: alpha_0 of the cyclical
+    arms). ``prior_std`` should be huge (the engine's prior pull ``x / prior_std^2``
+    vanishes: the target is the mixture alone)."""
+
+    seeds: Seeds = Field(
+        min_length=2, description="every arm runs every seed (mean / CI over them)"
+    )
+    protocols: list[Protocol] = Field(min_length=1)
+    workers: int = Field(ge=1, description="workers of every protocol but single (1)")
+    schedules: list[Schedule] = Field(min_length=1, description="constant and / or cyclical")
+    kind: Literal["sgld", "sghmc"]
+    cyclical_step_size: float = Field(gt=0.0, description="alpha_0 of the cyclical arms")
+    cycles: int = Field(ge=1, description="M cosine cycles over each chain's step budget")
+    exploration: float = Field(
+        ge=0.0, lt=1.0, description="share of each cycle explored (no noise, no samples)"
+    )
+    phase: float = Field(ge=0.0, lt=1.0, description="worker w's cycle shifted by w x phase cycles")
+    burn_in: int = Field(ge=0, description="chain steps before the first due sample")
+    thinning: int = Field(ge=1, description="chain steps between due samples")
+    samples: int = Field(
+        ge=2,
+        description="due samples of a constant arm (cyclical arms keep those in sampling stages)",
+    )
+    init_box: float = Field(gt=0.0, description="start x0 uniform in [-init_box, init_box]^2")
+    noise_std: float = Field(ge=0.0, description="std of the noise added to grad U")
+    variance: float = Field(gt=0.0, description="s^2 of every mixture component")
+    mode_radius: float = Field(
+        gt=0.0, description="a sample within mode_radius x s of a mode counts for it"
+    )
+    curve_points: int = Field(ge=2, description="gradient budgets / times on the coverage curves")
+
+
 class ItemParams(ProtocolRun):
     """One item of the ``sgmcmc`` stage: a protocol with W workers."""
 
@@ -138,6 +178,7 @@ class SgmcmcParams(Prior, Exchange, Chain):
     task: TaskParams
     sgd: SgdParams
     consistency: ConsistencyParams
+    cyclical: CyclicalParams
 
     @model_validator(mode="after")
     def _items_named(self) -> SgmcmcParams:
