@@ -144,6 +144,35 @@ def test_render_formats_and_blocks(tmp_path: Path) -> None:
     assert text.startswith(docs.header("docs/results/src/p.md"))
 
 
+def _digits_arm(acc: list[float], kept: list[int]) -> dict[str, object]:
+    mean = sum(acc) / len(acc)
+    return {
+        "accuracy": mean, "accuracy_std": 0.01, "accuracy_ci_low": mean - 0.02,
+        "accuracy_ci_high": mean + 0.02, "log_likelihood": -0.1, "ece": 0.03,
+        "converged": False, "rhat_max": 1.5, "ess_bulk_min": 4.0, "ess_tail_min": 9.0,
+        "grad_evals": 3480.0, "samples_kept": kept,
+        "per_seed": {"accuracy": acc, "log_likelihood": [-0.1] * 3, "ece": [0.03] * 3},
+    }  # fmt: skip
+
+
+def test_cyclical_digits_block(tmp_path: Path) -> None:
+    data = {
+        "arms": {
+            "constant": {"single-1": _digits_arm([0.90, 0.91, 0.92], [100, 100, 100])},
+            "cyclical": {"single-1": _digits_arm([0.95, 0.97, 0.96], [55, 57, 57])},
+        }
+    }
+    _write(tmp_path, "{{> cyclical_digits m.json }}\n", data)
+    (text,) = docs.render_all(tmp_path).values()
+    rows = [line for line in text.splitlines() if line.startswith("| c")]
+    assert rows[0].startswith("| constant | single-1 | 0.91 ± 0.01 [0.89, 0.93] | -0.1 | 0.03 |")
+    assert "| 100 | 3480 |" in rows[0] and "| 55–57 | 3480 |" in rows[1]
+    assert "**UNCONVERGED** (R̂ 1.500, ESS bulk 4 / tail 9)" in rows[1]
+    lines = [line for line in text.splitlines() if line.startswith("- cyclical single-1")]
+    assert len(lines) == 3 and "accuracy" in lines[0] and "**cyclical single-1 better**" in lines[0]
+    assert "not distinguishable at 3 seeds" in lines[1]  # equal log-likelihoods
+
+
 @pytest.mark.parametrize(
     ("placeholder", "message"),
     [

@@ -24,7 +24,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from betamcmc.results import docs_pipeline  # noqa: F401  (registers the pipeline blocks)
+from betamcmc.results import (
+    docs_cyclical,  # noqa: F401  (registers the cSG-MCMC blocks)
+    docs_pipeline,  # noqa: F401  (registers the pipeline blocks)
+)
 from betamcmc.results.docs_blocks import BLOCKS
 from betamcmc.results.docs_values import FORMATS, LookupFailed, Source, format_value, resolve
 
