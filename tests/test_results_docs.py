@@ -29,6 +29,7 @@ PAGES = {
     "pipeline.md",
     "protocol.md",
     "pretrain-speed.md",
+    "cyclical.md",
 }
 # a decimal (3.11, .5 after a digit) or a thousands separator (1,234); integers are fine
 HAND_NUMBER = re.compile(r"\d+\.\d+|\b\d{1,3}(?:,\d{3})+\b")

@@ -1,5 +1,9 @@
 """Block renderers for the cyclical step-size (cSG-MCMC) results in ``docs/results`` templates.
 
+``{{> cyclical_mixture metrics/sgmcmc_cyclical.json }}``: the 25-Gaussian stage's table over
+seeds and its paired comparisons in words, the same cells and sentences as ``reports/index.md``
+(:mod:`betamcmc.sgmcmc.coverage_report`).
+
 ``{{> cyclical_digits bench/results/sgmcmc_cyclical_digits.json }}``: the digits Bayesian MLP
 with a constant and a cyclical step size per protocol (``bench/sgmcmc_cyclical_digits.py``): a
 table over seeds, then each cyclical item against its constant twin, paired by seed. Registered on
@@ -13,12 +17,27 @@ from typing import Any
 from betamcmc.results.cells import ci_cell, convergence_cell, fixed, paired_line, table
 from betamcmc.results.docs_blocks import block
 from betamcmc.results.docs_values import Source
+from betamcmc.sgmcmc.coverage_report import TABLE_HEAD, table_rows, verdict_lines
 
 COMPARED = [
     ("accuracy", "accuracy", True),
     ("log_likelihood", "log-likelihood", True),
     ("ece", "ECE", False),
 ]
+
+
+@block("cyclical_mixture")
+def cyclical_mixture(src: Source, rel: str) -> str:
+    """The 25-Gaussian study: its settings in one line, the table over seeds, the verdicts."""
+    m = src.load(rel)
+    s = m["settings"]
+    settings = (
+        f"{s['kind']}, K = {s['chain_steps']} steps per chain block, constant eta "
+        f"{s['step_size']:g}, cyclical alpha_0 {s['cyclical_step_size']:g} over {s['cycles']} "
+        f"cycles (exploration {s['exploration']:g}, phase {s['phase']:g}), {s['workers']} "
+        f"workers, tau {s['period']}; seeds {', '.join(str(x) for x in m['seeds'])}."
+    )
+    return "\n".join([settings, "", *table(TABLE_HEAD, table_rows(m)), "", *verdict_lines(m)])
 
 
 def _kept(r: dict[str, Any]) -> str:

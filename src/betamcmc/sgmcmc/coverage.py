@@ -323,7 +323,7 @@ def run_cyclical(params: Params, stage: StageItem, track: bool = True) -> dict[s
     with tracking.stage_run(params, stage) as parent:
         metrics = run_study(params, *paths)
         tracking.log_result(
-            {"comparisons": {f"{c['protocol']}.{c['metric']}.diff": c["diff"]["mean"]
+            {"comparisons": {f"{c['arm']}_vs_{c['against']}.{c['metric']}.diff": c["diff"]["mean"]
                              for c in metrics["comparisons"]}}
         )  # fmt: skip
         for name, arm in metrics["arms"].items():
