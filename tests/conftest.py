@@ -396,10 +396,97 @@ def _uses_pipeline(item: pytest.Item) -> bool:
     return "pipeline" in getattr(item, "fixturenames", ())
 
 
+def _uses_ui_check(item: pytest.Item) -> bool:
+    return "ui_check" in getattr(item, "fixturenames", ())
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests on the shared pipeline run last (otherwise in their order), so that the other
-    tests run while its ``dvc repro`` does (:class:`BackgroundRepro`)."""
-    items.sort(key=_uses_pipeline)
+    tests run while its ``dvc repro`` does (:class:`BackgroundRepro`); the one that reads the
+    background UI check (:class:`BackgroundUICheck`) runs at the very end, so that the check
+    runs while the others do."""
+    items.sort(key=lambda item: (_uses_pipeline(item), _uses_ui_check(item)))
+
+
+class BackgroundUICheck:
+    """``bench/ui_check.py`` (``betamcmc ui`` in headless Chromium) on a copy of the shared
+    pipeline, started as soon as that pipeline's ``dvc repro`` has succeeded (checked after
+    every test, :func:`pytest_runtest_logfinish`) and read by ``tests/test_ui_browser.py``.
+
+    The check is mostly waiting (server start, page renders), on one core at most: the tests
+    that run meanwhile use the other one. The command and what is asserted on its result are
+    the test's; only when it starts changes. Its output goes to files, so no pipe fills up.
+    """
+
+    TIMEOUT_S = 900
+
+    def __init__(self, run: PipelineRun, dest: Path) -> None:
+        self.repo = copy_pipeline(run, dest / "repo")
+        self.shots = dest / "shots"
+        self.started = time.monotonic()
+        self._out, self._err = (open(dest / name, "w+") for name in ("out.log", "err.log"))  # noqa: SIM115
+        command = [sys.executable, str(REPO / "bench" / "ui_check.py"), "--repo", str(self.repo),
+                   "--out", str(self.shots)]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+        self.proc = subprocess.Popen(command, stdout=self._out, stderr=self._err, text=True,
+                                     env=env, start_new_session=True)  # fmt: skip
+        self.result: subprocess.CompletedProcess | None = None
+
+    def wait(self) -> subprocess.CompletedProcess:
+        """What ``subprocess.run(command, capture_output=True, timeout=900)`` returns."""
+        if self.result is None:
+            left = self.TIMEOUT_S - (time.monotonic() - self.started)
+            try:
+                code = self.proc.wait(timeout=max(left, 1))
+            except subprocess.TimeoutExpired:
+                self.stop()
+                raise AssertionError(f"bench/ui_check.py took over {self.TIMEOUT_S} s") from None
+            self._out.seek(0)
+            self._err.seek(0)
+            self.result = subprocess.CompletedProcess(
+                self.proc.args, code, self._out.read(), self._err.read()
+            )
+        return self.result
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+                try:
+                    os.killpg(self.proc.pid, sig)
+                    self.proc.wait(timeout=wait_s)
+                    break
+                except (ProcessLookupError, subprocess.TimeoutExpired):
+                    continue
+        self._out.close()
+        self._err.close()
+
+
+def _browser() -> str | None:
+    if str(REPO / "bench") not in sys.path:
+        sys.path.insert(0, str(REPO / "bench"))
+    from ui_check import find_browser
+
+    return find_browser()
+
+
+class _Background:
+    """The session's background jobs: the shared ``dvc repro`` and the UI check that follows."""
+
+    repro: BackgroundRepro | None = None
+    ui_dest: Path | None = None  # where the UI check goes, when a selected test reads it
+    ui: BackgroundUICheck | None = None
+
+    @classmethod
+    def start_ui_check(cls, wait: bool) -> BackgroundUICheck | None:
+        """Start the UI check once the pipeline succeeded (waiting for it when ``wait``)."""
+        if cls.ui is None and cls.ui_dest is not None and cls.repro is not None:
+            if wait or cls.repro.proc.poll() == 0:
+                cls.ui = BackgroundUICheck(cls.repro.wait(), cls.ui_dest)
+        return cls.ui
+
+
+def pytest_runtest_logfinish() -> None:
+    _Background.start_ui_check(wait=False)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -414,9 +501,15 @@ def _pipeline_repro(
     write_params(repo / "params.yaml", tiny_params())
     git_init(repo)
     repro = BackgroundRepro(repo)
+    _Background.repro = repro
+    if any(_uses_ui_check(item) for item in request.session.items) and _browser() is not None:
+        _Background.ui_dest = tmp_path_factory.mktemp("ui-check")
     try:
         yield repro
     finally:
+        if _Background.ui is not None:
+            _Background.ui.stop()
+        _Background.repro = _Background.ui_dest = _Background.ui = None
         repro.stop()
 
 
@@ -428,9 +521,39 @@ def pipeline(_pipeline_repro: BackgroundRepro | None) -> PipelineRun:
     return _pipeline_repro.wait()
 
 
+@pytest.fixture(scope="session")
+def ui_check(pipeline: PipelineRun) -> BackgroundUICheck | None:
+    """``bench/ui_check.py`` on a copy of the shared pipeline, run in the background since the
+    pipeline finished; None without a headless browser (the test then skips, saying why)."""
+    return _Background.start_ui_check(wait=True)
+
+
 def copy_pipeline(run: PipelineRun, dest: Path) -> Path:
     """A writable copy of the shared pipeline project (outputs, MLflow store, git, DVC cache)."""
     return Path(shutil.copytree(run.repo, dest, symlinks=True))
+
+
+@pytest.fixture(scope="session")
+def _prepared_baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A git + DVC project with the tiny params whose ``dvc repro prepare`` ran and whose
+    outputs (``metrics/``, ``dvc.lock``) are committed, as the repository commits its baseline.
+    Built once; read it through :func:`prepared_baseline` (a copy), never write to it."""
+    repo = copy_repo(tmp_path_factory.mktemp("prepared") / "repo")
+    (repo / "dvc.lock").unlink(missing_ok=True)
+    write_params(repo / "params.yaml", tiny_params())
+    git_init(repo)
+    dvc(repo, "repro", "prepare")
+    for cmd in (["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm",
+                                "baseline"]):  # fmt: skip
+        subprocess.run(["git", *cmd], cwd=repo, check=True, capture_output=True)
+    return repo
+
+
+@pytest.fixture
+def prepared_baseline(_prepared_baseline: Path, tmp_path: Path) -> Path:
+    """A writable copy of :func:`_prepared_baseline` (git, DVC cache and state, MLflow store with
+    the baseline's ``prepare`` run): the project right after its committed ``dvc repro prepare``."""
+    return Path(shutil.copytree(_prepared_baseline, tmp_path / "repo", symlinks=True))
 
 
 @pytest.fixture

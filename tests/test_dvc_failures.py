@@ -17,7 +17,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from conftest import copy_repo, git_init, tiny_params, write_params
+from conftest import tiny_params, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -45,16 +45,13 @@ def _tree(path: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def git_repo(tmp_path: Path) -> Path:
-    repo = copy_repo(tmp_path / "repo")
-    (repo / "dvc.lock").unlink(missing_ok=True)
-    write_params(repo / "params.yaml", tiny_params())
-    git_init(repo)
-    return repo
+def git_repo(prepared_baseline: Path) -> Path:
+    """A git + DVC project with the tiny params where ``dvc repro prepare`` ran (and was
+    committed): a copy of the session's one (conftest)."""
+    return prepared_baseline
 
 
 def test_failed_stage_outputs_come_back_with_dvc_checkout(git_repo: Path) -> None:
-    run(git_repo, "dvc", "repro", "prepare")
     good = _tree(git_repo / "data" / "prepared")
     assert good
 
@@ -86,11 +83,6 @@ def test_failed_stage_outputs_come_back_with_dvc_checkout(git_repo: Path) -> Non
 def test_exp_run_and_queue_land_in_one_store(git_repo: Path) -> None:
     """``dvc exp run -S`` and two queued experiments run two at a time (``dvc queue start -j 2``)
     land their MLflow runs, tagged with the experiment, in the one store at the repo's root."""
-    run(git_repo, "dvc", "repro", "prepare")
-    subprocess.run(["git", "add", "-A"], cwd=git_repo, check=True, capture_output=True)
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"],
-                   cwd=git_repo, check=True)  # fmt: skip
-
     out = run(git_repo, "dvc", "exp", "run", "-S", "data.synthetic.train=90", "prepare").stdout
     assert "Running stage 'prepare'" in out
     for size in (70, 80):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import copy_repo, dvc, git_init, tiny_params, write_params
+from conftest import dvc, tiny_params, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -24,17 +24,10 @@ def _git(repo: Path, *args: str) -> str:
 
 
 @pytest.fixture
-def baseline(tmp_path: Path) -> Path:
+def baseline(prepared_baseline: Path) -> Path:
     """A project whose `prepare` ran and whose metrics and dvc.lock are committed (as the
-    repository commits its baseline)."""
-    repo = copy_repo(tmp_path / "repo")
-    (repo / "dvc.lock").unlink(missing_ok=True)
-    write_params(repo / "params.yaml", tiny_params())
-    git_init(repo)
-    dvc(repo, "repro", "prepare")
-    _git(repo, "add", "-A")
-    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline")
-    return repo
+    repository commits its baseline): a copy of the session's one (conftest)."""
+    return prepared_baseline
 
 
 def test_a_failed_exp_run_and_the_way_back(baseline: Path, tmp_path: Path) -> None:

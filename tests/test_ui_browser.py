@@ -5,39 +5,27 @@ reason when no Chromium is installed (`apt-get install chromium`)."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import REPO, PipelineRun, copy_pipeline
+from conftest import REPO, BackgroundUICheck
 
 sys.path.insert(0, str(REPO / "bench"))
 from ui_check import BROWSERS, find_browser  # noqa: E402
 
 
 @pytest.mark.slow
-def test_ui_links_show_the_runs_and_metrics(pipeline: PipelineRun, tmp_path: Path) -> None:
+def test_ui_links_show_the_runs_and_metrics(ui_check: BackgroundUICheck | None) -> None:
+    """``python bench/ui_check.py --repo <a copy of the shared pipeline> --out <shots>``; it
+    runs in the background from the moment the pipeline is done (conftest), this reads it."""
     if find_browser() is None:
         pytest.skip(f"no headless browser ({', '.join(BROWSERS)}): apt-get install chromium")
-    repo = copy_pipeline(pipeline, tmp_path / "repo")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bench" / "ui_check.py"),
-            "--repo",
-            str(repo),
-            "--out",
-            str(tmp_path / "shots"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    assert ui_check is not None
+    proc = ui_check.wait()
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("PASS: ") == 5, proc.stdout
-    assert len(list((tmp_path / "shots").glob("*.png"))) == 5
+    assert len(list(ui_check.shots.glob("*.png"))) == 5
 
 
 def test_the_check_says_skip_without_a_browser(monkeypatch: pytest.MonkeyPatch) -> None:
