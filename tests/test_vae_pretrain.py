@@ -13,6 +13,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
+import yaml
 
 from betamcmc import stats
 from betamcmc.vae.model import load_vae
@@ -131,16 +132,18 @@ def test_pretrain_every_schedule_and_report(pipeline: PipelineRun):
 
 
 @pytest.mark.slow
-def test_sigterm_then_resume_reaches_same_metrics(tiny_repo: Path):
-    """On its own project (only ``prepare`` run first), so it runs while the shared pipeline's
-    ``dvc repro`` does."""
+def test_sigterm_then_resume_reaches_same_metrics(tiny_repo: Path, _prepared_baseline: Path):
+    """On its own project (only ``prepare`` run first: its outputs for the tiny ``data`` params
+    are the session's, conftest), so it runs while the shared pipeline's ``dvc repro`` does."""
     repo = tiny_repo
     over = {
         "pretrain": {"train": {"iterations": 200, "eval_every": 100}},
         "runtime": {"checkpoint_every": 10},
     }
+    prepared_with = yaml.safe_load((_prepared_baseline / "params.yaml").read_text())
+    assert all(tiny_params(over)[k] == prepared_with[k] for k in ("seed", "data"))  # its params
     write_params(repo / "params.yaml", tiny_params(over))
-    run_stage(repo, "prepare")
+    shutil.copytree(_prepared_baseline / "data" / "prepared", repo / "data" / "prepared")
     run_stage(repo, "pretrain", "cyclical")
     reference = json.loads((repo / "metrics/pretrain/cyclical.json").read_text())
     shutil.rmtree(repo / "models")
