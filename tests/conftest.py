@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -400,52 +400,61 @@ def _uses_ui_check(item: pytest.Item) -> bool:
     return "ui_check" in getattr(item, "fixturenames", ())
 
 
+def _background_job(item: pytest.Item) -> str | None:
+    marker = item.get_closest_marker("background")
+    return marker.args[0] if marker else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "background(name): the test reads the background job ``name`` (see register_job)",
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests on the shared pipeline run last (otherwise in their order), so that the other
-    tests run while its ``dvc repro`` does (:class:`BackgroundRepro`); the one that reads the
-    background UI check (:class:`BackgroundUICheck`) runs at the very end, so that the check
-    runs while the others do."""
-    items.sort(key=lambda item: (_uses_pipeline(item), _uses_ui_check(item)))
+    tests run while its ``dvc repro`` does (:class:`BackgroundRepro`); the ones that read a
+    background job (the UI check, ``register_job``) run at the very end, so that their jobs
+    run while the others do."""
+    items.sort(key=lambda item: (_uses_pipeline(item) or bool(_background_job(item)),
+                                 _uses_ui_check(item) or bool(_background_job(item))))  # fmt: skip
 
 
-class BackgroundUICheck:
-    """``bench/ui_check.py`` (``betamcmc ui`` in headless Chromium) on a copy of the shared
-    pipeline, started as soon as that pipeline's ``dvc repro`` has succeeded (checked after
-    every test, :func:`pytest_runtest_logfinish`) and read by ``tests/test_ui_browser.py``.
+class BackgroundCommand:
+    """A command run in the background, its output in files (no pipe fills up); ``wait``
+    returns what ``subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)``
+    would have returned, and fails the test when it ran over ``timeout_s``."""
 
-    The check is mostly waiting (server start, page renders), on one core at most: the tests
-    that run meanwhile use the other one. The command and what is asserted on its result are
-    the test's; only when it starts changes. Its output goes to files, so no pipe fills up.
-    """
-
-    TIMEOUT_S = 900
-
-    def __init__(self, run: PipelineRun, dest: Path) -> None:
-        self.repo = copy_pipeline(run, dest / "repo")
-        self.shots = dest / "shots"
-        self.started = time.monotonic()
+    def __init__(self, command: list[str], dest: Path, timeout_s: float,
+                 cwd: Path | None = None) -> None:  # fmt: skip
+        self.timeout_s, self.started = timeout_s, time.monotonic()
         self._out, self._err = (open(dest / name, "w+") for name in ("out.log", "err.log"))  # noqa: SIM115
-        command = [sys.executable, str(REPO / "bench" / "ui_check.py"), "--repo", str(self.repo),
-                   "--out", str(self.shots)]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
         self.proc = subprocess.Popen(command, stdout=self._out, stderr=self._err, text=True,
-                                     env=env, start_new_session=True)  # fmt: skip
+                                     env=env, cwd=cwd, start_new_session=True)  # fmt: skip
         self.result: subprocess.CompletedProcess | None = None
 
+    def done(self) -> bool:
+        return self.proc.poll() is not None
+
     def wait(self) -> subprocess.CompletedProcess:
-        """What ``subprocess.run(command, capture_output=True, timeout=900)`` returns."""
         if self.result is None:
-            left = self.TIMEOUT_S - (time.monotonic() - self.started)
+            left = self.timeout_s - (time.monotonic() - self.started)
             try:
                 code = self.proc.wait(timeout=max(left, 1))
             except subprocess.TimeoutExpired:
                 self.stop()
-                raise AssertionError(f"bench/ui_check.py took over {self.TIMEOUT_S} s") from None
+                raise AssertionError(
+                    f"{' '.join(self.proc.args)} took over {self.timeout_s} s"
+                ) from None
             self._out.seek(0)
             self._err.seek(0)
             self.result = subprocess.CompletedProcess(
                 self.proc.args, code, self._out.read(), self._err.read()
             )
+            self._out.close()
+            self._err.close()
         return self.result
 
     def stop(self) -> None:
@@ -461,6 +470,36 @@ class BackgroundUICheck:
         self._err.close()
 
 
+class BackgroundUICheck(BackgroundCommand):
+    """``bench/ui_check.py`` (``betamcmc ui`` in headless Chromium) on a copy of the shared
+    pipeline, started as soon as that pipeline's ``dvc repro`` has succeeded (checked after
+    every test, :func:`pytest_runtest_logfinish`) and read by ``tests/test_ui_browser.py``.
+
+    The check is mostly waiting (server start, page renders), on one core at most: the tests
+    that run meanwhile use the other one. The command and what is asserted on its result are
+    the test's; only when it starts changes.
+    """
+
+    def __init__(self, run: PipelineRun, dest: Path) -> None:
+        self.repo = copy_pipeline(run, dest / "repo")
+        self.shots = dest / "shots"
+        command = [sys.executable, str(REPO / "bench" / "ui_check.py"), "--repo", str(self.repo),
+                   "--out", str(self.shots)]  # fmt: skip
+        super().__init__(command, dest, timeout_s=900)
+
+
+# name -> (the command, given its own empty folder; None when it cannot run here, timeout in s)
+JOBS: dict[str, tuple[Callable[[Path], list[str] | None], float]] = {}
+
+
+def register_job(name: str, command: Callable[[Path], list[str] | None], timeout_s: float) -> None:
+    """A one-command test's command, run in the background once the shared pipeline is done
+    (one job at a time, after the UI check: the core the pipeline used is free then), or
+    right away when the session runs no pipeline; the test (marked ``background(name)``, so it
+    runs at the end) asserts on ``background_job(name)``: the command's result and folder."""
+    JOBS[name] = (command, timeout_s)
+
+
 def _browser() -> str | None:
     if str(REPO / "bench") not in sys.path:
         sys.path.insert(0, str(REPO / "bench"))
@@ -470,11 +509,14 @@ def _browser() -> str | None:
 
 
 class _Background:
-    """The session's background jobs: the shared ``dvc repro`` and the UI check that follows."""
+    """The session's background jobs: the shared ``dvc repro``, then the UI check and the
+    registered jobs the selected tests read, one at a time."""
 
     repro: BackgroundRepro | None = None
     ui_dest: Path | None = None  # where the UI check goes, when a selected test reads it
     ui: BackgroundUICheck | None = None
+    queued: list[tuple[str, Path]] = []  # registered jobs not started yet, and their folders
+    jobs: dict[str, tuple[BackgroundCommand | None, Path]] = {}
 
     @classmethod
     def start_ui_check(cls, wait: bool) -> BackgroundUICheck | None:
@@ -484,9 +526,53 @@ class _Background:
                 cls.ui = BackgroundUICheck(cls.repro.wait(), cls.ui_dest)
         return cls.ui
 
+    @classmethod
+    def start_job(cls, name: str, dest: Path) -> None:
+        command, timeout_s = JOBS[name]
+        argv = command(dest)
+        cls.jobs[name] = (BackgroundCommand(argv, dest, timeout_s, cwd=REPO) if argv else None,
+                          dest)  # fmt: skip
+
+    @classmethod
+    def advance(cls) -> None:
+        """Start the next job when the pipeline succeeded and no job of this queue runs."""
+        if cls.repro is None or cls.repro.proc.poll() != 0:
+            return
+        cls.start_ui_check(wait=False)
+        running = [j for j, _ in cls.jobs.values() if j is not None and not j.done()]
+        if cls.queued and (cls.ui is None or cls.ui.done()) and not running:
+            cls.start_job(*cls.queued.pop(0))
+
+    @classmethod
+    def stop(cls) -> None:
+        for job in [cls.ui, *(j for j, _ in cls.jobs.values())]:
+            if job is not None:
+                job.stop()
+        cls.repro = cls.ui_dest = cls.ui = None
+        cls.queued, cls.jobs = [], {}
+
 
 def pytest_runtest_logfinish() -> None:
-    _Background.start_ui_check(wait=False)
+    _Background.advance()
+
+
+@pytest.fixture
+def background_job(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str], tuple[subprocess.CompletedProcess | None, Path]]:
+    """``background_job(name)``: the registered job's result (None when its command said it
+    cannot run here) and its folder; started now when it was not yet (no pipeline ran)."""
+
+    def get(name: str) -> tuple[subprocess.CompletedProcess | None, Path]:
+        if name not in _Background.jobs:
+            queued = dict(_Background.queued)
+            dest = queued.pop(name, None) or tmp_path_factory.mktemp(name)
+            _Background.queued = list(queued.items())
+            _Background.start_job(name, dest)
+        job, dest = _Background.jobs[name]
+        return (job.wait() if job is not None else None), dest
+
+    return get
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -504,12 +590,12 @@ def _pipeline_repro(
     _Background.repro = repro
     if any(_uses_ui_check(item) for item in request.session.items) and _browser() is not None:
         _Background.ui_dest = tmp_path_factory.mktemp("ui-check")
+    names = [name for item in request.session.items if (name := _background_job(item))]
+    _Background.queued = [(name, tmp_path_factory.mktemp(name)) for name in dict.fromkeys(names)]
     try:
         yield repro
     finally:
-        if _Background.ui is not None:
-            _Background.ui.stop()
-        _Background.repro = _Background.ui_dest = _Background.ui = None
+        _Background.stop()
         repro.stop()
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, shared_data
+from conftest import REPO, SHARED_DATA, register_job, shared_data
 
 pytestmark = pytest.mark.slow
+PTB_VALID = SHARED_DATA / "ptb" / "valid.txt"
 
 
 def _run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -20,13 +21,35 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300)  # fmt: skip
 
 
-def test_pretrain_throughput_writes_its_figures(tmp_path: Path) -> None:
-    data = shared_data("ptb", "valid.txt")
-    out = tmp_path / "throughput.json"
-    proc = _run("pretrain_throughput.py", "--data", str(data), "--threads", "2", "1",
-                "--iterations", "2", "--warmup", "1", "--repeats", "1", "--emb", "16",
-                "--hidden", "16", "--latent", "4", "--native-lstm", "--batch-split",
-                "--out", str(out))  # fmt: skip
+def _job(script: str, *args: str, out: str) -> None:
+    """The bench run of the test ``bench-<script>``: ``python bench/<script> --data
+    <ptb valid> args... --out <its folder>/<out>`` in the background (conftest.register_job),
+    as ``_run`` would run it (timeout 300 s); it cannot run without the corpus (the test
+    skips)."""
+
+    def command(dest: Path) -> list[str] | None:
+        if not PTB_VALID.exists():
+            return None
+        return [sys.executable, str(REPO / "bench" / script), "--data", str(PTB_VALID), *args,
+                "--out", str(dest / out)]  # fmt: skip
+
+    register_job(f"bench-{script}", command, timeout_s=300)
+
+
+_job("pretrain_throughput.py", "--threads", "2", "1", "--iterations", "2", "--warmup", "1",
+     "--repeats", "1", "--emb", "16", "--hidden", "16", "--latent", "4", "--native-lstm",
+     "--batch-split", out="throughput.json")  # fmt: skip
+_job("pretrain_heap.py", "--threads", "2", "--iterations", "5", "--skip", "2", "--repeats", "1",
+     "--emb", "16", "--hidden", "16", "--latent", "4", out="heap.json")  # fmt: skip
+_job("pretrain_profile.py", "--iterations", "2", "--warmup", "1", "--repeats", "1",
+     out="profile.json")  # fmt: skip
+
+
+@pytest.mark.background("bench-pretrain_throughput.py")
+def test_pretrain_throughput_writes_its_figures(background_job) -> None:
+    shared_data("ptb", "valid.txt")
+    proc, dest = background_job("bench-pretrain_throughput.py")
+    out = dest / "throughput.json"
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads(out.read_text())
     # oneDNN's LSTM kernels, PyTorch's own, and the batch split (2+ threads only)
@@ -42,12 +65,11 @@ def test_pretrain_throughput_writes_its_figures(tmp_path: Path) -> None:
     assert res["heap"]["requested"] == "keep"
 
 
-def test_pretrain_heap_compares_kept_and_default_heap(tmp_path: Path) -> None:
-    data = shared_data("ptb", "valid.txt")
-    out = tmp_path / "heap.json"
-    proc = _run("pretrain_heap.py", "--data", str(data), "--threads", "2", "--iterations", "5",
-                "--skip", "2", "--repeats", "1", "--emb", "16", "--hidden", "16", "--latent", "4",
-                "--out", str(out))  # fmt: skip
+@pytest.mark.background("bench-pretrain_heap.py")
+def test_pretrain_heap_compares_kept_and_default_heap(background_job) -> None:
+    shared_data("ptb", "valid.txt")
+    proc, dest = background_job("bench-pretrain_heap.py")
+    out = dest / "heap.json"
     assert proc.returncode == 0, proc.stderr[-2000:]
     row = json.loads(out.read_text())["threads"]["2"]
     for heap in ("keep", "default"):
@@ -56,11 +78,11 @@ def test_pretrain_heap_compares_kept_and_default_heap(tmp_path: Path) -> None:
     assert row["keep_over_default"]["median"] > 0 and row["gemm_before"]["gflops"] > 0
 
 
-def test_pretrain_profile_names_the_operators(tmp_path: Path) -> None:
-    data = shared_data("ptb", "valid.txt")
-    out = tmp_path / "profile.json"
-    proc = _run("pretrain_profile.py", "--data", str(data), "--iterations", "2",
-                "--warmup", "1", "--repeats", "1", "--out", str(out))  # fmt: skip
+@pytest.mark.background("bench-pretrain_profile.py")
+def test_pretrain_profile_names_the_operators(background_job) -> None:
+    shared_data("ptb", "valid.txt")
+    proc, dest = background_job("bench-pretrain_profile.py")
+    out = dest / "profile.json"
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads(out.read_text())
     ops = {row["op"]: row for row in res["operators"]}
