@@ -78,6 +78,7 @@ TINY: dict[str, Any] = {
             "thinning": 5,
             "samples": 41,
             "cycles": 4,
+            "exploration": 0.5,  # the tests count the samples of half-explored cycles
             "curve_points": 5,
         },
     },
