@@ -129,7 +129,7 @@ def _loss(parts: int, precision: str, pass_autocast: bool = True) -> float:
     torch.manual_seed(0)
     if parts == 1:
         with precision_autocast("cpu", precision):
-            return float(model(ids, lengths, 0.5)["loss"])
+            return float(model(ids, lengths, 0.5)["loss"].detach())
     autocast = functools.partial(precision_autocast, "cpu", precision)
     with BatchSplitter(parts) as splitter, precision_autocast("cpu", precision):
         if pass_autocast:
