@@ -350,47 +350,26 @@ class BackgroundRepro:
     """
 
     def __init__(self, repo: Path) -> None:
-        self.repo, self.started = repo, time.monotonic()
+        self.repo = repo
         command, env = dvc_command("repro")
-        self._out, self._err = (open(repo.parent / name, "w+") for name in ("out.log", "err.log"))  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            command,
-            cwd=repo,
-            env=env,
-            stdout=self._out,
-            stderr=self._err,
-            text=True,
-            start_new_session=True,  # stop() ends its whole process group (stage workers too)
+        # in a session of its own: stop() ends its whole process group (stage workers too)
+        self.command = BackgroundCommand(
+            command, repo.parent, PIPELINE_TIMEOUT_S, cwd=repo, env=env, label="dvc repro"
         )
+        self.proc = self.command.proc
         self.run: PipelineRun | None = None
 
     def wait(self) -> PipelineRun:
         if self.run is None:
-            left = PIPELINE_TIMEOUT_S - (time.monotonic() - self.started)
-            try:
-                code = self.proc.wait(timeout=max(left, 1))
-            except subprocess.TimeoutExpired:
-                self.stop()
-                raise AssertionError(f"dvc repro took over {PIPELINE_TIMEOUT_S} s") from None
-            self._out.seek(0)
-            self._err.seek(0)
-            output = self._out.read() + self._err.read()
-            if code != 0:
-                raise AssertionError(f"dvc repro failed ({code}):\n{output}")
+            done = self.command.wait()
+            output = done.stdout + done.stderr
+            if done.returncode != 0:
+                raise AssertionError(f"dvc repro failed ({done.returncode}):\n{output}")
             self.run = PipelineRun(repo=self.repo, output=output)
         return self.run
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-                try:
-                    os.killpg(self.proc.pid, sig)
-                    self.proc.wait(timeout=wait_s)
-                    break
-                except (ProcessLookupError, subprocess.TimeoutExpired):
-                    continue
-        self._out.close()
-        self._err.close()
+        self.command.stop()
 
 
 def _uses_pipeline(item: pytest.Item) -> bool:
@@ -427,11 +406,13 @@ class BackgroundCommand:
     returns what ``subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)``
     would have returned, and fails the test when it ran over ``timeout_s``."""
 
-    def __init__(self, command: list[str], dest: Path, timeout_s: float,
-                 cwd: Path | None = None) -> None:  # fmt: skip
+    def __init__(self, command: list[str], dest: Path, timeout_s: float, cwd: Path | None = None,
+                 env: dict[str, str] | None = None, label: str | None = None) -> None:  # fmt: skip
         self.timeout_s, self.started = timeout_s, time.monotonic()
+        self.label = label or " ".join(command)  # named when it runs over timeout_s
         self._out, self._err = (open(dest / name, "w+") for name in ("out.log", "err.log"))  # noqa: SIM115
-        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+        if env is None:
+            env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
         self.proc = subprocess.Popen(command, stdout=self._out, stderr=self._err, text=True,
                                      env=env, cwd=cwd, start_new_session=True)  # fmt: skip
         self.result: subprocess.CompletedProcess | None = None
@@ -446,9 +427,7 @@ class BackgroundCommand:
                 code = self.proc.wait(timeout=max(left, 1))
             except subprocess.TimeoutExpired:
                 self.stop()
-                raise AssertionError(
-                    f"{' '.join(self.proc.args)} took over {self.timeout_s} s"
-                ) from None
+                raise AssertionError(f"{self.label} took over {self.timeout_s:g} s") from None
             self._out.seek(0)
             self._err.seek(0)
             self.result = subprocess.CompletedProcess(
