@@ -12,9 +12,10 @@ MLflow) with the shipped ``params.yaml`` twice:
   (``alpha_0 / 2``) equals the constant arm's step. These are fixed a priori, not tuned: the
   comparison makes no choice, so it reads the test split once per configuration.
 
-Every arm has the same chain block (burn-in, thinning, samples), so the same gradients per item
-(``EngineConfig.chain_budget``); the cyclical arm keeps only the due samples in sampling stages,
-so fewer. Per arm and item: BMA accuracy, mean test log-likelihood and ECE as mean / sample std /
+Every arm has the same chain block (burn-in, thinning, samples). The cyclical arm ends on its
+step budget (``EngineConfig.chain_budget``, the gradients a constant single chain takes) and keeps
+only the due samples in sampling stages, so fewer; the constant arm ends on its sample count, as
+the stage does, so its downpour and elastic items may take a few more gradients (recorded). Per arm and item: BMA accuracy, mean test log-likelihood and ECE as mean / sample std /
 95 % CI over seeds (with the per-seed values), R-hat and bulk/tail ESS of the seeds' chains
 pooled, samples kept, gradient evaluations and wall seconds; the load average before and after
 and GEMM probes (machine facts as in ``sgmcmc_speedup.py``).
