@@ -117,7 +117,7 @@ def test_evaluation_is_deterministic_per_seed() -> None:
 def test_curves_mean_std_and_steps_to_threshold() -> None:
     c0 = SeedCurve.from_levels(0, {0: [(0, 0, 10, 0.7)], 1: [(100, 1, 500, 0.5)]})
     c1 = SeedCurve.from_levels(
-        1, {0: [(0, 0, 20, 0.7)], 1: [(120, 1, 300, 0.6), (140, 2, 100, 0.4)]}
+        1, {0: [(0, 0, 20, 0.7)], 1: [(120, 1, 300, 0.6), (140, 2, 100, 0.4)]}, chains=2
     )
     assert c1.returns == [20, 200]  # elastic: a level's chains are averaged
     table = aggregate_curves([c0, c1]).rows
@@ -131,6 +131,19 @@ def test_curves_mean_std_and_steps_to_threshold() -> None:
     rows = aggregate_curves([c0, c2]).rows
     assert [r["level"] for r in rows] == [0, 1]  # a level only some seeds reached is left out
     assert all(r["seeds"] == 2 for r in rows)
+
+
+def test_elastic_curve_leaves_out_a_level_only_some_chains_reached() -> None:
+    """Two chains: level 2 only reached by the faster one (at 320 steps). Averaged alone it would
+    come before level 1's mean (352): the seed's curve ends at level 1 and stays monotone."""
+    levels = {
+        0: [(0, 0, 9, 0.7)],
+        1: [(300, 1.0, 20, 0.6), (404, 1.4, 40, 0.5)],
+        2: [(320, 1.1, 60, 0.4)],
+    }
+    curve = SeedCurve.from_levels(3, levels, chains=2)
+    assert curve.levels == [0, 1] and curve.env_steps == [0, 352] and curve.wall_s == [0, 1.2]
+    assert curve.returns == [9, 30]
 
 
 def test_schedule_maps_the_budget_onto_chain_steps() -> None:

@@ -1,8 +1,8 @@
 """Learning curves: per-seed snapshot evaluations, their mean +- std over seeds, solve times.
 
 A run's snapshots are grouped by *level*: level ``k`` is chain step ``k * thinning`` (downpour: the
-master's chain; elastic: each worker's chain, the W policies of a level averaged), level 0 the
-initial policy. A level's x-values are the environment steps all workers had consumed and the
+master's chain; elastic: each worker's chain, the W policies of a level averaged, levels not every
+chain reached left out), level 0 the initial policy. A level's x-values are the environment steps all workers had consumed and the
 wall-clock seconds since sampling started when its snapshot(s) reached the master; its y-values
 are the mean return over ``eval_episodes`` evaluation episodes and the policy's mean entropy over
 the states visited. Curves of several seeds are aligned by level (same budget schedule).
@@ -41,10 +41,16 @@ class SeedCurve:
 
     @classmethod
     def from_levels(
-        cls, seed: int, levels: dict[int, list[tuple[float, float, float, float]]]
+        cls, seed: int, levels: dict[int, list[tuple[float, float, float, float]]], chains: int = 1
     ) -> SeedCurve:
-        """``levels``: level -> [(env_steps, wall_s, return, entropy), one per chain]."""
-        keys = sorted(levels)
+        """``levels``: level -> [(env_steps, wall_s, return, entropy), one per chain].
+
+        Level 0 (the initial policy, one entry) and every level all ``chains`` reached; an elastic
+        run can end with a level only the faster chains reached, and averaging fewer chains there
+        would put that level's x-values before the previous level's (the slower chain's steps
+        and seconds drop out of the mean). Such a tail stays in the run's snapshot records.
+        """
+        keys = [k for k in sorted(levels) if k == 0 or len(levels[k]) == chains]
         cols = [np.mean(np.asarray(levels[k], dtype=float), axis=0) for k in keys]
         return cls(
             seed,

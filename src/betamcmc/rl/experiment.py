@@ -251,7 +251,8 @@ def evaluate_snapshots(
             }
         )
     evaluating.close()
-    return SeedCurve.from_levels(seed, levels), snapshots
+    chains = len(set(samples.chain.tolist())) if len(samples) else 1
+    return SeedCurve.from_levels(seed, levels, chains), snapshots
 
 
 def _spread(name: str, values: list[float]) -> dict[str, Any]:

@@ -41,13 +41,13 @@ from betamcmc import tracking
 from betamcmc.io import atomic_path, csv_cell, write_csv, write_json
 from betamcmc.pipeline import StageItem
 from betamcmc.sgmcmc.config import ChainSteps, EngineConfig, RunSpec, SamplerConfig, chain_steps
-from betamcmc.sgmcmc.coverage_report import draw_figure, table_text
+from betamcmc.sgmcmc.coverage_report import draw_figure, summary, table_text
 from betamcmc.sgmcmc.mixture import Mixture, assign_modes, mode_tv, modes_visited
 from betamcmc.sgmcmc.mixture_task import MixtureTask
 from betamcmc.sgmcmc.samples import Samples, read_samples
 from betamcmc.sgmcmc.sampling import sample
 from betamcmc.sgmcmc.seeds import aggregate
-from betamcmc.stats import mean_std_ci, paired, verdict
+from betamcmc.stats import mean_std_ci, overlaps, paired, verdict
 from betamcmc.stopping import Stopped, signals_deferred, stop_on_signals
 
 if TYPE_CHECKING:
@@ -215,20 +215,12 @@ def comparisons(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                 [s[metric] for s in b["per_seed"]],
                 higher_is_better=higher,
             )
-            overlap = _overlap(a, b, metric)
+            overlap = overlaps(summary(a, metric), summary(b, metric))
             out.append(
                 {"arm": arm, "against": against, "metric": metric, "verdict": verdict(cmp),
                  "intervals_overlap": overlap, **cmp}
             )  # fmt: skip
     return out
-
-
-def _overlap(a: dict[str, Any], b: dict[str, Any], metric: str) -> bool:
-    lo = (a.get(f"{metric}_ci_low"), b.get(f"{metric}_ci_low"))
-    hi = (a.get(f"{metric}_ci_high"), b.get(f"{metric}_ci_high"))
-    if None in lo or None in hi:
-        return True
-    return bool(lo[0] <= hi[1] and lo[1] <= hi[0])
 
 
 def settings(params: Params) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from betamcmc.sgmcmc.samples import SampleWriter
 
 if TYPE_CHECKING:  # typing only: the protocols import this module
     from betamcmc.sgmcmc.protocols.base import SamplingProtocol
+    from betamcmc.sgmcmc.stepsize import Cycle
 
 ABORT_REASONS = {
     wire.ABORT_PEER_LOST: "a collective with a lost peer failed",
@@ -116,12 +117,17 @@ class Master:
     # stay untouched until that worker has received it
     outboxes: dict[int, wire.Message] = field(init=False)
     sending: dict[int, Any] = field(init=False)
+    # each worker's cycle (None unless the step size is cyclical), derived once from cfg
+    cycles: dict[int, Cycle | None] = field(init=False)
 
     def __post_init__(self) -> None:
         now = time.monotonic()
         self.records = {w: WorkerRecord(last_seen=now) for w in range(1, self.workers + 1)}
         self.outboxes = {w: wire.Message(self.dim) for w in self.records}
         self.sending = {}
+        self.cycles = {
+            w: self.cfg.worker_cycle(self.protocol, self.workers, w) for w in self.records
+        }
 
     def now(self) -> float:
         return time.perf_counter() - self.t0
@@ -155,7 +161,7 @@ class Master:
     def in_sampling_stage(self, worker: int, step: int) -> bool:
         """Was worker ``worker``'s last step (it has taken ``step``) in a sampling stage of its
         cycle? Always true unless the step size is cyclical."""
-        cycle = self.cfg.worker_cycle(self.protocol, self.workers, worker)
+        cycle = self.cycles[worker]
         return cycle is None or step < 1 or cycle.sampling(step - 1)
 
     def budget_spent(self, worker: int, step: int) -> bool:
