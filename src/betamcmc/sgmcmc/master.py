@@ -117,8 +117,10 @@ class Master:
     # stay untouched until that worker has received it
     outboxes: dict[int, wire.Message] = field(init=False)
     sending: dict[int, Any] = field(init=False)
-    # each worker's cycle (None unless the step size is cyclical), derived once from cfg
+    # each worker's cycle (None unless the step size is cyclical) and step budget (None unless
+    # cfg.on_budget; downpour: the master's chain's), derived once from cfg
     cycles: dict[int, Cycle | None] = field(init=False)
+    budgets: dict[int, int | None] = field(init=False)
 
     def __post_init__(self) -> None:
         now = time.monotonic()
@@ -128,6 +130,14 @@ class Master:
         self.cycles = {
             w: self.cfg.worker_cycle(self.protocol, self.workers, w) for w in self.records
         }
+        self.budgets = {w: self._step_budget(w) for w in self.records}
+
+    def _step_budget(self, worker: int) -> int | None:
+        if not self.cfg.on_budget:
+            return None
+        if self.protocol == "downpour":
+            return self.cfg.master_budget()
+        return self.cfg.chain_budget(self.protocol, self.workers, worker)
 
     def now(self) -> float:
         return time.perf_counter() - self.t0
@@ -167,11 +177,8 @@ class Master:
     def budget_spent(self, worker: int, step: int) -> bool:
         """On a step budget (``EngineConfig.on_budget``): has worker ``worker``'s chain taken it
         (``step`` steps; downpour: the master's chain, ``step`` its chain steps)?"""
-        if not self.cfg.on_budget:
-            return False
-        if self.protocol == "downpour":
-            return step >= self.cfg.master_budget()
-        return step >= self.cfg.chain_budget(self.protocol, self.workers, worker)
+        budget = self.budgets[worker]
+        return budget is not None and step >= budget
 
     def reply(
         self, worker: int, kind: int, payload: torch.Tensor | None = None, staleness: int = 0
