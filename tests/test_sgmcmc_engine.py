@@ -23,7 +23,7 @@ from betamcmc.errors import DivergenceError
 from betamcmc.params import validate_params
 from betamcmc.sgmcmc.config import RunSpec
 from betamcmc.sgmcmc.experiment import make_spec
-from betamcmc.sgmcmc.launch import run_local
+from betamcmc.sgmcmc.launch import forkserver_preload, run_local
 from betamcmc.sgmcmc.protocols.exchange import LATE_ROUNDS
 from betamcmc.sgmcmc.result import RunResult
 from betamcmc.sgmcmc.samples import read_samples
@@ -213,3 +213,15 @@ def test_sigterm_leaves_samples_readable(tmp_path: Path) -> None:
     workers = json.loads((partial / "processes.json").read_text())["workers"]
     assert wait_gone(workers)
     assert not (repo / "models" / "sgmcmc" / "elastic-2").exists()
+
+
+def test_the_forkserver_preloads_what_the_calling_script_imported() -> None:
+    """A worker re-imports the script that started the run (``__mp_main__``): every module of
+    the package the caller has loaded is imported once by the forkserver, not by each worker."""
+    import betamcmc.paramfile  # noqa: F401 - what every stage script imports at the top
+    import betamcmc.runner  # noqa: F401
+
+    preload = forkserver_preload()
+    assert preload[0] == "betamcmc.sgmcmc.launch"
+    assert {"betamcmc.paramfile", "betamcmc.runner", "betamcmc.sgmcmc.params"} <= set(preload)
+    assert all(name.startswith("betamcmc.") for name in preload)
