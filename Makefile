@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml requirements.lock
 	@# torch first, exactly pinned (CPU wheel); then everything else under the lock as constraints
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
+	@# ruamel.yaml's C parser: no import of ours needs it, but DVC parses dvc.yaml / dvc.lock
+	@# several times per stage and the pure-Python parser costs ~0.3 s a stage (docs/development.md)
+	$(BIN)/python -m pip install -q -c requirements.lock ruamel.yaml.clib
 	@touch $(STAMP)
 
 repro: $(STAMP)
