@@ -30,7 +30,6 @@ from __future__ import annotations
 import datetime
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -43,6 +42,7 @@ from torch.distributed import distributed_c10d
 
 from betamcmc.errors import BetamcmcError, ParamsError
 from betamcmc.io import limit_threads, write_json
+from betamcmc.parallel import loaded_modules
 from betamcmc.sgmcmc import protocols
 from betamcmc.sgmcmc.config import RunSpec
 from betamcmc.sgmcmc.master import WorkerLost, run_master
@@ -57,8 +57,7 @@ Report = Callable[[int, int, dict[str, float]], None]  # progress: (samples, of 
 def forkserver_preload() -> list[str]:
     """What the forkserver imports before it forks any worker (only the first run of a process
     starts the server): the engine and the modules of this package imported here so far."""
-    loaded = sorted(name for name in sys.modules if name.startswith("betamcmc."))
-    return ["betamcmc.sgmcmc.launch", *loaded]
+    return ["betamcmc.sgmcmc.launch", *loaded_modules()]
 
 
 def startup_timeout(worker_timeout: float) -> float:
