@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
 	@# ruamel.yaml's C parser: no import of ours needs it, but DVC parses dvc.yaml / dvc.lock
-	@# several times per stage and the pure-Python parser costs ~0.3 s a stage (docs/development.md)
+	@# several times per stage, in pure Python without it (docs/development.md)
 	$(BIN)/python -m pip install -q -c requirements.lock ruamel.yaml.clib
 	@touch $(STAMP)
 

@@ -115,6 +115,6 @@ def test_declared_pins_match_the_lock_and_the_installed_versions() -> None:
 
 def test_dvc_gets_the_c_yaml_parser() -> None:
     """The Makefile installs ``ruamel.yaml.clib`` (pinned in the lock): without it DVC parses
-    dvc.yaml / dvc.lock in pure Python, ~0.3 s more per stage of ``dvc repro``."""
+    dvc.yaml / dvc.lock in pure Python, several times per stage of ``dvc repro``."""
     assert importlib.metadata.version("ruamel.yaml.clib") == locked()["ruamel-yaml-clib"]
     assert importlib.util.find_spec("_ruamel_yaml") is not None  # the C extension ruamel loads
