@@ -256,6 +256,12 @@ def copy_repo(dest: Path, source: Path = REPO) -> Path:
 
 
 def git_init(repo: Path) -> None:
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True, capture_output=True)
+    git_commit_all(repo, "test baseline")
+
+
+def git_commit_all(repo: Path, message: str) -> None:
+    """``git add -A`` and commit everything in ``repo`` as the test identity ``t <t@t>``."""
     env = {
         **os.environ,
         "GIT_AUTHOR_NAME": "t",
@@ -263,12 +269,9 @@ def git_init(repo: Path) -> None:
         "GIT_COMMITTER_NAME": "t",
         "GIT_COMMITTER_EMAIL": "t@t",
     }
-    for cmd in (
-        ["git", "init", "-q", "-b", "main"],
-        ["git", "add", "-A"],
-        ["git", "commit", "-q", "-m", "test baseline"],
-    ):
-        subprocess.run(cmd, cwd=repo, check=True, env=env, capture_output=True)
+    for cmd in (["git", "add", "-A"], ["git", "commit", "-q", "-m", message]):
+        proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, f"{' '.join(cmd)}: {proc.stdout}{proc.stderr}"
 
 
 def run_stage(
@@ -609,9 +612,7 @@ def _prepared_baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_params(repo / "params.yaml", tiny_params())
     git_init(repo)
     dvc(repo, "repro", "prepare")
-    for cmd in (["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm",
-                                "baseline"]):  # fmt: skip
-        subprocess.run(["git", *cmd], cwd=repo, check=True, capture_output=True)
+    git_commit_all(repo, "baseline")
     return repo
 
 

@@ -26,17 +26,11 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import REPO, PipelineRun, copy_pipeline, dvc
+from conftest import REPO, PipelineRun, copy_pipeline, dvc, git_commit_all
 
 
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, check=False)
-
-
-def _commit_all(repo: Path, message: str) -> None:
-    _git(repo, "add", "-A")
-    proc = _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message)
-    assert proc.returncode == 0, proc.stderr.decode()
 
 
 def _tracked(path: str, files: set[str]) -> bool:
@@ -108,7 +102,7 @@ def test_committed_baseline_is_current(tmp_path: Path) -> None:
 def test_stale_or_broken_baseline_is_caught(pipeline: PipelineRun, tmp_path: Path) -> None:
     """The check itself, on a copy of the shared pipeline with its baseline committed."""
     repo = copy_pipeline(pipeline, tmp_path / "repo")
-    _commit_all(repo, "baseline")
+    git_commit_all(repo, "baseline")
     assert baseline_problems(repo, tmp_path / "fresh") == []
 
     # uncommitted edits do not count; a committed params change does
@@ -116,7 +110,7 @@ def test_stale_or_broken_baseline_is_caught(pipeline: PipelineRun, tmp_path: Pat
     params["data"]["max_len"] += 1
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert baseline_problems(repo, tmp_path / "edited") == []
-    _commit_all(repo, "max_len + 1")
+    git_commit_all(repo, "max_len + 1")
     problems = baseline_problems(repo, tmp_path / "stale")
     assert any(p.startswith("prepare: changed deps: params.yaml") for p in problems), problems
 
@@ -124,7 +118,7 @@ def test_stale_or_broken_baseline_is_caught(pipeline: PipelineRun, tmp_path: Pat
     _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "revert", "--no-edit", "HEAD")
     (repo / "metrics" / "sgmcmc_sgd.json").write_text('{"accuracy": 1.0}\n')
     (repo / "metrics" / "prepare.json").write_text("{not json\n")
-    _commit_all(repo, "broken metrics")
+    git_commit_all(repo, "broken metrics")
     problems = baseline_problems(repo, tmp_path / "broken")
     assert any(p.startswith("prepare: metrics/prepare.json does not parse") for p in problems)
     assert "sgmcmc_sgd: changed outs: metrics/sgmcmc_sgd.json modified" in problems, problems
