@@ -21,6 +21,7 @@ import pytest
 
 from betamcmc.errors import DivergenceError
 from betamcmc.params import validate_params
+from betamcmc.sgmcmc import launch
 from betamcmc.sgmcmc.config import RunSpec
 from betamcmc.sgmcmc.experiment import make_spec
 from betamcmc.sgmcmc.launch import forkserver_preload, run_local
@@ -225,3 +226,20 @@ def test_the_forkserver_preloads_what_the_calling_script_imported() -> None:
     assert preload[0] == "betamcmc.sgmcmc.launch"
     assert {"betamcmc.paramfile", "betamcmc.runner", "betamcmc.sgmcmc.params"} <= set(preload)
     assert all(name.startswith("betamcmc.") for name in preload)
+
+
+def test_start_forkserver_starts_the_workers_server_except_under_torchrun(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The engine stages start the workers' fork server before they open their MLflow run (its
+    imports then overlap that set-up); a torchrun rank forks no workers, so it starts none."""
+    started: list[Any] = []
+    monkeypatch.setattr(launch, "start_server", lambda fn, preload=(): started.append(fn))
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    launch.start_forkserver()
+    assert started == [launch._worker_entry]
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    launch.start_forkserver()
+    assert started == [launch._worker_entry]

@@ -51,6 +51,7 @@ from betamcmc.sgmcmc.evaluate import (
     predictive_metrics,
     sample_log_probs,
 )
+from betamcmc.sgmcmc.launch import start_forkserver
 from betamcmc.sgmcmc.samples import read_samples
 from betamcmc.sgmcmc.sampling import finalize_dir, fresh_partial, is_worker_rank, sample
 from betamcmc.sgmcmc.tasks import MLP, Task
@@ -334,6 +335,7 @@ def run_vae_head(params: Params, stage: StageItem) -> dict[str, Any]:
     corpus = load_prepared(pipeline.stage_item("prepare").out)
     head = params.finetune.vae_head
     check_label(corpus, head.label)
+    start_forkserver()  # its imports overlap this process's set-up: the codes, the MLflow run
     vae = load_vae(pipeline.stage_item("pretrain", schedule=schedule).out)
     limit_threads(params.runtime.threads)
     seed_everything(params.seed)

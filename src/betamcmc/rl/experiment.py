@@ -43,7 +43,7 @@ from betamcmc.rl.params import RlParams, split_method
 from betamcmc.rl.task import RlTask
 from betamcmc.sgmcmc.config import ChainSteps, EngineConfig, RunSpec, SamplerConfig
 from betamcmc.sgmcmc.flat import FlatModel, all_finite
-from betamcmc.sgmcmc.launch import run_local
+from betamcmc.sgmcmc.launch import run_local, start_forkserver
 from betamcmc.sgmcmc.result import RunResult, require_complete
 from betamcmc.sgmcmc.samples import Samples, read_samples
 from betamcmc.sgmcmc.sampling import finalize_dir
@@ -333,6 +333,7 @@ def run_item(params: Params, stage: StageItem, track: bool = True) -> dict[str, 
     method = stage.identity["method"]
     env = check_env(rl.env)
     limit_threads(params.runtime.threads)
+    start_forkserver()  # its imports overlap this process's MLflow set-up
     progress: list[int] = []  # seeds finished
     try:
         with stop_on_signals():

@@ -18,6 +18,7 @@ from betamcmc.pipeline import StageItem
 from betamcmc.sgmcmc.config import ChainSteps, EngineConfig, RunSpec, SamplerConfig
 from betamcmc.sgmcmc.evaluate import evaluate_samples
 from betamcmc.sgmcmc.experiment import make_spec
+from betamcmc.sgmcmc.launch import start_forkserver
 from betamcmc.sgmcmc.samples import read_samples
 from betamcmc.sgmcmc.sampling import finalize_dir, fresh_partial, sample
 from betamcmc.sgmcmc.seeds import aggregate
@@ -53,6 +54,7 @@ def run_sgd(
     each of :data:`PREDICTIVE` and ``wall_s`` as mean / std / CI over seeds, ``per_seed``."""
     models_dir, metrics_path = stage.out, stage.path(".json")
     section = params.sgmcmc
+    start_forkserver()  # its imports overlap this process's MLflow set-up
 
     def body() -> dict[str, Any]:
         partial = fresh_partial(models_dir)

@@ -32,7 +32,7 @@ from betamcmc.io import atomic_path, write_json
 from betamcmc.pipeline import StageItem
 from betamcmc.sgmcmc.config import EngineConfig, RunSpec, SamplerConfig
 from betamcmc.sgmcmc.flat import FlatModel
-from betamcmc.sgmcmc.launch import run_local
+from betamcmc.sgmcmc.launch import run_local, start_forkserver
 from betamcmc.sgmcmc.samples import read_samples
 from betamcmc.sgmcmc.seeds import aggregate
 from betamcmc.sgmcmc.tasks import LogregTask
@@ -340,6 +340,7 @@ def _summary(r: dict[str, Any], key: str) -> dict[str, Any]:
 def run_consistency(params: Params, stage: StageItem, track: bool = True) -> dict[str, Any]:
     """The ``sgmcmc_consistency`` stage's work: the study into the outputs dvc.yaml declares,
     recorded in one MLflow run (final errors as metrics, per protocol and tau)."""
+    start_forkserver()  # its imports overlap this process's MLflow set-up
     if not track:
         return run_study(params, stage.out, stage.path(".json"))
     with tracking.stage_run(params, stage):

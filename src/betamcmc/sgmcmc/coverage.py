@@ -42,6 +42,7 @@ from betamcmc.io import atomic_path, csv_cell, write_csv, write_json
 from betamcmc.pipeline import StageItem
 from betamcmc.sgmcmc.config import ChainSteps, EngineConfig, RunSpec, SamplerConfig, chain_steps
 from betamcmc.sgmcmc.coverage_report import draw_figure, summary, table_text
+from betamcmc.sgmcmc.launch import start_forkserver
 from betamcmc.sgmcmc.mixture import Mixture, assign_modes, mode_tv, modes_visited
 from betamcmc.sgmcmc.mixture_task import MixtureTask
 from betamcmc.sgmcmc.samples import Samples, read_samples
@@ -310,6 +311,7 @@ def run_cyclical(params: Params, stage: StageItem, track: bool = True) -> dict[s
     """The ``sgmcmc_cyclical`` stage's work: the study into the outputs dvc.yaml declares,
     one MLflow run for the stage and one nested run per arm (tags protocol, workers, schedule)."""
     paths = (stage.out, stage.path(".json"), stage.path("_curves.csv"))
+    start_forkserver()  # its imports overlap this process's MLflow set-up
     if not track:
         return run_study(params, *paths)
     with tracking.stage_run(params, stage) as parent:

@@ -43,7 +43,7 @@ from betamcmc.sgmcmc.evaluate import (
     first_time_at,
     sample_log_probs,
 )
-from betamcmc.sgmcmc.launch import torchrun_rank
+from betamcmc.sgmcmc.launch import start_forkserver, torchrun_rank
 from betamcmc.sgmcmc.result import RunResult
 from betamcmc.sgmcmc.samples import read_samples
 from betamcmc.sgmcmc.sampling import finalize_dir, fresh_partial, is_worker_rank, sample
@@ -217,6 +217,7 @@ def run_item(
 ) -> dict[str, Any] | None:
     """Sample every seed, evaluate and write every output of one item (paths: dvc.yaml); its
     metrics (None on a torchrun worker rank, which writes nothing and opens no MLflow run)."""
+    start_forkserver()  # its imports overlap this process's MLflow set-up
     if not track or is_worker_rank():
         out = _run_and_write(params, stage, device)
         return out[0] if out is not None else None

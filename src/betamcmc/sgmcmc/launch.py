@@ -42,7 +42,7 @@ from torch.distributed import distributed_c10d
 
 from betamcmc.errors import BetamcmcError, ParamsError
 from betamcmc.io import limit_threads, write_json
-from betamcmc.parallel import loaded_modules
+from betamcmc.parallel import loaded_modules, start_server
 from betamcmc.sgmcmc import protocols
 from betamcmc.sgmcmc.config import RunSpec
 from betamcmc.sgmcmc.master import WorkerLost, run_master
@@ -58,6 +58,14 @@ def forkserver_preload() -> list[str]:
     """What the forkserver imports before it forks any worker (only the first run of a process
     starts the server): the engine and the modules of this package imported here so far."""
     return ["betamcmc.sgmcmc.launch", *loaded_modules()]
+
+
+def start_forkserver() -> None:
+    """Start the workers' fork server now, so that its imports (torch, the engine: about a
+    second) overlap the caller's own set-up (its MLflow run, its data) instead of delaying the
+    first run's workers. Optional (:func:`run_local` starts it otherwise); none under torchrun."""
+    if torchrun_rank() is None:
+        start_server(_worker_entry)
 
 
 def startup_timeout(worker_timeout: float) -> float:
