@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from betamcmc.io import read_csv_rows
+from betamcmc.core.io import read_csv_rows
 
 TIMING = re.compile(r"(time|wall|_s$|_s_|_s\.|per_s|seconds|staleness|elapsed|load|duration)")
 ASYNC = re.compile(

@@ -137,7 +137,7 @@ def _text(out: bytes | str | None) -> str:
 
 def stage_outcome(repo: Path, check: Check, device: str, timeout: float) -> tuple[bool, str]:
     """Run the check's stage; passed, and the detail its line shows."""
-    from betamcmc import pipeline
+    from betamcmc.core import pipeline
 
     proc = run_script(repo, [f"stages/{check.script}.py", *check.args], timeout)
     if proc.returncode != 0:

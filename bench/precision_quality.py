@@ -209,7 +209,7 @@ def previous(out: Path, corpus: str, settings: dict[str, Any]) -> dict[str, Any]
 
 def write(out: Path, corpus: str, entry: dict[str, Any]) -> None:
     """Merge ``entry`` into ``out`` under ``corpora.<corpus>`` (other corpora kept)."""
-    from betamcmc.io import write_json
+    from betamcmc.core.io import write_json
 
     data = json.loads(out.read_text()) if out.exists() else {}
     data.setdefault("corpora", {})[corpus] = entry

@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from machine import facts, flagged, foreign_load, gemm_peak, loadavg, spread
 
-    from betamcmc.io import write_json
+    from betamcmc.core.io import write_json
 
     start_load = loadavg()
     results: dict = {"workload": {"data": args.data, "repeat": 12, "vocab": 10002, "emb": args.emb,

@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     from machine import facts, gemm_peak, loadavg
     from pretrain_throughput import load_workload
 
-    from betamcmc.errors import BetamcmcError
-    from betamcmc.io import write_json
+    from betamcmc.core.errors import BetamcmcError
+    from betamcmc.core.io import write_json
 
     start_load = loadavg()
     try:

@@ -116,8 +116,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def load_workload(path: Path, repeat: int, vocab_size: int) -> tuple[list[list[int]], int]:
+    from betamcmc.core.errors import InputError
     from betamcmc.data.prepared import SPECIALS, Vocab
-    from betamcmc.errors import InputError
 
     if not path.exists():
         raise InputError("PTB-format file not found (see ../shared/data/README.md)", path)
@@ -332,9 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     start_load = loadavg()  # before any of our own work enters the load average
     import torch
 
-    from betamcmc.errors import BetamcmcError
+    from betamcmc.core.errors import BetamcmcError
+    from betamcmc.core.io import write_json
     from betamcmc.heap import keep_freed_memory
-    from betamcmc.io import write_json
 
     heap_kept = keep_freed_memory() if args.heap == "keep" else False
     device = args.device

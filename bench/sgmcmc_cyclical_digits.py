@@ -66,7 +66,7 @@ def arm_params(shipped: dict[str, Any], arm: str, seeds: list[int]) -> dict[str,
 
 def run_arm(raw: dict[str, Any], protocol: str, workers: int) -> dict[str, Any]:
     """One item with the stage's own code in a temporary folder; the summary's kept keys."""
-    from betamcmc import pipeline
+    from betamcmc.core import pipeline
     from betamcmc.params import validate_params
     from betamcmc.sgmcmc.experiment import run_item
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 
-from betamcmc import pipeline
+from betamcmc.core import pipeline
+from betamcmc.core.paramfile import load_stage_params, require_item
+from betamcmc.core.runner import run_stage
 from betamcmc.finetune.params import FinetuneParams
-from betamcmc.paramfile import load_stage_params, require_item
-from betamcmc.runner import run_stage
 
 
 def main(argv: list[str] | None = None) -> None:

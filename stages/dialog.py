@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 
-from betamcmc import pipeline
+from betamcmc.core import pipeline
+from betamcmc.core.paramfile import load_stage_params, require_item
+from betamcmc.core.runner import run_stage
 from betamcmc.data.params import DataParams
 from betamcmc.finetune.params import BOW, FinetuneParams
-from betamcmc.paramfile import load_stage_params, require_item
-from betamcmc.runner import run_stage
 from betamcmc.vae.params import PretrainParams
 
 

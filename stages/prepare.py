@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 
-from betamcmc import pipeline
+from betamcmc.core import pipeline
+from betamcmc.core.paramfile import load_stage_params
+from betamcmc.core.runner import run_stage
 from betamcmc.data.params import DataParams
 from betamcmc.data.prepare import run_prepare
-from betamcmc.paramfile import load_stage_params
-from betamcmc.runner import run_stage
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 
-from betamcmc import pipeline
+from betamcmc.core import pipeline
+from betamcmc.core.runner import run_stage
 from betamcmc.params import load_params
 from betamcmc.results.run import run_report
-from betamcmc.runner import run_stage
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 
-from betamcmc import pipeline
-from betamcmc.paramfile import load_stage_params
+from betamcmc.core import pipeline
+from betamcmc.core.paramfile import load_stage_params
+from betamcmc.core.runner import run_stage
 from betamcmc.rl.params import RlParams
-from betamcmc.runner import run_stage
 
 
 def main(argv: list[str] | None = None) -> None:

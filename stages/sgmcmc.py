@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 
-from betamcmc import pipeline
-from betamcmc.paramfile import WORKER_COUNTS, load_stage_params, require_item
-from betamcmc.runner import resolve_device, run_stage
+from betamcmc.core import pipeline
+from betamcmc.core.paramfile import WORKER_COUNTS, load_stage_params, require_item
+from betamcmc.core.runner import resolve_device, run_stage
 from betamcmc.sgmcmc.params import PROTOCOLS, SgmcmcParams
 
 
@@ -48,4 +48,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main, hard_exit=True)  # the engine: see betamcmc.runner._exit
+    run_stage(main, hard_exit=True)  # the engine: see betamcmc.core.runner._exit

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 
-from betamcmc import pipeline
-from betamcmc.paramfile import load_stage_params
-from betamcmc.runner import run_stage
+from betamcmc.core import pipeline
+from betamcmc.core.paramfile import load_stage_params
+from betamcmc.core.runner import run_stage
 from betamcmc.sgmcmc.params import SgmcmcParams
 
 
@@ -36,4 +36,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main, hard_exit=True)  # the engine: see betamcmc.runner._exit
+    run_stage(main, hard_exit=True)  # the engine: see betamcmc.core.runner._exit

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 
-from betamcmc import pipeline
-from betamcmc.paramfile import load_stage_params
-from betamcmc.runner import run_stage
+from betamcmc.core import pipeline
+from betamcmc.core.paramfile import load_stage_params
+from betamcmc.core.runner import run_stage
 from betamcmc.sgmcmc.params import SgmcmcParams
 from betamcmc.sgmcmc.report import run_report
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 
-from betamcmc import pipeline
+from betamcmc.core import pipeline
+from betamcmc.core.paramfile import load_stage_params, require_item
+from betamcmc.core.runner import run_stage
 from betamcmc.finetune.params import FinetuneParams
-from betamcmc.paramfile import load_stage_params, require_item
-from betamcmc.runner import run_stage
 from betamcmc.sgmcmc.params import SgmcmcParams
 
 
@@ -48,4 +48,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main, hard_exit=True)  # the engine: see betamcmc.runner._exit
+    run_stage(main, hard_exit=True)  # the engine: see betamcmc.core.runner._exit

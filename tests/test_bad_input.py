@@ -29,9 +29,9 @@ import torch
 import yaml
 
 from betamcmc import cli
+from betamcmc.core.runner import run_stage
 from betamcmc.data.prepared import Vocab
 from betamcmc.finetune.cvae import DialogCVAE, save_cvae
-from betamcmc.runner import run_stage
 from betamcmc.vae.model import TextVAE, save_vae
 
 from conftest import REPO, cvae_config, tiny_params, vae_config

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from betamcmc.errors import ParamsError
+from betamcmc.core.errors import ParamsError
 from betamcmc.params import validate_params
 from betamcmc.sgmcmc.config import EngineConfig, RunSpec, chain_steps, quota
 from betamcmc.sgmcmc.experiment import make_spec

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from betamcmc.core.errors import InputError
 from betamcmc.data import synthetic
 from betamcmc.data.corpora import load_corpus
 from betamcmc.data.params import DataParams
 from betamcmc.data.prepare import prepare
 from betamcmc.data.prepared import load_prepared
-from betamcmc.errors import InputError
 from betamcmc.params import load_params
 
 from conftest import PipelineRun, run_stage, shared_data, shipped_section

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from betamcmc.core.errors import DivergenceError, InputError
 from betamcmc.data.prepared import Dialog, PreparedCorpus, Vocab
-from betamcmc.errors import DivergenceError, InputError
 from betamcmc.finetune.cvae import (
     DialogCVAE,
     collate,

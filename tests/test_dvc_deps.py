@@ -143,7 +143,7 @@ def _stages_running(package: str) -> set[str]:
 
 
 def test_an_edit_in_a_package_reruns_only_the_stages_that_run_it() -> None:
-    """Each stage loads only its params sections (betamcmc.paramfile), so a package's schema
+    """Each stage loads only its params sections (betamcmc.core.paramfile), so a package's schema
     is no dep of the stages that never read it: rl/ reruns the RL stages (and the page)."""
     assert _stages_running("rl") == {"rl", "rl_report", "report"}
     assert _stages_running("results") == {"report"}

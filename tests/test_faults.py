@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
-from betamcmc import io
-from betamcmc.runner import run_stage
+from betamcmc.core import io
+from betamcmc.core.runner import run_stage
 
 from conftest import REPO, tiny_params, vae_config
 
@@ -327,8 +327,8 @@ def test_hard_exit_leaves_by_os_exit_from_every_error_branch(raise_: str) -> Non
     line, a full disk included: an ``atexit`` hook, which ``sys.exit`` would run, never runs."""
     child = f"""
 import atexit, errno, sys
-from betamcmc.errors import InputError
-from betamcmc.runner import run_stage
+from betamcmc.core.errors import InputError
+from betamcmc.core.runner import run_stage
 atexit.register(lambda: print("atexit ran", file=sys.stderr))
 def main():
     raise {raise_}

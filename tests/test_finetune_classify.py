@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from betamcmc.core.errors import InputError
 from betamcmc.data.prepared import PreparedCorpus, Sentence, Vocab
-from betamcmc.errors import InputError
 from betamcmc.finetune.classifiers import fit_predict_mlp
 from betamcmc.finetune.classify import (
     bag_of_words,

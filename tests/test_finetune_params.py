@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from betamcmc.errors import ParamsError
+from betamcmc.core.errors import ParamsError
 from betamcmc.params import load_params
 
 from conftest import tiny_params, write_params

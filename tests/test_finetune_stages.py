@@ -16,7 +16,7 @@ import mlflow
 import pytest
 import torch
 
-from betamcmc.errors import BetamcmcError, InputError, ParamsError
+from betamcmc.core.errors import BetamcmcError, InputError, ParamsError
 
 from conftest import PipelineRun, copy_pipeline, copy_repo, run_stage, tiny_params, write_params
 
@@ -46,7 +46,7 @@ def repo(pipeline: PipelineRun, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 def _declared(repo: Path) -> list[Path]:
     """Every out/metric/plot path dvc.yaml declares for classify, dialog and finetune_report."""
-    from betamcmc.pipeline import stage_item
+    from betamcmc.core.pipeline import stage_item
 
     dvc_yaml = repo / "dvc.yaml"
     items = [stage_item("classify", dvc_yaml, schedule=s) for s in SCHEDULES]

@@ -17,7 +17,7 @@ import mlflow
 import pytest
 import yaml
 
-from betamcmc.errors import ParamsError
+from betamcmc.core.errors import ParamsError
 from betamcmc.params import load_params
 
 from conftest import PipelineRun, copy_pipeline, run_stage, tiny_params, write_params

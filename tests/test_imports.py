@@ -88,18 +88,18 @@ def test_the_cycle_check_finds_a_cycle() -> None:
 
 def test_section_modules_import_the_schema_leaf_not_the_root() -> None:
     edges = graph()
-    assert edges["betamcmc.schema"] == set()
+    assert edges["betamcmc.core.schema"] == set()
     sections = [
         m
         for m in edges
         if m.endswith(".params") and m.count(".") == 2 and not m.startswith("betamcmc.cli.")
     ]
     assert len(sections) >= 5
-    for leaf in ("betamcmc.paramfile", "betamcmc.chainparams"):
+    for leaf in ("betamcmc.core.paramfile", "betamcmc.chainparams"):
         assert "betamcmc.params" not in edges[leaf], leaf
     for name in sections:
         assert "betamcmc.params" not in edges[name], name
-        assert "betamcmc.schema" in edges[name], name
+        assert "betamcmc.core.schema" in edges[name], name
 
 
 def test_the_sampler_library_knows_nothing_of_vaes() -> None:
@@ -110,3 +110,12 @@ def test_the_sampler_library_knows_nothing_of_vaes() -> None:
         if name.startswith("betamcmc.sgmcmc"):
             bad = {m for m in imports if m.startswith(vae_side)}
             assert not bad, f"{name} imports {sorted(bad)}"
+
+
+def test_core_imports_only_core() -> None:
+    """``betamcmc.core`` is what every stage runs (one folder dep of each stage in dvc.yaml):
+    none of its modules may pull in a stage family's package, or every stage would run it."""
+    for name, imports in graph().items():
+        if name.startswith("betamcmc.core"):
+            outside = {m for m in imports if not m.startswith("betamcmc.core")}
+            assert not outside, f"{name} imports {sorted(outside)}"

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from betamcmc.errors import BetamcmcError, InputError
+from betamcmc.core.errors import BetamcmcError, InputError
 from betamcmc.parallel import run_jobs
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from betamcmc.errors import ParamsError
-from betamcmc.paramfile import WORKER_COUNTS, require_item
+from betamcmc.core.errors import ParamsError
+from betamcmc.core.paramfile import WORKER_COUNTS, require_item
+from betamcmc.core.runner import run_stage
 from betamcmc.params import load_params
-from betamcmc.runner import run_stage
 
 from conftest import REPO, tiny_params, write_params
 
@@ -163,7 +163,7 @@ def test_cli_params_check(tmp_path: Path, content: str | None, code: int, needle
 def _sections(model: type, path: str = "") -> list[tuple[str, type]]:
     """Every Section class reachable from ``model`` through fields typed as one section (not the
     user-named entries of a mapping such as ``pretrain.schedules``), with its key path."""
-    from betamcmc.schema import Section
+    from betamcmc.core.schema import Section
 
     out = [(path or "<root>", model)]
     for name, field in model.model_fields.items():
@@ -293,7 +293,7 @@ def test_stage_argument_naming_no_item_one_line_exit_2(
 def test_a_stages_params_cross_into_a_fresh_process(tmp_path: Path) -> None:
     """A stage's params model is made at run time (root + its sections); the pretrain seeds'
     worker processes get the params pickled, in a process that never made that model."""
-    from betamcmc.paramfile import load_stage_params
+    from betamcmc.core.paramfile import load_stage_params
     from betamcmc.vae.params import PretrainParams
 
     path = tmp_path / "params.yaml"

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from betamcmc.errors import InputError
-from betamcmc.pipeline import load_stages, stage_item
+from betamcmc.core.errors import InputError
+from betamcmc.core.pipeline import load_stages, stage_item
 
 from conftest import REPO
 

@@ -12,10 +12,10 @@ import mlflow
 import pytest
 import torch
 
-from betamcmc import runner
-from betamcmc.errors import ParamsError
+from betamcmc.core import runner
+from betamcmc.core.errors import ParamsError
+from betamcmc.core.runner import describe_precision, resolve_precision
 from betamcmc.params import validate_params
-from betamcmc.runner import describe_precision, resolve_precision
 from betamcmc.vae.model import TextVAE, VAEConfig, pad_batch
 from betamcmc.vae.split import BatchSplitter
 from betamcmc.vae.step import make_optimizer, precision_autocast, train_step

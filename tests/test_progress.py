@@ -9,8 +9,8 @@ import mlflow
 import pytest
 
 from betamcmc import tracking
+from betamcmc.core.pipeline import StageItem
 from betamcmc.params import load_params
-from betamcmc.pipeline import StageItem
 from betamcmc.progress import Progress
 
 from conftest import tiny_params, write_params

@@ -1,6 +1,6 @@
 """Settings that start more processes than the machine has cores warn (or, far beyond, fail
 with the override named) at `betamcmc params check` and at every stage start
-(betamcmc.resources.check_resources; docs/robustness.md)."""
+(betamcmc.core.resources.check_resources; docs/robustness.md)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from betamcmc import resources
 from betamcmc.cli import main
-from betamcmc.errors import ParamsError
+from betamcmc.core import resources
+from betamcmc.core.errors import ParamsError
 from betamcmc.params import load_params
 
 from conftest import REPO, copy_repo, tiny_params, write_params

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from betamcmc.errors import ParamsError
+from betamcmc.core.errors import ParamsError
+from betamcmc.core.pipeline import stage_item
 from betamcmc.params import load_params, validate_params
-from betamcmc.pipeline import stage_item
 from betamcmc.rl.experiment import engine_spec, run_item
 from betamcmc.rl.params import UPDATES
 from betamcmc.sgmcmc.launch import run_local
@@ -295,7 +295,7 @@ def test_killed_worker_is_survived(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_divergence_is_a_clear_error(tmp_path: Path) -> None:
-    from betamcmc.errors import DivergenceError
+    from betamcmc.core.errors import DivergenceError
     from betamcmc.rl.experiment import run_seed
 
     rl = validate_params(tiny_params({"rl": {"step_size": 1e9}})).rl

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from betamcmc.io import read_csv_rows
+from betamcmc.core.io import read_csv_rows
 from betamcmc.sgmcmc.coverage import (
     CURVE_COLUMNS,
     SUMMARISED,

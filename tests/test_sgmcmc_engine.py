@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from betamcmc.errors import DivergenceError
+from betamcmc.core.errors import DivergenceError
 from betamcmc.params import validate_params
 from betamcmc.sgmcmc import launch
 from betamcmc.sgmcmc.config import RunSpec
@@ -219,12 +219,14 @@ def test_sigterm_leaves_samples_readable(tmp_path: Path) -> None:
 def test_the_forkserver_preloads_what_the_calling_script_imported() -> None:
     """A worker re-imports the script that started the run (``__mp_main__``): every module of
     the package the caller has loaded is imported once by the forkserver, not by each worker."""
-    import betamcmc.paramfile  # noqa: F401 - what every stage script imports at the top
-    import betamcmc.runner  # noqa: F401
+    import betamcmc.core.paramfile  # noqa: F401 - what every stage script imports at the top
+    import betamcmc.core.runner  # noqa: F401
 
     preload = forkserver_preload()
     assert preload[0] == "betamcmc.sgmcmc.launch"
-    assert {"betamcmc.paramfile", "betamcmc.runner", "betamcmc.sgmcmc.params"} <= set(preload)
+    assert {"betamcmc.core.paramfile", "betamcmc.core.runner", "betamcmc.sgmcmc.params"} <= set(
+        preload
+    )
     assert all(name.startswith("betamcmc.") for name in preload)
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
+from betamcmc.core.pipeline import StageItem
 from betamcmc.params import validate_params
-from betamcmc.pipeline import StageItem
 from betamcmc.sgmcmc.experiment import make_spec
 from betamcmc.sgmcmc.launch import run_local
 from betamcmc.sgmcmc.result import IncompleteRun, RunResult, require_complete

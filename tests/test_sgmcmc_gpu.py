@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from betamcmc.core.pipeline import StageItem
 from betamcmc.params import validate_params
-from betamcmc.pipeline import StageItem
 from betamcmc.sgmcmc.experiment import make_spec
 
 from conftest import tiny_params
@@ -54,7 +54,7 @@ def test_protocols_run_on_the_gpu(tmp_path: Path, protocol: str) -> None:
 @needs_cuda
 @pytest.mark.slow
 def test_sgd_baseline_runs_on_the_gpu(tmp_path: Path) -> None:
-    from betamcmc.runner import resolve_device
+    from betamcmc.core.runner import resolve_device
     from betamcmc.sgmcmc.baseline import run_sgd
 
     params = validate_params(tiny_params({"device": "auto"}))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from betamcmc.errors import InputError, ParamsError
+from betamcmc.core.errors import InputError, ParamsError
 from betamcmc.params import validate_params
 from betamcmc.sgmcmc.flat import all_finite
 from betamcmc.sgmcmc.samples import SampleWriter, read_samples

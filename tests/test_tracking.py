@@ -15,9 +15,9 @@ import mlflow
 import pytest
 
 from betamcmc import tracking
-from betamcmc.errors import ParamsError
+from betamcmc.core.errors import ParamsError
+from betamcmc.core.pipeline import StageItem
 from betamcmc.params import load_params
-from betamcmc.pipeline import StageItem
 from betamcmc.tracking import sender
 
 from conftest import tiny_params, write_params
@@ -103,7 +103,7 @@ def test_parallel_first_runs_do_not_race(tmp_path: Path) -> None:
         "from betamcmc import tracking\n"
         "from betamcmc.params import load_params\n"
         "p = load_params('params.yaml')\n"
-        "from betamcmc.pipeline import StageItem\n"
+        "from betamcmc.core.pipeline import StageItem\n"
         "with tracking.stage_run(p, StageItem('par', {'n': sys.argv[1]}, params=['seed'])):\n"
         "    tracking.log_metrics({'x': float(sys.argv[1])}, step=0)\n"
     )

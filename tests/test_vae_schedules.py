@@ -7,7 +7,7 @@ import math
 import pytest
 import yaml
 
-from betamcmc.errors import ParamsError
+from betamcmc.core.errors import ParamsError
 from betamcmc.params import load_params
 from betamcmc.vae.schedules import (
     beta_at,

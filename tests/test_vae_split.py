@@ -8,7 +8,7 @@ import threading
 import pytest
 import torch
 
-from betamcmc.errors import DivergenceError
+from betamcmc.core.errors import DivergenceError
 from betamcmc.vae.model import TextVAE, VAEConfig, pad_batch
 from betamcmc.vae.split import BatchSplitter
 from betamcmc.vae.step import batch_splitter_for, make_optimizer, train_step

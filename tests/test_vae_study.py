@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from betamcmc.errors import InputError
+from betamcmc.core.errors import InputError
 from betamcmc.vae import study, study_render
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,7 +78,7 @@ def test_collect_keeps_each_experiments_targeted_schedules(monkeypatch):
     shown[0]["experiments"][0]["revs"][0]["data"]["params"] = {"params.yaml": {"data": raw}}
     committed["metrics/pretrain/cyclical.json"] = _metrics(0.5) | {"params_hash": "000000000000"}
     assert study.collect(spec)["missing"] == ["s-cycl1:cyclical", "s-cycl4"]
-    from betamcmc.pipeline import stage_item
+    from betamcmc.core.pipeline import stage_item
 
     keys = stage_item("pretrain", REPO / "dvc.yaml", schedule="cyclical").params
     own = load_params(REPO / "params.yaml").digest(keys)

@@ -8,8 +8,8 @@ import threading
 import pytest
 import torch
 
+from betamcmc.core.errors import DivergenceError
 from betamcmc.data.prepare import prepare
-from betamcmc.errors import DivergenceError
 from betamcmc.params import validate_params
 from betamcmc.vae import train as train_module
 from betamcmc.vae.batches import epoch_batches

@@ -17,7 +17,7 @@ Units. ``burn_in`` and ``thinning`` count gradient steps of the chain that sampl
 from: the worker's own chain for ``single``/``sync``/``elastic``, the master's chain for
 ``downpour`` (where one worker push of ``period`` local steps advances it by ``period``).
 :meth:`betamcmc.sgmcmc.config.EngineConfig.build` turns the blocks into the engine's settings.
-This module is a leaf of the params graph: it imports only :mod:`betamcmc.schema`.
+This module is a leaf of the params graph: it imports only :mod:`betamcmc.core.schema`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from betamcmc.schema import Section
+from betamcmc.core.schema import Section
 
 Protocol = Literal["single", "sync", "downpour", "elastic"]
 PROTOCOLS: tuple[str, ...] = ("single", "sync", "downpour", "elastic")

@@ -4,7 +4,7 @@ Every model file the project reads (a text VAE, a dialog CVAE, a resumable train
 through :func:`read_checkpoint`, which calls ``torch.load(..., weights_only=True)``: tensors and
 plain values only, so a file that holds pickled code is refused, never run. A file that is not
 the checkpoint asked for (another model's file, a vocabulary, a truncated download, a plain
-pickle) raises :class:`~betamcmc.errors.InputError` naming the file and what it looks like, e.g.::
+pickle) raises :class:`~betamcmc.core.errors.InputError` naming the file and what it looks like, e.g.::
 
     models/dialog/cyclical-bow/model.pt: not a text VAE checkpoint: it is a dialog CVAE
     (use `betamcmc respond -m models/dialog/<item>`)
@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from betamcmc.errors import InputError
+from betamcmc.core.errors import InputError
 
 T = TypeVar("T")
 

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import wait
 from typing import Any
 
-from betamcmc.errors import BetamcmcError
+from betamcmc.core.errors import BetamcmcError
 
 
 def loaded_modules() -> list[str]:

@@ -2,15 +2,15 @@
 
 ``betamcmc params check`` (which ``make repro`` runs before DVC), the tests and the benchmarks
 load the whole file with :func:`load_params`; a stage loads only the sections it reads
-(:func:`betamcmc.paramfile.load_stage_params`), so that editing one section's schema reruns only
+(:func:`betamcmc.core.paramfile.load_stage_params`), so that editing one section's schema reruns only
 the stages that read it. Reading, validation and the one-line errors (``params.yaml:14:
-pretrain.schedules.cyclical.cycles: must be >= 1 (got 0)``) are in :mod:`betamcmc.paramfile`.
+pretrain.schedules.cyclical.cycles: must be >= 1 (got 0)``) are in :mod:`betamcmc.core.paramfile`.
 
-Sections: ``seed``, ``device``, ``tracking``, ``runtime`` (:mod:`betamcmc.paramfile`) and one
+Sections: ``seed``, ``device``, ``tracking``, ``runtime`` (:mod:`betamcmc.core.paramfile`) and one
 per stage family, each in the module of that concept (``betamcmc.data.params``,
-``betamcmc.vae.params``, ...), subclassing the leaf :class:`betamcmc.schema.Section`; adding a
+``betamcmc.vae.params``, ...), subclassing the leaf :class:`betamcmc.core.schema.Section`; adding a
 section is one import and one field here, and its name in ``paramfile.SECTIONS``. Every value
-lives in ``params.yaml``: the fields it sets are required (see ``betamcmc.schema``).
+lives in ``params.yaml``: the fields it sets are required (see ``betamcmc.core.schema``).
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from betamcmc.data.params import DataParams
-from betamcmc.finetune.params import FinetuneParams
-from betamcmc.paramfile import (
+from betamcmc.core.paramfile import (
     DEFAULT_PARAMS_FILE,
     ParamsFile,
     RuntimeParams,
@@ -28,8 +26,10 @@ from betamcmc.paramfile import (
     read_params,
     validate,
 )
+from betamcmc.core.schema import Seed
+from betamcmc.data.params import DataParams
+from betamcmc.finetune.params import FinetuneParams
 from betamcmc.rl.params import RlParams
-from betamcmc.schema import Seed
 from betamcmc.sgmcmc.params import SgmcmcParams
 from betamcmc.vae.params import PretrainParams
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from betamcmc.errors import BetamcmcError
+from betamcmc.core.errors import BetamcmcError
 
 app = typer.Typer(
     help="Cyclical beta-annealed text VAEs and asynchronous SG-MCMC: tools around the DVC pipeline.",

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from betamcmc.cli.app import ParamsFile, friendly
-from betamcmc.errors import InputError
+from betamcmc.core.errors import InputError
 
 rl_app = typer.Typer(help="Saved policies of the rl stage.", no_args_is_help=True)
 
@@ -58,7 +58,7 @@ def schedule_plot(
     ] = None,
 ) -> None:
     """Draw beta over the iterations for every schedule in pretrain.schedules to a PNG."""
-    from betamcmc.io import atomic_path  # lazy: json/tempfile stay out of --help
+    from betamcmc.core.io import atomic_path  # lazy: json/tempfile stay out of --help
     from betamcmc.params import load_params  # lazy: pydantic stays out of --help
 
     loaded = load_params(params)
@@ -100,7 +100,7 @@ def sample(
 ) -> None:
     """Print prior samples, reconstructions of given sentences and a latent interpolation."""
     # lazy: yaml (pipeline) and torch load only for this command, not for --help
-    from betamcmc import pipeline
+    from betamcmc.core import pipeline
     from betamcmc.vae.sample import (
         interpolation,
         load_model_and_vocab,
@@ -147,7 +147,7 @@ def respond(
 ) -> None:
     """Print N responses sampled from a dialog CVAE (z ~ p(z|c), greedy decoding) for a context."""
     # lazy: yaml (pipeline) and torch load only for this command, not for --help
-    from betamcmc import pipeline
+    from betamcmc.core import pipeline
     from betamcmc.finetune.cvae import load_cvae
     from betamcmc.finetune.dialog import respond as sample_responses
 

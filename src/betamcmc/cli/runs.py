@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from betamcmc.cli.app import ParamsFile, friendly
-from betamcmc.errors import BetamcmcError
+from betamcmc.core.errors import BetamcmcError
 
 tracking_app = typer.Typer(
     help="The MLflow tracking store (docs/tracking.md).", no_args_is_help=True
@@ -51,8 +51,8 @@ def ui(
     saved view with exactly its metric columns, stored as an experiment tag)."""
     # lazy: pydantic (params, tracking) stays out of --help; mlflow runs in its own process
     from betamcmc import tracking
+    from betamcmc.cli.ui import ui_links, ui_server_command
     from betamcmc.params import load_params
-    from betamcmc.tracking.ui import ui_links, ui_server_command
 
     loaded = load_params(params) if params.exists() else None
     busy = _cannot_bind(host, port)

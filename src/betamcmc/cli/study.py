@@ -48,7 +48,7 @@ def study_collect(
 ) -> None:
     """Gather what the study's finished experiments measured into metrics/studies/<name>.json."""
     # lazy: yaml (study) and json/tempfile (io) stay out of --help
-    from betamcmc.io import write_json
+    from betamcmc.core.io import write_json
     from betamcmc.vae.study import STUDIES, collect, keep_earlier, load_spec, read_collection
 
     study = collect(load_spec(spec))

@@ -19,13 +19,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from betamcmc.core.errors import InputError
 from betamcmc.data import synthetic
 from betamcmc.data.files import assign_splits, read_lines, require_path, standard_files, tokenize
 from betamcmc.data.params import DataParams
 from betamcmc.data.prepared import SPLITS
 from betamcmc.data.raw import RawCorpus, RawDialog
 from betamcmc.data.swda import load_swda
-from betamcmc.errors import InputError
 
 
 # --------------------------------------------------------------------------- loaders

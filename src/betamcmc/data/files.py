@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from betamcmc.core.errors import InputError
 from betamcmc.data.params import DataParams
 from betamcmc.data.prepared import SPLITS
-from betamcmc.errors import InputError
 from betamcmc.tracking import project_root
 
 # --------------------------------------------------------------------------- reading

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from betamcmc.schema import Section
+from betamcmc.core.schema import Section
 
 
 class SplitParams(Section):

@@ -17,6 +17,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from betamcmc import tracking
+from betamcmc.core.errors import InputError
+from betamcmc.core.io import write_json
+from betamcmc.core.pipeline import StageItem
+from betamcmc.core.stopping import signals_deferred
 from betamcmc.data.corpora import load_corpus
 from betamcmc.data.params import DataParams
 from betamcmc.data.prepared import (
@@ -30,10 +34,6 @@ from betamcmc.data.prepared import (
     write_prepared,
 )
 from betamcmc.data.raw import RawCorpus
-from betamcmc.errors import InputError
-from betamcmc.io import write_json
-from betamcmc.pipeline import StageItem
-from betamcmc.stopping import signals_deferred
 
 if TYPE_CHECKING:
     from betamcmc.params import Params

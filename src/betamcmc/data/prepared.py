@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from betamcmc.errors import InputError
-from betamcmc.io import atomic_path
+from betamcmc.core.errors import InputError
+from betamcmc.core.io import atomic_path
 
 SPLITS = ("train", "valid", "test")
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"

@@ -12,11 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from betamcmc.core.errors import InputError
 from betamcmc.data.files import assign_splits, read_lines, require_path, standard_files, tokenize
 from betamcmc.data.params import DataParams
 from betamcmc.data.prepared import SPLITS
 from betamcmc.data.raw import RawCorpus, RawDialog
-from betamcmc.errors import InputError
 
 
 def parse_swda(path: Path, lowercase: bool) -> list[RawDialog]:

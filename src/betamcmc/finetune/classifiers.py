@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from betamcmc.errors import DivergenceError
+from betamcmc.core.errors import DivergenceError
 from betamcmc.finetune.params import FinetuneParams
 from betamcmc.vae.codes import fit_predict_logreg
 from betamcmc.vae.model import pad_batch

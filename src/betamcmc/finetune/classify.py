@@ -35,16 +35,17 @@ import numpy as np
 import torch
 from scipy import sparse
 
-from betamcmc import pipeline, stats, tracking
+from betamcmc import stats, tracking
+from betamcmc.core import pipeline
+from betamcmc.core.errors import DivergenceError, InputError
+from betamcmc.core.io import limit_threads, write_csv, write_json
+from betamcmc.core.pipeline import StageItem
+from betamcmc.core.runner import seed_everything
+from betamcmc.core.stopping import signals_deferred
 from betamcmc.data.prepared import PreparedCorpus, load_prepared
-from betamcmc.errors import DivergenceError, InputError
 from betamcmc.finetune.classifiers import LabeledSplit, classify_codes, finetune_predict
 from betamcmc.finetune.params import FinetuneParams
-from betamcmc.io import limit_threads, write_csv, write_json
-from betamcmc.pipeline import StageItem
 from betamcmc.progress import Progress
-from betamcmc.runner import seed_everything
-from betamcmc.stopping import signals_deferred
 from betamcmc.vae.codes import encode_sentences, fit_predict_logreg
 from betamcmc.vae.model import TextVAE, load_vae, pad_batch, seed_dirs
 

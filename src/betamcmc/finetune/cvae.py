@@ -31,8 +31,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from betamcmc.checkpoint import build, read_checkpoint
+from betamcmc.core.errors import InputError
 from betamcmc.data.prepared import Dialog, Vocab, load_vocab
-from betamcmc.errors import InputError
 
 PAD_ID, BOS_ID, EOS_ID = Vocab.pad_id, Vocab.bos_id, Vocab.eos_id
 

@@ -13,9 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from betamcmc import pipeline, stats, tracking
+from betamcmc import stats, tracking
+from betamcmc.core import pipeline
+from betamcmc.core.errors import InputError
+from betamcmc.core.io import atomic_path, limit_threads, write_csv, write_json
+from betamcmc.core.pipeline import StageItem
+from betamcmc.core.runner import resolve_device, seed_everything
+from betamcmc.core.stopping import signals_deferred
 from betamcmc.data.prepared import Dialog, PreparedCorpus, Vocab, load_prepared, load_vocab
-from betamcmc.errors import InputError
 from betamcmc.finetune.cvae import CVAEConfig, DialogCVAE, collate
 from betamcmc.finetune.dialog_metrics import (
     ActClassifier,
@@ -30,11 +35,7 @@ from betamcmc.finetune.dialog_train import (
     train_cvae,
 )
 from betamcmc.finetune.params import DialogParams
-from betamcmc.io import atomic_path, limit_threads, write_csv, write_json
-from betamcmc.pipeline import StageItem
 from betamcmc.progress import Progress
-from betamcmc.runner import resolve_device, seed_everything
-from betamcmc.stopping import signals_deferred
 from betamcmc.vae.model import load_vae, seed_dirs
 
 if TYPE_CHECKING:
@@ -330,7 +331,7 @@ def run_dialog(params: Params, stage: StageItem) -> dict[str, Any]:
 
 def _step_or_six_figures(value: str | float) -> str:
     """A cell of ``<item>_train.csv``: the step (already text) as it is, a series value to 6
-    significant figures (always ``:.6g``, unlike :func:`betamcmc.io.csv_cell`, which writes a
+    significant figures (always ``:.6g``, unlike :func:`betamcmc.core.io.csv_cell`, which writes a
     whole number such as 1e+06 in full)."""
     return value if isinstance(value, str) else f"{value:.6g}"
 

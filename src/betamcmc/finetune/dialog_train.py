@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from betamcmc.core.errors import DivergenceError
 from betamcmc.data.prepared import Dialog, PreparedCorpus
-from betamcmc.errors import DivergenceError
 from betamcmc.finetune.cvae import DialogCVAE, collate
 from betamcmc.finetune.params import DialogParams
 from betamcmc.vae.schedules import beta_at

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from betamcmc import pipeline, stats
+from betamcmc import stats
+from betamcmc.core import pipeline
 from betamcmc.data.prepared import PreparedCorpus, load_prepared
 from betamcmc.finetune.classifiers import classify_codes
 from betamcmc.finetune.classify import (
@@ -120,7 +121,7 @@ def _pairs(by_schedule: dict[str, dict[str, Any]], label: str) -> list[dict[str,
 
 def run_labels(params: Params, out: Path = OUT) -> dict[str, Any]:
     """The study: validation accuracy per label x schedule x fraction, and the schedule pairs."""
-    from betamcmc.io import write_json
+    from betamcmc.core.io import write_json
     from betamcmc.vae.model import load_vae, seed_dirs
 
     p = params.finetune

@@ -25,7 +25,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import AfterValidator, Field, model_validator
 
 from betamcmc.chainparams import Chain, Prior, ProtocolRun, StepSize
-from betamcmc.schema import Section, Seeds
+from betamcmc.core.schema import Section, Seeds
 
 
 def _label_fraction(value: float) -> float:

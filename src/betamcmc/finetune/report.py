@@ -16,10 +16,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from betamcmc import pipeline, stats, tracking
-from betamcmc.errors import InputError
-from betamcmc.io import atomic_path, read_json
-from betamcmc.pipeline import StageItem
+from betamcmc import stats, tracking
+from betamcmc.core import pipeline
+from betamcmc.core.errors import InputError
+from betamcmc.core.io import atomic_path, read_json
+from betamcmc.core.pipeline import StageItem
 
 if TYPE_CHECKING:
     from betamcmc.params import Params

@@ -34,15 +34,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from betamcmc import pipeline, stats, tracking
+from betamcmc import stats, tracking
+from betamcmc.core import pipeline
+from betamcmc.core.errors import DivergenceError, InputError
+from betamcmc.core.io import limit_threads, write_json
+from betamcmc.core.pipeline import StageItem
+from betamcmc.core.runner import resolve_device, seed_everything
+from betamcmc.core.stopping import signals_deferred
 from betamcmc.data.prepared import PreparedCorpus, load_prepared
-from betamcmc.errors import DivergenceError, InputError
 from betamcmc.finetune.classify import labeled_split
 from betamcmc.finetune.params import VaeHeadParams
-from betamcmc.io import limit_threads, write_json
-from betamcmc.pipeline import StageItem
 from betamcmc.progress import Progress
-from betamcmc.runner import resolve_device, seed_everything
 from betamcmc.sgmcmc.config import EngineConfig, RunSpec, SamplerConfig
 from betamcmc.sgmcmc.evaluate import (
     chain_functionals,
@@ -55,7 +57,6 @@ from betamcmc.sgmcmc.launch import start_forkserver
 from betamcmc.sgmcmc.samples import read_samples
 from betamcmc.sgmcmc.sampling import finalize_dir, fresh_partial, is_worker_rank, sample
 from betamcmc.sgmcmc.tasks import MLP, Task
-from betamcmc.stopping import signals_deferred
 from betamcmc.vae.codes import encode_sentences, fit_predict_logreg
 from betamcmc.vae.model import load_vae
 

@@ -13,9 +13,9 @@ import itertools
 import math
 from typing import TYPE_CHECKING, Any
 
-from betamcmc import pipeline
-from betamcmc.errors import InputError
-from betamcmc.io import read_json
+from betamcmc.core import pipeline
+from betamcmc.core.errors import InputError
+from betamcmc.core.io import read_json
 
 if TYPE_CHECKING:
     from betamcmc.params import Params

@@ -104,7 +104,7 @@ def stale(root: Path) -> list[Path]:
 
 
 def write_all(root: Path) -> list[Path]:
-    from betamcmc.io import write_text  # atomic
+    from betamcmc.core.io import write_text  # atomic
 
     pages = render_all(root)
     for path, text in pages.items():

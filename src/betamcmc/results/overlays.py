@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from betamcmc import pipeline
-from betamcmc.io import csv_text, read_csv
+from betamcmc.core import pipeline
+from betamcmc.core.io import csv_text, read_csv
 
 
 def _cell(value: Any) -> str:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from betamcmc import tracking
-from betamcmc.io import write_json, write_text
-from betamcmc.pipeline import StageItem
+from betamcmc.core.io import write_json, write_text
+from betamcmc.core.pipeline import StageItem
+from betamcmc.core.stopping import signals_deferred
 from betamcmc.results.collect import collect, items
 from betamcmc.results.overlays import overlay_tables
 from betamcmc.results.page import render
 from betamcmc.results.summary import headline
-from betamcmc.stopping import signals_deferred
 
 if TYPE_CHECKING:
     from betamcmc.params import Params

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from betamcmc.errors import DivergenceError
+from betamcmc.core.errors import DivergenceError
 
 
 def mlp(n_in: int, hidden: list[int], n_out: int) -> nn.Sequential:

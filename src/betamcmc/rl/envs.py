@@ -2,7 +2,7 @@
 
 :func:`check_env` is called by the stage before anything is written: an unknown id or an
 environment whose actions are not discrete (the policy is a softmax over actions) is a one-line
-:class:`~betamcmc.errors.ParamsError`.
+:class:`~betamcmc.core.errors.ParamsError`.
 
 :class:`EnvPool` steps ``E`` environments with its own autoreset (a finished episode is reset at
 once and its return recorded), so a worker keeps its environments, their current observations and
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from betamcmc.errors import ParamsError
+from betamcmc.core.errors import ParamsError
 from betamcmc.rl.agent import ActorCritic, Rollout
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from betamcmc.errors import InputError
-from betamcmc.io import csv_text, read_csv_rows
+from betamcmc.core.errors import InputError
+from betamcmc.core.io import csv_text, read_csv_rows
 
 COLUMNS = (
     "level",
@@ -82,7 +82,7 @@ class CurveTable:
     rows: list[dict[str, float]]
 
     def to_csv(self) -> str:
-        """The ``<item>_curve.csv`` text: :data:`COLUMNS`, cells by :func:`betamcmc.io.csv_cell`."""
+        """The ``<item>_curve.csv`` text: :data:`COLUMNS`, cells by :func:`betamcmc.core.io.csv_cell`."""
         return csv_text(COLUMNS, self.rows)
 
 

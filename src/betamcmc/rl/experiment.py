@@ -31,10 +31,11 @@ import numpy as np
 import torch
 
 from betamcmc import tracking
-from betamcmc.errors import DivergenceError
-from betamcmc.io import limit_threads, write_json, write_text
-from betamcmc.paramfile import RuntimeParams
-from betamcmc.pipeline import StageItem
+from betamcmc.core.errors import DivergenceError
+from betamcmc.core.io import limit_threads, write_json, write_text
+from betamcmc.core.paramfile import RuntimeParams
+from betamcmc.core.pipeline import StageItem
+from betamcmc.core.stopping import Stopped, signals_deferred, stop_on_signals
 from betamcmc.progress import Progress
 from betamcmc.rl.agent import ActorCritic, LossConfig
 from betamcmc.rl.envs import EnvInfo, check_env, run_episodes
@@ -48,7 +49,6 @@ from betamcmc.sgmcmc.result import RunResult, require_complete
 from betamcmc.sgmcmc.samples import Samples, read_samples
 from betamcmc.sgmcmc.sampling import finalize_dir
 from betamcmc.stats import mean_std_ci
-from betamcmc.stopping import Stopped, signals_deferred, stop_on_signals
 
 if TYPE_CHECKING:
     from betamcmc.params import Params

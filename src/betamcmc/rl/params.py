@@ -22,7 +22,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import Field, model_validator
 
 from betamcmc.chainparams import Exchange, Prior, SamplerNoise
-from betamcmc.schema import Seeds
+from betamcmc.core.schema import Seeds
 
 UPDATES: tuple[str, ...] = ("sgd", "sgdm", "sgld", "sghmc")
 RL_PROTOCOLS: tuple[str, ...] = ("downpour", "elastic")

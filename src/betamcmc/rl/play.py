@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from betamcmc import pipeline
-from betamcmc.errors import InputError
+from betamcmc.core import pipeline
+from betamcmc.core.errors import InputError
 from betamcmc.rl.agent import ActorCritic
 from betamcmc.rl.envs import check_env, run_episodes
 

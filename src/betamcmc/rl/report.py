@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from betamcmc import pipeline, tracking
-from betamcmc.errors import InputError
-from betamcmc.io import atomic_path, read_json
-from betamcmc.pipeline import StageItem
+from betamcmc import tracking
+from betamcmc.core import pipeline
+from betamcmc.core.errors import InputError
+from betamcmc.core.io import atomic_path, read_json
+from betamcmc.core.pipeline import StageItem
 from betamcmc.rl.evaluate import read_curve
 from betamcmc.stats import fmt_ci, fmt_paired, paired, verdict
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from betamcmc import tracking
-from betamcmc.io import write_json
-from betamcmc.pipeline import StageItem
+from betamcmc.core.io import write_json
+from betamcmc.core.pipeline import StageItem
+from betamcmc.core.stopping import signals_deferred
 from betamcmc.sgmcmc.config import ChainSteps, EngineConfig, RunSpec, SamplerConfig
 from betamcmc.sgmcmc.evaluate import evaluate_samples
 from betamcmc.sgmcmc.experiment import make_spec
@@ -22,7 +23,6 @@ from betamcmc.sgmcmc.launch import start_forkserver
 from betamcmc.sgmcmc.samples import read_samples
 from betamcmc.sgmcmc.sampling import finalize_dir, fresh_partial, sample
 from betamcmc.sgmcmc.seeds import aggregate
-from betamcmc.stopping import signals_deferred
 
 if TYPE_CHECKING:
     from betamcmc.params import Params

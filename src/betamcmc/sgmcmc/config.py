@@ -33,7 +33,7 @@ from betamcmc.sgmcmc.stepsize import Cycle, worker_phase
 
 if TYPE_CHECKING:  # typing only: the engine does not need pydantic's params at run time
     from betamcmc.chainparams import Chain, Exchange, Prior
-    from betamcmc.paramfile import RuntimeParams
+    from betamcmc.core.paramfile import RuntimeParams
     from betamcmc.sgmcmc.params import SamplerParams
     from betamcmc.sgmcmc.tasks import Task
 

@@ -28,8 +28,9 @@ import numpy as np
 import torch
 
 from betamcmc import tracking
-from betamcmc.io import atomic_path, write_json
-from betamcmc.pipeline import StageItem
+from betamcmc.core.io import atomic_path, write_json
+from betamcmc.core.pipeline import StageItem
+from betamcmc.core.stopping import Stopped, signals_deferred, stop_on_signals
 from betamcmc.sgmcmc.config import EngineConfig, RunSpec, SamplerConfig
 from betamcmc.sgmcmc.flat import FlatModel
 from betamcmc.sgmcmc.launch import run_local, start_forkserver
@@ -37,7 +38,6 @@ from betamcmc.sgmcmc.samples import read_samples
 from betamcmc.sgmcmc.seeds import aggregate
 from betamcmc.sgmcmc.tasks import LogregTask
 from betamcmc.stats import fmt, fmt_ci, fmt_paired, paired, verdict
-from betamcmc.stopping import Stopped, signals_deferred, stop_on_signals
 
 if TYPE_CHECKING:
     from betamcmc.params import Params

@@ -38,8 +38,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from betamcmc import tracking
-from betamcmc.io import atomic_path, csv_cell, write_csv, write_json
-from betamcmc.pipeline import StageItem
+from betamcmc.core.io import atomic_path, csv_cell, write_csv, write_json
+from betamcmc.core.pipeline import StageItem
+from betamcmc.core.stopping import Stopped, signals_deferred, stop_on_signals
 from betamcmc.sgmcmc.config import ChainSteps, EngineConfig, RunSpec, SamplerConfig, chain_steps
 from betamcmc.sgmcmc.coverage_report import draw_figure, summary, table_text
 from betamcmc.sgmcmc.launch import start_forkserver
@@ -49,7 +50,6 @@ from betamcmc.sgmcmc.samples import Samples, read_samples
 from betamcmc.sgmcmc.sampling import sample
 from betamcmc.sgmcmc.seeds import aggregate
 from betamcmc.stats import mean_std_ci, overlaps, paired, verdict
-from betamcmc.stopping import Stopped, signals_deferred, stop_on_signals
 
 if TYPE_CHECKING:
     from betamcmc.params import Params

@@ -1,6 +1,6 @@
 """One item of the ``sgmcmc`` stage: sample with a protocol and W workers, evaluate, write outputs.
 
-Outputs of item ``<protocol>-<W>`` (paths: dvc.yaml, :func:`betamcmc.pipeline.stage_item`):
+Outputs of item ``<protocol>-<W>`` (paths: dvc.yaml, :func:`betamcmc.core.pipeline.stage_item`):
 
 * ``models/sgmcmc/<item>/``: per seed of ``sgmcmc.seeds`` a folder ``seed-<s>/`` with
   ``header.json`` + ``samples.bin`` (the samples file, see ``samples.py``); ``run.json`` (per
@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from betamcmc import tracking
-from betamcmc.io import write_json, write_text
-from betamcmc.pipeline import StageItem
+from betamcmc.core.io import write_json, write_text
+from betamcmc.core.pipeline import StageItem
+from betamcmc.core.stopping import signals_deferred
 from betamcmc.progress import Progress
 from betamcmc.sgmcmc.config import EngineConfig, RunSpec, SamplerConfig
 from betamcmc.sgmcmc.evaluate import (
@@ -49,7 +50,6 @@ from betamcmc.sgmcmc.samples import read_samples
 from betamcmc.sgmcmc.sampling import finalize_dir, fresh_partial, is_worker_rank, sample
 from betamcmc.sgmcmc.seeds import aggregate, mean_series
 from betamcmc.sgmcmc.tasks import build_task
-from betamcmc.stopping import signals_deferred
 
 if TYPE_CHECKING:
     from betamcmc.params import Params

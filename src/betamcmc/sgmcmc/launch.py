@@ -40,8 +40,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.distributed import distributed_c10d
 
-from betamcmc.errors import BetamcmcError, ParamsError
-from betamcmc.io import limit_threads, write_json
+from betamcmc.core.errors import BetamcmcError, ParamsError
+from betamcmc.core.io import limit_threads, write_json
 from betamcmc.parallel import loaded_modules, start_server
 from betamcmc.sgmcmc import protocols
 from betamcmc.sgmcmc.config import RunSpec

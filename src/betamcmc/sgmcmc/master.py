@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.distributed as dist
 
-from betamcmc.errors import BetamcmcError, DivergenceError
+from betamcmc.core.errors import BetamcmcError, DivergenceError
 from betamcmc.sgmcmc import wire
 from betamcmc.sgmcmc.config import EngineConfig, RunSpec
 from betamcmc.sgmcmc.flat import FlatModel, all_finite

@@ -24,7 +24,7 @@ from betamcmc.chainparams import (
     SamplerNoise,
     StepSize,
 )
-from betamcmc.schema import Section, Seeds
+from betamcmc.core.schema import Section, Seeds
 
 __all__ = ["PROTOCOLS", "Protocol", "SamplerParams", "SgmcmcParams", "TaskParams"]
 

@@ -28,10 +28,11 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from betamcmc import pipeline, tracking
-from betamcmc.errors import InputError
-from betamcmc.io import atomic_path
-from betamcmc.pipeline import StageItem
+from betamcmc import tracking
+from betamcmc.core import pipeline
+from betamcmc.core.errors import InputError
+from betamcmc.core.io import atomic_path
+from betamcmc.core.pipeline import StageItem
 from betamcmc.stats import fmt, fmt_ci, fmt_paired, paired, verdict
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from betamcmc.errors import BetamcmcError
+from betamcmc.core.errors import BetamcmcError
 from betamcmc.sgmcmc.master import Master
 
 

@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from betamcmc.errors import InputError
-from betamcmc.io import write_json
+from betamcmc.core.errors import InputError
+from betamcmc.core.io import write_json
 
 FORMAT = "betamcmc-sgmcmc-samples"
 HEADER = "header.json"

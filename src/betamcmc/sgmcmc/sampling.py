@@ -2,7 +2,7 @@
 stage that samples shares.
 
 * SIGTERM / SIGINT end the run with one line that says how many samples were kept and where
-  (:class:`~betamcmc.stopping.Stopped`, exit 143 / 130); the worker processes are terminated.
+  (:class:`~betamcmc.core.stopping.Stopped`, exit 143 / 130); the worker processes are terminated.
 * A run that lost workers and collected fewer samples than configured fails the stage (one line,
   exit 1) unless the stage's ``allow_partial`` flag is set (:func:`result.require_complete`).
 * Samples stream into ``<output>.partial/``, which becomes the output directory only once the
@@ -17,11 +17,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from betamcmc.core.stopping import Stopped, stop_on_signals
 from betamcmc.sgmcmc.config import RunSpec
 from betamcmc.sgmcmc.launch import Report, run_local, run_torchrun, torchrun_rank
 from betamcmc.sgmcmc.result import RunResult, require_complete
 from betamcmc.sgmcmc.samples import count_samples
-from betamcmc.stopping import Stopped, stop_on_signals
 
 
 def is_worker_rank() -> bool:

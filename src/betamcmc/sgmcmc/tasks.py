@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from betamcmc.errors import InputError
+from betamcmc.core.errors import InputError
 from betamcmc.sgmcmc.params import TaskParams
 
 DATA_SEED = 1234  # the data split / synthetic data do not move with the chains' seed

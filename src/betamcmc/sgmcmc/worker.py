@@ -18,7 +18,7 @@ prior_std^2`` and applies its sampler; *when* it talks to the master is its prot
   computation. It also notices a vanished master and ends the process.
 
 A non-finite loss is reported to the master as an ERROR message (the master ends the run with a
-:class:`~betamcmc.errors.DivergenceError`); a failed collective, SIGTERM or SIGINT as an ABORT
+:class:`~betamcmc.core.errors.DivergenceError`); a failed collective, SIGTERM or SIGINT as an ABORT
 with its reason, so the master can say on the console what happened.
 """
 
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.distributed as dist
 
-from betamcmc.errors import DivergenceError
+from betamcmc.core.errors import DivergenceError
 from betamcmc.sgmcmc import wire
 from betamcmc.sgmcmc.config import RunSpec
 from betamcmc.sgmcmc.flat import FlatModel, all_finite, seed_for

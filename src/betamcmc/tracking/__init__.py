@@ -19,9 +19,10 @@ The package, one module per job (read in this order):
 * :mod:`~betamcmc.tracking.runs`: a stage item's run (name, tags, params), its seeds' runs, its end;
 * :mod:`~betamcmc.tracking.log`: the logging API (metrics, series, params, result, artifacts);
 * :mod:`~betamcmc.tracking.sender`: the background thread that sends the calls, and the spool;
-* :mod:`~betamcmc.tracking.replay`: sending the spooled calls later;
-* :mod:`~betamcmc.tracking.ui`: the MLflow UI server command and the links ``betamcmc ui`` prints
-  (imported by that command only, not by this package: the stages never run it).
+* :mod:`~betamcmc.tracking.replay`: sending the spooled calls later.
+
+Every stage runs every module here, so dvc.yaml lists the folder as one dependency; ``betamcmc
+ui`` (:mod:`betamcmc.cli.ui`) reads the store through :func:`store_client`.
 
 Outages (docs/tracking.md, "When the store goes away"):
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from betamcmc.io import flatten, flatten_numbers
+from betamcmc.core.io import flatten, flatten_numbers
 from betamcmc.tracking.links import Link, current_link
 from betamcmc.tracking.sender import submit_call
 

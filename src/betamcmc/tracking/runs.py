@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from betamcmc.pipeline import StageItem, dvc_str
+from betamcmc.core.pipeline import StageItem, dvc_str
 from betamcmc.tracking.dvcproc import dvc_ancestor
 from betamcmc.tracking.links import OPEN_RUNS, Link, StageRun
 from betamcmc.tracking.log import log_params, now_ms

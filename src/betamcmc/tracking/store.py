@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from betamcmc.errors import BetamcmcError, ParamsError
+from betamcmc.core.errors import BetamcmcError, ParamsError
 
 if TYPE_CHECKING:
     from betamcmc.params import Params

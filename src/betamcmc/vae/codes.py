@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from betamcmc.errors import DivergenceError
+from betamcmc.core.errors import DivergenceError
 from betamcmc.vae.model import pad_batch
 
 

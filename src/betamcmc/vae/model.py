@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from betamcmc.checkpoint import build, read_checkpoint
-from betamcmc.errors import InputError
+from betamcmc.core.errors import InputError
 from betamcmc.vae.linear_ce import linear_nll
 
 MODEL_FILE = "model.pt"

@@ -29,7 +29,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from betamcmc.schema import Section, Seeds
+from betamcmc.core.schema import Section, Seeds
 from betamcmc.vae.schedules import (  # the ramp shapes and beta functions: where ramp() is
     Shape,
     constant_beta,

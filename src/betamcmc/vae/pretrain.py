@@ -36,12 +36,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from betamcmc import pipeline, tracking
+from betamcmc import tracking
+from betamcmc.core import pipeline
+from betamcmc.core.io import atomic_path, column_rows, write_csv, write_json
+from betamcmc.core.pipeline import StageItem
+from betamcmc.core.runner import describe_precision, resolve_device, resolve_precision
 from betamcmc.data.prepared import PreparedCorpus, load_prepared
-from betamcmc.io import atomic_path, column_rows, write_csv, write_json
 from betamcmc.parallel import run_jobs, start_server
-from betamcmc.pipeline import StageItem
-from betamcmc.runner import describe_precision, resolve_device, resolve_precision
 from betamcmc.vae.pretrain_seed import SEED_MODULES, SeedJob, train_seed
 from betamcmc.vae.seeds import (
     METRIC_KEYS,

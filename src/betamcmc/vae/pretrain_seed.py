@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from betamcmc import tracking
-from betamcmc.io import limit_threads
+from betamcmc.core.io import limit_threads
+from betamcmc.core.runner import seed_everything
 from betamcmc.progress import Progress
-from betamcmc.runner import seed_everything
 
 if TYPE_CHECKING:
     from betamcmc.params import Params

@@ -23,11 +23,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from betamcmc import pipeline, stats, tracking
+from betamcmc import stats, tracking
+from betamcmc.core import pipeline
+from betamcmc.core.errors import InputError
+from betamcmc.core.io import atomic_path, read_csv, read_json, write_json, write_text
+from betamcmc.core.pipeline import StageItem
 from betamcmc.data.prepared import PreparedCorpus, load_prepared
-from betamcmc.errors import InputError
-from betamcmc.io import atomic_path, read_csv, read_json, write_json, write_text
-from betamcmc.pipeline import StageItem
 from betamcmc.vae.study import STUDIES, load_studies
 from betamcmc.vae.study_render import render as render_study
 from betamcmc.vae.verdict import METRIC_LABELS, comparison_json, spread_cell, verdict

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
+from betamcmc.core.errors import InputError
 from betamcmc.data.prepared import Vocab, load_vocab
-from betamcmc.errors import InputError
 from betamcmc.vae.model import VOCAB_FILE, TextVAE, load_vae, pad_batch
 
 

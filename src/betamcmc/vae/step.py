@@ -6,14 +6,14 @@
 - Threads: on a CPU with 2 or more intra-op threads each batch is split across them
   (:mod:`betamcmc.vae.split`: the same loss, random draws and gradient; faster than splitting
   every operator at this model's sizes).
-- Precision (``runtime.precision``, resolved by :func:`betamcmc.runner.resolve_precision`):
+- Precision (``runtime.precision``, resolved by :func:`betamcmc.core.runner.resolve_precision`):
   ``bf16`` runs the training step's forward pass under bf16 autocast, on a CPU as on a GPU: the
   matrix products and LSTM kernels in bf16, the weights, Adam and the latent statistics (KL,
   reparameterization) in fp32, the softmax of the fused output layer in fp32. Validation and
   the final evaluation always run in fp32, so the reported metrics measure the trained model,
   not the arithmetic. ``auto`` picks bf16 only where the hardware has it natively (AVX-512 BF16,
   AMX, CUDA bf16). Within one precision a CPU run is deterministic.
-- A non-finite loss or gradient norm raises :class:`~betamcmc.errors.DivergenceError` naming the
+- A non-finite loss or gradient norm raises :class:`~betamcmc.core.errors.DivergenceError` naming the
   iteration, before the parameters are touched.
 """
 
@@ -24,7 +24,7 @@ import functools
 
 import torch
 
-from betamcmc.errors import DivergenceError
+from betamcmc.core.errors import DivergenceError
 from betamcmc.vae.model import TextVAE
 from betamcmc.vae.split import BatchSplitter
 
@@ -74,7 +74,7 @@ def train_step(
 
     ``splitter``: run the forward and backward pass as row blocks of the batch on its threads
     (:mod:`betamcmc.vae.split`: the same loss and gradient, CPU only). ``precision``: a resolved
-    ``fp32`` or ``bf16`` (:func:`betamcmc.runner.resolve_precision`).
+    ``fp32`` or ``bf16`` (:func:`betamcmc.core.runner.resolve_precision`).
 
     Raises :class:`DivergenceError` naming ``where`` and the iteration, before the parameters
     are touched, when the loss or the gradient norm is not finite. Returns the loss parts

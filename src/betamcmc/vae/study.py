@@ -43,9 +43,9 @@ from typing import Any
 
 import yaml
 
-from betamcmc import pipeline
-from betamcmc.errors import InputError, ParamsError
-from betamcmc.paramfile import stage_model, validate
+from betamcmc.core import pipeline
+from betamcmc.core.errors import InputError, ParamsError
+from betamcmc.core.paramfile import stage_model, validate
 from betamcmc.vae.params import PretrainParams
 
 STUDIES = Path("metrics/studies")

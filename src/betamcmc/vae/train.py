@@ -22,7 +22,7 @@
   final weights as an uninterrupted run (CPU). It holds only tensors and primitives, so it loads
   with ``torch.load(..., weights_only=True)``.
 - A non-finite loss, gradient norm or validation -ELBO raises
-  :class:`~betamcmc.errors.DivergenceError` naming the iteration.
+  :class:`~betamcmc.core.errors.DivergenceError` naming the iteration.
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ from typing import Any
 
 import torch
 
-from betamcmc.errors import BetamcmcError, DivergenceError
+from betamcmc.core.errors import BetamcmcError, DivergenceError
+from betamcmc.core.paramfile import RuntimeParams
+from betamcmc.core.runner import resolve_precision
 from betamcmc.heap import keep_freed_memory
-from betamcmc.paramfile import RuntimeParams
-from betamcmc.runner import resolve_precision
 from betamcmc.vae.batches import BatchStream
 from betamcmc.vae.evaluate import validate
 from betamcmc.vae.model import TextVAE, VAEConfig

@@ -1,7 +1,7 @@
 """Errors that end a stage with one clear line and a non-zero exit code.
 
 Every user-facing failure (bad params, bad input files, a diverging run) is raised as a
-subclass of :class:`BetamcmcError`; :func:`betamcmc.runner.run_stage` and the CLI turn it into
+subclass of :class:`BetamcmcError`; :func:`betamcmc.core.runner.run_stage` and the CLI turn it into
 ``error: <message>`` on stderr and ``exit_code``. Nothing else should print tracebacks at users.
 """
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from betamcmc.errors import InputError
+from betamcmc.core.errors import InputError
 
 DVC_YAML = "dvc.yaml"
 FILE_SUFFIXES = (".json", ".csv", ".md")  # outputs that are files (the other outs are folders)

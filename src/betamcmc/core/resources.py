@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from betamcmc.errors import ParamsError
+from betamcmc.core.errors import ParamsError
 
 OVERSUBSCRIBE_ENV = "BETAMCMC_OVERSUBSCRIBE"
 OVERSUBSCRIBE_LIMIT = 4  # processes per core above which a setting is refused without the override

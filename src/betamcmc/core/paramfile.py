@@ -31,10 +31,10 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import Field, ValidationError, create_model
 
-from betamcmc.errors import ParamsError
-from betamcmc.io import flatten
-from betamcmc.resources import check_resources
-from betamcmc.schema import Section, Seed
+from betamcmc.core.errors import ParamsError
+from betamcmc.core.io import flatten
+from betamcmc.core.resources import check_resources
+from betamcmc.core.schema import Section, Seed
 
 DEFAULT_PARAMS_FILE = "params.yaml"
 

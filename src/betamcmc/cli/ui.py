@@ -1,12 +1,14 @@
-"""What ``betamcmc ui`` needs from MLflow: the command that serves its UI over the project store
-(MLflow's own CLI, in a process of its own) and the links into it (:mod:`betamcmc.uilinks`),
-whose saved views it writes to the store as experiment tags
-(``mlflow.sharedViewState.betamcmc-<hash>``, one per comparison and pipeline run)."""
+"""What ``betamcmc ui`` serves and prints: the command that serves MLflow's UI over the project
+store (MLflow's own CLI, in a process of its own) and the links into it
+(:mod:`betamcmc.uilinks`), whose saved views it writes to the store as experiment tags
+(``mlflow.sharedViewState.betamcmc-<hash>``, one per comparison and pipeline run). The store is
+reached through :mod:`betamcmc.tracking`, the one package that imports MLflow."""
 
 from __future__ import annotations
 
 import sys
 
+from betamcmc.tracking import store_client
 from betamcmc.uilinks import comparison_links
 
 
@@ -34,10 +36,8 @@ def ui_links(uri: str, experiment_id: str | None, base: str) -> list[str]:
     cannot be searched or tagged, with one line saying why (none without an experiment id)."""
     if experiment_id is None:
         return []
-    import mlflow  # lazy: only `ui` pays MLflow's import, after the port and store checks
-
     try:
-        return comparison_links(mlflow.MlflowClient(uri), experiment_id, base)
-    except mlflow.exceptions.MlflowException as err:
+        return comparison_links(store_client(uri), experiment_id, base)
+    except Exception as err:  # noqa: BLE001 - any failure of the store (MLflow, REST, DB): one line
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         return [f"(no comparison links: {first})"]

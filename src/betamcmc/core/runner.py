@@ -10,7 +10,7 @@ A stage script is::
     if __name__ == "__main__":
         run_stage(main)
 
-:func:`run_stage` turns a :class:`~betamcmc.errors.BetamcmcError` into one line on stderr
+:func:`run_stage` turns a :class:`~betamcmc.core.errors.BetamcmcError` into one line on stderr
 (``error: <message>``) and its exit code (2 for bad params / input), with no traceback.
 """
 
@@ -22,8 +22,8 @@ import random
 import sys
 from collections.abc import Callable
 
-from betamcmc.errors import BetamcmcError, ParamsError
-from betamcmc.stopping import Stopped, stop_on_signals
+from betamcmc.core.errors import BetamcmcError, ParamsError
+from betamcmc.core.stopping import Stopped, stop_on_signals
 
 # Every stage imports this module before it loads torch: OpenMP worker threads that spin while
 # waiting steal the cores of a shared machine (2 threads ran ~6x slower than 1); passive waiting

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from betamcmc.errors import BetamcmcError
+from betamcmc.core.errors import BetamcmcError
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
