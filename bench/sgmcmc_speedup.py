@@ -57,11 +57,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import facts, foreign_load, gemm_peak, loadavg  # noqa: E402
 
 from betamcmc.params import validate_params  # noqa: E402
-from betamcmc.sgmcmc.config import RunSpec  # noqa: E402
+from betamcmc.sgmcmc.engine.config import RunSpec  # noqa: E402
+from betamcmc.sgmcmc.engine.launch import run_local  # noqa: E402
+from betamcmc.sgmcmc.engine.samples import read_samples  # noqa: E402
 from betamcmc.sgmcmc.evaluate import evaluate_samples, first_time_at  # noqa: E402
 from betamcmc.sgmcmc.experiment import engine_config  # noqa: E402
-from betamcmc.sgmcmc.launch import run_local  # noqa: E402
-from betamcmc.sgmcmc.samples import read_samples  # noqa: E402
 from betamcmc.sgmcmc.tasks import DigitsTask, build_task  # noqa: E402
 
 TARGETS = (0.95, 0.97)
@@ -237,7 +237,7 @@ def _pingpong_worker(init: str, dim: int, rounds: int, out: Any) -> None:
 
     import torch.distributed as dist
 
-    from betamcmc.sgmcmc import wire
+    from betamcmc.sgmcmc.engine import wire
 
     torch.set_num_threads(1)
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"
@@ -267,7 +267,7 @@ def message_round_trip_ms(dim: int, rounds: int = 300) -> dict[str, float]:
     import torch.distributed as dist
     import torch.multiprocessing as mp
 
-    from betamcmc.sgmcmc import wire
+    from betamcmc.sgmcmc.engine import wire
 
     store = tempfile.mkdtemp(prefix="pingpong-")
     init = f"file://{store}/store"

@@ -4,7 +4,7 @@ run per seed of ``sgmcmc.seeds`` (an item of ``sgmcmc.items``).
     python stages/sgmcmc.py PROTOCOL WORKERS [--params params.yaml] [--no-track]
 
 Spawns W worker processes locally; under ``torchrun`` (world size W + 1) the same command runs
-one rank of a multi-machine run (see ``betamcmc/sgmcmc/launch.py``): rank 0 is the master, opens
+one rank of a multi-machine run (see ``betamcmc/sgmcmc/engine/launch.py``): rank 0 is the master, opens
 the MLflow run and writes every output. Outputs (dvc.yaml): ``models/sgmcmc/<protocol>-<W>/``,
 its metrics file and the running-BMA plot files. The work: ``betamcmc.sgmcmc.experiment.run_item``.
 """

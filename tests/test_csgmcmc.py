@@ -1,5 +1,5 @@
 """Cyclical step sizes (cSG-MCMC, Zhang et al. 2020) and the 25-Gaussian target, against
-hand-computed values (betamcmc.sgmcmc.stepsize, betamcmc.sgmcmc.mixture)."""
+hand-computed values (betamcmc.sgmcmc.engine.stepsize, betamcmc.sgmcmc.mixture)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,13 @@ import math
 import numpy as np
 import pytest
 
+from betamcmc.sgmcmc.engine.stepsize import (
+    cycle_length,
+    cycle_position,
+    cyclical_step_size,
+    is_sampling,
+    worker_phase,
+)
 from betamcmc.sgmcmc.mixture import (
     Mixture,
     assign_modes,
@@ -15,13 +22,6 @@ from betamcmc.sgmcmc.mixture import (
     mode_shares,
     mode_tv,
     modes_visited,
-)
-from betamcmc.sgmcmc.stepsize import (
-    cycle_length,
-    cycle_position,
-    cyclical_step_size,
-    is_sampling,
-    worker_phase,
 )
 
 

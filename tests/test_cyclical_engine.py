@@ -18,14 +18,14 @@ import torch
 
 from betamcmc.core.errors import ParamsError
 from betamcmc.params import validate_params
-from betamcmc.sgmcmc.config import EngineConfig, RunSpec, chain_steps, quota
+from betamcmc.sgmcmc.engine.config import EngineConfig, RunSpec, chain_steps, quota
+from betamcmc.sgmcmc.engine.launch import run_local
+from betamcmc.sgmcmc.engine.result import RunResult
+from betamcmc.sgmcmc.engine.samples import read_samples
+from betamcmc.sgmcmc.engine.sghmc import SGHMC
+from betamcmc.sgmcmc.engine.sgld import SGLD
+from betamcmc.sgmcmc.engine.stepsize import Cycle
 from betamcmc.sgmcmc.experiment import make_spec
-from betamcmc.sgmcmc.launch import run_local
-from betamcmc.sgmcmc.result import RunResult
-from betamcmc.sgmcmc.samples import read_samples
-from betamcmc.sgmcmc.sghmc import SGHMC
-from betamcmc.sgmcmc.sgld import SGLD
-from betamcmc.sgmcmc.stepsize import Cycle
 
 from conftest import tiny_params
 

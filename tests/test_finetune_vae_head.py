@@ -48,7 +48,7 @@ def _check_predictive(m: dict, per_seed: list[dict], n_test: int) -> None:
 
 @pytest.mark.slow
 def test_stage_writes_metrics_samples_and_mlflow_run(repo: Path) -> None:
-    from betamcmc.sgmcmc.samples import read_samples
+    from betamcmc.sgmcmc.engine.samples import read_samples
 
     m = json.loads((repo / f"metrics/sgmcmc_vae_head/{SCHEDULE}.json").read_text())
     assert m["schedule"] == SCHEDULE and m["label"] == "register" and m["classes"] == 2

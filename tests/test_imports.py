@@ -35,7 +35,7 @@ def imported(path: Path, modules: set[str]) -> set[str]:
         if id(node) in typing_only:
             continue
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            for alias in node.names:  # ``from betamcmc.sgmcmc import wire`` imports a module
+            for alias in node.names:  # ``from betamcmc.sgmcmc.engine import wire`` imports a module
                 sub = f"{node.module}.{alias.name}"
                 names.add(sub if sub in modules else node.module)
         elif isinstance(node, ast.Import):
@@ -118,4 +118,14 @@ def test_core_imports_only_core() -> None:
     for name, imports in graph().items():
         if name.startswith("betamcmc.core"):
             outside = {m for m in imports if not m.startswith("betamcmc.core")}
+            assert not outside, f"{name} imports {sorted(outside)}"
+
+
+def test_the_engine_imports_only_itself_core_and_parallel() -> None:
+    """``betamcmc.sgmcmc.engine`` is run whole by every stage that samples (one folder dep in
+    dvc.yaml): it may not pull in the studies beside it or any other package."""
+    own = ("betamcmc.sgmcmc.engine", "betamcmc.core", "betamcmc.parallel")
+    for name, imports in graph().items():
+        if name.startswith("betamcmc.sgmcmc.engine"):
+            outside = {m for m in imports if not m.startswith(own)}
             assert not outside, f"{name} imports {sorted(outside)}"

@@ -194,7 +194,7 @@ def test_one_place_for_numbers_no_library_config_defaults() -> None:
 
     from betamcmc.finetune.cvae import CVAEConfig
     from betamcmc.rl.agent import LossConfig
-    from betamcmc.sgmcmc.config import EngineConfig, SamplerConfig
+    from betamcmc.sgmcmc.engine.config import EngineConfig, SamplerConfig
     from betamcmc.vae.model import VAEConfig
 
     with_default = [

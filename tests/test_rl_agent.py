@@ -25,7 +25,7 @@ from betamcmc.rl.agent import (
 from betamcmc.rl.envs import EnvPool, run_episodes
 from betamcmc.rl.evaluate import SeedCurve, aggregate_curves, steps_to_threshold
 from betamcmc.rl.experiment import engine_spec, schedule
-from betamcmc.sgmcmc.worker import WorkerContext
+from betamcmc.sgmcmc.engine.worker import WorkerContext
 
 from conftest import tiny_params
 

@@ -23,8 +23,8 @@ from betamcmc.core.pipeline import stage_item
 from betamcmc.params import load_params, validate_params
 from betamcmc.rl.experiment import engine_spec, run_item
 from betamcmc.rl.params import UPDATES
-from betamcmc.sgmcmc.launch import run_local
-from betamcmc.sgmcmc.samples import read_samples
+from betamcmc.sgmcmc.engine.launch import run_local
+from betamcmc.sgmcmc.engine.samples import read_samples
 
 from conftest import REPO, PipelineRun, copy_repo, tiny_params, wait_gone, write_params
 

@@ -22,9 +22,9 @@ from betamcmc.sgmcmc.coverage import (
     coverage,
 )
 from betamcmc.sgmcmc.coverage_report import verdict_lines
+from betamcmc.sgmcmc.engine.samples import Samples
 from betamcmc.sgmcmc.mixture import Mixture
 from betamcmc.sgmcmc.mixture_task import MixtureTask
-from betamcmc.sgmcmc.samples import Samples
 from betamcmc.sgmcmc.seeds import aggregate
 
 from conftest import PipelineRun

@@ -21,13 +21,13 @@ import pytest
 
 from betamcmc.core.errors import DivergenceError
 from betamcmc.params import validate_params
-from betamcmc.sgmcmc import launch
-from betamcmc.sgmcmc.config import RunSpec
+from betamcmc.sgmcmc.engine import launch
+from betamcmc.sgmcmc.engine.config import RunSpec
+from betamcmc.sgmcmc.engine.launch import forkserver_preload, run_local
+from betamcmc.sgmcmc.engine.protocols.exchange import LATE_ROUNDS
+from betamcmc.sgmcmc.engine.result import RunResult
+from betamcmc.sgmcmc.engine.samples import read_samples
 from betamcmc.sgmcmc.experiment import make_spec
-from betamcmc.sgmcmc.launch import forkserver_preload, run_local
-from betamcmc.sgmcmc.protocols.exchange import LATE_ROUNDS
-from betamcmc.sgmcmc.result import RunResult
-from betamcmc.sgmcmc.samples import read_samples
 
 from conftest import REPO, tiny_params, wait_gone, write_params
 
@@ -103,8 +103,8 @@ def test_one_worker_is_never_stale(tmp_path: Path, protocol: str) -> None:
 def test_staleness_aware_step_size(rule: str, factor: float) -> None:
     """A downpour worker whose pushes arrive 3 versions stale steps with eta / (1 + 3)^p and
     tells the master so in every push (the master then counts tau x factor chain steps)."""
-    from betamcmc.sgmcmc import wire
-    from betamcmc.sgmcmc.worker import WorkerContext
+    from betamcmc.sgmcmc.engine import wire
+    from betamcmc.sgmcmc.engine.worker import WorkerContext
 
     ctx = WorkerContext(spec("downpour", 4, staleness=rule), rank=1)
     eta = ctx.sampler.step_size
@@ -119,9 +119,9 @@ def test_master_counts_a_scaled_push_as_fewer_chain_steps(tmp_path: Path) -> Non
     """downpour's master: a push of 2 steps scaled by 0.25 advances its chain by 0.5."""
     import torch
 
-    from betamcmc.sgmcmc import protocols, wire
-    from betamcmc.sgmcmc.master import Master
-    from betamcmc.sgmcmc.samples import SampleWriter
+    from betamcmc.sgmcmc.engine import protocols, wire
+    from betamcmc.sgmcmc.engine.master import Master
+    from betamcmc.sgmcmc.engine.samples import SampleWriter
 
     s = spec("downpour", 2)
     writer = SampleWriter(tmp_path, [("w", [3])], {})
@@ -223,7 +223,7 @@ def test_the_forkserver_preloads_what_the_calling_script_imported() -> None:
     import betamcmc.core.runner  # noqa: F401
 
     preload = forkserver_preload()
-    assert preload[0] == "betamcmc.sgmcmc.launch"
+    assert preload[0] == "betamcmc.sgmcmc.engine.launch"
     assert {"betamcmc.core.paramfile", "betamcmc.core.runner", "betamcmc.sgmcmc.params"} <= set(
         preload
     )

@@ -21,11 +21,11 @@ import pytest
 
 from betamcmc.core.pipeline import StageItem
 from betamcmc.params import validate_params
+from betamcmc.sgmcmc.engine.launch import run_local
+from betamcmc.sgmcmc.engine.result import IncompleteRun, RunResult, require_complete
+from betamcmc.sgmcmc.engine.samples import read_samples
+from betamcmc.sgmcmc.engine.worker import WorkerContext
 from betamcmc.sgmcmc.experiment import make_spec
-from betamcmc.sgmcmc.launch import run_local
-from betamcmc.sgmcmc.result import IncompleteRun, RunResult, require_complete
-from betamcmc.sgmcmc.samples import read_samples
-from betamcmc.sgmcmc.worker import WorkerContext
 
 from conftest import REPO, tiny_params, wait_gone, write_params
 
@@ -129,7 +129,7 @@ def _gloo_peer(rank: int, init_method: str, dim: int) -> None:
     master is still busy with A, and dies; worker 1 sends 20 messages 50 ms apart."""
     import torch.distributed as dist
 
-    from betamcmc.sgmcmc import wire
+    from betamcmc.sgmcmc.engine import wire
 
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=3)
@@ -155,7 +155,7 @@ def test_a_send_a_dead_worker_announced_does_not_block_the_others(tmp_path: Path
     import torch.distributed as dist
     import torch.multiprocessing as mp
 
-    from betamcmc.sgmcmc.receivers import Receivers, join_receivers
+    from betamcmc.sgmcmc.engine.receivers import Receivers, join_receivers
 
     dim, init_method = 100, f"file://{tmp_path}/store"
     procs = [
@@ -198,9 +198,9 @@ def test_a_late_abort_message_still_names_the_signal(tmp_path: Path, capfd: Any)
     """On a loaded machine a SIGTERM'd worker's ABORT can arrive after ``EXIT_GRACE_S``: its
     exit code (143 from its stop handler, -15 unhandled) still names the signal; SIGKILL (-9)
     and other exits are "process exited". (CI under load said "process exited" for SIGTERM.)"""
-    from betamcmc.sgmcmc import master as m
-    from betamcmc.sgmcmc.flat import FlatModel
-    from betamcmc.sgmcmc.samples import SampleWriter
+    from betamcmc.sgmcmc.engine import master as m
+    from betamcmc.sgmcmc.engine.flat import FlatModel
+    from betamcmc.sgmcmc.engine.samples import SampleWriter
 
     s = spec("downpour", workers=5)
     flat = FlatModel(s.make_task().build_model())
@@ -221,9 +221,9 @@ def test_a_late_abort_message_still_names_the_signal(tmp_path: Path, capfd: Any)
 def test_a_failed_receive_loses_the_worker_by_its_exit_code_or_at_once(tmp_path: Path) -> None:
     """Locally the process handle names why a worker's connection closed (once the process is
     gone, after the grace period); under torchrun there is no handle: lost at once."""
-    from betamcmc.sgmcmc import master as m
-    from betamcmc.sgmcmc.flat import FlatModel
-    from betamcmc.sgmcmc.samples import SampleWriter
+    from betamcmc.sgmcmc.engine import master as m
+    from betamcmc.sgmcmc.engine.flat import FlatModel
+    from betamcmc.sgmcmc.engine.samples import SampleWriter
 
     s = spec("downpour")
     flat = FlatModel(s.make_task().build_model())
@@ -353,7 +353,7 @@ def test_a_stop_signal_flagged_with_another_is_handled_quietly() -> None:
     """
     script = """
 import signal, threading
-from betamcmc.sgmcmc import worker
+from betamcmc.sgmcmc.engine import worker
 signal.signal(signal.SIGTERM, worker._on_stop_signal)
 signal.signal(signal.SIGINT, worker._on_stop_signal)
 both = {signal.SIGINT, signal.SIGTERM}
@@ -481,8 +481,8 @@ def test_a_worker_that_cannot_start_is_a_clear_error(
 ) -> None:
     """Workers that die before they join: the master says so within the start-up timeout (not
     after gloo's 10-minute operation timeout)."""
-    from betamcmc.sgmcmc import launch
-    from betamcmc.sgmcmc.master import WorkerLost
+    from betamcmc.sgmcmc.engine import launch
+    from betamcmc.sgmcmc.engine.master import WorkerLost
 
     monkeypatch.setattr(launch, "startup_timeout", lambda worker_timeout: 3.0)
     s = spec("downpour", 2)

@@ -44,7 +44,7 @@ def test_one_gpu_per_worker_and_nccl_only_without_sharing(
 @pytest.mark.slow
 @pytest.mark.parametrize("protocol", ["downpour", "sync"])
 def test_protocols_run_on_the_gpu(tmp_path: Path, protocol: str) -> None:
-    from betamcmc.sgmcmc.launch import run_local
+    from betamcmc.sgmcmc.engine.launch import run_local
 
     spec = make_spec(validate_params(tiny_params()), protocol, 2, device="cuda")
     result = run_local(spec, tmp_path)

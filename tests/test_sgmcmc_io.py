@@ -11,8 +11,8 @@ import torch
 
 from betamcmc.core.errors import InputError, ParamsError
 from betamcmc.params import validate_params
-from betamcmc.sgmcmc.flat import all_finite
-from betamcmc.sgmcmc.samples import SampleWriter, read_samples
+from betamcmc.sgmcmc.engine.flat import all_finite
+from betamcmc.sgmcmc.engine.samples import SampleWriter, read_samples
 from betamcmc.sgmcmc.tasks import build_task, read_idx
 
 from conftest import run_stage, shipped_section, tiny_params, write_params

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from betamcmc.sgmcmc.sghmc import SGHMC
-from betamcmc.sgmcmc.sgld import SGLD, decayed_step_size
+from betamcmc.sgmcmc.engine.sghmc import SGHMC
+from betamcmc.sgmcmc.engine.sgld import SGLD, decayed_step_size
 
 
 def noise(seed: int, n: int, draws: int = 1) -> list[torch.Tensor]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from betamcmc.params import load_params
-from betamcmc.sgmcmc.samples import read_samples
+from betamcmc.sgmcmc.engine.samples import read_samples
 
 from conftest import PipelineRun
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from betamcmc.sgmcmc.samples import read_samples
+from betamcmc.sgmcmc.engine.samples import read_samples
 
 from conftest import copy_repo, tiny_params, write_params
 

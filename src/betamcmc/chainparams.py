@@ -16,7 +16,7 @@ their section (a block adds fields, not a nesting level)::
 Units. ``burn_in`` and ``thinning`` count gradient steps of the chain that samples are taken
 from: the worker's own chain for ``single``/``sync``/``elastic``, the master's chain for
 ``downpour`` (where one worker push of ``period`` local steps advances it by ``period``).
-:meth:`betamcmc.sgmcmc.config.EngineConfig.build` turns the blocks into the engine's settings.
+:meth:`betamcmc.sgmcmc.engine.config.EngineConfig.build` turns the blocks into the engine's settings.
 This module is a leaf of the params graph: it imports only :mod:`betamcmc.core.schema`.
 """
 

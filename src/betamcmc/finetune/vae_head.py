@@ -45,7 +45,9 @@ from betamcmc.data.prepared import PreparedCorpus, load_prepared
 from betamcmc.finetune.classify import labeled_split
 from betamcmc.finetune.params import VaeHeadParams
 from betamcmc.progress import Progress
-from betamcmc.sgmcmc.config import EngineConfig, RunSpec, SamplerConfig
+from betamcmc.sgmcmc.engine.config import EngineConfig, RunSpec, SamplerConfig
+from betamcmc.sgmcmc.engine.launch import start_forkserver
+from betamcmc.sgmcmc.engine.samples import read_samples
 from betamcmc.sgmcmc.evaluate import (
     chain_functionals,
     diagnose,
@@ -53,8 +55,6 @@ from betamcmc.sgmcmc.evaluate import (
     predictive_metrics,
     sample_log_probs,
 )
-from betamcmc.sgmcmc.launch import start_forkserver
-from betamcmc.sgmcmc.samples import read_samples
 from betamcmc.sgmcmc.sampling import finalize_dir, fresh_partial, is_worker_rank, sample
 from betamcmc.sgmcmc.tasks import MLP, Task
 from betamcmc.vae.codes import encode_sentences, fit_predict_logreg

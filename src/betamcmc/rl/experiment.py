@@ -1,6 +1,6 @@
 """One item of the ``rl`` stage: a method (update x protocol) with W workers, over the seeds.
 
-Per seed, the SG-MCMC engine (``betamcmc.sgmcmc.launch.run_local``) spawns W worker processes that
+Per seed, the SG-MCMC engine (``betamcmc.sgmcmc.engine.launch.run_local``) spawns W worker processes that
 collect rollouts and compute actor-critic gradients (``task.py``) and a master that owns the
 parameters; the master streams a snapshot of the policy about every ``rl.eval_every`` environment
 steps to the samples file (downpour: its own chain; elastic: each worker's chain). After the run
@@ -42,11 +42,11 @@ from betamcmc.rl.envs import EnvInfo, check_env, run_episodes
 from betamcmc.rl.evaluate import SeedCurve, aggregate_curves, read_curve, steps_to_threshold
 from betamcmc.rl.params import RlParams, split_method
 from betamcmc.rl.task import RlTask
-from betamcmc.sgmcmc.config import ChainSteps, EngineConfig, RunSpec, SamplerConfig
-from betamcmc.sgmcmc.flat import FlatModel, all_finite
-from betamcmc.sgmcmc.launch import run_local, start_forkserver
-from betamcmc.sgmcmc.result import RunResult, require_complete
-from betamcmc.sgmcmc.samples import Samples, read_samples
+from betamcmc.sgmcmc.engine.config import ChainSteps, EngineConfig, RunSpec, SamplerConfig
+from betamcmc.sgmcmc.engine.flat import FlatModel, all_finite
+from betamcmc.sgmcmc.engine.launch import run_local, start_forkserver
+from betamcmc.sgmcmc.engine.result import RunResult, require_complete
+from betamcmc.sgmcmc.engine.samples import Samples, read_samples
 from betamcmc.sgmcmc.sampling import finalize_dir
 from betamcmc.stats import mean_std_ci
 

@@ -3,7 +3,7 @@
 A method is ``<update>-<protocol>``: the update is ``sgd`` (the noise-free A3C-style baseline),
 ``sgdm`` (SGD with momentum ``1 - friction``, SGHMC's noise-free baseline), ``sgld`` or ``sghmc``
 (the engine's samplers at ``temperature``); the protocol is ``downpour`` or ``elastic`` (see
-``betamcmc.sgmcmc.protocols``). ``sgld`` at temperature 0 *is* ``sgd`` and ``sghmc`` at
+``betamcmc.sgmcmc.engine.protocols``). ``sgld`` at temperature 0 *is* ``sgd`` and ``sghmc`` at
 temperature 0 *is* ``sgdm``, update for update.
 
 Step sizes. ``step_size`` is the learning rate of ``sgd`` / ``sgld``. For ``sgdm`` / ``sghmc`` the

@@ -16,11 +16,11 @@ from betamcmc import tracking
 from betamcmc.core.io import write_json
 from betamcmc.core.pipeline import StageItem
 from betamcmc.core.stopping import signals_deferred
-from betamcmc.sgmcmc.config import ChainSteps, EngineConfig, RunSpec, SamplerConfig
+from betamcmc.sgmcmc.engine.config import ChainSteps, EngineConfig, RunSpec, SamplerConfig
+from betamcmc.sgmcmc.engine.launch import start_forkserver
+from betamcmc.sgmcmc.engine.samples import read_samples
 from betamcmc.sgmcmc.evaluate import evaluate_samples
 from betamcmc.sgmcmc.experiment import make_spec
-from betamcmc.sgmcmc.launch import start_forkserver
-from betamcmc.sgmcmc.samples import read_samples
 from betamcmc.sgmcmc.sampling import finalize_dir, fresh_partial, sample
 from betamcmc.sgmcmc.seeds import aggregate
 

@@ -31,10 +31,10 @@ from betamcmc import tracking
 from betamcmc.core.io import atomic_path, write_json
 from betamcmc.core.pipeline import StageItem
 from betamcmc.core.stopping import Stopped, signals_deferred, stop_on_signals
-from betamcmc.sgmcmc.config import EngineConfig, RunSpec, SamplerConfig
-from betamcmc.sgmcmc.flat import FlatModel
-from betamcmc.sgmcmc.launch import run_local, start_forkserver
-from betamcmc.sgmcmc.samples import read_samples
+from betamcmc.sgmcmc.engine.config import EngineConfig, RunSpec, SamplerConfig
+from betamcmc.sgmcmc.engine.flat import FlatModel
+from betamcmc.sgmcmc.engine.launch import run_local, start_forkserver
+from betamcmc.sgmcmc.engine.samples import read_samples
 from betamcmc.sgmcmc.seeds import aggregate
 from betamcmc.sgmcmc.tasks import LogregTask
 from betamcmc.stats import fmt, fmt_ci, fmt_paired, paired, verdict

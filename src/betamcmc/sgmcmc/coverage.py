@@ -41,12 +41,18 @@ from betamcmc import tracking
 from betamcmc.core.io import atomic_path, csv_cell, write_csv, write_json
 from betamcmc.core.pipeline import StageItem
 from betamcmc.core.stopping import Stopped, signals_deferred, stop_on_signals
-from betamcmc.sgmcmc.config import ChainSteps, EngineConfig, RunSpec, SamplerConfig, chain_steps
 from betamcmc.sgmcmc.coverage_report import draw_figure, summary, table_text
-from betamcmc.sgmcmc.launch import start_forkserver
+from betamcmc.sgmcmc.engine.config import (
+    ChainSteps,
+    EngineConfig,
+    RunSpec,
+    SamplerConfig,
+    chain_steps,
+)
+from betamcmc.sgmcmc.engine.launch import start_forkserver
+from betamcmc.sgmcmc.engine.samples import Samples, read_samples
 from betamcmc.sgmcmc.mixture import Mixture, assign_modes, mode_tv, modes_visited
 from betamcmc.sgmcmc.mixture_task import MixtureTask
-from betamcmc.sgmcmc.samples import Samples, read_samples
 from betamcmc.sgmcmc.sampling import sample
 from betamcmc.sgmcmc.seeds import aggregate
 from betamcmc.stats import mean_std_ci, overlaps, paired, verdict

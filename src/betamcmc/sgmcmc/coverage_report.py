@@ -17,8 +17,8 @@ import numpy as np
 from betamcmc.stats import fmt, fmt_ci, fmt_paired
 
 if TYPE_CHECKING:
+    from betamcmc.sgmcmc.engine.samples import Samples
     from betamcmc.sgmcmc.mixture import Mixture
-    from betamcmc.sgmcmc.samples import Samples
 
 TABLE_HEAD = [
     "arm", "modes visited", "TV to the weights", "off-mode share", "gradients", "wall s",

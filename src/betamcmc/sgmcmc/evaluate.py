@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from betamcmc.sgmcmc.flat import FlatModel
-from betamcmc.sgmcmc.samples import Samples
+from betamcmc.sgmcmc.engine.flat import FlatModel
+from betamcmc.sgmcmc.engine.samples import Samples
 from betamcmc.sgmcmc.tasks import Task
 
 

@@ -34,7 +34,10 @@ from betamcmc.core.io import write_json, write_text
 from betamcmc.core.pipeline import StageItem
 from betamcmc.core.stopping import signals_deferred
 from betamcmc.progress import Progress
-from betamcmc.sgmcmc.config import EngineConfig, RunSpec, SamplerConfig
+from betamcmc.sgmcmc.engine.config import EngineConfig, RunSpec, SamplerConfig
+from betamcmc.sgmcmc.engine.launch import start_forkserver, torchrun_rank
+from betamcmc.sgmcmc.engine.result import RunResult
+from betamcmc.sgmcmc.engine.samples import read_samples
 from betamcmc.sgmcmc.evaluate import (
     ESS_MIN,
     RHAT_MAX,
@@ -44,9 +47,6 @@ from betamcmc.sgmcmc.evaluate import (
     first_time_at,
     sample_log_probs,
 )
-from betamcmc.sgmcmc.launch import start_forkserver, torchrun_rank
-from betamcmc.sgmcmc.result import RunResult
-from betamcmc.sgmcmc.samples import read_samples
 from betamcmc.sgmcmc.sampling import finalize_dir, fresh_partial, is_worker_rank, sample
 from betamcmc.sgmcmc.seeds import aggregate, mean_series
 from betamcmc.sgmcmc.tasks import build_task

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from betamcmc.core.stopping import Stopped, stop_on_signals
-from betamcmc.sgmcmc.config import RunSpec
-from betamcmc.sgmcmc.launch import Report, run_local, run_torchrun, torchrun_rank
-from betamcmc.sgmcmc.result import RunResult, require_complete
-from betamcmc.sgmcmc.samples import count_samples
+from betamcmc.sgmcmc.engine.config import RunSpec
+from betamcmc.sgmcmc.engine.launch import Report, run_local, run_torchrun, torchrun_rank
+from betamcmc.sgmcmc.engine.result import RunResult, require_complete
+from betamcmc.sgmcmc.engine.samples import count_samples
 
 
 def is_worker_rank() -> bool:
@@ -39,7 +39,7 @@ def sample(
     report: Report | None = None,
 ) -> RunResult | None:
     """Sample into ``samples_dir``; the result on the master, None on a torchrun worker rank.
-    ``report``: the master's progress callback (:func:`betamcmc.sgmcmc.launch.run_local`)."""
+    ``report``: the master's progress callback (:func:`betamcmc.sgmcmc.engine.launch.run_local`)."""
     try:
         with stop_on_signals():
             if torchrun_rank() is not None:

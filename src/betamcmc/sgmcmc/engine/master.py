@@ -6,7 +6,7 @@ messages in the order they arrive. It hands each to the protocol (``protocols/``
 streams thinned samples to disk (``samples.py``). Between messages it does as little as possible:
 a header read, the protocol's few vector operations, at most one sample record.
 
-Receiving is :mod:`betamcmc.sgmcmc.receivers`'s job. **Liveness** comes from the workers' heartbeats and, locally, from their process handles, never
+Receiving is :mod:`betamcmc.sgmcmc.engine.receivers`'s job. **Liveness** comes from the workers' heartbeats and, locally, from their process handles, never
 from a timeout on the computation: every worker sends something at least every second (its
 heartbeat thread covers burn-in, slow gradients and stragglers), so
 
@@ -36,15 +36,15 @@ import torch
 import torch.distributed as dist
 
 from betamcmc.core.errors import BetamcmcError, DivergenceError
-from betamcmc.sgmcmc import wire
-from betamcmc.sgmcmc.config import EngineConfig, RunSpec
-from betamcmc.sgmcmc.flat import FlatModel, all_finite
-from betamcmc.sgmcmc.receivers import Receivers
-from betamcmc.sgmcmc.samples import SampleWriter
+from betamcmc.sgmcmc.engine import wire
+from betamcmc.sgmcmc.engine.config import EngineConfig, RunSpec
+from betamcmc.sgmcmc.engine.flat import FlatModel, all_finite
+from betamcmc.sgmcmc.engine.receivers import Receivers
+from betamcmc.sgmcmc.engine.samples import SampleWriter
 
 if TYPE_CHECKING:  # typing only: the protocols import this module
-    from betamcmc.sgmcmc.protocols.base import SamplingProtocol
-    from betamcmc.sgmcmc.stepsize import Cycle
+    from betamcmc.sgmcmc.engine.protocols.base import SamplingProtocol
+    from betamcmc.sgmcmc.engine.stepsize import Cycle
 
 ABORT_REASONS = {
     wire.ABORT_PEER_LOST: "a collective with a lost peer failed",

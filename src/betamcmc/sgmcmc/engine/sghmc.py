@@ -20,8 +20,8 @@ import math
 
 import torch
 
-from betamcmc.sgmcmc.sgld import ScheduledStep
-from betamcmc.sgmcmc.stepsize import Cycle
+from betamcmc.sgmcmc.engine.sgld import ScheduledStep
+from betamcmc.sgmcmc.engine.stepsize import Cycle
 
 
 class SGHMC(ScheduledStep):

@@ -43,12 +43,12 @@ from torch.distributed import distributed_c10d
 from betamcmc.core.errors import BetamcmcError, ParamsError
 from betamcmc.core.io import limit_threads, write_json
 from betamcmc.parallel import loaded_modules, start_server
-from betamcmc.sgmcmc import protocols
-from betamcmc.sgmcmc.config import RunSpec
-from betamcmc.sgmcmc.master import WorkerLost, run_master
-from betamcmc.sgmcmc.receivers import join_receivers
-from betamcmc.sgmcmc.result import RunResult, run_result
-from betamcmc.sgmcmc.worker import run_worker
+from betamcmc.sgmcmc.engine import protocols
+from betamcmc.sgmcmc.engine.config import RunSpec
+from betamcmc.sgmcmc.engine.master import WorkerLost, run_master
+from betamcmc.sgmcmc.engine.receivers import join_receivers
+from betamcmc.sgmcmc.engine.result import RunResult, run_result
+from betamcmc.sgmcmc.engine.worker import run_worker
 
 OPERATION_TIMEOUT_S = 600.0
 Report = Callable[[int, int, dict[str, float]], None]  # progress: (samples, of samples, values)
@@ -57,7 +57,7 @@ Report = Callable[[int, int, dict[str, float]], None]  # progress: (samples, of 
 def forkserver_preload() -> list[str]:
     """What the forkserver imports before it forks any worker (only the first run of a process
     starts the server): the engine and the modules of this package imported here so far."""
-    return ["betamcmc.sgmcmc.launch", *loaded_modules()]
+    return ["betamcmc.sgmcmc.engine.launch", *loaded_modules()]
 
 
 def start_forkserver() -> None:

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import torch
 
-from betamcmc.sgmcmc import wire
-from betamcmc.sgmcmc.config import chain_steps
-from betamcmc.sgmcmc.master import Master, WorkerLost
-from betamcmc.sgmcmc.protocols.base import SamplingProtocol
-from betamcmc.sgmcmc.worker import WorkerContext
+from betamcmc.sgmcmc.engine import wire
+from betamcmc.sgmcmc.engine.config import chain_steps
+from betamcmc.sgmcmc.engine.master import Master, WorkerLost
+from betamcmc.sgmcmc.engine.protocols.base import SamplingProtocol
+from betamcmc.sgmcmc.engine.worker import WorkerContext
 
 
 class Sync(SamplingProtocol):

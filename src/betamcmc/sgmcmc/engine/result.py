@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from betamcmc.core.errors import BetamcmcError
-from betamcmc.sgmcmc.master import Master
+from betamcmc.sgmcmc.engine.master import Master
 
 
 class IncompleteRun(BetamcmcError):

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:  # typing only: the master and worker modules import the protocols' registry
     import torch
 
-    from betamcmc.sgmcmc.master import Master
-    from betamcmc.sgmcmc.wire import Message, WorkerHeader
-    from betamcmc.sgmcmc.worker import WorkerContext
+    from betamcmc.sgmcmc.engine.master import Master
+    from betamcmc.sgmcmc.engine.wire import Message, WorkerHeader
+    from betamcmc.sgmcmc.engine.worker import WorkerContext
 
 
 class SamplingProtocol(Protocol):

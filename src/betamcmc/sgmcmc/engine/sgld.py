@@ -12,7 +12,7 @@ one step with step size ``eta_t`` and temperature ``T`` is::
 ``T = 1`` samples the posterior, ``T < 1`` a tempered (sharper) one, and ``T = 0`` is plain
 SGD on the MAP loss ``U`` with learning rate ``eta_t``, exactly (no noise is drawn).
 The step size follows ``eta_t = eta * (1 + t / decay_steps) ** -decay`` (``decay = 0``: constant),
-or a cyclical schedule (``cycle``, :class:`~betamcmc.sgmcmc.stepsize.Cycle`: cSG-MCMC), whose
+or a cyclical schedule (``cycle``, :class:`~betamcmc.sgmcmc.engine.stepsize.Cycle`: cSG-MCMC), whose
 exploration stages take their steps without noise.
 """
 
@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from betamcmc.sgmcmc.stepsize import Cycle
+from betamcmc.sgmcmc.engine.stepsize import Cycle
 
 
 def decayed_step_size(step_size: float, t: int, decay: float, decay_steps: int) -> float:

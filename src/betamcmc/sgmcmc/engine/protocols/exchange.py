@@ -25,8 +25,8 @@ from collections.abc import Callable
 
 import torch
 
-from betamcmc.sgmcmc import wire
-from betamcmc.sgmcmc.worker import WorkerContext
+from betamcmc.sgmcmc.engine import wire
+from betamcmc.sgmcmc.engine.worker import WorkerContext
 
 Apply = Callable[[torch.Tensor, torch.Tensor], None]
 LATE_ROUNDS = 3  # a reply later than this many rounds of tau steps is waited for

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch.distributed as dist
 
-from betamcmc.sgmcmc import wire
+from betamcmc.sgmcmc.engine import wire
 
 # a receive from a worker waits this long at most: far longer than any run goes on after that
 # worker went silent (gloo closes every connection when a receive times out; see Receivers)

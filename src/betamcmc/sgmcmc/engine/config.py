@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from betamcmc.sgmcmc.sghmc import SGHMC
-from betamcmc.sgmcmc.sgld import SGLD
-from betamcmc.sgmcmc.stepsize import Cycle, worker_phase
+from betamcmc.sgmcmc.engine.sghmc import SGHMC
+from betamcmc.sgmcmc.engine.sgld import SGLD
+from betamcmc.sgmcmc.engine.stepsize import Cycle, worker_phase
 
 if TYPE_CHECKING:  # typing only: the engine does not need pydantic's params at run time
     from betamcmc.chainparams import Chain, Exchange, Prior

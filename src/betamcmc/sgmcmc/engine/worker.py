@@ -36,12 +36,12 @@ import torch
 import torch.distributed as dist
 
 from betamcmc.core.errors import DivergenceError
-from betamcmc.sgmcmc import wire
-from betamcmc.sgmcmc.config import RunSpec
-from betamcmc.sgmcmc.flat import FlatModel, all_finite, seed_for
+from betamcmc.sgmcmc.engine import wire
+from betamcmc.sgmcmc.engine.config import RunSpec
+from betamcmc.sgmcmc.engine.flat import FlatModel, all_finite, seed_for
 
 if TYPE_CHECKING:  # typing only: the protocols import this module
-    from betamcmc.sgmcmc.protocols.base import SamplingProtocol
+    from betamcmc.sgmcmc.engine.protocols.base import SamplingProtocol
 
 REPORT_WAIT_S = 1.0  # how long a leaving worker waits for the master to take its last word
 

@@ -1,6 +1,6 @@
 """Communication protocols between the master and the workers, one module each.
 
-A protocol module defines one :class:`~betamcmc.sgmcmc.protocols.base.SamplingProtocol` (the
+A protocol module defines one :class:`~betamcmc.sgmcmc.engine.protocols.base.SamplingProtocol` (the
 worker's loop, the master's message handler and two hooks that default to doing nothing)::
 
     worker(ctx: worker.WorkerContext) -> None
@@ -18,11 +18,11 @@ engine's launcher imports this registry (no import cycle).
 
 from __future__ import annotations
 
-from betamcmc.sgmcmc.protocols.base import SamplingProtocol
-from betamcmc.sgmcmc.protocols.downpour import Downpour
-from betamcmc.sgmcmc.protocols.elastic import Elastic
-from betamcmc.sgmcmc.protocols.single import Single
-from betamcmc.sgmcmc.protocols.sync import Sync
+from betamcmc.sgmcmc.engine.protocols.base import SamplingProtocol
+from betamcmc.sgmcmc.engine.protocols.downpour import Downpour
+from betamcmc.sgmcmc.engine.protocols.elastic import Elastic
+from betamcmc.sgmcmc.engine.protocols.single import Single
+from betamcmc.sgmcmc.engine.protocols.sync import Sync
 
 PROTOCOLS: dict[str, SamplingProtocol] = {
     "single": Single(),

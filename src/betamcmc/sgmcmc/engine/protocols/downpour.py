@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import torch
 
-from betamcmc.sgmcmc import wire
-from betamcmc.sgmcmc.master import Master
-from betamcmc.sgmcmc.protocols.base import SamplingProtocol
-from betamcmc.sgmcmc.protocols.exchange import exchange_loop
-from betamcmc.sgmcmc.worker import WorkerContext
+from betamcmc.sgmcmc.engine import wire
+from betamcmc.sgmcmc.engine.master import Master
+from betamcmc.sgmcmc.engine.protocols.base import SamplingProtocol
+from betamcmc.sgmcmc.engine.protocols.exchange import exchange_loop
+from betamcmc.sgmcmc.engine.worker import WorkerContext
 
 
 class Downpour(SamplingProtocol):
