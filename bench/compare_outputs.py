@@ -33,23 +33,31 @@ from betamcmc.core.io import read_csv_rows
 TIMING = re.compile(r"(time|wall|_s$|_s_|_s\.|per_s|seconds|staleness|elapsed|load|duration)")
 ASYNC = re.compile(
     r"(downpour|elastic|rl[/_]|sgmcmc_bma|rl_return|summary\.json|index\.md|\.png$|"
-    r"reports/sgmcmc)"
+    r"reports/sgmcmc|sgmcmc_cyclical_curves)"  # the curves: one grid over all arms, async included
 )
 ASYNC_KEY = re.compile(r"(downpour|elastic)-|tau_comparisons")  # consistency: async arms, pairs
 
 
 def flat(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """A JSON value as ``{"a.b.0": leaf}``."""
+    """A JSON value as ``{"a.b.0": leaf}``; a list entry that names its arms (``{"arm": ...,
+    "against": ...}``: a paired comparison) is keyed by them instead of its index, so that a
+    comparison of asynchronous arms is seen as one."""
     if isinstance(tree, dict):
         items = tree.items()
     elif isinstance(tree, list):
-        items = enumerate(tree)
+        items = [(_entry_key(i, value), value) for i, value in enumerate(tree)]
     else:
         return {prefix[:-1]: tree}
     out: dict[str, Any] = {}
     for key, value in items:
         out.update(flat(value, f"{prefix}{key}."))
     return out
+
+
+def _entry_key(index: int, value: Any) -> str:
+    if isinstance(value, dict) and "arm" in value:
+        return "_vs_".join(str(value[k]) for k in ("arm", "against", "metric") if k in value)
+    return str(index)
 
 
 def classify(before: Path, after: Path, rel: str) -> str:

@@ -119,3 +119,41 @@ def test_machine_facts_name_the_code_measured() -> None:
                           text=True, check=True).stdout.strip()  # fmt: skip
     assert len(code["commit"]) >= 7 and head.startswith(code["commit"])
     assert isinstance(code["dirty"], bool)
+
+
+def _metrics(root: Path, name: str, content: dict) -> None:
+    path = root / "metrics" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content))
+
+
+def test_compare_outputs_sorts_what_may_differ_from_what_may_not(tmp_path: Path) -> None:
+    """bench/compare_outputs.py: wall-clock keys and asynchronous arms (also inside a list of
+    paired comparisons, keyed by their arms) may differ between two runs of the same code; a
+    single chain's number may not."""
+    before, after = tmp_path / "before", tmp_path / "after"
+
+    def study(single_tv: float, async_tv: float, wall: float) -> dict:
+        return {
+            "arms": {"single-1-constant": {"mode_tv": single_tv, "wall_s": wall},
+                     "downpour-2-constant": {"mode_tv": async_tv, "wall_s": wall}},
+            "comparisons": [{"arm": "downpour-2-cyclical", "against": "downpour-2-constant",
+                             "metric": "mode_tv", "diff": {"mean": async_tv}}],
+        }  # fmt: skip
+
+    _metrics(before, "same.json", {"a": 1})
+    _metrics(after, "same.json", {"a": 1})
+    _metrics(before, "timing.json", {"a": 1, "wall_s": 1.0})
+    _metrics(after, "timing.json", {"a": 1, "wall_s": 2.0})
+    _metrics(before, "study.json", study(0.5, 0.3, 1.0))
+    _metrics(after, "study.json", study(0.5, 0.4, 2.0))
+    _metrics(before, "changed.json", study(0.5, 0.3, 1.0))
+    _metrics(after, "changed.json", study(0.6, 0.3, 1.0))
+    out = tmp_path / "identity.json"
+    proc = _run("compare_outputs.py", str(before), str(after), "--out", str(out))
+    assert proc.returncode == 1, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["identical"] == ["metrics/same.json"]
+    assert result["timing_only"] == ["metrics/timing.json"]
+    assert result["asynchronous"] == ["metrics/study.json"]
+    assert result["unexpected"] == ["metrics/changed.json"]
