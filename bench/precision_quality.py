@@ -6,12 +6,12 @@ For each precision the script runs the real stages in a scratch project (``prepa
 ``runtime.precision`` set and every other setting the same, and reads each seed's test metrics
 from ``metrics/pretrain/<schedule>.json``. Per schedule and metric (test KL, MI, AU, NLL) it
 writes, for each precision, the mean, sample std (ddof = 1) and 95 % t-interval over the seeds
-(:func:`betamcmc.stats.mean_std_ci`), and for bf16 against fp32:
+(:func:`betamcmc.core.stats.mean_std_ci`), and for bf16 against fp32:
 
 - ``within_std``: the bf16 mean lies within one fp32 sample std of the fp32 mean;
 - ``within_ci``: the bf16 mean lies inside fp32's 95 % interval of the mean;
-- ``paired``: the per-seed comparison (same seed in both arms; :func:`betamcmc.stats.paired`)
-  with the interval of the difference and its :func:`betamcmc.stats.verdict`
+- ``paired``: the per-seed comparison (same seed in both arms; :func:`betamcmc.core.stats.paired`)
+  with the interval of the difference and its :func:`betamcmc.core.stats.verdict`
   (``indistinguishable`` unless the interval excludes 0).
 
 The runs write ``data/``, ``models/``, ``metrics/`` and ``mlflow.db`` into ``--project``, so give
@@ -133,7 +133,7 @@ def run_arm(project: Path, params: Path, schedule: str) -> dict[str, Any]:
 
 def compare(fp32: list[float], bf16: list[float]) -> dict[str, Any]:
     """bf16 against fp32 for one metric (same seeds, same order)."""
-    from betamcmc import stats
+    from betamcmc.core import stats
 
     a, b = stats.mean_std_ci(fp32), stats.mean_std_ci(bf16)
     pair = stats.paired(bf16, fp32)

@@ -53,7 +53,7 @@ per-repeat ratios. The repeats are interleaved (repeat r of every figure before 
 a ratio pairs two measurements taken a few seconds apart.
 
 Heap: like ``pretrain`` on a CPU, the bench first sets glibc's heap to keep freed memory
-(:mod:`betamcmc.heap`); ``--heap default`` keeps glibc's defaults instead (the comparison behind
+(:mod:`betamcmc.core.heap`); ``--heap default`` keeps glibc's defaults instead (the comparison behind
 that choice: run it as its own process, the setting cannot be undone within one). Each figure
 reports ``page_faults_per_step``, the process's minor page faults over the timed window per step.
 
@@ -105,7 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--heap",
         choices=["keep", "default"],
         default="keep",
-        help="keep: glibc keeps freed memory, as pretrain sets it (betamcmc.heap); default: "
+        help="keep: glibc keeps freed memory, as pretrain sets it (betamcmc.core.heap); default: "
         "glibc's defaults (the comparison behind that choice; run it as a separate process)",
     )
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -333,8 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from betamcmc.core.errors import BetamcmcError
+    from betamcmc.core.heap import keep_freed_memory
     from betamcmc.core.io import write_json
-    from betamcmc.heap import keep_freed_memory
 
     heap_kept = keep_freed_memory() if args.heap == "keep" else False
     device = args.device

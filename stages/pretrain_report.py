@@ -4,7 +4,7 @@ Reads every ``pretrain@<schedule>`` item's outputs and ``data/prepared/``; write
 ``reports/pretrain/`` (comparison.md, schedules.png, curves.png, codes.png,
 latent_<schedule>.png, toy.png, the studies), ``metrics/pretrain_comparison.json`` (the paired
 per-seed schedule comparisons) and one MLflow run. The work:
-``betamcmc.vae.report.run_report``.
+``betamcmc.results.vae.run_report``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import argparse
 from betamcmc.core import pipeline
 from betamcmc.core.paramfile import load_stage_params
 from betamcmc.core.runner import run_stage
+from betamcmc.results.vae import run_report
 from betamcmc.vae.params import PretrainParams
-from betamcmc.vae.report import run_report
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from betamcmc import stats
-from betamcmc.finetune.report import write_report
+from betamcmc.core import stats
+from betamcmc.results.finetune import write_report
 
 SCHEDULES = ("constant", "monotonic", "cyclical")
 

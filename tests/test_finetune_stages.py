@@ -1,4 +1,4 @@
-"""End to end: the real `classify`, `dialog` and `finetune_report` stages on the tiny synthetic
+"""End to end: the real `classify`, `dialog` and `report` (its fine-tuning report) stages on the tiny synthetic
 corpus, after the real `prepare` and `pretrain` stages: their outputs in the shared pipeline run
 (``dvc repro``, conftest ``pipeline``). Further runs (determinism, bad input) call the stage mains
 in-process (the same ``main(argv)`` DVC calls) on a copy, to spare ~7 s of imports per stage; one
@@ -40,19 +40,20 @@ def _main(repo: Path, stage: str):
 @pytest.fixture(scope="module")
 def repo(pipeline: PipelineRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the shared pipeline project (prepare, pretrain, classify, dialog and
-    finetune_report ran there under `dvc repro`); the tests below write into it."""
+    report ran there under `dvc repro`); the tests below write into it."""
     return copy_pipeline(pipeline, tmp_path_factory.mktemp("finetune") / "repo")
 
 
 def _declared(repo: Path) -> list[Path]:
-    """Every out/metric/plot path dvc.yaml declares for classify, dialog and finetune_report."""
+    """Every out/metric/plot path dvc.yaml declares for classify and dialog, and the report
+    stage's fine-tuning folder."""
     from betamcmc.core.pipeline import stage_item
 
     dvc_yaml = repo / "dvc.yaml"
     items = [stage_item("classify", dvc_yaml, schedule=s) for s in SCHEDULES]
     items += [stage_item("dialog", dvc_yaml, schedule=s, bow=b) for s in SCHEDULES for b in BOWS]
-    items.append(stage_item("finetune_report", dvc_yaml))
-    return [repo / p for item in items for p in item.outputs]
+    paths = [repo / p for item in items for p in item.outputs]
+    return [*paths, repo / stage_item("report", dvc_yaml).path("reports/finetune")]
 
 
 def _runs(repo: Path, stage: str) -> list:
@@ -132,7 +133,7 @@ def test_every_declared_output_and_mlflow_run(repo: Path) -> None:
     run = next(r for r in dialog_runs if r.info.run_name == "dialog@cyclical-bow")
     history = client.get_metric_history(run.info.run_id, "train.kl")
     assert len(history) == d["iterations"] * d["n_seeds"]  # every iteration of every seed
-    assert len(_runs(repo, "finetune_report")) == 1
+    assert len(_runs(repo, "report")) == 1
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""glibc's heap keeps freed memory (betamcmc.heap): fewer page faults, the same numbers."""
+"""glibc's heap keeps freed memory (betamcmc.core.heap): fewer page faults, the same numbers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 from conftest import REPO
 
 glibc = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="betamcmc.heap tunes glibc's malloc (Linux only)"
+    not sys.platform.startswith("linux"),
+    reason="betamcmc.core.heap tunes glibc's malloc (Linux only)",
 )
 
 # In a fresh process: a thread (as the batch split's) runs 20 "steps", each allocating, touching
@@ -22,7 +23,7 @@ _FAULTS = """
 import json, resource, sys, threading
 import torch
 if sys.argv[1] == "keep":
-    from betamcmc.heap import keep_freed_memory
+    from betamcmc.core.heap import keep_freed_memory
     assert keep_freed_memory()
 torch.set_num_threads(1)
 out = {}
@@ -61,7 +62,7 @@ def test_kept_heap_reuses_freed_blocks_without_page_faults() -> None:
 
 @glibc
 def test_keep_freed_memory_takes_effect_once() -> None:
-    from betamcmc import heap
+    from betamcmc.core import heap
 
     assert heap.keep_freed_memory() is True
     assert heap.keep_freed_memory() is True
@@ -69,7 +70,7 @@ def test_keep_freed_memory_takes_effect_once() -> None:
 
 
 def test_keep_freed_memory_is_a_no_op_off_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
-    from betamcmc import heap
+    from betamcmc.core import heap
 
     monkeypatch.setattr(heap.sys, "platform", "darwin")
     assert heap._glibc() is None

@@ -95,7 +95,7 @@ def test_section_modules_import_the_schema_leaf_not_the_root() -> None:
         if m.endswith(".params") and m.count(".") == 2 and not m.startswith("betamcmc.cli.")
     ]
     assert len(sections) >= 5
-    for leaf in ("betamcmc.core.paramfile", "betamcmc.chainparams"):
+    for leaf in ("betamcmc.core.paramfile", "betamcmc.core.chainparams"):
         assert "betamcmc.params" not in edges[leaf], leaf
     for name in sections:
         assert "betamcmc.params" not in edges[name], name
@@ -125,12 +125,22 @@ def imports_outside(package: str, allowed: tuple[str, ...]) -> dict[str, list[st
 
 
 def test_core_imports_only_core() -> None:
-    """``betamcmc.core`` is what every stage runs (one folder dep of each stage in dvc.yaml):
+    """``betamcmc.core`` is the base every stage runs (one folder dep of each stage in dvc.yaml):
     none of its modules may pull in a stage family's package, or every stage would run it."""
     assert imports_outside("betamcmc.core", ()) == {}
 
 
-def test_the_engine_imports_only_itself_core_and_parallel() -> None:
-    """``betamcmc.sgmcmc.engine`` is run whole by every stage that samples (one folder dep in
-    dvc.yaml): it may not pull in the studies beside it or any other package."""
-    assert imports_outside("betamcmc.sgmcmc.engine", ("betamcmc.core", "betamcmc.parallel")) == {}
+def test_the_engine_imports_only_itself_and_core() -> None:
+    """``betamcmc.sgmcmc.engine`` is the sampler every stage that samples runs: it may not pull
+    in the studies beside it or any other package."""
+    assert imports_outside("betamcmc.sgmcmc.engine", ("betamcmc.core",)) == {}
+
+
+def test_no_computation_imports_the_reports() -> None:
+    """The reports (``betamcmc.results``) read what the computing packages wrote, never the
+    other way round: dvc.yaml lists packages, so an edit to a report reruns no computation."""
+    readers = ("betamcmc.results", "betamcmc.cli")
+    for name, imports in graph().items():
+        if not name.startswith(readers):
+            bad = {m for m in imports if m.startswith("betamcmc.results")}
+            assert not bad, f"{name} imports {sorted(bad)}"

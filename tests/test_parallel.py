@@ -8,7 +8,7 @@ import time
 import pytest
 
 from betamcmc.core.errors import BetamcmcError, InputError
-from betamcmc.parallel import run_jobs
+from betamcmc.core.parallel import run_jobs
 
 
 def square(job: int, stop: threading.Event) -> int:

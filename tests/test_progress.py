@@ -11,7 +11,7 @@ import pytest
 from betamcmc import tracking
 from betamcmc.core.pipeline import StageItem
 from betamcmc.params import load_params
-from betamcmc.progress import Progress
+from betamcmc.tracking.progress import Progress
 
 from conftest import tiny_params, write_params
 

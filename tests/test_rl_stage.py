@@ -128,7 +128,7 @@ def rl_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 run_item(three, stage_item("rl", method=method, workers=2), track=True)
             else:
                 run_item(params, stage_item("rl", method=method, workers=2), track=False)
-        from betamcmc.rl.report import write_report
+        from betamcmc.results.rl import write_report
 
         write_report(params, Path("reports/rl"))
     return repo
@@ -307,7 +307,7 @@ def test_divergence_is_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_pipeline_rl_items_and_report(pipeline: PipelineRun) -> None:
-    """The `rl` items and `rl_report` as the shared `dvc repro` run (conftest) left them."""
+    """The `rl` items and the report stage's RL report as the shared `dvc repro` run (conftest) left them."""
     repo = pipeline.repo
     rl = load_params(repo / "params.yaml").rl
     items = [f"{m}-{w}" for m in rl.methods for w in rl.workers]

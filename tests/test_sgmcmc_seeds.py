@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from betamcmc.sgmcmc.report import compare, items_table
+from betamcmc.results.sgmcmc import compare, items_table
 from betamcmc.sgmcmc.seeds import aggregate, mean_series
 
 

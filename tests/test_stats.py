@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from betamcmc import stats
+from betamcmc.core import stats
 
 
 def test_mean_std_ci_matches_hand_values() -> None:

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from betamcmc import stats
+from betamcmc.core import stats
 from betamcmc.vae.model import load_vae
 
 from conftest import PipelineRun, run_stage, tiny_params, write_params

@@ -8,10 +8,10 @@ import statistics
 
 import pytest
 
-from betamcmc import stats
+from betamcmc.core import stats
 from betamcmc.params import Params
+from betamcmc.results.verdict import comparison_json, verdict
 from betamcmc.vae.seeds import aggregate
-from betamcmc.vae.verdict import comparison_json, verdict
 
 from conftest import tiny_params
 

@@ -10,20 +10,20 @@ from pathlib import Path
 import pytest
 
 from betamcmc.core.errors import InputError
-from betamcmc.vae import study, study_render
+from betamcmc.results import vae_study, vae_study_render
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_shipped_study_files_expand_to_their_experiments():
-    sweep = study.load_spec(REPO / "studies/pretrain_sweep.yaml")
-    cmds = study.queue_commands(sweep)
+    sweep = vae_study.load_spec(REPO / "studies/pretrain_sweep.yaml")
+    cmds = vae_study.queue_commands(sweep)
     assert len(cmds) == 4 * 3 + 3  # cycles x budgets, and constant beta at each budget
     assert cmds[0] == ["dvc", "exp", "run", "--queue", "-n", "sweep-cycl1-iter1000",
                        "-S", "pretrain.schedules.cyclical.cycles=1",
                        "-S", "pretrain.train.iterations=1000", "pretrain@cyclical"]  # fmt: skip
     assert cmds[-1][-1] == "pretrain@constant" and cmds[-1][5] == "sweep-constant-iter4000"
-    levers = study.experiments(study.load_spec(REPO / "studies/pretrain_levers.yaml"))
+    levers = vae_study.experiments(vae_study.load_spec(REPO / "studies/pretrain_levers.yaml"))
     assert levers[0] == {"key": "default", "set": {}, "name": "levers-default",
                          "targets": ["pretrain@constant", "pretrain@cyclical"]}  # fmt: skip
     assert {"levers-dropout-0.5", "levers-sharpness-0"} <= {e["name"] for e in levers}
@@ -41,7 +41,7 @@ def test_bad_study_files_are_one_line(tmp_path, text, message):
     path = tmp_path / "s.yaml"
     path.write_text(text)
     with pytest.raises(InputError, match=message):
-        study.load_spec(path)
+        vae_study.load_spec(path)
 
 
 def _metrics(kl: float) -> dict:
@@ -68,7 +68,7 @@ def test_collect_keeps_each_experiments_targeted_schedules(monkeypatch):
         return "iteration,kl,mi,au\n20,0.5,0.4,2\n"
 
     monkeypatch.setattr(dvc.api, "read", read)
-    out = study.collect(spec)
+    out = vae_study.collect(spec)
     assert out["missing"] == ["s-cycl4"]
     # metrics written under other settings (the baseline's, carried by an experiment that did
     # not rerun the stage) are not collected
@@ -77,13 +77,13 @@ def test_collect_keeps_each_experiments_targeted_schedules(monkeypatch):
     raw = load_params(REPO / "params.yaml").model_dump()
     shown[0]["experiments"][0]["revs"][0]["data"]["params"] = {"params.yaml": {"data": raw}}
     committed["metrics/pretrain/cyclical.json"] = _metrics(0.5) | {"params_hash": "000000000000"}
-    assert study.collect(spec)["missing"] == ["s-cycl1:cyclical", "s-cycl4"]
+    assert vae_study.collect(spec)["missing"] == ["s-cycl1:cyclical", "s-cycl4"]
     from betamcmc.core.pipeline import stage_item
 
     keys = stage_item("pretrain", REPO / "dvc.yaml", schedule="cyclical").params
     own = load_params(REPO / "params.yaml").digest(keys)
     committed["metrics/pretrain/cyclical.json"] = _metrics(0.5) | {"params_hash": own}
-    assert study.collect(spec)["missing"] == ["s-cycl4"]  # its own settings: collected
+    assert vae_study.collect(spec)["missing"] == ["s-cycl4"]  # its own settings: collected
     (row,) = out["experiments"]
     assert (
         row["name"] == "s-cycl1" and row["rev"] == "r1" and list(row["schedules"]) == ["cyclical"]
@@ -107,7 +107,7 @@ def test_collect_names_an_experiment_whose_params_it_cannot_read(monkeypatch):
     ]}]  # fmt: skip
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(
         a, 0, json.dumps(shown), ""))  # fmt: skip
-    out = study.collect(spec)
+    out = vae_study.collect(spec)
     assert out["experiments"] == []
     (line,) = out["missing"]
     assert line.startswith("s-old (its params.yaml does not validate"), line
@@ -120,7 +120,7 @@ def test_render_grid_and_list_studies(tmp_path):
             "experiments": [{"name": f"g-{m}-{t}", "rev": "r", "schedules": {"cyclical": {"test": _metrics(m / 10)["test"], "curve": curve}},
                              "set": {"pretrain.schedules.cyclical.cycles": m, "pretrain.train.iterations": t}}
                             for m in (1, 4) for t in (20, 40)]}  # fmt: skip
-    assert study_render.render(grid, tmp_path) == {"g_points": 4.0}
+    assert vae_study_render.render(grid, tmp_path) == {"g_points": 4.0}
     text = (tmp_path / "study_g.md").read_text()
     assert (
         "| g-4-40 | `pretrain.schedules.cyclical.cycles=4`, `pretrain.train.iterations=40` | cyclical | 0.40 ± 0.10 |"
@@ -128,7 +128,7 @@ def test_render_grid_and_list_studies(tmp_path):
     )
     assert "`betamcmc study queue studies/g.yaml`" in text  # no file recorded: the name's
     listed = {**grid, "name": "l", "spec": {"experiments": {}}, "file": "studies/my_l.yaml"}
-    assert study_render.render(listed, tmp_path) == {"l_experiments": 4.0}
+    assert vae_study_render.render(listed, tmp_path) == {"l_experiments": 4.0}
     assert "`betamcmc study collect studies/my_l.yaml`" in (tmp_path / "study_l.md").read_text()
     assert (tmp_path / "study_g.png").stat().st_size > 10_000 and (
         tmp_path / "study_l.png"
@@ -146,21 +146,21 @@ def test_collect_keep_takes_earlier_rows_of_experiments_this_repo_lacks(tmp_path
                                             row("s-gone", "old-x")], "missing": []}  # fmt: skip
     now = {"name": "s", "spec": spec, "experiments": [row("s-b", "new-b")],
            "missing": ["s-a", "s-c:cyclical"]}  # fmt: skip
-    out = study.keep_earlier(now, earlier)
+    out = vae_study.keep_earlier(now, earlier)
     # a row found now wins; an earlier row fills a missing experiment; rows of experiments no
     # longer in the study file are dropped; the study file's order holds
     assert [(r["name"], r["rev"]) for r in out["experiments"]] == [("s-a", "old-a"),
                                                                     ("s-b", "new-b")]  # fmt: skip
     assert out["missing"] == ["s-c:cyclical"] and out["kept"] == ["s-a"]
     with pytest.raises(InputError, match="earlier collection is of study 'x'"):
-        study.keep_earlier(now, {**earlier, "name": "x"})
+        vae_study.keep_earlier(now, {**earlier, "name": "x"})
     bad = tmp_path / "s.json"
     bad.write_text("{not json")
     with pytest.raises(InputError, match="not JSON"):
-        study.read_collection(bad)
+        vae_study.read_collection(bad)
     bad.write_text("[]")
     with pytest.raises(InputError, match="not a collected study"):
-        study.read_collection(bad)
+        vae_study.read_collection(bad)
 
 
 def test_cli_collect_keep_merges_into_the_output_file(tmp_path, monkeypatch, capsys):
@@ -168,9 +168,9 @@ def test_cli_collect_keep_merges_into_the_output_file(tmp_path, monkeypatch, cap
 
     spec_file = tmp_path / "s.yaml"
     spec_file.write_text("name: s\ntargets: [pretrain]\nexperiments: {a: {}, b: {seed: 1}}\n")
-    spec = study.load_spec(spec_file)
+    spec = vae_study.load_spec(spec_file)
     row = {"name": "s-b", "rev": "new", "set": {"seed": 1}, "schedules": {}}
-    monkeypatch.setattr(study, "collect", lambda s: {"name": "s", "spec": spec,
+    monkeypatch.setattr(vae_study, "collect", lambda s: {"name": "s", "spec": spec,
                                                      "experiments": [row], "missing": ["s-a"]})  # fmt: skip
     out = tmp_path / "s.json"
     out.write_text(json.dumps({"name": "s", "experiments": [{**row, "name": "s-a", "rev": "old"}]}))

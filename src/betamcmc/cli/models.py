@@ -65,7 +65,9 @@ def schedule_plot(
     if out.is_dir():
         raise InputError("expected a PNG file to write, found a directory", out)
     total = iterations or loaded.pretrain.train.iterations
-    from betamcmc.vae.figures import plot_schedules  # lazy: matplotlib after the params check
+    from betamcmc.results.vae_figures import (
+        plot_schedules,  # lazy: matplotlib after the params check
+    )
 
     with atomic_path(out) as tmp:
         plot_schedules(loaded.pretrain.schedules, total, tmp)

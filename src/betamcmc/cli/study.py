@@ -22,7 +22,7 @@ def study_queue(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="only print the commands")] = False,
 ) -> None:
     """Queue every experiment of a study (`dvc exp run --queue ...`); then `dvc queue start`."""
-    from betamcmc.vae.study import load_spec, queue  # lazy: yaml, pipeline only for `study`
+    from betamcmc.results.vae_study import load_spec, queue  # lazy: yaml, pipeline only for `study`
 
     for line in queue(load_spec(spec), dry_run=dry_run):
         typer.echo(line)
@@ -49,7 +49,13 @@ def study_collect(
     """Gather what the study's finished experiments measured into metrics/studies/<name>.json."""
     # lazy: yaml (study) and json/tempfile (io) stay out of --help
     from betamcmc.core.io import write_json
-    from betamcmc.vae.study import STUDIES, collect, keep_earlier, load_spec, read_collection
+    from betamcmc.results.vae_study import (
+        STUDIES,
+        collect,
+        keep_earlier,
+        load_spec,
+        read_collection,
+    )
 
     study = collect(load_spec(spec))
     study["file"] = spec.as_posix()  # the study file, for the report's "reproduce" line
@@ -67,8 +73,11 @@ def study_collect(
 
 
 def _study_transfer(spec: Path, direction: str, remote: str) -> None:
-    """Push or pull every experiment of a study (``betamcmc.vae.study.transfer``)."""
-    from betamcmc.vae.study import load_spec, transfer  # lazy: yaml, pipeline only for `study`
+    """Push or pull every experiment of a study (``betamcmc.results.vae_study.transfer``)."""
+    from betamcmc.results.vae_study import (  # lazy: yaml, pipeline only for `study`
+        load_spec,
+        transfer,
+    )
 
     loaded = load_spec(spec)
     moved, missing = transfer(loaded, direction, remote)

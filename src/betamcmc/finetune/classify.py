@@ -15,7 +15,7 @@ Spread is measured between pretrained VAE seeds (``pretrain.seeds``: one VAE per
 pooled over correlated classifier runs: VAE seed i gets one accuracy per method and label
 fraction, the mean over the ``finetune.seeds`` classifier seeds (labeled subset and classifier
 initialisation from :func:`pair_seed`), and each cell reports the mean, std (ddof = 1), 95 %
-t-interval (:func:`betamcmc.stats.mean_std_ci`) and per-seed values over the VAE seeds. The
+t-interval (:func:`betamcmc.core.stats.mean_std_ci`) and per-seed values over the VAE seeds. The
 baselines use the same labeled subsets and seeds, matched to the VAE seed index, so that every
 comparison can be paired by seed. Validation accuracy of both readouts (posterior mean and
 sample) is recorded too (``valid.<readout>.<fraction>``), so the readout can be chosen on
@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from scipy import sparse
 
-from betamcmc import stats, tracking
-from betamcmc.core import pipeline
+from betamcmc import tracking
+from betamcmc.core import pipeline, stats
 from betamcmc.core.errors import DivergenceError, InputError
 from betamcmc.core.io import limit_threads, write_csv, write_json
 from betamcmc.core.pipeline import StageItem
@@ -45,7 +45,7 @@ from betamcmc.core.stopping import signals_deferred
 from betamcmc.data.prepared import PreparedCorpus, load_prepared
 from betamcmc.finetune.classifiers import LabeledSplit, classify_codes, finetune_predict
 from betamcmc.finetune.params import FinetuneParams
-from betamcmc.progress import Progress
+from betamcmc.tracking.progress import Progress
 from betamcmc.vae.codes import encode_sentences, fit_predict_logreg
 from betamcmc.vae.model import TextVAE, load_vae, pad_batch, seed_dirs
 

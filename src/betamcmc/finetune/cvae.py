@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from betamcmc.checkpoint import build, read_checkpoint
+from betamcmc.core.checkpoint import build, read_checkpoint
 from betamcmc.core.errors import InputError
 from betamcmc.data.prepared import Dialog, Vocab, load_vocab
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from betamcmc import stats, tracking
-from betamcmc.core import pipeline
+from betamcmc import tracking
+from betamcmc.core import pipeline, stats
 from betamcmc.core.errors import InputError
 from betamcmc.core.io import atomic_path, limit_threads, write_csv, write_json
 from betamcmc.core.pipeline import StageItem
@@ -35,7 +35,7 @@ from betamcmc.finetune.dialog_train import (
     train_cvae,
 )
 from betamcmc.finetune.params import DialogParams
-from betamcmc.progress import Progress
+from betamcmc.tracking.progress import Progress
 from betamcmc.vae.model import load_vae, seed_dirs
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, Field, model_validator
 
-from betamcmc.chainparams import Chain, Prior, ProtocolRun, StepSize
+from betamcmc.core.chainparams import Chain, Prior, ProtocolRun, StepSize
 from betamcmc.core.schema import Section, Seeds
 
 
@@ -84,7 +84,7 @@ class VaeHeadParams(ProtocolRun, StepSize, Prior, Chain):
     ``sgmcmc.sampler``; protocol, step size, prior and sample budget are the head's own. The
     point estimate it is compared with is the MAP of the same model and prior (full-batch Adam).
     ``protocol`` / ``workers``, ``step_size``, ``prior_std`` and ``burn_in`` / ``thinning`` /
-    ``samples`` / ``batch_size`` come from the blocks (:mod:`betamcmc.chainparams`).
+    ``samples`` / ``batch_size`` come from the blocks (:mod:`betamcmc.core.chainparams`).
     """
 
     label: str = Field(
@@ -112,7 +112,7 @@ class FinetuneParams(Section):
     schedules: list[str] = Field(
         min_length=1,
         description="the pretrain.schedules entries the downstream stages (classify, dialog, "
-        "sgmcmc_vae_head, finetune_report) run for; each must be a key of pretrain.schedules",
+        "sgmcmc_vae_head, report) run for; each must be a key of pretrain.schedules",
     )
     label: str | None = Field(description="label factor to predict; null: the first one")
     label_fractions: list[LabelFraction] = Field(min_length=1)

@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from betamcmc import stats, tracking
-from betamcmc.core import pipeline
+from betamcmc import tracking
+from betamcmc.core import pipeline, stats
 from betamcmc.core.errors import DivergenceError, InputError
 from betamcmc.core.io import limit_threads, write_json
 from betamcmc.core.pipeline import StageItem
@@ -44,7 +44,6 @@ from betamcmc.core.stopping import signals_deferred
 from betamcmc.data.prepared import PreparedCorpus, load_prepared
 from betamcmc.finetune.classify import labeled_split
 from betamcmc.finetune.params import VaeHeadParams
-from betamcmc.progress import Progress
 from betamcmc.sgmcmc.engine.config import EngineConfig, RunSpec, SamplerConfig
 from betamcmc.sgmcmc.engine.launch import start_forkserver
 from betamcmc.sgmcmc.engine.samples import read_samples
@@ -57,6 +56,7 @@ from betamcmc.sgmcmc.evaluate import (
 )
 from betamcmc.sgmcmc.sampling import finalize_dir, fresh_partial, is_worker_rank, sample
 from betamcmc.sgmcmc.tasks import MLP, Task
+from betamcmc.tracking.progress import Progress
 from betamcmc.vae.codes import encode_sentences, fit_predict_logreg
 from betamcmc.vae.model import load_vae
 
@@ -257,7 +257,7 @@ def map_metrics(params: Params, factory: CodesTaskFactory, device: str) -> list[
 
 
 def compare(bma: list[dict[str, float]], point: list[dict[str, float]]) -> dict[str, Any]:
-    """BMA against MAP over the seeds, per metric: :func:`betamcmc.stats.paired` + verdict."""
+    """BMA against MAP over the seeds, per metric: :func:`betamcmc.core.stats.paired` + verdict."""
     out = {}
     for key, higher in (("accuracy", True), ("log_likelihood", True), ("ece", False)):
         c = stats.paired([r[key] for r in bma], [r[key] for r in point], higher_is_better=higher)

@@ -1,7 +1,7 @@
 """Table cells and sentences shared by the results page and the docs/results pages.
 
 Every cell reads a metrics file's own numbers: a summary over seeds (mean ± sample std
-[95 % CI], :mod:`betamcmc.stats`), a paired comparison in words, a chain's convergence. No torch,
+[95 % CI], :mod:`betamcmc.core.stats`), a paired comparison in words, a chain's convergence. No torch,
 no params: the docs renderer imports this.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from betamcmc import stats
+from betamcmc.core import stats
 from betamcmc.results.collect import number
 
 DASH = "–"
@@ -20,7 +20,7 @@ def fixed(value: float | None, spec: str = ".2f") -> str:
 
 
 def summary_at(tree: Any, key: str) -> dict[str, Any] | None:
-    """A :func:`betamcmc.stats.mean_std_ci`-shaped summary of ``key``: the dict found there
+    """A :func:`betamcmc.core.stats.mean_std_ci`-shaped summary of ``key``: the dict found there
     (``{mean, std, ci_low, ci_high}``) or the flat ``key``, ``key_std``, ``key_ci_low``,
     ``key_ci_high`` entries beside it; None when there is no mean."""
     node: Any = tree

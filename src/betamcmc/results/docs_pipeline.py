@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from betamcmc import stats
+from betamcmc.core import stats
 from betamcmc.core.io import read_csv_rows
 from betamcmc.results.cells import against, ci_cell, convergence_cell, fixed, paired_line, table
 from betamcmc.results.docs_blocks import block

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from betamcmc import stats
+from betamcmc.core import stats
 
 
 class LookupFailed(Exception):

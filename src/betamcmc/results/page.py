@@ -1,7 +1,7 @@
 """``reports/index.md``: what the pipeline found, on one page, generated from the metrics files.
 
 One section per area: the comparison the area exists for, as paired per-seed comparisons
-(:mod:`betamcmc.stats`: wins per seed and the 95 % interval of the difference; an ordering only
+(:mod:`betamcmc.core.stats`: wins per seed and the 95 % interval of the difference; an ordering only
 where that interval excludes 0), one table of mean ± sample std [95 % CI] over the seeds, the key
 figure (from the area's report, linked relative to ``reports/``) and a link to the full report.
 Then every posterior whose chains fail the convergence thresholds (R-hat, bulk and tail ESS), and
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from betamcmc import stats
+from betamcmc.core import stats
 from betamcmc.results.cells import (
     DASH,
     against,
@@ -24,8 +24,8 @@ from betamcmc.results.cells import (
     table,
 )
 from betamcmc.results.collect import number
+from betamcmc.results.verdict import verdict  # the pretrain report's own reading of the numbers
 from betamcmc.sgmcmc.coverage_report import TABLE_HEAD, table_rows, verdict_lines
-from betamcmc.vae.verdict import verdict  # the pretrain report's own reading of the numbers
 
 if TYPE_CHECKING:
     from betamcmc.params import Params

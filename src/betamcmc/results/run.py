@@ -1,8 +1,9 @@
-"""The ``report`` stage's work: the one page of results, the headline numbers, the overlays."""
+"""The ``report`` stage's work: the area reports (RL, SG-MCMC, fine-tuning), then the one page of
+results, the headline numbers and the overlays."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from betamcmc import tracking
 from betamcmc.core.io import write_json, write_text
@@ -17,23 +18,41 @@ if TYPE_CHECKING:
     from betamcmc.params import Params
 
 
+AREAS = ("rl", "sgmcmc", "finetune")  # the areas whose report folder this stage writes
+
+
+def write_areas(params: Params, stage: StageItem) -> dict[str, Any]:
+    """``reports/rl``, ``reports/sgmcmc`` and ``reports/finetune`` (each atomically): the
+    areas' tables and figures that the page links to; returns the SG-MCMC items' summary."""
+    # lazy: matplotlib (~0.4 s) loads with the areas' figures
+    from betamcmc.results import finetune, rl, sgmcmc
+
+    rl.write_report(params, stage.path("reports/rl"))
+    finetune.write_area(params, stage.path("reports/finetune"))
+    return sgmcmc.write_area(params, stage.path("reports/sgmcmc"))
+
+
 def run_report(params: Params, stage: StageItem) -> dict[str, float]:
-    """Read every area's metrics, write ``reports/index.md``, ``metrics/summary.json`` and the
-    overlay plot files (paths: dvc.yaml), log the headline numbers to one MLflow run."""
-    results = collect(params)  # every input read (and checked) before anything is written
+    """Write the area reports, then read every area's metrics, write ``reports/index.md``,
+    ``metrics/summary.json`` and the overlay plot files (paths: dvc.yaml); one MLflow run
+    with the headline numbers and every file written."""
+    results = collect(params)  # every input of the page read (and checked) before any write
     overlays = overlay_tables(items(params))
     summary = headline(results)
     page_path = stage.path("index.md")
-    reports = page_path.parent
-    figures = {str(p.relative_to(reports)) for p in reports.glob("*/*.png")}
-    page = render(params, results, figures)
     with tracking.stage_run(params, stage):
+        sgmcmc_items = write_areas(params, stage)
+        figures = {str(p.relative_to(page_path.parent)) for p in page_path.parent.glob("*/*.png")}
+        page = render(params, results, figures)
         with signals_deferred():  # the page, its numbers and the plot data appear together
             for name, text in overlays.items():
                 write_text(stage.path(name), text)
             write_text(page_path, page)
             write_json(stage.path("summary.json"), summary)
         tracking.log_metrics(summary)
+        tracking.log_result({"sgmcmc": sgmcmc_items})
+        for area in AREAS:
+            tracking.log_artifacts(stage.path(f"reports/{area}"), f"reports/{area}")
         tracking.log_artifact(page_path)
         tracking.log_artifact(stage.path("summary.json"))
     return summary

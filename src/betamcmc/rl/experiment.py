@@ -35,8 +35,8 @@ from betamcmc.core.errors import DivergenceError
 from betamcmc.core.io import limit_threads, write_json, write_text
 from betamcmc.core.paramfile import RuntimeParams
 from betamcmc.core.pipeline import StageItem
+from betamcmc.core.stats import mean_std_ci
 from betamcmc.core.stopping import Stopped, signals_deferred, stop_on_signals
-from betamcmc.progress import Progress
 from betamcmc.rl.agent import ActorCritic, LossConfig
 from betamcmc.rl.envs import EnvInfo, check_env, run_episodes
 from betamcmc.rl.evaluate import SeedCurve, aggregate_curves, read_curve, steps_to_threshold
@@ -48,7 +48,7 @@ from betamcmc.sgmcmc.engine.launch import run_local, start_forkserver
 from betamcmc.sgmcmc.engine.result import RunResult, require_complete
 from betamcmc.sgmcmc.engine.samples import Samples, read_samples
 from betamcmc.sgmcmc.sampling import finalize_dir
-from betamcmc.stats import mean_std_ci
+from betamcmc.tracking.progress import Progress
 
 if TYPE_CHECKING:
     from betamcmc.params import Params
@@ -257,7 +257,7 @@ def evaluate_snapshots(
 
 def _spread(name: str, values: list[float]) -> dict[str, Any]:
     """``<name>_mean`` (the key this metrics file always had), ``_std`` (ddof 1), ``_ci_low``,
-    ``_ci_high`` (95 % t-interval): :func:`betamcmc.stats.mean_std_ci` over seeds."""
+    ``_ci_high`` (95 % t-interval): :func:`betamcmc.core.stats.mean_std_ci` over seeds."""
     summary = mean_std_ci(values)
     return {
         f"{name}_mean": summary["mean"],

@@ -21,7 +21,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import Field, model_validator
 
-from betamcmc.chainparams import Exchange, Prior, SamplerNoise
+from betamcmc.core.chainparams import Exchange, Prior, SamplerNoise
 from betamcmc.core.schema import Seeds
 
 UPDATES: tuple[str, ...] = ("sgd", "sgdm", "sgld", "sghmc")
@@ -48,7 +48,7 @@ def split_method(method: str) -> tuple[str, str]:
 class RlParams(SamplerNoise, Prior, Exchange):
     """The ``rl`` section; ``friction`` / ``temperature`` (of sgld and sghmc; 0: the baseline),
     ``prior_std`` and ``period`` / ``alpha`` / ``overlap`` come from the engine's blocks
-    (:mod:`betamcmc.chainparams`). ``step_size`` is the learning rate (module docstring), not
+    (:mod:`betamcmc.core.chainparams`). ``step_size`` is the learning rate (module docstring), not
     the sampler's eta, so it is declared here."""
 
     env: str = Field(min_length=1, description="gymnasium id (discrete actions)")

@@ -30,6 +30,7 @@ import torch
 from betamcmc import tracking
 from betamcmc.core.io import atomic_path, write_json
 from betamcmc.core.pipeline import StageItem
+from betamcmc.core.stats import fmt, fmt_ci, fmt_paired, paired, verdict
 from betamcmc.core.stopping import Stopped, signals_deferred, stop_on_signals
 from betamcmc.sgmcmc.engine.config import EngineConfig, RunSpec, SamplerConfig
 from betamcmc.sgmcmc.engine.flat import FlatModel
@@ -37,7 +38,6 @@ from betamcmc.sgmcmc.engine.launch import run_local, start_forkserver
 from betamcmc.sgmcmc.engine.samples import read_samples
 from betamcmc.sgmcmc.seeds import aggregate
 from betamcmc.sgmcmc.tasks import LogregTask
-from betamcmc.stats import fmt, fmt_ci, fmt_paired, paired, verdict
 
 if TYPE_CHECKING:
     from betamcmc.params import Params

@@ -19,7 +19,7 @@ mode counts for it), the total-variation distance between the samples' mode shar
 weights (the off-mode share its own bin; no sample yet counts as TV 1), the off-mode share,
 gradients, wall-clock seconds and samples kept. Over the seeds: mean, sample std and 95 %
 t-interval (:func:`betamcmc.sgmcmc.seeds.aggregate`), and per protocol cyclical against
-constant paired by seed (:func:`betamcmc.stats.paired`: an ordering only where the interval of
+constant paired by seed (:func:`betamcmc.core.stats.paired`: an ordering only where the interval of
 the difference excludes 0). The coverage curves: modes visited and TV of the samples taken
 within each of ``curve_points`` gradient budgets, and within each of as many wall-clock times
 (a common grid over all arms), as seed means with their intervals.
@@ -40,6 +40,7 @@ import numpy as np
 from betamcmc import tracking
 from betamcmc.core.io import atomic_path, csv_cell, write_csv, write_json
 from betamcmc.core.pipeline import StageItem
+from betamcmc.core.stats import mean_std_ci, overlaps, paired, verdict
 from betamcmc.core.stopping import Stopped, signals_deferred, stop_on_signals
 from betamcmc.sgmcmc.coverage_report import draw_figure, summary, table_text
 from betamcmc.sgmcmc.engine.config import (
@@ -55,7 +56,6 @@ from betamcmc.sgmcmc.mixture import Mixture, assign_modes, mode_tv, modes_visite
 from betamcmc.sgmcmc.mixture_task import MixtureTask
 from betamcmc.sgmcmc.sampling import sample
 from betamcmc.sgmcmc.seeds import aggregate
-from betamcmc.stats import mean_std_ci, overlaps, paired, verdict
 
 if TYPE_CHECKING:
     from betamcmc.params import Params

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from betamcmc.stats import fmt, fmt_ci, fmt_paired
+from betamcmc.core.stats import fmt, fmt_ci, fmt_paired
 
 if TYPE_CHECKING:
     from betamcmc.sgmcmc.engine.samples import Samples

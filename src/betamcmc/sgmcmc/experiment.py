@@ -33,7 +33,6 @@ from betamcmc import tracking
 from betamcmc.core.io import write_json, write_text
 from betamcmc.core.pipeline import StageItem
 from betamcmc.core.stopping import signals_deferred
-from betamcmc.progress import Progress
 from betamcmc.sgmcmc.engine.config import EngineConfig, RunSpec, SamplerConfig
 from betamcmc.sgmcmc.engine.launch import start_forkserver, torchrun_rank
 from betamcmc.sgmcmc.engine.result import RunResult
@@ -50,6 +49,7 @@ from betamcmc.sgmcmc.evaluate import (
 from betamcmc.sgmcmc.sampling import finalize_dir, fresh_partial, is_worker_rank, sample
 from betamcmc.sgmcmc.seeds import aggregate, mean_series
 from betamcmc.sgmcmc.tasks import build_task
+from betamcmc.tracking.progress import Progress
 
 if TYPE_CHECKING:
     from betamcmc.params import Params

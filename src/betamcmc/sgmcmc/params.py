@@ -1,7 +1,7 @@
 """The ``sgmcmc`` params section: samplers, protocols, workers, task, evaluation, consistency.
 
 Every range check lives in a ``Field`` constraint or a validator, here or in the shared blocks
-(:mod:`betamcmc.chainparams`: step size, sampler noise, prior, exchange, chain, protocol run;
+(:mod:`betamcmc.core.chainparams`: step size, sampler noise, prior, exchange, chain, protocol run;
 units of ``burn_in`` and ``thinning`` there), so a bad value (e.g. ``workers: [0]``,
 ``period: 0``, ``alpha: 1.5``, ``step_size: -1``) ends the stage with one line::
 
@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from betamcmc.chainparams import (
+from betamcmc.core.chainparams import (
     PROTOCOLS,
     Chain,
     Exchange,
@@ -153,7 +153,7 @@ class ItemParams(ProtocolRun):
 class SgmcmcParams(Prior, Exchange, Chain):
     """The ``sgmcmc`` section: the stage items and everything they share; ``prior_std``,
     ``period`` / ``alpha`` / ``overlap`` and ``burn_in`` / ``thinning`` / ``samples`` /
-    ``batch_size`` come from the blocks (:mod:`betamcmc.chainparams`)."""
+    ``batch_size`` come from the blocks (:mod:`betamcmc.core.chainparams`)."""
 
     sampler: SamplerParams
     items: dict[str, ItemParams] = Field(

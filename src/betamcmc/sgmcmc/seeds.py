@@ -2,7 +2,7 @@
 
 For every reported metric ``m`` of the per-seed summaries, :func:`aggregate` keeps ``m`` = the mean
 over seeds and adds ``m_std`` (ddof = 1), ``m_ci_low``/``m_ci_high`` (95 % t-interval,
-:func:`betamcmc.stats.mean_std_ci`), plus one ``n_seeds`` and the ``per_seed`` list. A metric a
+:func:`betamcmc.core.stats.mean_std_ci`), plus one ``n_seeds`` and the ``per_seed`` list. A metric a
 seed has no value for (``time_to_acc95_s`` of a seed whose BMA never reached 0.95) is summarised
 over the seeds that have one, and ``m_n`` says how many; ``m`` is None when none has.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from betamcmc.stats import mean_std_ci
+from betamcmc.core.stats import mean_std_ci
 
 
 def aggregate(per_seed: Sequence[dict[str, Any]], keys: Sequence[str]) -> dict[str, Any]:

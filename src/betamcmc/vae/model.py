@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from betamcmc.checkpoint import build, read_checkpoint
+from betamcmc.core.checkpoint import build, read_checkpoint
 from betamcmc.core.errors import InputError
 from betamcmc.vae.linear_ce import linear_nll
 

@@ -13,7 +13,7 @@ Outputs for schedule ``<name>`` (all written atomically, after every seed succee
 - ``metrics/pretrain/<name>.json``   valid/test metrics: the mean over seeds under the metric's
   name (``test.kl``, ``test.nll``, ...), its sample standard deviation (ddof = 1) as
   ``<metric>_std`` and the 95 % t-interval of the mean as ``<metric>_ci_low`` / ``_ci_high``
-  (:mod:`betamcmc.stats`; null for a single seed), ``n_seeds``, the run's cosine learning-rate
+  (:mod:`betamcmc.core.stats`; null for a single seed), ``n_seeds``, the run's cosine learning-rate
   cycles ``lr_cycles``, and every seed's own numbers under ``per_seed`` (DVC metrics)
 - ``metrics/pretrain/<name>_train.csv``  iteration, beta, recon, kl, elbo, loss: training
   curves, mean over seeds (DVC plots)
@@ -39,10 +39,10 @@ from typing import TYPE_CHECKING, Any
 from betamcmc import tracking
 from betamcmc.core import pipeline
 from betamcmc.core.io import atomic_path, column_rows, write_csv, write_json
+from betamcmc.core.parallel import run_jobs, start_server
 from betamcmc.core.pipeline import StageItem
 from betamcmc.core.runner import describe_precision, resolve_device, resolve_precision
 from betamcmc.data.prepared import PreparedCorpus, load_prepared
-from betamcmc.parallel import run_jobs, start_server
 from betamcmc.vae.pretrain_seed import SEED_MODULES, SeedJob, train_seed
 from betamcmc.vae.seeds import (
     METRIC_KEYS,

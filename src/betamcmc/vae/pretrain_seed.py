@@ -1,5 +1,5 @@
 """One seed of the ``pretrain`` stage, in its own process: train, select, evaluate and save the
-VAE of one seed (:func:`train_seed`, run by :func:`betamcmc.parallel.run_jobs`).
+VAE of one seed (:func:`train_seed`, run by :func:`betamcmc.core.parallel.run_jobs`).
 
 The seed's training curves go, as they come, to the terminal (plain lines) and to the seed's
 nested MLflow run. Its resumable checkpoint lives in ``models/.resume/pretrain/<name>/seed<k>/``
@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 from betamcmc import tracking
 from betamcmc.core.io import limit_threads
 from betamcmc.core.runner import seed_everything
-from betamcmc.progress import Progress
+from betamcmc.tracking.progress import Progress
 
 if TYPE_CHECKING:
     from betamcmc.params import Params
 
 RESUME = Path("models/.resume/pretrain")
 # what a seed's process imports (train_seed's lazy imports, its live MLflow logging): loaded once
-# by the fork server that starts the seeds (betamcmc.parallel.run_jobs)
+# by the fork server that starts the seeds (betamcmc.core.parallel.run_jobs)
 SEED_MODULES = (
     "torch",
     "torch._dynamo",  # imported by the first optimizer a process makes (torch.optim): ~1 s
@@ -54,7 +54,7 @@ class SeedJob:
 
 
 class _Live:
-    """Progress of one seed's training (:mod:`betamcmc.progress`): plain lines on the terminal
+    """Progress of one seed's training (:mod:`betamcmc.tracking.progress`): plain lines on the terminal
     (the seeds train in parallel processes, so no bars) and the curves, as they come, in the
     seed's MLflow run (batched, real timestamps)."""
 

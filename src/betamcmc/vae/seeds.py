@@ -2,7 +2,7 @@
 mean training and validation curves (the ``pretrain`` stage's metrics file and plot data).
 
 The spread is the sample standard deviation (ddof = 1) and the 95 % t-interval of the mean
-(:func:`betamcmc.stats.mean_std_ci`), computed between seeds: each seed trains its own VAE on the
+(:func:`betamcmc.core.stats.mean_std_ci`), computed between seeds: each seed trains its own VAE on the
 same data, schedule and budget.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from betamcmc.stats import mean_std_ci
+from betamcmc.core.stats import mean_std_ci
 
 METRIC_KEYS = ("recon", "kl", "elbo", "nll", "ppl", "mi", "au")
 TRAIN_COLUMNS = ("iteration", "beta", "recon", "kl", "elbo", "loss")
@@ -29,7 +29,7 @@ def mean_curves(curves: list[dict[str, list[float]]], columns: tuple[str, ...]) 
 def aggregate(per_seed: list[dict[str, float]]) -> dict[str, float | None]:
     """Mean over seeds under each metric's name; for the :data:`METRIC_KEYS` also the sample
     std (ddof = 1) as ``<name>_std`` and the 95 % t-interval of the mean as ``<name>_ci_low`` /
-    ``<name>_ci_high`` (:func:`betamcmc.stats.mean_std_ci`; None for a single seed or a
+    ``<name>_ci_high`` (:func:`betamcmc.core.stats.mean_std_ci`; None for a single seed or a
     non-finite value)."""
     out: dict[str, float | None] = {}
     for key in per_seed[0]:

@@ -9,7 +9,7 @@
 - The run is a :class:`TrainSettings` (fixed) and a :class:`TrainState` (model, Adam, curves,
   best model) that :func:`run_iteration` advances; :meth:`TrainState.save` / :meth:`TrainState.load`
   are the resumable checkpoint.
-- On a CPU, glibc's heap keeps the memory the steps free (:mod:`betamcmc.heap`): no page faults
+- On a CPU, glibc's heap keeps the memory the steps free (:mod:`betamcmc.core.heap`): no page faults
   on each step's fresh multi-MB tensors. The model and every batch live on ``device`` (``cuda``
   when ``device: auto`` finds a GPU).
 - Every ``eval_every`` iterations the validation -ELBO (beta = 1) is measured, with the KL,
@@ -41,9 +41,9 @@ from typing import Any
 import torch
 
 from betamcmc.core.errors import BetamcmcError, DivergenceError
+from betamcmc.core.heap import keep_freed_memory
 from betamcmc.core.paramfile import RuntimeParams
 from betamcmc.core.runner import resolve_precision
-from betamcmc.heap import keep_freed_memory
 from betamcmc.vae.batches import BatchStream
 from betamcmc.vae.evaluate import validate
 from betamcmc.vae.model import TextVAE, VAEConfig
@@ -348,7 +348,7 @@ def train_vae(
         on_log=on_log,
     )
     if device.type == "cpu":
-        keep_freed_memory()  # no page faults on each step's fresh 10 MB tensors (betamcmc.heap)
+        keep_freed_memory()  # no page faults on each step's fresh 10 MB tensors (betamcmc.core.heap)
     state = TrainState.start(params, vocab_size, seed, device)
     if settings.checkpoint is not None:
         state.load(settings.checkpoint, fingerprint, settings.total, device)

@@ -1,7 +1,7 @@
 """The asynchronous master-worker SG-MCMC engine (Li et al., AAAI 2019) on torch.distributed.
 
 It knows tasks (a model, a minibatch loss, test predictions), not where they come from, and
-imports nothing of this project beyond ``betamcmc.core`` and ``betamcmc.parallel``: every stage
+imports nothing of this project beyond ``betamcmc.core`` and ``betamcmc.core.parallel``: every stage
 that samples runs all of it (dvc.yaml lists the folder). Modules, in the order a run uses them:
 
 * ``sgld``, ``sghmc``: one sampler each (the decaying step size in ``sgld``); ``stepsize``: the

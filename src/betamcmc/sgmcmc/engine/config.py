@@ -3,7 +3,7 @@ itself (:class:`RunSpec`: protocol, worker count, seed, device, task).
 
 The engine reads nothing else. Every stage builds its :class:`EngineConfig` one way,
 :meth:`EngineConfig.build`, from the params blocks its section shares
-(:mod:`betamcmc.chainparams`: prior, exchange, chain) plus the settings named at the call, so
+(:mod:`betamcmc.core.chainparams`: prior, exchange, chain) plus the settings named at the call, so
 the engine never sees a whole ``params.yaml``::
 
     section = params.sgmcmc
@@ -32,7 +32,7 @@ from betamcmc.sgmcmc.engine.sgld import SGLD
 from betamcmc.sgmcmc.engine.stepsize import Cycle, worker_phase
 
 if TYPE_CHECKING:  # typing only: the engine does not need pydantic's params at run time
-    from betamcmc.chainparams import Chain, Exchange, Prior
+    from betamcmc.core.chainparams import Chain, Exchange, Prior
     from betamcmc.core.paramfile import RuntimeParams
     from betamcmc.sgmcmc.params import SamplerParams
     from betamcmc.sgmcmc.tasks import Task

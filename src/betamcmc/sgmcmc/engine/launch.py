@@ -42,7 +42,7 @@ from torch.distributed import distributed_c10d
 
 from betamcmc.core.errors import BetamcmcError, ParamsError
 from betamcmc.core.io import limit_threads, write_json
-from betamcmc.parallel import loaded_modules, start_server
+from betamcmc.core.parallel import loaded_modules, start_server
 from betamcmc.sgmcmc.engine import protocols
 from betamcmc.sgmcmc.engine.config import RunSpec
 from betamcmc.sgmcmc.engine.master import WorkerLost, run_master

@@ -1,4 +1,4 @@
-"""The ``pretrain_report`` stage's work: compare every schedule in one table and a few figures.
+"""The ``pretrain_report`` stage's work: compare every schedule in one table and a few vae_figures.
 
 Writes ``reports/pretrain/`` (atomically, as a whole):
 
@@ -9,12 +9,12 @@ Writes ``reports/pretrain/`` (atomically, as a whole):
 - ``latent_<name>.png`` 2-D PCA of test posterior means coloured by the corpus labels
 - ``toy.png``         the toy experiment (constant vs monotonic vs cyclical on 10 sequences)
 - ``study_<name>.md``, ``.png``  every study collected in ``metrics/studies/`` (DVC experiments,
-  :mod:`betamcmc.vae.study`)
+  :mod:`betamcmc.results.vae_study`)
 
 ``metrics/pretrain_comparison.json`` holds the paired per-seed comparisons
-(:func:`betamcmc.vae.verdict.comparisons`:
+(:func:`betamcmc.results.verdict.comparisons`:
 cyclical / monotonic / constant, and cyclical-restart against cyclical) on test KL, MI, AU and
-NLL: wins / ties / losses, the difference's 95 % interval and :func:`betamcmc.stats.verdict`.
+NLL: wins / ties / losses, the difference's 95 % interval and :func:`betamcmc.core.stats.verdict`.
 The same files and the table's numbers go to one MLflow run (stage ``pretrain_report``).
 """
 
@@ -23,15 +23,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from betamcmc import stats, tracking
-from betamcmc.core import pipeline
+from betamcmc import tracking
+from betamcmc.core import pipeline, stats
 from betamcmc.core.errors import InputError
 from betamcmc.core.io import atomic_path, read_csv, read_json, write_json, write_text
 from betamcmc.core.pipeline import StageItem
 from betamcmc.data.prepared import PreparedCorpus, load_prepared
-from betamcmc.vae.study import STUDIES, load_studies
-from betamcmc.vae.study_render import render as render_study
-from betamcmc.vae.verdict import METRIC_LABELS, comparison_json, spread_cell, verdict
+from betamcmc.results.vae_study import STUDIES, load_studies
+from betamcmc.results.vae_study_render import render as render_study
+from betamcmc.results.verdict import METRIC_LABELS, comparison_json, spread_cell, verdict
 
 if TYPE_CHECKING:
     from betamcmc.params import Params
@@ -63,7 +63,7 @@ def probe_codes(
     label factor from one sampled code z ~ q(z|x) per sentence (the code the decoder receives;
     a collapsed code is noise and scores the majority rate), trained on up to ``cap`` training
     sentences, scored on the test split; per schedule and factor the
-    :func:`betamcmc.stats.mean_std_ci` over the schedule's seeds, and the majority rate."""
+    :func:`betamcmc.core.stats.mean_std_ci` over the schedule's seeds, and the majority rate."""
     # lazy: numpy, torch and sklearn load only after the stage checked its inputs
     import numpy as np
 
@@ -254,14 +254,14 @@ def _background() -> Any:
 
 
 def _toy(path: Path, seed: int, iterations: int, threads: int) -> dict[str, dict[str, float]]:
-    """:func:`figures.toy_experiment` in the worker, on the parent's number of torch threads."""
+    """:func:`vae_figures.toy_experiment` in the worker, on the parent's number of torch threads."""
     # lazy: torch and matplotlib load in the worker process only
     import torch
 
-    from betamcmc.vae import figures
+    from betamcmc.results import vae_figures
 
     torch.set_num_threads(threads)
-    return figures.toy_experiment(path, seed, iterations)
+    return vae_figures.toy_experiment(path, seed, iterations)
 
 
 def _first_seed_test(m: dict[str, Any]) -> dict[str, Any]:
@@ -279,16 +279,16 @@ def draw_figures(
 ) -> None:
     """schedules.png, curves.png, codes.png and every schedule's latent_<name>.png."""
     # lazy: torch and matplotlib (seconds) load only after the stage checked its inputs
-    from betamcmc.vae import figures
+    from betamcmc.results import vae_figures
     from betamcmc.vae.evaluate import posterior_params
     from betamcmc.vae.model import load_vae
 
     pretrain = params.pretrain
-    figures.plot_schedules(pretrain.schedules, pretrain.train.iterations, out / "schedules.png")
+    vae_figures.plot_schedules(pretrain.schedules, pretrain.train.iterations, out / "schedules.png")
     curves = {n: read_csv(item.path("_train.csv")) for n, item in items.items()}
-    figures.plot_curves(curves, out / "curves.png")
+    vae_figures.plot_curves(curves, out / "curves.png")
     valid_curves = {n: read_csv(item.path("_valid.csv")) for n, item in items.items()}
-    figures.plot_code_curves(valid_curves, out / "codes.png")
+    vae_figures.plot_code_curves(valid_curves, out / "codes.png")
     test = corpus.sentences["test"]
     labels = {f: [s.labels.get(f, 0) for s in test] for f in corpus.label_names}
     for name, item in items.items():
@@ -298,7 +298,7 @@ def draw_figures(
             f"{name}, first seed: test posterior means "
             f"(KL {m['kl']:.2f}, MI {m['mi']:.2f}, AU {m['au']})"
         )
-        figures.plot_latent(
+        vae_figures.plot_latent(
             mu.numpy(), labels, corpus.label_names, title, out / f"latent_{name}.png"
         )
 

@@ -1,13 +1,14 @@
-"""Markdown tables and the accuracy-vs-label-fraction figure for the downstream stages.
+"""The fine-tuning report (stage ``report``): markdown tables and the accuracy-vs-label-fraction
+figure of the downstream stages.
 
 Inputs are the metrics files of ``classify@<schedule>``, ``dialog@<schedule>-<bow>`` and
 ``sgmcmc_vae_head@<schedule>`` for ``finetune.schedules`` and the bow settings configured in
 params.yaml (a missing file is an input error: the report never silently skips a schedule).
 
 Every arm is shown on every metric, as mean ± std [95 % CI] over its seeds
-(:func:`betamcmc.stats.fmt_ci`), and every pair of arms is compared on every metric that has a
-direction, paired by seed (:func:`betamcmc.stats.paired`: wins over the seeds and the interval of
-the mean difference) with :func:`betamcmc.stats.verdict`: an ordering is stated only when the
+(:func:`betamcmc.core.stats.fmt_ci`), and every pair of arms is compared on every metric that has a
+direction, paired by seed (:func:`betamcmc.core.stats.paired`: wins over the seeds and the interval of
+the mean difference) with :func:`betamcmc.core.stats.verdict`: an ordering is stated only when the
 interval excludes 0, otherwise the pair is "indistinguishable" at this number of seeds.
 """
 
@@ -16,11 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from betamcmc import stats, tracking
-from betamcmc.core import pipeline
+from betamcmc.core import pipeline, stats
 from betamcmc.core.errors import InputError
 from betamcmc.core.io import atomic_path, read_json
-from betamcmc.core.pipeline import StageItem
 
 if TYPE_CHECKING:
     from betamcmc.params import Params
@@ -268,7 +267,7 @@ def vae_head_table(by_schedule: dict[str, dict[str, Any]]) -> str:
 
 def _three_decimals(value: float | None) -> str:
     """The act classifier's accuracy as the dialog table prints it: 3 decimals, ``n/a`` without
-    acts (not :func:`betamcmc.stats.fmt`: that rounds to significant figures and prints ``-``)."""
+    acts (not :func:`betamcmc.core.stats.fmt`: that rounds to significant figures and prints ``-``)."""
     return "n/a" if value is None else f"{value:.3f}"
 
 
@@ -299,10 +298,10 @@ def write_report(
         )
 
 
-# --------------------------------------------------------------------------- the stage
-def run_report(params: Params, stage: StageItem) -> None:
+# --------------------------------------------------------------------------- the area
+def write_area(params: Params, out_dir: Path) -> None:
     """Tables and the accuracy figure of every classify, dialog and Bayesian-head item of
-    ``finetune.schedules`` in ``stage.out``."""
+    ``finetune.schedules`` into ``out_dir`` (atomically)."""
     schedules = list(params.finetune.schedules)
     classify = load_metrics(
         {s: pipeline.stage_item("classify", schedule=s).path(".json") for s in schedules}
@@ -317,7 +316,5 @@ def run_report(params: Params, stage: StageItem) -> None:
     vae_head = load_metrics(
         {s: pipeline.stage_item("sgmcmc_vae_head", schedule=s).path(".json") for s in schedules}
     )
-    with tracking.stage_run(params, stage):
-        with atomic_path(stage.out) as tmp:
-            write_report(tmp, classify, dialog, vae_head)
-        tracking.log_artifacts(stage.out, "reports")
+    with atomic_path(out_dir) as tmp:
+        write_report(tmp, classify, dialog, vae_head)

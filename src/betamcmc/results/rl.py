@@ -1,8 +1,8 @@
-"""The ``rl_report`` stage's outputs: a markdown table and learning-curve figures of every item.
+"""The RL report (stage ``report``): a markdown table and learning-curve figures of every item.
 
 Reads the metrics file and curve of every ``rl@<method>-<W>`` item of ``rl.methods`` x
-``rl.workers`` (paths: dvc.yaml) and writes ``reports/rl/`` (one directory, atomically): ``table.md`` (final return,
-steps to the solve threshold, wall-clock, throughput), ``curves.png`` (return mean +- std over
+``rl.workers`` (paths: dvc.yaml) and writes ``reports/rl/`` (one directory, atomically):
+``table.md`` (final return, steps to the solve threshold, wall-clock, throughput), ``curves.png`` (return mean +- std over
 seeds against environment steps and against wall-clock seconds, policy entropy against steps).
 """
 
@@ -13,13 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from betamcmc import tracking
 from betamcmc.core import pipeline
 from betamcmc.core.errors import InputError
 from betamcmc.core.io import atomic_path, read_json
-from betamcmc.core.pipeline import StageItem
+from betamcmc.core.stats import fmt_ci, fmt_paired, paired, verdict
 from betamcmc.rl.evaluate import read_curve
-from betamcmc.stats import fmt_ci, fmt_paired, paired, verdict
 
 if TYPE_CHECKING:
     from betamcmc.params import Params
@@ -45,7 +43,7 @@ def load_items(params: Params) -> list[tuple[str, dict[str, Any], dict[str, list
 
 def _steps_or_never(steps: float | None) -> str:
     """Steps to the threshold as the table prints them: whole steps, ``never`` for None (not
-    :func:`betamcmc.stats.fmt`, which rounds to 3 significant figures and prints None as ``-``)."""
+    :func:`betamcmc.core.stats.fmt`, which rounds to 3 significant figures and prints None as ``-``)."""
     return "never" if steps is None else f"{steps:.0f}"
 
 
@@ -92,7 +90,7 @@ def compare_items(
     items: list[tuple[str, dict[str, Any], dict[str, list[float]]]],
 ) -> dict[str, dict[str, Any]]:
     """Each method against :data:`BASELINE` at the same W, paired by seed, on the final and
-    the curve-mean return (higher is better), each with its :func:`betamcmc.stats.verdict`."""
+    the curve-mean return (higher is better), each with its :func:`betamcmc.core.stats.verdict`."""
     by_item = {item: s for item, s, _ in items}
     out: dict[str, dict[str, Any]] = {}
     for item, s, _ in items:
@@ -170,6 +168,7 @@ def curves_figure(
 
 
 def write_report(params: Params, out_dir: Path) -> Path:
+    """``table.md`` and ``curves.png`` of every rl item into ``out_dir`` (atomically)."""
     items = load_items(params)
     threshold = items[0][1]["reward_threshold"]
     with atomic_path(out_dir) as tmp:
@@ -177,11 +176,3 @@ def write_report(params: Params, out_dir: Path) -> Path:
         (tmp / "table.md").write_text(markdown_table(items), encoding="utf-8")
         curves_figure(tmp / "curves.png", items, threshold)
     return out_dir
-
-
-def run_report(params: Params, stage: StageItem) -> Path:
-    """The ``rl_report`` stage's work: the report into ``stage.out``, one MLflow run."""
-    with tracking.stage_run(params, stage):
-        out = write_report(params, stage.out)
-        tracking.log_artifacts(out, stage.out.as_posix())
-    return out

@@ -1,7 +1,7 @@
 """How the beta schedules compare, paired per seed, and the plain sentences that read it.
 
 :func:`comparisons` pairs two schedules' test metrics over the seeds both ran
-(:func:`betamcmc.stats.paired`): the headline pairs (every arm the same learning-rate schedule)
+(:func:`betamcmc.core.stats.paired`): the headline pairs (every arm the same learning-rate schedule)
 and what the reference recipe's learning-rate restarts add. :func:`verdict` turns the metrics
 and those comparisons into sentences (no hand-written conclusions): the ``pretrain_report``
 stage's comparison.md and the results page (``reports/index.md``) both print them.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from betamcmc import stats
+from betamcmc.core import stats
 
 # the paired comparisons: (A, B) of the headline (every arm the same learning-rate schedule) and
 # what the reference recipe's learning-rate restarts add; metrics with "higher is better"
@@ -40,7 +40,7 @@ def _seed_values(m: dict[str, Any], metric: str) -> dict[str, float]:
 
 def compare(metrics: dict[str, dict[str, Any]], a: str, b: str) -> list[dict[str, Any]]:
     """Schedule ``a`` against ``b`` on every metric of :data:`COMPARED`, paired over the seeds
-    both ran (:func:`betamcmc.stats.paired`), each with its :func:`betamcmc.stats.verdict`."""
+    both ran (:func:`betamcmc.core.stats.paired`), each with its :func:`betamcmc.core.stats.verdict`."""
     out = []
     for metric, higher in COMPARED:
         va, vb = _seed_values(metrics[a], metric), _seed_values(metrics[b], metric)
@@ -92,7 +92,7 @@ def verdict(metrics: dict[str, dict[str, Any]], latent_dim: int) -> list[str]:
     """Plain sentences on the paper's claims, computed from the test metrics (no hand-written
     conclusions): which codes collapse; what the beta schedule alone does (the headline
     schedules share one learning-rate schedule) and what the learning-rate restarts add; an
-    ordering only where :func:`betamcmc.stats.verdict` calls one, with its interval and wins."""
+    ordering only where :func:`betamcmc.core.stats.verdict` calls one, with its interval and wins."""
     out = []
     for name, m in metrics.items():
         t = m["test"]

@@ -24,7 +24,7 @@ to git). ``betamcmc study collect --keep`` collects a study piece by piece (expe
 different clones): it keeps the rows of the earlier ``metrics/studies/<name>.json`` for the
 experiments this repository does not have (:func:`keep_earlier`). The ``pretrain_report`` stage
 draws every collected study into ``reports/pretrain/study_<name>.md`` and ``.png``
-(:mod:`betamcmc.vae.study_render`).
+(:mod:`betamcmc.results.vae_study_render`).
 ``betamcmc study push`` / ``pull`` move a study's experiments (git refs and cached outputs)
 through a git remote and the DVC remote, so another clone collects them (docs/remote.md).
 """

@@ -1,4 +1,4 @@
-"""Figures, a table and paired protocol comparisons across the sgmcmc items (stage ``sgmcmc_report``).
+"""Figures, a table and paired protocol comparisons across the sgmcmc items (stage ``report``).
 
 Reads the metrics file and running-BMA CSVs of every ``sgmcmc@<protocol>-<W>`` item of
 ``sgmcmc.items`` and the SGD baseline (paths: dvc.yaml), and writes to ``reports/sgmcmc/``:
@@ -9,12 +9,12 @@ and gradient throughput relative to it), ``bytes.png`` (bytes communicated per c
 
 What the report may say (and nothing else):
 
-* every number over seeds is ``mean ± std [95 % CI]`` (:mod:`betamcmc.stats`);
+* every number over seeds is ``mean ± std [95 % CI]`` (:mod:`betamcmc.core.stats`);
 * every item's chains are judged by one rule (:data:`~betamcmc.sgmcmc.evaluate.RHAT_MAX`,
   :data:`~betamcmc.sgmcmc.evaluate.ESS_MIN`, Vehtari et al. 2021); an item that fails it is
   marked "unconverged: no posterior conclusion", and its comparisons are of predictive numbers
   only;
-* an ordering ("better", "worse") only where :func:`betamcmc.stats.verdict` of the paired
+* an ordering ("better", "worse") only where :func:`betamcmc.core.stats.verdict` of the paired
   per-seed comparison says so, printed with its interval and win count; otherwise
   "indistinguishable";
 * each item's gradient budget against ``single-1``'s (the arms collect the same samples with the
@@ -28,12 +28,11 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from betamcmc import tracking
 from betamcmc.core import pipeline
 from betamcmc.core.errors import InputError
 from betamcmc.core.io import atomic_path
 from betamcmc.core.pipeline import StageItem
-from betamcmc.stats import fmt, fmt_ci, fmt_paired, paired, verdict
+from betamcmc.core.stats import fmt, fmt_ci, fmt_paired, paired, verdict
 
 if TYPE_CHECKING:
     from betamcmc.params import Params
@@ -71,7 +70,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def _summary(m: dict[str, Any], key: str) -> dict[str, Any]:
-    """The :func:`betamcmc.stats.mean_std_ci` shape of metric ``key`` of a metrics file."""
+    """The :func:`betamcmc.core.stats.mean_std_ci` shape of metric ``key`` of a metrics file."""
     return {
         "mean": m.get(key),
         "std": m.get(f"{key}_std"),
@@ -333,15 +332,10 @@ def write_report(
     return summary
 
 
-def run_report(params: Params, stage: StageItem) -> dict[str, Any]:
-    """The ``sgmcmc_report`` stage's work: the report of every configured item, one MLflow run."""
+def write_area(params: Params, out_dir: Path) -> dict[str, Any]:
+    """The report of every configured sgmcmc item (and the SGD baseline) into ``out_dir``."""
     items = {
         name: pipeline.stage_item("sgmcmc", protocol=p, workers=w)
         for name, (p, w) in zip(params.sgmcmc.items, params.sgmcmc.item_pairs(), strict=True)
     }
-    sgd = pipeline.stage_item("sgmcmc_sgd").path(".json")
-    with tracking.stage_run(params, stage):
-        summary = write_report(items, sgd, stage.out)
-        tracking.log_result(summary)
-        tracking.log_artifacts(stage.out, stage.out.as_posix())
-    return summary
+    return write_report(items, pipeline.stage_item("sgmcmc_sgd").path(".json"), out_dir)

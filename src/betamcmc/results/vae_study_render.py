@@ -1,4 +1,4 @@
-"""Draw a collected study (:mod:`betamcmc.vae.study`) into ``study_<name>.md`` and ``.png``: the
+"""Draw a collected study (:mod:`betamcmc.results.vae_study`) into ``study_<name>.md`` and ``.png``: the
 ``pretrain_report`` stage does it for every file of ``metrics/studies/``.
 
 A grid study with two varying params is drawn as lines against the first, one per value of the
