@@ -1,4 +1,5 @@
-"""pretrain's own training loop with glibc's heap kept (betamcmc.core.heap) against glibc's defaults.
+"""pretrain's own training loop with glibc's heap kept (betamcmc.core.heap) against glibc's
+defaults.
 
 Each measurement is a fresh process that runs :func:`betamcmc.vae.train.train_vae` (the loop the
 ``pretrain`` stage runs, batch split across threads included) on ``pretrain_throughput.py``'s

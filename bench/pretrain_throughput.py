@@ -53,8 +53,8 @@ per-repeat ratios. The repeats are interleaved (repeat r of every figure before 
 a ratio pairs two measurements taken a few seconds apart.
 
 Heap: like ``pretrain`` on a CPU, the bench first sets glibc's heap to keep freed memory
-(:mod:`betamcmc.core.heap`); ``--heap default`` keeps glibc's defaults instead (the comparison behind
-that choice: run it as its own process, the setting cannot be undone within one). Each figure
+(:mod:`betamcmc.core.heap`); ``--heap default`` keeps glibc's defaults instead (the comparison
+behind that choice: run it as its own process, the setting cannot be undone within one). Each figure
 reports ``page_faults_per_step``, the process's minor page faults over the timed window per step.
 
 Usage::

@@ -1,8 +1,8 @@
-"""End to end: the real `classify`, `dialog` and `report` (its fine-tuning report) stages on the tiny synthetic
-corpus, after the real `prepare` and `pretrain` stages: their outputs in the shared pipeline run
-(``dvc repro``, conftest ``pipeline``). Further runs (determinism, bad input) call the stage mains
-in-process (the same ``main(argv)`` DVC calls) on a copy, to spare ~7 s of imports per stage; one
-bad-input case runs as a subprocess to check the exit code and the one-line message."""
+"""End to end: the real `classify`, `dialog` and `report` (its fine-tuning report) stages on the
+tiny synthetic corpus, after the real `prepare` and `pretrain` stages: their outputs in the shared
+pipeline run (``dvc repro``, conftest ``pipeline``). Further runs (determinism, bad input) call the
+stage mains in-process (the same ``main(argv)`` DVC calls) on a copy, to spare ~7 s of imports per
+stage; one bad-input case runs as a subprocess to check the exit code and the one-line message."""
 
 from __future__ import annotations
 

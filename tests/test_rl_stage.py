@@ -307,7 +307,8 @@ def test_divergence_is_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_pipeline_rl_items_and_report(pipeline: PipelineRun) -> None:
-    """The `rl` items and the report stage's RL report as the shared `dvc repro` run (conftest) left them."""
+    """The `rl` items and the report stage's RL report as the shared `dvc repro` run (conftest) left
+    them."""
     repo = pipeline.repo
     rl = load_params(repo / "params.yaml").rl
     items = [f"{m}-{w}" for m in rl.methods for w in rl.workers]

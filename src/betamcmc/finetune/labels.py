@@ -10,7 +10,8 @@ bag-of-words baseline and the majority class are scored the same way. The test s
 read.
 
 What it answers: does the schedule comparison of the classify stage depend on which label is
-predicted? Per label and fraction it pairs the schedules by VAE seed (:func:`betamcmc.core.stats.paired`).
+predicted? Per label and fraction it pairs the schedules by VAE seed
+(:func:`betamcmc.core.stats.paired`).
 
 Inputs are the pipeline's outputs (``data/prepared``, ``models/pretrain/<schedule>``): run it
 after ``dvc repro`` with ``betamcmc results labels``; it writes ``metrics/labels.json``.

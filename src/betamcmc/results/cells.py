@@ -1,8 +1,8 @@
 """Table cells and sentences shared by the results page and the docs/results pages.
 
-Every cell reads a metrics file's own numbers: a summary over seeds (mean ± sample std
-[95 % CI], :mod:`betamcmc.core.stats`), a paired comparison in words, a chain's convergence. No torch,
-no params: the docs renderer imports this.
+Every cell reads a metrics file's own numbers: a summary over seeds (mean ± sample std [95 % CI],
+:mod:`betamcmc.core.stats`), a paired comparison in words, a chain's convergence. No torch, no
+params: the docs renderer imports this.
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ params.yaml (a missing file is an input error: the report never silently skips a
 
 Every arm is shown on every metric, as mean ± std [95 % CI] over its seeds
 (:func:`betamcmc.core.stats.fmt_ci`), and every pair of arms is compared on every metric that has a
-direction, paired by seed (:func:`betamcmc.core.stats.paired`: wins over the seeds and the interval of
-the mean difference) with :func:`betamcmc.core.stats.verdict`: an ordering is stated only when the
-interval excludes 0, otherwise the pair is "indistinguishable" at this number of seeds.
+direction, paired by seed (:func:`betamcmc.core.stats.paired`: wins over the seeds and the interval
+of the mean difference) with :func:`betamcmc.core.stats.verdict`: an ordering is stated only when
+the interval excludes 0, otherwise the pair is "indistinguishable" at this number of seeds.
 """
 
 from __future__ import annotations
@@ -266,8 +266,8 @@ def vae_head_table(by_schedule: dict[str, dict[str, Any]]) -> str:
 
 
 def _three_decimals(value: float | None) -> str:
-    """The act classifier's accuracy as the dialog table prints it: 3 decimals, ``n/a`` without
-    acts (not :func:`betamcmc.core.stats.fmt`: that rounds to significant figures and prints ``-``)."""
+    """The act classifier's accuracy as the dialog table prints it: 3 decimals, ``n/a`` without acts
+    (not :func:`betamcmc.core.stats.fmt`: that rounds to significant figures and prints ``-``)."""
     return "n/a" if value is None else f"{value:.3f}"
 
 

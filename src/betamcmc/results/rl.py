@@ -2,8 +2,9 @@
 
 Reads the metrics file and curve of every ``rl@<method>-<W>`` item of ``rl.methods`` x
 ``rl.workers`` (paths: dvc.yaml) and writes ``reports/rl/`` (one directory, atomically):
-``table.md`` (final return, steps to the solve threshold, wall-clock, throughput), ``curves.png`` (return mean +- std over
-seeds against environment steps and against wall-clock seconds, policy entropy against steps).
+``table.md`` (final return, steps to the solve threshold, wall-clock, throughput), ``curves.png``
+(return mean +- std over seeds against environment steps and against wall-clock seconds, policy
+entropy against steps).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def load_items(params: Params) -> list[tuple[str, dict[str, Any], dict[str, list
 
 def _steps_or_never(steps: float | None) -> str:
     """Steps to the threshold as the table prints them: whole steps, ``never`` for None (not
-    :func:`betamcmc.core.stats.fmt`, which rounds to 3 significant figures and prints None as ``-``)."""
+    :func:`betamcmc.core.stats.fmt`, which rounds to 3 significant figures and prints None as
+    ``-``)."""
     return "never" if steps is None else f"{steps:.0f}"
 
 

@@ -1,5 +1,5 @@
-"""Draw a collected study (:mod:`betamcmc.results.vae_study`) into ``study_<name>.md`` and ``.png``: the
-``pretrain_report`` stage does it for every file of ``metrics/studies/``.
+"""Draw a collected study (:mod:`betamcmc.results.vae_study`) into ``study_<name>.md`` and ``.png``:
+the ``pretrain_report`` stage does it for every file of ``metrics/studies/``.
 
 A grid study with two varying params is drawn as lines against the first, one per value of the
 second (dashed: the reference schedules of its ``extra`` blocks); any other study as bars of the

@@ -39,8 +39,8 @@ def _seed_values(m: dict[str, Any], metric: str) -> dict[str, float]:
 
 
 def compare(metrics: dict[str, dict[str, Any]], a: str, b: str) -> list[dict[str, Any]]:
-    """Schedule ``a`` against ``b`` on every metric of :data:`COMPARED`, paired over the seeds
-    both ran (:func:`betamcmc.core.stats.paired`), each with its :func:`betamcmc.core.stats.verdict`."""
+    """Schedule ``a`` against ``b`` on every metric of :data:`COMPARED`, paired over the seeds both
+    ran (:func:`betamcmc.core.stats.paired`), each with its :func:`betamcmc.core.stats.verdict`."""
     out = []
     for metric, higher in COMPARED:
         va, vb = _seed_values(metrics[a], metric), _seed_values(metrics[b], metric)
@@ -90,9 +90,9 @@ def _pair_lines(cs: list[dict[str, Any]]) -> list[str]:
 
 def verdict(metrics: dict[str, dict[str, Any]], latent_dim: int) -> list[str]:
     """Plain sentences on the paper's claims, computed from the test metrics (no hand-written
-    conclusions): which codes collapse; what the beta schedule alone does (the headline
-    schedules share one learning-rate schedule) and what the learning-rate restarts add; an
-    ordering only where :func:`betamcmc.core.stats.verdict` calls one, with its interval and wins."""
+    conclusions): which codes collapse; what the beta schedule alone does (the headline schedules
+    share one learning-rate schedule) and what the learning-rate restarts add; an ordering only
+    where :func:`betamcmc.core.stats.verdict` calls one, with its interval and wins."""
     out = []
     for name, m in metrics.items():
         t = m["test"]

@@ -54,9 +54,9 @@ class SeedJob:
 
 
 class _Live:
-    """Progress of one seed's training (:mod:`betamcmc.tracking.progress`): plain lines on the terminal
-    (the seeds train in parallel processes, so no bars) and the curves, as they come, in the
-    seed's MLflow run (batched, real timestamps)."""
+    """Progress of one seed's training (:mod:`betamcmc.tracking.progress`): plain lines on the
+    terminal (the seeds train in parallel processes, so no bars) and the curves, as they come, in
+    the seed's MLflow run (batched, real timestamps)."""
 
     def __init__(self, job: SeedJob):
         self.where = f"pretrain@{job.name} seed {job.seed}"

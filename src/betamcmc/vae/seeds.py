@@ -2,8 +2,8 @@
 mean training and validation curves (the ``pretrain`` stage's metrics file and plot data).
 
 The spread is the sample standard deviation (ddof = 1) and the 95 % t-interval of the mean
-(:func:`betamcmc.core.stats.mean_std_ci`), computed between seeds: each seed trains its own VAE on the
-same data, schedule and budget.
+(:func:`betamcmc.core.stats.mean_std_ci`), computed between seeds: each seed trains its own VAE on
+the same data, schedule and budget.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 - Update: forward, loss recon + beta * KL, backward, global gradient-norm clipping, Adam (fused).
   The training loop (:mod:`betamcmc.vae.train`), the toy experiment
-  (:func:`betamcmc.results.vae_figures.toy_experiment`) and the throughput benchmark run this function.
+  (:func:`betamcmc.results.vae_figures.toy_experiment`) and the throughput benchmark run this
+  function.
 - Threads: on a CPU with 2 or more intra-op threads each batch is split across them
   (:mod:`betamcmc.vae.split`: the same loss, random draws and gradient; faster than splitting
   every operator at this model's sizes).

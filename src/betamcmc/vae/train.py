@@ -348,7 +348,8 @@ def train_vae(
         on_log=on_log,
     )
     if device.type == "cpu":
-        keep_freed_memory()  # no page faults on each step's fresh 10 MB tensors (betamcmc.core.heap)
+        # no page faults on each step's fresh 10 MB tensors (betamcmc.core.heap)
+        keep_freed_memory()
     state = TrainState.start(params, vocab_size, seed, device)
     if settings.checkpoint is not None:
         state.load(settings.checkpoint, fingerprint, settings.total, device)
