@@ -26,8 +26,10 @@ def main(argv: list[str] | None = None) -> None:
 
     stage = pipeline.stage_item("report")
     summary = run_report(params, stage)
-    print(f"report: {stage.path('index.md')}, {len(summary)} headline numbers in "
-          f"{stage.path('summary.json')}")  # fmt: skip
+    print(
+        f"report: {stage.path('index.md')}, {len(summary)} headline numbers in "
+        f"{stage.path('summary.json')}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Stage ``rl@<method>-<W>``: asynchronous actor-critic with SG-MCMC exploration (issue 7).
+"""Stage ``rl@<method>-<W>``: asynchronous actor-critic with SG-MCMC exploration.
 
     python stages/rl.py METHOD WORKERS [--params params.yaml] [--no-track]
 

@@ -42,9 +42,9 @@ def run_stage(main: Callable[[], object], *, hard_exit: bool = False) -> None:
         with stop_on_signals():  # SIGTERM / SIGINT unwind (temp outputs removed), exit 143 / 130
             main()
     except Stopped as err:
-        detail = "" if str(err) != f"stopped by {err.signame}" else (
-            "; outputs are replaced whole or not at all, so the previous ones are kept"
-        )  # fmt: skip
+        detail = ""
+        if str(err) == f"stopped by {err.signame}":
+            detail = "; outputs are replaced whole or not at all, so the previous ones are kept"
         print(f"error: {err}{detail}", file=sys.stderr)
         _exit(err.exit_code, hard_exit)
     except BetamcmcError as err:
@@ -57,9 +57,11 @@ def run_stage(main: Callable[[], object], *, hard_exit: bool = False) -> None:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
             raise
         where = f"{err.filename}: " if err.filename else ""
-        print(f"error: {where}{err.strerror}; outputs are replaced whole or not at all, so the "
-              "previous ones are kept (free space or fix the permissions, then rerun)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"error: {where}{err.strerror}; outputs are replaced whole or not at all, so the "
+            "previous ones are kept (free space or fix the permissions, then rerun)",
+            file=sys.stderr,
+        )
         _exit(1, hard_exit)
 
 

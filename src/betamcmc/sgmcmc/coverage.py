@@ -224,9 +224,15 @@ def comparisons(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             )
             overlap = overlaps(summary(a, metric), summary(b, metric))
             out.append(
-                {"arm": arm, "against": against, "metric": metric, "verdict": verdict(cmp),
-                 "intervals_overlap": overlap, **cmp}
-            )  # fmt: skip
+                {
+                    "arm": arm,
+                    "against": against,
+                    "metric": metric,
+                    "verdict": verdict(cmp),
+                    "intervals_overlap": overlap,
+                    **cmp,
+                }
+            )
     return out
 
 
@@ -283,17 +289,23 @@ def _run_study(
                 samples.setdefault(arm.name, []).append(s)
         summaries = {
             arm.name: {
-                "protocol": arm.protocol, "workers": arm.workers, "schedule": arm.schedule,
+                "protocol": arm.protocol,
+                "workers": arm.workers,
+                "schedule": arm.schedule,
                 "step_size": configs[arm.schedule].sampler.step_size,
                 **aggregate(per_seed[arm.name], SUMMARISED),
             }
             for arm in arms(c)
-        }  # fmt: skip
+        }
         everything = [s for runs in samples.values() for s in runs]
         grids = {
-            "grads": curve_grid(max(r["grads"] for v in per_seed.values() for r in v), c.curve_points),
-            "wall_s": curve_grid(max(float(s.wall_s.max(initial=0.0)) for s in everything), c.curve_points),
-        }  # fmt: skip
+            "grads": curve_grid(
+                max(r["grads"] for v in per_seed.values() for r in v), c.curve_points
+            ),
+            "wall_s": curve_grid(
+                max(float(s.wall_s.max(initial=0.0)) for s in everything), c.curve_points
+            ),
+        }
         rows = [r for a in arms(c) for r in arm_curves(a, samples[a.name], grids, mixture, radius)]
         metrics = {
             "settings": settings(params),
@@ -323,9 +335,13 @@ def run_cyclical(params: Params, stage: StageItem, track: bool = True) -> dict[s
     with tracking.stage_run(params, stage) as parent:
         metrics = run_study(params, *paths)
         tracking.log_result(
-            {"comparisons": {f"{c['arm']}_vs_{c['against']}.{c['metric']}.diff": c["diff"]["mean"]
-                             for c in metrics["comparisons"]}}
-        )  # fmt: skip
+            {
+                "comparisons": {
+                    f"{c['arm']}_vs_{c['against']}.{c['metric']}.diff": c["diff"]["mean"]
+                    for c in metrics["comparisons"]
+                }
+            }
+        )
         for name, arm in metrics["arms"].items():
             log_arm(parent, stage, name, arm)
         tracking.log_artifact(stage.out / "mixture.png")

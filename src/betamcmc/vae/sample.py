@@ -44,16 +44,23 @@ def encode_text(vocab: Vocab, sentences: list[str], lowercase: bool = True) -> l
 
 
 @torch.no_grad()
-def prior_samples(model: TextVAE, vocab: Vocab, n: int, seed: int = 0, greedy: bool = True,
-                  max_len: int = 30) -> list[str]:  # fmt: skip
+def prior_samples(
+    model: TextVAE, vocab: Vocab, n: int, seed: int = 0, greedy: bool = True, max_len: int = 30
+) -> list[str]:
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn((n, model.config.latent_dim), generator=gen)
     return [vocab.decode(s) for s in model.generate(z, max_len, greedy, generator=gen)]
 
 
 @torch.no_grad()
-def reconstructions(model: TextVAE, vocab: Vocab, sentences: list[str], greedy: bool = True,
-                    max_len: int = 30, seed: int = 0) -> list[str]:  # fmt: skip
+def reconstructions(
+    model: TextVAE,
+    vocab: Vocab,
+    sentences: list[str],
+    greedy: bool = True,
+    max_len: int = 30,
+    seed: int = 0,
+) -> list[str]:
     """Decode the posterior mean of each sentence."""
     ids, lengths = pad_batch(encode_text(vocab, sentences))
     mu, _ = model.encode(ids, lengths)
@@ -62,8 +69,16 @@ def reconstructions(model: TextVAE, vocab: Vocab, sentences: list[str], greedy: 
 
 
 @torch.no_grad()
-def interpolation(model: TextVAE, vocab: Vocab, first: str, second: str, steps: int = 5,
-                  greedy: bool = True, max_len: int = 30, seed: int = 0) -> list[tuple[float, str]]:  # fmt: skip
+def interpolation(
+    model: TextVAE,
+    vocab: Vocab,
+    first: str,
+    second: str,
+    steps: int = 5,
+    greedy: bool = True,
+    max_len: int = 30,
+    seed: int = 0,
+) -> list[tuple[float, str]]:
     """Decode z = (1 - t) mu(first) + t mu(second) for ``steps`` evenly spaced t in [0, 1]."""
     ids, lengths = pad_batch(encode_text(vocab, [first, second]))
     mu, _ = model.encode(ids, lengths)

@@ -99,8 +99,8 @@ class BatchSplitter:
 
         futures = [self._pool.submit(part, a, b) for a, b in zip(bounds, bounds[1:], strict=False)]
         results = [f.result() for f in futures]  # in part order: a fixed summation order
-        loss, recon, kl = (functools.reduce(torch.add, parts_) for parts_ in zip(
-            *(r[0] for r in results), strict=True))  # fmt: skip
+        per_part = zip(*(r[0] for r in results), strict=True)  # (loss, recon, kl) of each part
+        loss, recon, kl = (functools.reduce(torch.add, parts) for parts in per_part)
         grads = [_sum_in_order(g) for g in zip(*(r[1] for r in results), strict=True)]
         return {"loss": loss, "recon": recon, "kl": kl}, grads
 
