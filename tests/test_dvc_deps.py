@@ -108,7 +108,7 @@ def expand(deps: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
-def test_code_deps_are_the_modules_the_stage_runs(stage: str) -> None:
+def test_code_deps_are_the_packages_the_stage_runs(stage: str) -> None:
     spec = STAGES[stage]
     script = REPO / spec["cmd"].split()[1]
     expected = code_of(script)
