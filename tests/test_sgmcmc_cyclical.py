@@ -192,3 +192,37 @@ def test_the_results_page_section_reads_the_metrics() -> None:
     assert "- single-1-cyclical vs single-1-constant: no difference in modes visited shown" in text
     assert "| single-1-cyclical | 4 ± 1 [1.52, 6.48] |" in text
     assert "![samples over the 25 modes" in text
+
+
+def test_a_run_without_a_sample_is_empty_here_and_an_error_elsewhere(tmp_path, monkeypatch) -> None:
+    """An asynchronous cyclical run whose exchanges all fall in exploration stages ends without
+    a sample though no worker was lost: the engine says so (``NoSamples``, not "workers lost"),
+    and the benchmark counts that arm-run as empty (no mode visited) with its gradients."""
+    from types import SimpleNamespace
+
+    from betamcmc.sgmcmc import coverage as cov
+    from betamcmc.sgmcmc.engine import launch
+    from betamcmc.sgmcmc.engine.master import WorkerLost
+    from betamcmc.sgmcmc.engine.result import NoSamples
+    from betamcmc.sgmcmc.engine.samples import SampleWriter
+
+    spec = SimpleNamespace(protocol="downpour", workers=2, config=SimpleNamespace(burn_in=20))
+    master = SimpleNamespace(samples=0, now=lambda: 1.0, t0=0.0)
+    for dead, error in (([], NoSamples), ([{"worker": 2, "reason": "exit 1"}], WorkerLost)):
+        fake = SimpleNamespace(dead=dead, grad_evals=220, wall_s=1.0)
+        monkeypatch.setattr(launch, "run_master", lambda *a, **k: master)
+        monkeypatch.setattr(launch, "run_result", lambda *a, fake=fake, **k: fake)
+        with pytest.raises(error) as err:
+            launch._master(spec, tmp_path, {}, None, 0.0)
+        assert ("no worker lost" in str(err.value)) is (error is NoSamples)
+    empty = NoSamples(SimpleNamespace(grad_evals=220, wall_s=1.0), burn_in=20)
+
+    def sample(spec, sdir, info):  # the engine's empty samples file, then the error
+        SampleWriter(sdir, [("theta", [2])], info).close()
+        raise empty
+
+    monkeypatch.setattr(cov, "sample", sample)
+    run, s = cov.one_run(SimpleNamespace(seed=10), tmp_path / "s", Mixture(), radius=0.5)
+    assert len(s) == 0
+    assert run == {"seed": 10, "modes_visited": 0, "mode_tv": 1.0, "off_mode": 0.0,
+                   "grads": 220, "wall_s": 1.0, "samples_kept": 0}  # fmt: skip

@@ -51,6 +51,7 @@ from betamcmc.sgmcmc.engine.config import (
     chain_steps,
 )
 from betamcmc.sgmcmc.engine.launch import start_forkserver
+from betamcmc.sgmcmc.engine.result import NoSamples
 from betamcmc.sgmcmc.engine.samples import Samples, read_samples
 from betamcmc.sgmcmc.mixture import Mixture, assign_modes, mode_tv, modes_visited
 from betamcmc.sgmcmc.mixture_task import MixtureTask
@@ -147,7 +148,10 @@ def coverage(theta: np.ndarray, mixture: Mixture, radius: float) -> dict[str, fl
 
 def one_run(spec: RunSpec, sdir: Path, mixture: Mixture, radius: float) -> tuple[dict, Samples]:
     """Sample one (arm, seed) into ``sdir``; its coverage, gradients, time and samples."""
-    result = sample(spec, sdir, {"study": "sgmcmc_cyclical", "seed": spec.seed})
+    try:
+        result = sample(spec, sdir, {"study": "sgmcmc_cyclical", "seed": spec.seed})
+    except NoSamples as empty:  # every exchange fell in an exploration stage: no mode visited
+        result = empty.result
     assert result is not None  # run_local: the master always has a result
     s = read_samples(sdir)
     run = {

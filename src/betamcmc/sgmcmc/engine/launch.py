@@ -47,7 +47,7 @@ from betamcmc.sgmcmc.engine import protocols
 from betamcmc.sgmcmc.engine.config import RunSpec
 from betamcmc.sgmcmc.engine.master import WorkerLost, run_master
 from betamcmc.sgmcmc.engine.receivers import join_receivers
-from betamcmc.sgmcmc.engine.result import RunResult, run_result
+from betamcmc.sgmcmc.engine.result import NoSamples, RunResult, run_result
 from betamcmc.sgmcmc.engine.worker import run_worker
 
 OPERATION_TIMEOUT_S = 600.0
@@ -105,9 +105,12 @@ def _master(
 ) -> RunResult:
     _worker_group(spec, spec.workers + 1)
     master = run_master(spec, protocols.get(spec.protocol), samples_dir, info, exitcode, report)
+    result = run_result(master, spec.protocol, master.now(), master.t0 - started)
+    if master.samples == 0 and result.dead:
+        raise WorkerLost("the run ended without a single sample (workers lost)")
     if master.samples == 0:
-        raise WorkerLost("the run ended without a single sample (all workers lost)")
-    return run_result(master, spec.protocol, master.now(), master.t0 - started)
+        raise NoSamples(result, spec.config.burn_in)
+    return result
 
 
 def _worker_entry(rank: int, world: int, init_method: str, spec: RunSpec) -> None:

@@ -120,6 +120,21 @@ def run_result(master: Master, protocol: str, wall_s: float, setup_s: float) -> 
     )
 
 
+class NoSamples(BetamcmcError):
+    """The run ended without a sample although no worker was lost: no step past burn-in that
+    reached the master fell in a sampling stage of a cyclical step size. ``result`` is the
+    run's own (gradients, time, counters): a study that counts an empty run (the cyclical
+    benchmark: no mode visited) takes it from there; every other caller fails on this line."""
+
+    def __init__(self, result: RunResult, burn_in: int) -> None:
+        super().__init__(
+            f"the run ended without a sample (no worker lost): no step past burn-in {burn_in} "
+            "that reached the master fell in a sampling stage of the step-size cycle; take "
+            "more steps or exchange more often"
+        )
+        self.result = result
+
+
 def require_complete(
     result: RunResult, allow_partial: bool, flag: str, kept: str, what: str = "samples"
 ) -> None:
