@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from betamcmc.params import load_params
 from betamcmc.results.page import render
 from betamcmc.results.summary import headline
 
-from conftest import REPO
+from conftest import REPO, tiny_params, write_params
 
 
 def _results() -> dict[str, dict[str, dict[str, Any]]]:
@@ -148,3 +153,35 @@ def test_page_survives_metrics_of_another_shape() -> None:
     results["classify"] = {}
     page = render(load_params(REPO / "params.yaml"), results, set())
     assert "| cyclical | – | – | 1 | – |" in page
+
+
+def test_report_reads_every_area_input_before_its_mlflow_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A missing input of an area report (the learning-curve CSV of one rl item: the page itself
+    reads only the metrics files) stops the report stage with an input error naming the file,
+    before it opens its MLflow run or writes anything."""
+    from betamcmc import tracking
+    from betamcmc.core.errors import InputError
+    from betamcmc.core.pipeline import stage_item
+    from betamcmc.results import run
+
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    params = load_params(write_params(tmp_path / "params.yaml", tiny_params()))
+    monkeypatch.chdir(tmp_path)
+    for key, stage in run.items(params)["rl"].items():  # the metrics are there, the curves not
+        stage.path(".json").parent.mkdir(parents=True, exist_ok=True)
+        stage.path(".json").write_text(json.dumps({"item": key, "reward_threshold": 195.0}))
+    before = sorted(tmp_path.rglob("*"))
+    opened: list[Any] = []
+    monkeypatch.setattr(run, "collect", lambda _params: {})  # the page's inputs: not the point
+    monkeypatch.setattr(run, "overlay_tables", lambda _items: {})
+    monkeypatch.setattr(run, "headline", lambda _results: {})
+    monkeypatch.setattr(tracking, "stage_run", lambda *args: opened.append(args))
+
+    with pytest.raises(InputError, match="learning-curve CSV not found") as err:
+        run.run_report(params, stage_item("report"))
+    first = stage_item("rl", method=params.rl.methods[0], workers=params.rl.workers[0])
+    assert str(first.path("_curve.csv")) in str(err.value)
+    assert opened == []
+    assert sorted(tmp_path.rglob("*")) == before

@@ -128,9 +128,9 @@ def rl_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 run_item(three, stage_item("rl", method=method, workers=2), track=True)
             else:
                 run_item(params, stage_item("rl", method=method, workers=2), track=False)
-        from betamcmc.results.rl import write_report
+        from betamcmc.results import rl
 
-        write_report(params, Path("reports/rl"))
+        rl.write_area(rl.read_area(params), Path("reports/rl"))
     return repo
 
 

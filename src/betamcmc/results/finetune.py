@@ -299,9 +299,12 @@ def write_report(
 
 
 # --------------------------------------------------------------------------- the area
-def write_area(params: Params, out_dir: Path) -> None:
-    """Tables and the accuracy figure of every classify, dialog and Bayesian-head item of
-    ``finetune.schedules`` into ``out_dir`` (atomically)."""
+Area = tuple[dict[str, dict[str, Any]], ...]  # (classify, dialog, vae_head) by item
+
+
+def read_area(params: Params) -> Area:
+    """The metrics of every classify, dialog and Bayesian-head item of ``finetune.schedules``
+    (a missing or bad file: an input error)."""
     schedules = list(params.finetune.schedules)
     classify = load_metrics(
         {s: pipeline.stage_item("classify", schedule=s).path(".json") for s in schedules}
@@ -316,5 +319,11 @@ def write_area(params: Params, out_dir: Path) -> None:
     vae_head = load_metrics(
         {s: pipeline.stage_item("sgmcmc_vae_head", schedule=s).path(".json") for s in schedules}
     )
+    return classify, dialog, vae_head
+
+
+def write_area(area: Area, out_dir: Path) -> None:
+    """Tables and the accuracy figure of :func:`read_area`'s items into ``out_dir``
+    (atomically)."""
     with atomic_path(out_dir) as tmp:
-        write_report(tmp, classify, dialog, vae_head)
+        write_report(tmp, *area)

@@ -23,23 +23,8 @@ from betamcmc.rl.evaluate import read_curve
 if TYPE_CHECKING:
     from betamcmc.params import Params
 
+Items = list[tuple[str, dict[str, Any], dict[str, list[float]]]]  # (item, metrics, curve)
 BASELINE = "sgd-downpour"  # the noise-free method every SG-MCMC method is compared with
-
-
-def load_items(params: Params) -> list[tuple[str, dict[str, Any], dict[str, list[float]]]]:
-    out = []
-    for workers in params.rl.workers:
-        for method in params.rl.methods:
-            stage = pipeline.stage_item("rl", method=method, workers=workers)
-            item, path = stage.key, stage.path(".json")
-            try:
-                summary = read_json(path)
-            except FileNotFoundError:
-                raise InputError("metrics not found (run the rl stage first)", path) from None
-            except ValueError as err:
-                raise InputError(f"metrics are not JSON ({err})", path) from None
-            out.append((item, summary, read_curve(stage.path("_curve.csv"))))
-    return out
 
 
 def _steps_or_never(steps: float | None) -> str:
@@ -49,7 +34,7 @@ def _steps_or_never(steps: float | None) -> str:
     return "never" if steps is None else f"{steps:.0f}"
 
 
-def markdown_table(items: list[tuple[str, dict[str, Any], dict[str, list[float]]]]) -> str:
+def markdown_table(items: Items) -> str:
     first = items[0][1]
     lines = [
         f"# rl: {first['env']} (solve threshold {first['reward_threshold']})",
@@ -111,7 +96,7 @@ def compare_items(
     return out
 
 
-def comparison_lines(items: list[tuple[str, dict[str, Any], dict[str, list[float]]]]) -> list[str]:
+def comparison_lines(items: Items) -> list[str]:
     """The paired comparisons as a table: the only orderings the report states."""
     comparisons = compare_items(items)
     if not comparisons:
@@ -169,12 +154,27 @@ def curves_figure(
     plt.close(fig)
 
 
-def write_report(params: Params, out_dir: Path) -> Path:
-    """``table.md`` and ``curves.png`` of every rl item into ``out_dir`` (atomically)."""
-    items = load_items(params)
+def read_area(params: Params) -> Items:
+    """Every rl item's metrics and learning curve (a missing or bad file: an input error)."""
+    out = []
+    for workers in params.rl.workers:
+        for method in params.rl.methods:
+            stage = pipeline.stage_item("rl", method=method, workers=workers)
+            item, path = stage.key, stage.path(".json")
+            try:
+                summary = read_json(path)
+            except FileNotFoundError:
+                raise InputError("metrics not found (run the rl stage first)", path) from None
+            except ValueError as err:
+                raise InputError(f"metrics are not JSON ({err})", path) from None
+            out.append((item, summary, read_curve(stage.path("_curve.csv"))))
+    return out
+
+
+def write_area(items: Items, out_dir: Path) -> None:
+    """``table.md`` and ``curves.png`` of the rl items into ``out_dir`` (atomically)."""
     threshold = items[0][1]["reward_threshold"]
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
         (tmp / "table.md").write_text(markdown_table(items), encoding="utf-8")
         curves_figure(tmp / "curves.png", items, threshold)
-    return out_dir

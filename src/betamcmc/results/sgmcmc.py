@@ -58,7 +58,10 @@ def load_items(items: dict[str, StageItem]) -> list[dict[str, Any]]:
         m = json.loads(path.read_text())
         m["item"] = name
         for col in ("bma_accuracy", "bma_log_likelihood"):
-            with open(stage.path(f"_{col}.csv"), encoding="utf-8") as fh:
+            csv_path = stage.path(f"_{col}.csv")
+            if not csv_path.exists():
+                raise InputError("running-BMA CSV not found (run the sgmcmc stage first)", csv_path)
+            with open(csv_path, encoding="utf-8") as fh:
                 rows = list(csv.DictReader(fh))
             m[f"_{col}"] = ([float(r["wall_s"]) for r in rows], [float(r[col]) for r in rows])
         out.append(m)
@@ -306,13 +309,24 @@ def report_text(items: list[dict[str, Any]], sgd: dict[str, Any] | None) -> tupl
     return "\n".join(parts) + "\n", data
 
 
-def write_report(
-    items_by_name: dict[str, StageItem], sgd_path: Path | None, out_dir: Path
+def read_area(params: Params) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The metrics and running-BMA curves of every configured sgmcmc item, and the SGD
+    baseline's metrics (None when that file is absent); a missing item file is an input error."""
+    items = {
+        name: pipeline.stage_item("sgmcmc", protocol=p, workers=w)
+        for name, (p, w) in zip(params.sgmcmc.items, params.sgmcmc.item_pairs(), strict=True)
+    }
+    sgd_path = pipeline.stage_item("sgmcmc_sgd").path(".json")
+    return load_items(items), (json.loads(sgd_path.read_text()) if sgd_path.exists() else None)
+
+
+def write_area(
+    area: tuple[list[dict[str, Any]], dict[str, Any] | None], out_dir: Path
 ) -> dict[str, Any]:
-    """Figures, ``table.md`` and ``comparisons.json`` into ``out_dir`` (atomically); returns
-    the per-item summary (speedup, convergence) logged to MLflow."""
-    items = load_items(items_by_name)
-    sgd = json.loads(sgd_path.read_text()) if sgd_path is not None and sgd_path.exists() else None
+    """Figures, ``table.md`` and ``comparisons.json`` of :func:`read_area`'s items into
+    ``out_dir`` (atomically); returns the per-item summary (speedup, convergence) logged to
+    MLflow."""
+    items, sgd = area
     base = next((m for m in items if m["item"] == REFERENCE), None)
     summary = {
         m["item"]: {
@@ -330,12 +344,3 @@ def write_report(
         (tmp / "table.md").write_text(text)
         (tmp / "comparisons.json").write_text(json.dumps(data, indent=1) + "\n")
     return summary
-
-
-def write_area(params: Params, out_dir: Path) -> dict[str, Any]:
-    """The report of every configured sgmcmc item (and the SGD baseline) into ``out_dir``."""
-    items = {
-        name: pipeline.stage_item("sgmcmc", protocol=p, workers=w)
-        for name, (p, w) in zip(params.sgmcmc.items, params.sgmcmc.item_pairs(), strict=True)
-    }
-    return write_report(items, pipeline.stage_item("sgmcmc_sgd").path(".json"), out_dir)
