@@ -3,8 +3,10 @@
     python bench/compare_outputs.py BEFORE AFTER [--out bench/results/refactor_identity.json]
 
 BEFORE and AFTER are two project directories where `dvc repro` ran (e.g. fresh clones of the
-commits before and after a refactoring). Every file under ``metrics/`` and ``reports/`` is
-compared byte for byte. A file that differs is then read, where it is JSON, as flat key paths
+commits before and after a refactoring). Every file under ``metrics/`` and ``reports/`` that a
+stage writes (an ``outs`` path in BEFORE's ``dvc.lock``, or a file under one) is compared byte
+for byte; the tracked inputs there (``metrics/studies/``, the READMEs) are not outputs and are
+skipped. A file that differs is then read, where it is JSON, as flat key paths
 and split into what may differ between two runs of the *same* code and what may not:
 
 - wall-clock figures (keys naming time, seconds, rates, staleness, load) differ on every run;
@@ -27,6 +29,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from betamcmc.core.io import read_csv_rows
 
@@ -90,6 +94,16 @@ def csv_columns(path: Path) -> dict[str, list[str]]:
     return {name: [row[name] for row in rows] for name in (rows[0] if rows else {})}
 
 
+def output_paths(project: Path) -> list[str]:
+    """Every ``outs`` path of every stage item in the project's ``dvc.lock``."""
+    lock = yaml.safe_load((project / "dvc.lock").read_text(encoding="utf-8"))
+    return sorted({out["path"] for item in lock["stages"].values() for out in item.get("outs", [])})
+
+
+def is_output(rel: str, outs: list[str]) -> bool:
+    return any(rel == out or rel.startswith(out.rstrip("/") + "/") for out in outs)
+
+
 def commit_of(project: Path) -> str | None:
     """The git commit a project directory has checked out (None outside git)."""
     proc = subprocess.run(
@@ -104,12 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("after", type=Path)
     ap.add_argument("--out", type=Path, default=Path("bench/results/refactor_identity.json"))
     args = ap.parse_args(argv)
-    files = sorted(
+    outs = output_paths(args.before)
+    found = sorted(
         str(p.relative_to(args.before))
         for top in ("metrics", "reports")
         for p in (args.before / top).rglob("*")
         if p.is_file()
     )
+    files = [rel for rel in found if is_output(rel, outs)]
     groups: dict[str, list[str]] = {
         "identical": [],
         "timing_only": [],
@@ -122,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         "before": {"path": str(args.before), "commit": commit_of(args.before)},
         "after": {"path": str(args.after), "commit": commit_of(args.after)},
         "files": len(files),
+        "inputs_skipped": [rel for rel in found if not is_output(rel, outs)],
         **groups,
     }
     for name, members in groups.items():

@@ -130,7 +130,7 @@ def _metrics(root: Path, name: str, content: dict) -> None:
 def test_compare_outputs_sorts_what_may_differ_from_what_may_not(tmp_path: Path) -> None:
     """bench/compare_outputs.py: wall-clock keys and asynchronous arms (also inside a list of
     paired comparisons, keyed by their arms) may differ between two runs of the same code; a
-    single chain's number may not."""
+    single chain's number may not; a file no stage writes is not compared."""
     before, after = tmp_path / "before", tmp_path / "after"
 
     def study(single_tv: float, async_tv: float, wall: float) -> dict:
@@ -149,6 +149,11 @@ def test_compare_outputs_sorts_what_may_differ_from_what_may_not(tmp_path: Path)
     _metrics(after, "study.json", study(0.5, 0.4, 2.0))
     _metrics(before, "changed.json", study(0.5, 0.3, 1.0))
     _metrics(after, "changed.json", study(0.6, 0.3, 1.0))
+    _metrics(before, "studies/input.json", {"a": 1})  # a tracked input, not a stage's output
+    _metrics(after, "studies/input.json", {"a": 2})
+    outs = ["same.json", "timing.json", "study.json", "changed.json"]
+    lock = {"stages": {"s": {"outs": [{"path": f"metrics/{name}"} for name in outs]}}}
+    (before / "dvc.lock").write_text(json.dumps(lock))  # JSON is YAML
     out = tmp_path / "identity.json"
     proc = _run("compare_outputs.py", str(before), str(after), "--out", str(out))
     assert proc.returncode == 1, proc.stderr
@@ -157,3 +162,4 @@ def test_compare_outputs_sorts_what_may_differ_from_what_may_not(tmp_path: Path)
     assert result["timing_only"] == ["metrics/timing.json"]
     assert result["asynchronous"] == ["metrics/study.json"]
     assert result["unexpected"] == ["metrics/changed.json"]
+    assert result["inputs_skipped"] == ["metrics/studies/input.json"]
