@@ -1,11 +1,12 @@
 """DVC stage `report`: the area reports, and what the whole pipeline found, on one page.
 
-Writes the RL, SG-MCMC and fine-tuning reports (``reports/rl``, ``reports/sgmcmc``,
-``reports/finetune``: tables, figures, paired comparisons), then reads every area's metrics files
-and the area reports' figures and writes ``reports/index.md`` (headline per area, key figures,
-links to the area reports, how to open the runs in MLflow), ``metrics/summary.json`` (the headline
-numbers: the pipeline's only DVC metrics file) and the overlay plot data under ``metrics/plots/``
-(paths: dvc.yaml); one MLflow run. The work: ``betamcmc.results.run.run_report``.
+Reads every area's metrics files and the area reports' curves first (a missing or bad one stops
+it before its MLflow run opens and before anything is written). Then writes the RL, SG-MCMC and
+fine-tuning reports (``reports/rl``, ``reports/sgmcmc``, ``reports/finetune``: tables, figures,
+paired comparisons), then ``reports/index.md`` (headline per area, key figures, links to the area
+reports, how to open the runs in MLflow), ``metrics/summary.json`` (the headline numbers: the
+pipeline's only DVC metrics file) and the overlay plot data under ``metrics/plots/`` (paths:
+dvc.yaml); one MLflow run. The work: ``betamcmc.results.run.run_report``.
 """
 
 from __future__ import annotations

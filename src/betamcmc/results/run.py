@@ -1,5 +1,5 @@
-"""The ``report`` stage's work: the area reports (RL, SG-MCMC, fine-tuning), then the one page of
-results, the headline numbers and the overlays."""
+"""The ``report`` stage's work: every input read first, then the area reports (RL, SG-MCMC,
+fine-tuning), the one page of results, the headline numbers and the overlays."""
 
 from __future__ import annotations
 
@@ -46,9 +46,9 @@ def write_areas(areas: dict[str, Any], stage: StageItem) -> dict[str, Any]:
 
 
 def run_report(params: Params, stage: StageItem) -> dict[str, float]:
-    """Write the area reports, then read every area's metrics, write ``reports/index.md``,
-    ``metrics/summary.json`` and the overlay plot files (paths: dvc.yaml); one MLflow run
-    with the headline numbers and every file written."""
+    """Read every area's metrics and the area reports' inputs, then write the area reports,
+    ``reports/index.md``, ``metrics/summary.json`` and the overlay plot files (paths: dvc.yaml);
+    one MLflow run with the headline numbers and every file written."""
     results = collect(params)  # every input read (and checked) before any write or run
     areas = read_areas(params)
     overlays = overlay_tables(items(params))
