@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, register_job
+from conftest import REPO
 
 CUDA_PATHS = ("pretrain", "classify", "dialog", "vae_head", "sgmcmc_single", "sgmcmc_downpour",
               "sgmcmc_elastic", "bench")  # fmt: skip
@@ -46,21 +46,10 @@ def test_without_a_gpu_it_says_so_in_one_line():
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def _dry_run(dest: Path) -> list[str]:
-    """The CPU dry run of the test below, run in the background (conftest.register_job) on the
-    core the pipeline left free, as ``_run`` would run it."""
-    return [sys.executable, str(REPO / "bench" / "gpu_check.py"), "--cpu", "--only",
-            "prepare,pretrain,bench", "--json", str(dest / "check.json")]  # fmt: skip
-
-
-register_job("gpu_check-cpu", _dry_run, timeout_s=300)
-
-
 @pytest.mark.slow
-@pytest.mark.background("gpu_check-cpu")
-def test_cpu_dry_run_passes_pretrain_in_bf16_and_the_bench(background_job):
-    proc, dest = background_job("gpu_check-cpu")
-    out = dest / "check.json"
+def test_cpu_dry_run_passes_pretrain_in_bf16_and_the_bench(tmp_path: Path):
+    out = tmp_path / "check.json"
+    proc = _run("--cpu", "--only", "prepare,pretrain,bench", "--json", str(out))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(("PASS", "FAIL"))]
     assert [ln.split()[:2] for ln in lines] == [
