@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import threading
 import time
 
 import pytest
 
 from betamcmc.core.errors import BetamcmcError, InputError
-from betamcmc.core.parallel import run_jobs
+from betamcmc.core.parallel import kill_processes, process_identity, run_jobs
 
 
 def square(job: int, stop: threading.Event) -> int:
@@ -49,3 +52,21 @@ def test_stop_is_forwarded_to_the_children():
     with pytest.raises(BetamcmcError) as err:
         run_jobs(wait_for_stop, [0, 1], 2, stop)
     assert err.value.exit_code == 143 and "stopped" in str(err.value)
+
+
+def test_kill_processes_kills_by_pid_and_start_time_only() -> None:
+    """A stopped process is killed; a pid whose start time differs (a reused pid) is left
+    alone; an exited process has no identity."""
+    stopped = subprocess.Popen(["sleep", "60"])
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        os.kill(stopped.pid, signal.SIGSTOP)
+        ident = process_identity(stopped.pid)
+        assert ident is not None and process_identity(other.pid) is not None
+        kill_processes({stopped.pid: ident, other.pid: "not its start time"})
+        assert process_identity(stopped.pid) is None  # gone (a zombie) on return
+        assert stopped.wait(timeout=1) == -signal.SIGKILL and other.poll() is None
+    finally:
+        for proc in (stopped, other):
+            proc.kill()
+            proc.wait()

@@ -19,15 +19,16 @@ from typing import Any
 
 import pytest
 
+from betamcmc.core.parallel import process_identity
 from betamcmc.core.pipeline import StageItem
 from betamcmc.params import validate_params
 from betamcmc.sgmcmc.engine.launch import run_local
 from betamcmc.sgmcmc.engine.result import IncompleteRun, RunResult, require_complete
 from betamcmc.sgmcmc.engine.samples import read_samples
-from betamcmc.sgmcmc.engine.worker import WorkerContext
+from betamcmc.sgmcmc.engine.worker import WorkerContext, _running
 from betamcmc.sgmcmc.experiment import make_spec
 
-from conftest import REPO, tiny_params, wait_gone, write_params
+from conftest import REPO, gone, tiny_params, wait_gone, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -334,15 +335,70 @@ def test_signal_to_the_whole_job_one_line_and_samples_kept(
     when_samples(partial, 5, lambda: os.killpg(proc.pid, getattr(signal, sig)), 240).join(250)
     try:
         _, err = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as timeout:
+        left = _job_processes(proc.pid)  # who still holds the job's pipes
         os.killpg(proc.pid, signal.SIGKILL)
-        raise
+        raise AssertionError(f"{timeout}; still running:\n{left}") from None
     assert proc.returncode == 128 + getattr(signal, sig), err
     assert err.count("\n") == 1 and err.startswith(f"error: stopped by {sig}; "), err
     kept = len(read_samples(partial))
     assert f"{kept} of 100000 samples kept in models/sgmcmc/{protocol}-2.partial" in err
     assert kept >= 5 and not (repo / "models" / "sgmcmc" / f"{protocol}-2").exists()
     assert wait_gone(json.loads((partial / "processes.json").read_text())["workers"])
+
+
+def test_workers_the_fork_server_lost_track_of_are_ended_with_the_master(tmp_path: Path) -> None:
+    """A SIGTERM to the whole job ends the fork server at once; from then on the master's
+    process handles read every worker as exited. Made deterministic: the workers are frozen
+    (SIGSTOP), the fork server is killed, the master alone gets SIGTERM. It must kill the
+    workers by pid before it exits (before the fix they stayed, holding the job's stderr)."""
+    repo = _stage_repo(tmp_path, {"sgmcmc": {"samples": 100000, "seeds": [0]}})
+    partial = repo / "models" / "sgmcmc" / "single-2.partial" / "seed-0"
+    proc = _stage(repo, "stages/sgmcmc.py", "single", "2")
+    when_samples(partial, 5, lambda: None, 240).join(250)
+    workers = json.loads((partial / "processes.json").read_text())["workers"]
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    server = _fork_server(proc.pid)
+    os.kill(server, signal.SIGKILL)
+    assert wait_gone([server])
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("the stopped master left its workers running") from None
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1].startswith("error: stopped by SIGTERM; "), err
+    assert all(gone(pid) for pid in workers)  # already when the master has exited
+
+
+def test_a_worker_watches_its_master_by_pid_and_start_time() -> None:
+    """What a local worker's heartbeat thread checks (it leaves once the master is gone): the
+    master's process, not the worker's parent (the fork server, which a SIGTERM to the whole
+    job ends while the master still runs)."""
+    child = subprocess.Popen(["sleep", "60"])
+    ident = process_identity(child.pid)
+    assert _running(child.pid, ident) and _running(child.pid, None)
+    assert not _running(child.pid, "another start time")  # the pid of another process
+    child.kill()
+    child.wait()
+    assert not _running(child.pid, ident) and not _running(child.pid, None)
+
+
+def _job_processes(pgid: int) -> str:
+    """``ps`` lines of the processes of group ``pgid`` (with what each waits in)."""
+    ps = subprocess.run(["ps", "-eo", "pid,pgid,stat,wchan:24,etimes,args"], capture_output=True,
+                        text=True).stdout.splitlines()  # fmt: skip
+    return "\n".join(ps[:1] + [ln for ln in ps[1:] if ln.split()[1] == str(pgid)])
+
+
+def _fork_server(master: int) -> int:
+    """The pid of ``master``'s multiprocessing fork server (one of its child processes)."""
+    for child in Path(f"/proc/{master}/task/{master}/children").read_text().split():
+        if "forkserver" in Path(f"/proc/{child}/cmdline").read_text():
+            return int(child)
+    raise AssertionError(f"process {master} has no fork server")
 
 
 def test_a_stop_signal_flagged_with_another_is_handled_quietly() -> None:

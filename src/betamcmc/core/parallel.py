@@ -26,6 +26,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import wait
@@ -155,6 +156,32 @@ def _end_all(running: dict[Any, tuple[int, Any]]) -> None:
         if proc.is_alive():
             proc.terminate()
         proc.join()
+
+
+def process_identity(pid: int) -> str | None:
+    """``pid``'s start time as ``/proc/<pid>/stat`` gives it (with the pid, it names one process:
+    pids are reused); None once the process has exited (gone or a zombie), or without ``/proc``."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()  # after the command name
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]  # state, starttime (fields 3, 22)
+
+
+def kill_processes(identities: dict[int, str], wait_s: float = 5.0) -> None:
+    """SIGKILL the processes of ``identities`` (pid -> :func:`process_identity`) that still run;
+    return once they are gone (``wait_s`` at most)."""
+    alive = [pid for pid, ident in identities.items() if process_identity(pid) == ident]
+    for pid in alive:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + wait_s
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.01)
+        alive = [pid for pid in alive if process_identity(pid) == identities[pid]]
 
 
 def _failure_error(failure: tuple) -> Exception:

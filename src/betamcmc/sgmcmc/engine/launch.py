@@ -42,7 +42,7 @@ from torch.distributed import distributed_c10d
 
 from betamcmc.core.errors import BetamcmcError, ParamsError
 from betamcmc.core.io import limit_threads, write_json
-from betamcmc.core.parallel import loaded_modules, start_server
+from betamcmc.core.parallel import kill_processes, loaded_modules, process_identity, start_server
 from betamcmc.sgmcmc.engine import protocols
 from betamcmc.sgmcmc.engine.config import RunSpec
 from betamcmc.sgmcmc.engine.master import WorkerLost, run_master
@@ -106,19 +106,21 @@ def _master(
     _worker_group(spec, spec.workers + 1)
     master = run_master(spec, protocols.get(spec.protocol), samples_dir, info, exitcode, report)
     result = run_result(master, spec.protocol, master.now(), master.t0 - started)
-    if master.samples == 0 and result.dead:
-        raise WorkerLost("the run ended without a single sample (workers lost)")
     if master.samples == 0:
+        if result.dead:
+            raise WorkerLost("the run ended without a single sample (workers lost)")
         raise NoSamples(result, spec.config.burn_in)
     return result
 
 
-def _worker_entry(rank: int, world: int, init_method: str, spec: RunSpec) -> None:
+def _worker_entry(
+    rank: int, world: int, init_method: str, spec: RunSpec, master: tuple[int, str | None]
+) -> None:
     limit_threads(spec.config.threads)
     _init(rank, world, init_method, loopback=True)
     group = _worker_group(spec, world)
     try:
-        run_worker(spec, rank, group, protocols.get(spec.protocol))
+        run_worker(spec, rank, group, protocols.get(spec.protocol), master)
     finally:
         _leave_group()
 
@@ -154,15 +156,20 @@ def run_local(
     init_method = f"file://{store_dir}/store"
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(forkserver_preload())
+    master = (os.getpid(), process_identity(os.getpid()))  # what the workers watch
     procs = [
-        ctx.Process(target=_worker_entry, args=(rank, world, init_method, spec), daemon=True)
+        ctx.Process(
+            target=_worker_entry, args=(rank, world, init_method, spec, master), daemon=True
+        )
         for rank in range(1, world)
     ]
     samples_dir = Path(samples_dir)
     samples_dir.mkdir(parents=True, exist_ok=True)
+    identities: dict[int, str | None] = {}  # pid -> start time: see _stop_workers
     try:
         for p in procs:
             p.start()
+            identities[p.pid] = process_identity(p.pid)
         write_json(
             samples_dir / "processes.json",
             {"master": os.getpid(), "workers": [p.pid for p in procs]},
@@ -185,17 +192,30 @@ def run_local(
             p.join(timeout=10)
         return result
     finally:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-        for p in procs:
-            p.join(timeout=5)
-            if p.is_alive():
-                p.kill()
-                p.join(timeout=5)
+        _stop_workers(procs, identities)
         _leave_group()
         join_receivers()  # the workers are gone: no receive thread may wake up during exit
         shutil.rmtree(store_dir, ignore_errors=True)
+
+
+def _stop_workers(procs: list[Any], identities: dict[int, str | None]) -> None:
+    """Terminate (after 5 s: kill) and join the workers that still run.
+
+    The fork server reports each worker's exit. A SIGTERM to the whole process group ends the
+    server at once, and then every handle reads as exited (code 255) whether its worker runs or
+    not: the workers still running are then killed by pid (``identities``: pid -> start time,
+    taken at spawn), so that none outlives the run. They have nothing left to say: the master
+    no longer listens. (Once in CI, a job stopped by a SIGTERM to its group kept its stderr open
+    over two minutes after the master's last line.)"""
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(timeout=5)
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=5)
+    kill_processes({pid: ident for pid, ident in identities.items() if ident is not None})
 
 
 def torchrun_rank() -> tuple[int, int] | None:

@@ -36,6 +36,7 @@ import torch
 import torch.distributed as dist
 
 from betamcmc.core.errors import DivergenceError
+from betamcmc.core.parallel import process_identity
 from betamcmc.sgmcmc.engine import wire
 from betamcmc.sgmcmc.engine.config import RunSpec
 from betamcmc.sgmcmc.engine.flat import FlatModel, all_finite, seed_for
@@ -104,14 +105,18 @@ class WorkerContext:
         self._last_sent = time.monotonic()
         self._closing = threading.Event()
         self._heartbeat: threading.Thread | None = None
+        self._master: tuple[int, str | None] | None = None  # see start
         self._posted: Any = None  # a message sent without waiting (see post)
         self._pushed: Any = None  # an exchange in flight (see start_exchange)
         self._pulled: Any = None
         self._exchange_started = 0.0
         self.exchanges = 0
 
-    def start(self) -> None:
-        """Start the heartbeat thread (once sampling starts; tests drive the sampler without)."""
+    def start(self, master: tuple[int, str | None] | None = None) -> None:
+        """Start the heartbeat thread (once sampling starts; tests drive the sampler without).
+        ``master``: the master's pid and :func:`~betamcmc.core.parallel.process_identity` on
+        this machine (a local run): the worker leaves once that process is gone."""
+        self._master = master
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._heartbeat.start()
 
@@ -287,10 +292,8 @@ class WorkerContext:
     def _beat(self) -> None:
         interval = heartbeat_interval(self.cfg.worker_timeout)
         beat = wire.Message(self.flat.dim)
-        parent = os.getppid()
-        local = "TORCHELASTIC_RUN_ID" not in os.environ
         while not self._closing.wait(interval / 2):
-            if local and os.getppid() != parent:
+            if self._master is not None and not _running(*self._master):
                 _leave("the master process is gone")
             if time.monotonic() - self._last_sent < interval:
                 continue
@@ -311,15 +314,35 @@ class WorkerContext:
             self._heartbeat.join(timeout=REPORT_WAIT_S)
 
 
+def _running(pid: int, identity: str | None) -> bool:
+    """Does process ``pid`` (started at ``identity``, :func:`process_identity`) still run? Its
+    parent is no guide: a worker's parent is the fork server, which a SIGTERM to the whole job
+    ends while the master goes on (until it has killed the workers)."""
+    if identity is not None:
+        return process_identity(pid) == identity
+    try:  # no /proc: whether the pid exists
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _leave(why: str) -> None:
     """End a worker whose master is gone (from a helper thread: no cleanup is possible)."""
     print(f"sgmcmc worker: {why}; exiting", file=sys.stderr, flush=True)
     os._exit(1)
 
 
-def run_worker(spec: RunSpec, rank: int, worker_group: Any, protocol: SamplingProtocol) -> None:
+def run_worker(
+    spec: RunSpec,
+    rank: int,
+    worker_group: Any,
+    protocol: SamplingProtocol,
+    master: tuple[int, str | None] | None = None,
+) -> None:
     """Build this worker and run ``protocol.worker`` until the master says stop; report a
-    divergence, a lost peer or a stop signal to the master before leaving."""
+    divergence, a lost peer or a stop signal to the master before leaving. ``master``: the
+    master's process on this machine (see :meth:`WorkerContext.start`), None under torchrun."""
 
     signal.signal(signal.SIGTERM, _on_stop_signal)
     signal.signal(signal.SIGINT, _on_stop_signal)
@@ -328,7 +351,7 @@ def run_worker(spec: RunSpec, rank: int, worker_group: Any, protocol: SamplingPr
         try:
             ctx = WorkerContext(spec, rank, worker_group)
             dist.barrier()  # every process has built its model: sampling starts now
-            ctx.start()
+            ctx.start(master)
             protocol.worker(ctx)
             ctx.close()
         except DivergenceError as err:
