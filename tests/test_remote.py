@@ -1,8 +1,9 @@
 """Experiments outlive their clone (docs/remote.md): a round trip through a bare git remote and
 a DVC remote in a local directory.
 
-Clone A runs one experiment of a study (prepare + one tiny pretrain item) and pushes it with
-`betamcmc study push` (`dvc exp push`: the experiment's git ref, its models in the DVC remote).
+Clone A runs one experiment of a study (one tiny pretrain item; ``prepare`` ran in the committed
+baseline) and pushes it with `betamcmc study push` (`dvc exp push`: the experiment's git ref,
+its models in the DVC remote).
 Clone B, cloned from the git remote before the experiment existed, pulls it with
 `betamcmc study pull`, lists it in `dvc exp show`, collects it with `betamcmc study collect`,
 applies it and samples from its model with `betamcmc sample`, with no stage run in B.
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import copy_repo, dvc, dvc_command, git_init, tiny_params, write_params
+from conftest import dvc, dvc_command, tiny_params, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -48,20 +49,20 @@ def sh(repo: Path, *cmd: str) -> str:
 
 
 @pytest.fixture
-def clones(tmp_path: Path) -> tuple[Path, Path, Path]:
-    """Clone A (a project with a default DVC remote, pushed to a bare git remote) and clone B
-    (cloned from that remote), plus the DVC remote's directory."""
+def clones(prepared_baseline: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """Clone A (the tiny project with ``prepare`` run and committed, a default DVC remote,
+    pushed to a bare git remote) and clone B (cloned from that remote), plus the DVC remote's
+    directory."""
     origin, store = tmp_path / "origin.git", tmp_path / "dvc-store"
     sh(tmp_path, "git", "init", "-q", "--bare", "-b", "main", str(origin))
-    a = copy_repo(tmp_path / "a")
-    (a / "dvc.lock").unlink(missing_ok=True)
+    a = prepared_baseline
     small = {"pretrain": {"seeds": [0], "train": {"iterations": 20, "eval_every": 10}}}
-    write_params(a / "params.yaml", tiny_params(small))
+    write_params(a / "params.yaml", tiny_params(small))  # prepare's params stay: it is current
     (a / "studies").mkdir(exist_ok=True)
     (a / "studies" / "shared.yaml").write_text(yaml.safe_dump(STUDY))
-    git_init(a)
     dvc(a, "remote", "add", "-d", "store", str(store))  # the documented setup (.dvc/config)
-    sh(a, "git", "commit", "-qam", "a DVC remote")
+    sh(a, "git", "add", "-A")
+    sh(a, "git", "commit", "-qm", "a study and a DVC remote")
     sh(a, "git", "remote", "add", "origin", str(origin))
     sh(a, "git", "push", "-q", "origin", "main")
     sh(tmp_path, "git", "clone", "-q", str(origin), str(tmp_path / "b"))

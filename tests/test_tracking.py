@@ -92,7 +92,7 @@ def test_failed_body_marks_run_failed(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_parallel_first_runs_do_not_race(tmp_path: Path) -> None:
-    """Three processes opening the first runs of a fresh store at once (dvc queue start -j N)."""
+    """Two processes opening the first runs of a fresh store at once (dvc queue start -j 2)."""
     import subprocess
     import sys
 
@@ -115,7 +115,7 @@ def test_parallel_first_runs_do_not_race(tmp_path: Path) -> None:
             stderr=subprocess.PIPE,
             text=True,
         )
-        for i in range(3)
+        for i in range(2)
     ]
     for proc in procs:
         _, err = proc.communicate(timeout=300)
@@ -124,7 +124,7 @@ def test_parallel_first_runs_do_not_race(tmp_path: Path) -> None:
     exps = [e for e in client.search_experiments() if e.name == "betamcmc"]
     assert len(exps) == 1
     runs = client.search_runs([exps[0].experiment_id])
-    assert sorted(r.info.run_name for r in runs) == ["par@0", "par@1", "par@2"]
+    assert sorted(r.info.run_name for r in runs) == ["par@0", "par@1"]
 
 
 def test_second_project_in_one_process_gets_its_own_store(
