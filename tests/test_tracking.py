@@ -144,6 +144,31 @@ def test_second_project_in_one_process_gets_its_own_store(
         assert [r.info.run_name for r in client.search_runs([exp.experiment_id])] == [f"s@{name}"]
 
 
+def test_the_users_store_takes_every_stage_of_a_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user's MLFLOW_TRACKING_URI equal to what MLflow exports is still the user's: the
+    second stage run in the process logs there too (it went to the project's own store)."""
+    store = tmp_path / "user" / "mlflow.db"
+    store.parent.mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(repo)
+    params = load_params(write_params(repo / "params.yaml", tiny_params()))
+    for n in ("1", "2"):
+        with tracking.stage_run(params, StageItem("s", {"n": n})):
+            pass
+    client = mlflow.MlflowClient(f"sqlite:///{store}")
+    exp = client.get_experiment_by_name("betamcmc")
+    assert sorted(r.info.run_name for r in client.search_runs([exp.experiment_id])) == [
+        "s@1",
+        "s@2",
+    ]
+    assert not (repo / "mlflow.db").exists()
+
+
 def test_item_params_line_up_across_items(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``pretrain.schedules.<schedule>`` is logged as ``schedule.<key>`` for every schedule."""
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")

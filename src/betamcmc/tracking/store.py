@@ -38,6 +38,8 @@ _EXPS_MARK = (".dvc", "tmp", "exps")
 
 # mlflow.set_tracking_uri() also exports MLFLOW_TRACKING_URI; remember what *we* exported, so a
 # later setup() in the same process (another repo, a test) is not captured by our own leftover.
+# Only a change counts: a user's MLFLOW_TRACKING_URI that we connected to stays the user's, so
+# every later stage of the process still logs there.
 _exported_uri: str | None = None
 
 MODE_ENV = "BETAMCMC_TRACKING"
@@ -222,8 +224,10 @@ def connect(params: Params | None) -> tuple[str, str]:
     check_store(uri)
     set_http_defaults(uri)
     name = params.tracking.experiment if params is not None else "betamcmc"
+    exported_before = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
-    _exported_uri = uri
+    if exported_before != uri:  # the user's own MLFLOW_TRACKING_URI is never taken for ours
+        _exported_uri = uri
     lock_path = root / ".mlflow.lock"
     if uri.startswith("sqlite:///"):
         lock_path = Path(uri[len("sqlite:///") :]).with_suffix(".lock")
