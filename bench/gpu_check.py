@@ -180,7 +180,8 @@ def bench_outcome(repo: Path, device: str, timeout: float) -> tuple[bool, str]:
         argv += ["--threads", "1", "--iterations", "20", "--warmup", "5", "--repeats", "3"]
     else:  # the dry run: a few steps of a tiny model, fp32 and bf16
         argv += ["--threads", "1", "--iterations", "2", "--warmup", "1", "--repeats", "1",
-                 "--emb", "16", "--hidden", "16", "--latent", "4", "--bf16"]  # fmt: skip
+                 "--emb", "16", "--hidden", "16", "--latent", "4", "--bf16",
+                 "--gemm-size", "256"]  # fmt: skip
     proc = run_script(repo, argv, timeout)
     if proc.returncode != 0:
         return False, f"exit {proc.returncode}: {_last_line(proc.stderr or proc.stdout)}"

@@ -41,6 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--iterations", type=int, default=50, help="training steps per process")
     ap.add_argument("--skip", type=int, default=10, help="first steps not timed (warm-up)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--gemm-size", type=int, default=2048,
+                    help="n of the n x n GEMM peak measured around each figure (a quick run: less)")  # fmt: skip
     ap.add_argument("--emb", type=int, default=256)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--latent", type=int, default=32)
@@ -130,12 +132,12 @@ def main(argv: list[str] | None = None) -> int:
                      "machine": facts(), "load_at_start": start_load, "threads": {}}  # fmt: skip
     flags: list[str] = []
     for threads in args.threads:
-        gemm_before = gemm_peak(threads)
+        gemm_before = gemm_peak(threads, args.gemm_size)
         runs: dict[str, list[dict]] = {"keep": [], "default": []}
         for _ in range(args.repeats):
             for heap in ("keep", "default"):
                 runs[heap].append(measure(args, heap, threads))
-        gemm_after = gemm_peak(threads)
+        gemm_after = gemm_peak(threads, args.gemm_size)
         row: dict = {"gemm_before": gemm_before, "gemm_after": gemm_after, "runs": runs}
         for heap, rs in runs.items():
             for key in ("tokens_per_s", "page_faults_per_step"):

@@ -15,7 +15,8 @@ threads, the comparison behind that choice.
 Reported per thread count (medians over ``--repeats`` runs, with min and max):
 
 - ``tokens_per_s``: training target tokens per second (words + ``<eos>``; padding excluded);
-- ``gemm``: float32 ``torch.mm`` of two 2048x2048 matrices at the same thread count, 7 timed
+- ``gemm``: float32 ``torch.mm`` of two n x n matrices (``--gemm-size``, 2048; the tests' quick
+  runs take less, which is no peak) at the same thread count, 7 timed
   calls each just before and just after the training window; the figure is the median call, and
   the utilization's denominator is the larger of the two medians (the quieter sample);
 - ``model_gflops``: training FLOP/s by the formula below; ``utilization`` = model / GEMM FLOP/s;
@@ -83,6 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--iterations", type=int, default=40, help="timed iterations per measurement")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--gemm-size", type=int, default=2048,
+                    help="n of the n x n GEMM peak measured around each figure (a quick run: less)")  # fmt: skip
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--emb", type=int, default=256)
     ap.add_argument("--hidden", type=int, default=256)
@@ -191,7 +194,7 @@ def measure(args: argparse.Namespace, sentences: list[list[int]], threads: int, 
         step(it)
     sync()
     load_before = loadavg()
-    gemm_before = gemm_peak(threads, device=device, dtype=gemm_dtype)
+    gemm_before = gemm_peak(threads, args.gemm_size, device=device, dtype=gemm_dtype)
     lengths: list[int] = []
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     t0 = time.perf_counter()
@@ -200,7 +203,7 @@ def measure(args: argparse.Namespace, sentences: list[list[int]], threads: int, 
     sync()
     wall = time.perf_counter() - t0
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
-    gemm_after = gemm_peak(threads, device=device, dtype=gemm_dtype)
+    gemm_after = gemm_peak(threads, args.gemm_size, device=device, dtype=gemm_dtype)
     load_after = loadavg()
     if splitter is not None:
         splitter.close()

@@ -38,9 +38,10 @@ def _job(script: str, *args: str, out: str) -> None:
 
 _job("pretrain_throughput.py", "--threads", "2", "1", "--iterations", "2", "--warmup", "1",
      "--repeats", "1", "--emb", "16", "--hidden", "16", "--latent", "4", "--native-lstm",
-     "--batch-split", out="throughput.json")  # fmt: skip
+     "--batch-split", "--gemm-size", "256", out="throughput.json")  # fmt: skip
 _job("pretrain_heap.py", "--threads", "2", "--iterations", "5", "--skip", "2", "--repeats", "1",
-     "--emb", "16", "--hidden", "16", "--latent", "4", out="heap.json")  # fmt: skip
+     "--emb", "16", "--hidden", "16", "--latent", "4", "--gemm-size", "256",
+     out="heap.json")  # fmt: skip
 _job("pretrain_profile.py", "--iterations", "2", "--warmup", "1", "--repeats", "1",
      out="profile.json")  # fmt: skip
 
