@@ -11,7 +11,7 @@ import time
 import pytest
 
 from betamcmc.core.errors import BetamcmcError, InputError
-from betamcmc.core.parallel import kill_processes, process_identity, run_jobs
+from betamcmc.core.parallel import is_running, kill_processes, process_identity, run_jobs
 
 
 def square(job: int, stop: threading.Event) -> int:
@@ -70,3 +70,16 @@ def test_kill_processes_kills_by_pid_and_start_time_only() -> None:
         for proc in (stopped, other):
             proc.kill()
             proc.wait()
+
+
+def test_a_worker_watches_its_master_by_pid_and_start_time() -> None:
+    """What a local sampling worker's heartbeat thread checks (it leaves once the master is
+    gone): the master's process by pid and start time, not the worker's parent (the fork
+    server, which a SIGTERM to the whole job ends while the master still runs)."""
+    child = subprocess.Popen(["sleep", "60"])
+    ident = process_identity(child.pid)
+    assert is_running(child.pid, ident) and is_running(child.pid, None)
+    assert not is_running(child.pid, "another start time")  # the pid of another process
+    child.kill()
+    child.wait()
+    assert not is_running(child.pid, ident) and not is_running(child.pid, None)

@@ -19,13 +19,12 @@ from typing import Any
 
 import pytest
 
-from betamcmc.core.parallel import process_identity
 from betamcmc.core.pipeline import StageItem
 from betamcmc.params import validate_params
 from betamcmc.sgmcmc.engine.launch import run_local
 from betamcmc.sgmcmc.engine.result import IncompleteRun, RunResult, require_complete
 from betamcmc.sgmcmc.engine.samples import read_samples
-from betamcmc.sgmcmc.engine.worker import WorkerContext, _running
+from betamcmc.sgmcmc.engine.worker import WorkerContext
 from betamcmc.sgmcmc.experiment import make_spec
 
 from conftest import REPO, gone, tiny_params, wait_gone, write_params
@@ -371,19 +370,6 @@ def test_workers_the_fork_server_lost_track_of_are_ended_with_the_master(tmp_pat
     assert proc.returncode == 143, err
     assert err.strip().splitlines()[-1].startswith("error: stopped by SIGTERM; "), err
     assert all(gone(pid) for pid in workers)  # already when the master has exited
-
-
-def test_a_worker_watches_its_master_by_pid_and_start_time() -> None:
-    """What a local worker's heartbeat thread checks (it leaves once the master is gone): the
-    master's process, not the worker's parent (the fork server, which a SIGTERM to the whole
-    job ends while the master still runs)."""
-    child = subprocess.Popen(["sleep", "60"])
-    ident = process_identity(child.pid)
-    assert _running(child.pid, ident) and _running(child.pid, None)
-    assert not _running(child.pid, "another start time")  # the pid of another process
-    child.kill()
-    child.wait()
-    assert not _running(child.pid, ident) and not _running(child.pid, None)
 
 
 def _job_processes(pgid: int) -> str:

@@ -158,6 +158,9 @@ def _end_all(running: dict[Any, tuple[int, Any]]) -> None:
         proc.join()
 
 
+ProcessId = tuple[int, "str | None"]  # a pid and its process_identity
+
+
 def process_identity(pid: int) -> str | None:
     """``pid``'s start time as ``/proc/<pid>/stat`` gives it (with the pid, it names one process:
     pids are reused); None once the process has exited (gone or a zombie), or without ``/proc``."""
@@ -167,6 +170,18 @@ def process_identity(pid: int) -> str | None:
     except (OSError, IndexError):
         return None
     return None if fields[0] in ("Z", "X") else fields[19]  # state, starttime (fields 3, 22)
+
+
+def is_running(pid: int, identity: str | None) -> bool:
+    """Does process ``pid`` (started at ``identity``, :func:`process_identity`) still run?
+    Without ``/proc`` (``identity`` None): whether the pid exists."""
+    if identity is not None:
+        return process_identity(pid) == identity
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def kill_processes(identities: dict[int, str], wait_s: float = 5.0) -> None:

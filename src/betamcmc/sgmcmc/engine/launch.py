@@ -42,7 +42,13 @@ from torch.distributed import distributed_c10d
 
 from betamcmc.core.errors import BetamcmcError, ParamsError
 from betamcmc.core.io import limit_threads, write_json
-from betamcmc.core.parallel import kill_processes, loaded_modules, process_identity, start_server
+from betamcmc.core.parallel import (
+    ProcessId,
+    kill_processes,
+    loaded_modules,
+    process_identity,
+    start_server,
+)
 from betamcmc.sgmcmc.engine import protocols
 from betamcmc.sgmcmc.engine.config import RunSpec
 from betamcmc.sgmcmc.engine.master import WorkerLost, run_master
@@ -114,7 +120,7 @@ def _master(
 
 
 def _worker_entry(
-    rank: int, world: int, init_method: str, spec: RunSpec, master: tuple[int, str | None]
+    rank: int, world: int, init_method: str, spec: RunSpec, master: ProcessId
 ) -> None:
     limit_threads(spec.config.threads)
     _init(rank, world, init_method, loopback=True)

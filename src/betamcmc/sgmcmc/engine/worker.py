@@ -15,7 +15,8 @@ prior_std^2`` and applies its sampler; *when* it talks to the master is its prot
 * **The heartbeat thread** sends a header-only HEARTBEAT whenever the worker has sent nothing for
   ``heartbeat_interval`` seconds (burn-in of ``single``/``sync``, a slow gradient, a straggler),
   so the master can tell a silent healthy worker from a lost one without any timeout on the
-  computation. It also notices a vanished master and ends the process.
+  computation. It also ends the process once the master's is gone (by pid and start time, not
+  by its parent: a SIGTERM to the whole job ends the fork server while the master goes on).
 
 A non-finite loss is reported to the master as an ERROR message (the master ends the run with a
 :class:`~betamcmc.core.errors.DivergenceError`); a failed collective, SIGTERM or SIGINT as an ABORT
@@ -36,7 +37,7 @@ import torch
 import torch.distributed as dist
 
 from betamcmc.core.errors import DivergenceError
-from betamcmc.core.parallel import process_identity
+from betamcmc.core.parallel import ProcessId, is_running
 from betamcmc.sgmcmc.engine import wire
 from betamcmc.sgmcmc.engine.config import RunSpec
 from betamcmc.sgmcmc.engine.flat import FlatModel, all_finite, seed_for
@@ -105,17 +106,16 @@ class WorkerContext:
         self._last_sent = time.monotonic()
         self._closing = threading.Event()
         self._heartbeat: threading.Thread | None = None
-        self._master: tuple[int, str | None] | None = None  # see start
+        self._master: ProcessId | None = None  # see start
         self._posted: Any = None  # a message sent without waiting (see post)
         self._pushed: Any = None  # an exchange in flight (see start_exchange)
         self._pulled: Any = None
         self._exchange_started = 0.0
         self.exchanges = 0
 
-    def start(self, master: tuple[int, str | None] | None = None) -> None:
-        """Start the heartbeat thread (once sampling starts; tests drive the sampler without).
-        ``master``: the master's pid and :func:`~betamcmc.core.parallel.process_identity` on
-        this machine (a local run): the worker leaves once that process is gone."""
+    def start(self, master: ProcessId | None = None) -> None:
+        """Start the heartbeat thread (once sampling starts; tests drive the sampler without),
+        which ends the worker once ``master`` (a local run's master process) is gone."""
         self._master = master
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._heartbeat.start()
@@ -293,7 +293,7 @@ class WorkerContext:
         interval = heartbeat_interval(self.cfg.worker_timeout)
         beat = wire.Message(self.flat.dim)
         while not self._closing.wait(interval / 2):
-            if self._master is not None and not _running(*self._master):
+            if self._master is not None and not is_running(*self._master):
                 _leave("the master process is gone")
             if time.monotonic() - self._last_sent < interval:
                 continue
@@ -314,19 +314,6 @@ class WorkerContext:
             self._heartbeat.join(timeout=REPORT_WAIT_S)
 
 
-def _running(pid: int, identity: str | None) -> bool:
-    """Does process ``pid`` (started at ``identity``, :func:`process_identity`) still run? Its
-    parent is no guide: a worker's parent is the fork server, which a SIGTERM to the whole job
-    ends while the master goes on (until it has killed the workers)."""
-    if identity is not None:
-        return process_identity(pid) == identity
-    try:  # no /proc: whether the pid exists
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def _leave(why: str) -> None:
     """End a worker whose master is gone (from a helper thread: no cleanup is possible)."""
     print(f"sgmcmc worker: {why}; exiting", file=sys.stderr, flush=True)
@@ -338,12 +325,11 @@ def run_worker(
     rank: int,
     worker_group: Any,
     protocol: SamplingProtocol,
-    master: tuple[int, str | None] | None = None,
+    master: ProcessId | None = None,
 ) -> None:
     """Build this worker and run ``protocol.worker`` until the master says stop; report a
     divergence, a lost peer or a stop signal to the master before leaving. ``master``: the
     master's process on this machine (see :meth:`WorkerContext.start`), None under torchrun."""
-
     signal.signal(signal.SIGTERM, _on_stop_signal)
     signal.signal(signal.SIGINT, _on_stop_signal)
     ctx: WorkerContext | None = None
