@@ -99,16 +99,11 @@ class StageItem:
         return [*self.outs, *self.metrics, *self.plots]
 
 
-# libyaml's safe loader where PyYAML has it: the same result, a tenth of the time (every stage
-# reads dvc.yaml a few times as it starts)
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def load_stages(dvc_yaml: str | Path = DVC_YAML) -> dict[str, Any]:
     """The ``stages:`` mapping of dvc.yaml (in the working directory: DVC runs commands there)."""
     path = Path(dvc_yaml)
     try:
-        stages = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)["stages"]
+        stages = yaml.safe_load(path.read_text(encoding="utf-8"))["stages"]
     except FileNotFoundError:
         raise InputError("no dvc.yaml here (run stages from the project root)", path) from None
     return {name: flatten(spec) for name, spec in stages.items()}
